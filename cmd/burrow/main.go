@@ -1,0 +1,156 @@
+// Command burrow is Burrow's single binary: the camouflaged exit server, the
+// user administration, and the client. See `burrow help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+const usage = `burrow — a censorship-resistant VPN (VLESS + REALITY + Vision, Xray-compatible)
+
+Server:
+  burrow server init --cover HOST:PORT --sni NAME [--data DIR] [--listen :443] [--public-addr HOST]
+  burrow server run [--data DIR]
+
+Users (work while the server runs):
+  burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
+  burrow user list | show NAME [--qr FILE.png] | set NAME ... | revoke NAME | rotate NAME | reset-traffic NAME
+
+Client:
+  burrow connect LINK|FILE [--socks 127.0.0.1:1080] [--http 127.0.0.1:8080]
+
+Try it on one machine (local cover site, server and client, no internet needed):
+  burrow demo
+
+Run 'burrow COMMAND -h' for a command's flags.
+`
+
+// exitError carries an exit status out of a command.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err == nil {
+		return
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	fmt.Fprintln(os.Stderr, "burrow:", err)
+	os.Exit(1)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitError{2}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "server":
+		return runServer(ctx, rest, stdout, stderr)
+	case "user", "users":
+		return runUser(rest, stdout, stderr)
+	case "connect":
+		return runConnect(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintln(stdout, "burrow", version)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+var version = "dev"
+
+func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("server: want `burrow server init` or `burrow server run`")
+	}
+	switch args[0] {
+	case "init":
+		return serverInit(args[1:], stdout, stderr)
+	case "run":
+		return serverRun(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("server: unknown subcommand %q (want init or run)", args[0])
+}
+
+// parseArgs parses flags that may come before, between or after positional
+// arguments (`user add NAME --quota 5GB`), and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func newLogger(w io.Writer, debug bool) *slog.Logger {
+	lvl := slog.LevelInfo
+	if debug {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

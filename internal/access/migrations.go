@@ -1,0 +1,80 @@
+package access
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migration is one schema step. Versions start at 1 and never change once
+// released: a new schema is a new migration appended to the list.
+type migration struct {
+	version int
+	stmts   []string
+}
+
+var migrations = []migration{
+	{1, []string{
+		`CREATE TABLE users (
+			id            INTEGER PRIMARY KEY,
+			name          TEXT    NOT NULL,
+			name_key      TEXT    NOT NULL UNIQUE,
+			uuid          TEXT    NOT NULL UNIQUE,
+			sub_token     TEXT    NOT NULL UNIQUE,
+			created_at    INTEGER NOT NULL,
+			quota         INTEGER NOT NULL DEFAULT 0 CHECK (quota >= 0),
+			expires_at    INTEGER NOT NULL DEFAULT 0,
+			reset         TEXT    NOT NULL DEFAULT 'never' CHECK (reset IN ('never', 'weekly', 'monthly')),
+			note          TEXT    NOT NULL DEFAULT '',
+			revoked       INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),
+			bytes_up      INTEGER NOT NULL DEFAULT 0 CHECK (bytes_up >= 0),
+			bytes_down    INTEGER NOT NULL DEFAULT 0 CHECK (bytes_down >= 0),
+			last_seen_day TEXT    NOT NULL DEFAULT '',
+			period_start  INTEGER NOT NULL
+		) STRICT`,
+	}},
+}
+
+// latestVersion is the schema version this binary writes.
+func latestVersion() int { return migrations[len(migrations)-1].version }
+
+// migrate brings the schema up to date in one immediate (write-locked)
+// transaction, so processes opening the database at the same time apply each
+// migration exactly once. A database written by a newer binary is refused.
+func migrate(ctx context.Context, db *sql.DB, now int64) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("access: migrate: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("access: migrate: %w", err)
+	}
+	var cur int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		return fmt.Errorf("access: migrate: read version: %w", err)
+	}
+	if cur > latestVersion() {
+		return fmt.Errorf("access: database schema version %d is newer than this program's %d; upgrade burrow", cur, latestVersion())
+	}
+	for _, m := range migrations {
+		if m.version <= cur {
+			continue
+		}
+		for _, stmt := range m.stmts {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("access: migration %d: %w", m.version, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, now); err != nil {
+			return fmt.Errorf("access: migration %d: record: %w", m.version, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("access: migrate: commit: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+package camo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// srvServeRaw runs handle for every connection to a loopback listener
+// (a plain-TCP "cover" to exercise the splice).
+func srvServeRaw(t *testing.T, handle func(*net.TCPConn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { handle(c.(*net.TCPConn)) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func TestSpliceHalfClose(t *testing.T) {
+	// The cover reads until the client's FIN, then answers and closes:
+	// both FINs must pass through, and data after a half-close too.
+	cover := srvServeRaw(t, func(c *net.TCPConn) {
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		c.Write([]byte("got " + string(b)))
+	})
+	h := srvStart(t, cover)
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("HELO junk"))
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "got HELO junk" {
+		t.Errorf("after half-close read %q, %v; want %q, nil (FIN)", got, err, "got HELO junk")
+	}
+	if err := h.result(t, c.LocalAddr().String()); !errors.Is(err, ErrFallback) {
+		t.Errorf("Handshake = %v, want ErrFallback", err)
+	}
+}
+
+func TestCoverSpeaksFirst(t *testing.T) {
+	tests := []struct {
+		name   string
+		handle func(*net.TCPConn)
+		want   string
+		end    string
+	}{
+		{"banner", func(c *net.TCPConn) {
+			c.Write([]byte("220 mail ready\r\n"))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "220 mail ready\r\n", "FIN"},
+		{"immediate close", func(c *net.TCPConn) { c.Close() }, "", "FIN"},
+		{"immediate reset", func(c *net.TCPConn) { c.SetLinger(0); c.Close() }, "", "RST"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := srvStart(t, srvServeRaw(t, tt.handle))
+			c, err := net.Dial("tcp", h.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// A partial hello: without the cover's word we would wait.
+			c.Write([]byte{0x16, 3, 1, 0, 100, 1})
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			start := time.Now()
+			got, err := io.ReadAll(c)
+			end, timing := srvClassify(err, time.Since(start))
+			if string(got) != tt.want || end != tt.end || timing != "fast" {
+				t.Errorf("read %q, ended %s %s; want %q, a fast %s", got, end, timing, tt.want, tt.end)
+			}
+			c.Close()
+			if err := h.result(t, c.LocalAddr().String()); !errors.Is(err, ErrFallback) {
+				t.Errorf("Handshake = %v, want ErrFallback", err)
+			}
+		})
+	}
+}
+
+func TestSpliceIdleTimeout(t *testing.T) {
+	cover := srvServeRaw(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) }) // never answers, never closes
+	priv, _, _ := GenerateKey()
+	s, err := NewServer(ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{1}}, ServerNames: []string{"a.example"},
+		Cover: cover, fallbackIdle: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := s.Handshake(context.Background(), sc.(*net.TCPConn))
+		done <- err
+	}()
+	client.Write([]byte("junk"))
+	// Keep the splice busy for a while: activity must postpone the timeout.
+	for range 5 {
+		time.Sleep(150 * time.Millisecond)
+		client.Write([]byte("more"))
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFallback) {
+			t.Errorf("Handshake = %v, want ErrFallback", err)
+		}
+		if d := time.Since(start); d < 1100*time.Millisecond || d > 3*time.Second {
+			t.Errorf("idle splice ended after %v, want about 0.75 s + 0.4 s idle", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle splice did not end")
+	}
+}
+
+func TestSpliceContextCancel(t *testing.T) {
+	cover := srvServeRaw(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	priv, _, _ := GenerateKey()
+	s, err := NewServer(ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{1}}, ServerNames: []string{"a.example"}, Cover: cover})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Handshake(ctx, sc.(*net.TCPConn))
+		done <- err
+	}()
+	client.Write([]byte("junk"))
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFallback) {
+			t.Errorf("Handshake = %v, want ErrFallback", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("cancelling ctx did not end the splice")
+	}
+}
+
+func TestHandshakeCoverDown(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	priv, _, _ := GenerateKey()
+	s, err := NewServer(ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{1}}, ServerNames: []string{"a.example"}, Cover: dead})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	client, err := net.Dial("tcp", l2.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, _ := l2.Accept()
+	if _, err := s.Handshake(context.Background(), sc.(*net.TCPConn)); err == nil || errors.Is(err, ErrFallback) {
+		t.Errorf("Handshake with the cover down = %v, want a dial error", err)
+	}
+	client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := client.Read(make([]byte, 1)); !isReset(err) {
+		t.Errorf("client read = %v, want a reset (as a closed port would look)", err)
+	}
+}
+
+func TestCheckCover(t *testing.T) {
+	good := srvStartCover(t, false)
+	tls12 := srvTLS12Cover(t)
+	plain := srvServeRaw(t, func(c *net.TCPConn) {
+		c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+		c.Close()
+	})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	tests := []struct {
+		name, cover, sni string
+		want             string // "" = no error; else a substring
+	}{
+		{"good", good, srvCoverName, ""},
+		{"wrong name", good, "other.example", "has no certificate for"},
+		{"tls 1.2 only", tls12, srvCoverName, "does not speak TLS 1.3 with X25519"},
+		{"not tls", plain, srvCoverName, "does not speak TLS 1.3 with X25519"},
+		{"unreachable", dead, srvCoverName, "cannot be reached"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckCover(t.Context(), nil, tt.cover, tt.sni)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("CheckCover(%s) = %v, want nil", tt.name, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("CheckCover(%s) = %v, want error containing %q", tt.name, err, tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.cover):
+				t.Errorf("CheckCover(%s) = %v, want the cover address in it", tt.name, err)
+			}
+		})
+	}
+}
+
+// srvTLS12Cover is a TLS server that stops at TLS 1.2.
+func srvTLS12Cover(t *testing.T) string {
+	cert, err := srvCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tls.VersionTLS12}
+	return srvServeRaw(t, func(c *net.TCPConn) {
+		tc := tls.Server(c, cfg)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		tc.Handshake()
+		tc.Close()
+	})
+}

@@ -1,0 +1,171 @@
+package camo
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/tlshello"
+)
+
+func TestServerAuthenticated(t *testing.T) {
+	cover := srvStartCover(t, false)
+	h := srvStart(t, cover)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16)
+	for _, tt := range []struct {
+		fp      string
+		shortID []byte
+	}{
+		{"chrome", h.shortID},
+		{"firefox", []byte{1, 2, 3, 4, 5, 6, 7, 8}},
+		{"chrome", h.shortID},
+	} {
+		t.Run(tt.fp, func(t *testing.T) {
+			start := time.Now()
+			tc, _, err := srvDialReality(t, h, ClientConfig{ServerName: srvCoverName, PublicKey: h.pub, ShortID: tt.shortID, Fingerprint: tt.fp})
+			if err != nil {
+				t.Fatalf("Client = %v, want nil", err)
+			}
+			if err := h.result(t, tc.LocalAddr().String()); err != nil {
+				t.Fatalf("Handshake = %v, want nil", err)
+			}
+			if err := srvEcho(tc, []byte("ping")); err != nil {
+				t.Fatalf("echo(ping) = %v, want nil", err)
+			}
+			if err := srvEcho(tc, big); err != nil {
+				t.Fatalf("echo(64 KiB) = %v, want nil", err)
+			}
+			// Record-size detection takes about the cover's idle timeout;
+			// reality's own wait would be 5 s steps.
+			if d := time.Since(start); d > 4*time.Second {
+				t.Errorf("authenticated round trip took %v, want well under 5 s", d)
+			}
+		})
+	}
+}
+
+func TestServerRejectsWrongCredentials(t *testing.T) {
+	cover := srvStartCover(t, false)
+	h := srvStart(t, cover)
+	_, otherPub, _ := GenerateKey()
+	for _, tt := range []struct {
+		name string
+		cfg  ClientConfig
+	}{
+		{"wrong short id", ClientConfig{ServerName: srvCoverName, PublicKey: h.pub, ShortID: []byte{0xab}}},
+		{"wrong key", ClientConfig{ServerName: srvCoverName, PublicKey: otherPub, ShortID: h.shortID}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, flight, err := srvDialReality(t, h, tt.cfg)
+			if !errors.Is(err, ErrNotReality) {
+				t.Errorf("Client = %v, want ErrNotReality (served by the cover)", err)
+			}
+			if len(flight) == 0 {
+				t.Fatal("no first flight captured")
+			}
+		})
+	}
+}
+
+// srvCatchHello returns the ClientHello that client sends.
+func srvCatchHello(t *testing.T, client func(net.Conn)) *tlshello.ClientHello {
+	t.Helper()
+	a, b := net.Pipe()
+	go func() {
+		client(a)
+		a.Close()
+	}()
+	defer b.Close()
+	b.SetDeadline(time.Now().Add(5 * time.Second))
+	hello, _, err := tlshello.ReadRecords(b)
+	if err != nil {
+		t.Fatalf("ReadRecords = %v", err)
+	}
+	return hello
+}
+
+func TestAuthenticate(t *testing.T) {
+	priv, pub, _ := GenerateKey()
+	s, err := NewServer(ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{0x11, 0x22}}, ServerNames: []string{"a.example"}, Cover: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reality := func(cfg ClientConfig) func(net.Conn) {
+		return func(c net.Conn) { Client(t.Context(), c, cfg) }
+	}
+	good := ClientConfig{ServerName: "a.example", PublicKey: pub, ShortID: []byte{0x11, 0x22}}
+	now := time.Now()
+	tests := []struct {
+		name   string
+		client func(net.Conn)
+		now    time.Time
+		reason string // "" = accepted; else a substring of the reason
+	}{
+		{"good", reality(good), now, ""},
+		{"good firefox", reality(ClientConfig{ServerName: "a.example", PublicKey: pub, ShortID: []byte{0x11, 0x22}, Fingerprint: "firefox"}), now, ""},
+		{"clock ahead", reality(good), now.Add(-2 * time.Minute), "clock"},
+		{"clock behind", reality(good), now.Add(2 * time.Minute), "clock"},
+		{"short id", reality(ClientConfig{ServerName: "a.example", PublicKey: pub, ShortID: []byte{0x11}}), now, "short ID"},
+		{"other sni", reality(ClientConfig{ServerName: "b.example", PublicKey: pub, ShortID: []byte{0x11, 0x22}}), now, "server name"},
+		{"plain go tls", func(c net.Conn) { tls.Client(c, &tls.Config{ServerName: "a.example"}).Handshake() }, now, "does not open"},
+		{"tls 1.2 only", func(c net.Conn) {
+			tls.Client(c, &tls.Config{ServerName: "a.example", MaxVersion: tls.VersionTLS12}).Handshake()
+		}, now, "TLS 1.3"},
+		{"no x25519", func(c net.Conn) {
+			tls.Client(c, &tls.Config{ServerName: "a.example", CurvePreferences: []tls.CurveID{tls.CurveP256}}).Handshake()
+		}, now, "X25519"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := srvCatchHello(t, tt.client)
+			_, reason := s.authenticate(h, tt.now)
+			if tt.reason == "" && reason != "" || tt.reason != "" && !strings.Contains(reason, tt.reason) {
+				t.Errorf("authenticate(%s) = %q, want %q", tt.name, reason, tt.reason)
+			}
+		})
+	}
+}
+
+func TestNewServerValidates(t *testing.T) {
+	priv, _, _ := GenerateKey()
+	good := ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{1}}, ServerNames: []string{"a.example"}, Cover: "127.0.0.1:443"}
+	tests := []struct {
+		name string
+		edit func(*ServerConfig)
+		want string
+	}{
+		{"short key", func(c *ServerConfig) { c.PrivateKey = priv[:31] }, "private key"},
+		{"no short ids", func(c *ServerConfig) { c.ShortIDs = nil }, "short IDs"},
+		{"long short id", func(c *ServerConfig) { c.ShortIDs = [][]byte{make([]byte, 9)} }, "short ID"},
+		{"no names", func(c *ServerConfig) { c.ServerNames = nil }, "server names"},
+		{"bad cover", func(c *ServerConfig) { c.Cover = "example.com" }, "host:port"},
+		{"negative diff", func(c *ServerConfig) { c.MaxTimeDiff = -time.Second }, "MaxTimeDiff"},
+	}
+	for _, tt := range tests {
+		cfg := good
+		tt.edit(&cfg)
+		if _, err := NewServer(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("NewServer(%s) = %v, want error about %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestGenerateKey(t *testing.T) {
+	priv, pub, err := GenerateKey()
+	if err != nil || len(priv) != 32 || len(pub) != 32 {
+		t.Fatalf("GenerateKey() = %d, %d bytes, %v; want 32, 32, nil", len(priv), len(pub), err)
+	}
+	priv2, _, _ := GenerateKey()
+	if bytes.Equal(priv, priv2) {
+		t.Error("GenerateKey returned the same key twice")
+	}
+}
+
+// srvGoClient returns a crypto/tls client handshake for srvCatchHello.
+func srvGoClient(sni string) func(net.Conn) {
+	return func(c net.Conn) { tls.Client(c, &tls.Config{ServerName: sni}).Handshake() }
+}

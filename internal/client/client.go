@@ -1,0 +1,111 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/proxy/httpproxy"
+	"github.com/burrow-vpn/burrow/internal/proxy/socks5"
+)
+
+// Config is what `burrow connect` runs.
+type Config struct {
+	// Link is the server to connect to.
+	Link *links.VLESS
+	// SOCKS is the SOCKS5 listen address. Default "127.0.0.1:1080"; "" turns it off.
+	SOCKS string
+	// HTTP is the HTTP proxy listen address. Default "127.0.0.1:8080"; "" turns it off.
+	HTTP string
+	// Logger receives errors; nil discards.
+	Logger *slog.Logger
+}
+
+// Client is a running client.
+type Client struct {
+	cfg    Config
+	Tunnel *Tunnel
+	socks  net.Listener
+	http   net.Listener
+}
+
+// New checks cfg and opens the listeners (so an address in use is reported
+// before anything else starts).
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SOCKS == "" && cfg.HTTP == "" {
+		return nil, errors.New("both --socks and --http are off: nothing to serve")
+	}
+	t, err := NewTunnel(cfg.Link)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, Tunnel: t}
+	var lc net.ListenConfig
+	if cfg.SOCKS != "" {
+		if c.socks, err = lc.Listen(ctx, "tcp", cfg.SOCKS); err != nil {
+			return nil, listenError("socks", cfg.SOCKS, err)
+		}
+	}
+	if cfg.HTTP != "" {
+		if c.http, err = lc.Listen(ctx, "tcp", cfg.HTTP); err != nil {
+			if c.socks != nil {
+				c.socks.Close()
+			}
+			return nil, listenError("http", cfg.HTTP, err)
+		}
+	}
+	return c, nil
+}
+
+func listenError(flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("--%s %s: the port is already in use by another program; pick another with --%s HOST:PORT, or --%s '' to turn it off", flag, addr, flag, flag)
+	}
+	return fmt.Errorf("--%s %s: %w", flag, addr, err)
+}
+
+// SOCKSAddr and HTTPAddr return the bound addresses (nil when off).
+func (c *Client) SOCKSAddr() net.Addr { return addrOf(c.socks) }
+func (c *Client) HTTPAddr() net.Addr  { return addrOf(c.http) }
+
+func addrOf(l net.Listener) net.Addr {
+	if l == nil {
+		return nil
+	}
+	return l.Addr()
+}
+
+// Run serves until ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if c.socks != nil {
+		srv := &socks5.Server{Dialer: c.Tunnel, Logger: c.cfg.Logger}
+		g.Go(func() error { return serveUntil(ctx, c.socks, srv.Serve) })
+	}
+	if c.http != nil {
+		srv := &httpproxy.Server{Dialer: c.Tunnel, Logger: c.cfg.Logger}
+		g.Go(func() error { return serveUntil(ctx, c.http, srv.Serve) })
+	}
+	return g.Wait()
+}
+
+// serveUntil runs serve on l and closes l when ctx ends; a close caused by
+// ctx is not an error.
+func serveUntil(ctx context.Context, l net.Listener, serve func(net.Listener) error) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	err := serve(l)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

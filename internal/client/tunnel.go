@@ -1,0 +1,187 @@
+// Package client is Burrow's client: the tunnel dialer that opens REALITY +
+// VLESS connections to the server, the local SOCKS5 and HTTP frontends that
+// feed it, and the status the CLI shows.
+//
+//	app ─► socks5 / httpproxy ─► Tunnel.DialContext ─► TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn
+//
+// Every proxied connection is its own tunnel connection, so a server restart
+// or a network drop only fails the connections open at that moment; new ones
+// dial again, with backoff while the server is unreachable.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/vless"
+)
+
+// State is the tunnel's health as the user sees it.
+type State int32
+
+const (
+	StateConnecting State = iota // no handshake has completed yet
+	StateConnected               // the last handshake succeeded
+	StateRetrying                // the last handshake failed; new connections retry
+)
+
+func (s State) String() string {
+	switch s {
+	case StateConnected:
+		return "connected"
+	case StateRetrying:
+		return "reconnecting"
+	}
+	return "connecting"
+}
+
+// Tunnel dials proxied connections through one Burrow (or Xray-core) server.
+type Tunnel struct {
+	link   *links.VLESS
+	server string
+	cfg    camo.ClientConfig
+	dialer net.Dialer
+
+	state     atomic.Int32
+	up, down  atomic.Int64 // bytes on the wire to and from the server
+	lastErrMu sync.Mutex
+	lastErr   error // guarded by lastErrMu
+	fails     atomic.Int32
+}
+
+// NewTunnel returns a tunnel for link. It does not dial.
+func NewTunnel(link *links.VLESS) (*Tunnel, error) {
+	if link.Flow != "" && link.Flow != vless.FlowVision {
+		return nil, fmt.Errorf("link: flow %q is not supported; use %s", link.Flow, vless.FlowVision)
+	}
+	t := &Tunnel{
+		link:   link,
+		server: net.JoinHostPort(link.Host, strconv.Itoa(int(link.Port))),
+		cfg: camo.ClientConfig{
+			ServerName:  link.SNI,
+			PublicKey:   link.PublicKey,
+			ShortID:     link.ShortID,
+			Fingerprint: link.Fingerprint,
+		},
+		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+	}
+	return t, nil
+}
+
+// Server returns host:port of the server.
+func (t *Tunnel) Server() string { return t.server }
+
+// State returns the tunnel state.
+func (t *Tunnel) State() State { return State(t.state.Load()) }
+
+// Bytes returns the bytes sent to and received from the server so far.
+func (t *Tunnel) Bytes() (up, down int64) { return t.up.Load(), t.down.Load() }
+
+// LastError returns the last handshake error, if the tunnel is not connected.
+func (t *Tunnel) LastError() error {
+	t.lastErrMu.Lock()
+	defer t.lastErrMu.Unlock()
+	return t.lastErr
+}
+
+// DialContext opens a proxied connection to address ("host:port", the host
+// not resolved locally) over network "tcp" or "udp". A "udp" conn carries one
+// datagram per Read and Write.
+func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	dest, err := parseDest(address)
+	if err != nil {
+		return nil, err
+	}
+	req := &vless.Request{UUID: t.link.UUID, Dest: dest}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		req.Command = vless.CommandTCP
+		req.Flow = t.link.Flow
+	case "udp", "udp4", "udp6":
+		// UDP goes without Vision, as Xray-core accepts it.
+		req.Command = vless.CommandUDP
+	default:
+		return nil, fmt.Errorf("client: network %q not supported", network)
+	}
+	tconn, err := t.handshake(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return vless.ClientConn(tconn, req), nil
+}
+
+// handshake dials the server and completes REALITY.
+func (t *Tunnel) handshake(ctx context.Context) (net.Conn, error) {
+	raw, err := t.dialer.DialContext(ctx, "tcp", t.server)
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
+	}
+	counted := meter.NewConn(raw,
+		meter.Unlimited{AddFunc: func(n int64) { t.down.Add(n) }},
+		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n) }})
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	tconn, err := camo.Client(hctx, counted, t.cfg)
+	if err != nil {
+		raw.Close()
+		if errors.Is(err, camo.ErrNotReality) {
+			return nil, t.fail(fmt.Errorf("server %s: %w", t.server, err))
+		}
+		return nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
+	}
+	t.fails.Store(0)
+	t.state.Store(int32(StateConnected))
+	t.lastErrMu.Lock()
+	t.lastErr = nil
+	t.lastErrMu.Unlock()
+	return tconn, nil
+}
+
+func (t *Tunnel) fail(err error) error {
+	t.fails.Add(1)
+	if t.State() == StateConnected || t.fails.Load() > 0 {
+		t.state.Store(int32(StateRetrying))
+	}
+	t.lastErrMu.Lock()
+	t.lastErr = err
+	t.lastErrMu.Unlock()
+	return err
+}
+
+// Probe runs one handshake to check the server, for start-up and for the
+// background health check that drives the status line.
+func (t *Tunnel) Probe(ctx context.Context) error {
+	c, err := t.handshake(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func parseDest(address string) (vless.Addr, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return vless.Addr{}, fmt.Errorf("client: destination %q: %w", address, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return vless.Addr{}, fmt.Errorf("client: destination %q: bad port", address)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return vless.Addr{IP: ip.Unmap(), Port: uint16(p)}, nil
+	}
+	if host == "" || len(host) > 255 {
+		return vless.Addr{}, fmt.Errorf("client: destination %q: bad host", address)
+	}
+	return vless.Addr{Host: host, Port: uint16(p)}, nil
+}

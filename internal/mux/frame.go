@@ -1,0 +1,194 @@
+package mux
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+)
+
+// Session statuses (frame byte 2).
+const (
+	statusNew       = 0x01
+	statusKeep      = 0x02
+	statusEnd       = 0x03
+	statusKeepAlive = 0x04
+)
+
+// Option bits (frame byte 3).
+const (
+	optData  = 0x01
+	optError = 0x02
+)
+
+// Target networks.
+const (
+	netTCP = 0x01
+	netUDP = 0x02
+)
+
+// maxMeta is Xray's limit on the metadata length.
+const maxMeta = 512
+
+// ErrFrame reports a malformed mux.cool frame; the whole mux connection is unusable after it.
+var ErrFrame = errors.New("mux: malformed frame")
+
+// frame is one decoded mux.cool frame.
+type frame struct {
+	id       uint16
+	status   byte
+	option   byte
+	network  byte   // netTCP/netUDP when the frame names a destination
+	dest     string // host:port, "" if the frame names none
+	globalID [8]byte
+	data     []byte // payload when option has optData (aliases the reader's buffer)
+}
+
+// frameReader decodes frames from a stream; data slices are valid until the next read.
+type frameReader struct {
+	r    io.Reader
+	meta [maxMeta]byte
+	data []byte
+}
+
+func (fr *frameReader) read() (*frame, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(fr.r, l[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(l[:]))
+	if n > maxMeta {
+		return nil, fmt.Errorf("%w: metadata length %d", ErrFrame, n)
+	}
+	meta := fr.meta[:n]
+	if _, err := io.ReadFull(fr.r, meta); err != nil {
+		return nil, noEOF(err)
+	}
+	f, err := parseMeta(meta)
+	if err != nil {
+		return nil, err
+	}
+	if f.option&optData != 0 {
+		if _, err := io.ReadFull(fr.r, l[:]); err != nil {
+			return nil, noEOF(err)
+		}
+		dn := int(binary.BigEndian.Uint16(l[:]))
+		if cap(fr.data) < dn {
+			fr.data = make([]byte, dn, max(dn, 2048))
+		}
+		f.data = fr.data[:dn]
+		if _, err := io.ReadFull(fr.r, f.data); err != nil {
+			return nil, noEOF(err)
+		}
+	}
+	return f, nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// parseMeta decodes the metadata as Xray's FrameMetadata.UnmarshalFromBuffer does (without
+// the reverse-proxy source/local extension).
+func parseMeta(m []byte) (*frame, error) {
+	if len(m) < 4 {
+		return nil, fmt.Errorf("%w: metadata of %d bytes", ErrFrame, len(m))
+	}
+	f := &frame{id: binary.BigEndian.Uint16(m), status: m[2], option: m[3]}
+	rest := m[4:]
+	if f.status == statusNew || f.status == statusKeep && len(rest) > 0 && rest[0] == netUDP {
+		if len(m) < 8 {
+			return nil, fmt.Errorf("%w: short destination", ErrFrame)
+		}
+		f.network = rest[0]
+		if f.network != netTCP && f.network != netUDP {
+			return nil, fmt.Errorf("%w: network %d", ErrFrame, f.network)
+		}
+		dest, n, err := parseAddrPort(rest[1:])
+		if err != nil {
+			return nil, err
+		}
+		f.dest = dest
+		rest = rest[1+n:]
+		if f.status == statusNew && f.option&optData != 0 && f.network == netUDP && len(rest) >= 8 {
+			copy(f.globalID[:], rest)
+		}
+	}
+	return f, nil
+}
+
+// parseAddrPort reads port (2 bytes BE), type (1 IPv4, 2 domain, 3 IPv6) and address, and
+// returns host:port and the bytes used.
+func parseAddrPort(b []byte) (string, int, error) {
+	if len(b) < 4 {
+		return "", 0, fmt.Errorf("%w: short address", ErrFrame)
+	}
+	port := strconv.Itoa(int(binary.BigEndian.Uint16(b)))
+	switch b[2] {
+	case 1:
+		if len(b) < 7 {
+			return "", 0, fmt.Errorf("%w: short IPv4", ErrFrame)
+		}
+		return net.JoinHostPort(netip.AddrFrom4([4]byte(b[3:7])).String(), port), 7, nil
+	case 3:
+		if len(b) < 19 {
+			return "", 0, fmt.Errorf("%w: short IPv6", ErrFrame)
+		}
+		return net.JoinHostPort(netip.AddrFrom16([16]byte(b[3:19])).Unmap().String(), port), 19, nil
+	case 2:
+		n := int(b[3])
+		if n == 0 || len(b) < 4+n {
+			return "", 0, fmt.Errorf("%w: bad domain length", ErrFrame)
+		}
+		d := string(b[4 : 4+n])
+		if ip, err := netip.ParseAddr(d); err == nil && ip.Zone() == "" {
+			return net.JoinHostPort(ip.Unmap().String(), port), 4 + n, nil
+		}
+		for i := 0; i < len(d); i++ {
+			c := d[i]
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.' || c == '_') {
+				return "", 0, fmt.Errorf("%w: bad domain character", ErrFrame)
+			}
+		}
+		return net.JoinHostPort(d, port), 4 + n, nil
+	default:
+		return "", 0, fmt.Errorf("%w: address type %d", ErrFrame, b[2])
+	}
+}
+
+// appendAddrPort encodes an IP source address of a response packet.
+func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
+	b = binary.BigEndian.AppendUint16(b, ap.Port())
+	ip := ap.Addr().Unmap()
+	if ip.Is4() {
+		v := ip.As4()
+		return append(append(b, 1), v[:]...)
+	}
+	v := ip.As16()
+	return append(append(b, 3), v[:]...)
+}
+
+// appendFrame appends a frame: metadata (id, status, option, and for UDP data from src, the
+// network byte and source address), then the data length and data if option has optData.
+func appendFrame(b []byte, id uint16, status, option byte, src netip.AddrPort, data []byte) []byte {
+	start := len(b)
+	b = append(b, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, id)
+	b = append(b, status, option)
+	if src.IsValid() {
+		b = append(b, netUDP)
+		b = appendAddrPort(b, src)
+	}
+	binary.BigEndian.PutUint16(b[start:], uint16(len(b)-start-2))
+	if option&optData != 0 {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(data)))
+		b = append(b, data...)
+	}
+	return b
+}

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/vless"
+)
+
+const (
+	requestTimeout = 30 * time.Second // TLS established → VLESS header read
+	udpIdleTimeout = 2 * time.Minute
+)
+
+// Stats are the server's live counters, read by the admin API and metrics.
+type Stats struct {
+	Active        atomic.Int64 // proxied connections now
+	Authenticated atomic.Int64 // REALITY handshakes that authenticated
+	Fallback      atomic.Int64 // connections handed to the cover site
+	Refused       atomic.Int64 // egress refusals by policy
+	Rejected      atomic.Int64 // authenticated TLS, but unknown or unusable user
+	BytesUp       atomic.Int64 // client → destination
+	BytesDown     atomic.Int64 // destination → client
+}
+
+func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
+	stop := context.AfterFunc(ctx, func() { tc.Close() })
+	defer stop()
+
+	tconn, err := s.camo.Handshake(ctx, tc)
+	if err != nil {
+		if errors.Is(err, camo.ErrFallback) {
+			s.stats.Fallback.Add(1)
+		} else {
+			s.log.Debug("handshake failed", "err", err)
+		}
+		return
+	}
+	s.stats.Authenticated.Add(1)
+	defer tconn.Close()
+
+	tconn.SetReadDeadline(time.Now().Add(requestTimeout))
+	req, err := vless.ReadRequest(tconn)
+	if err != nil {
+		s.log.Debug("bad vless request", "err", err)
+		return
+	}
+	tconn.SetReadDeadline(time.Time{})
+	sess, err := s.users.Acquire(req.UUID)
+	if err != nil {
+		// Unknown, revoked, expired or over quota: the same silent close as a failed dial.
+		s.stats.Rejected.Add(1)
+		s.log.Debug("request refused", "reason", err)
+		return
+	}
+	defer sess.Close()
+	sess.OnCut(func() { tconn.Close() })
+	if !flowAllowed(req) {
+		s.log.Debug("request refused: TCP without flow " + vless.FlowVision)
+		return
+	}
+
+	s.stats.Active.Add(1)
+	defer s.stats.Active.Add(-1)
+	if s.opts.LogDestinations {
+		s.log.Info("proxy", "user", sess.lu.user.Name, "cmd", req.Command, "dest", req.Dest.String())
+	}
+
+	switch req.Command {
+	case vless.CommandTCP:
+		s.proxyTCP(ctx, tconn, req, sess)
+	case vless.CommandUDP:
+		s.proxyUDP(ctx, tconn, req, sess)
+	case vless.CommandMux:
+		s.proxyMux(ctx, tconn, req, sess)
+	}
+}
+
+// flowAllowed mirrors Xray-core: a TCP request must use Vision (a plain
+// TLS-in-TLS stream is a detectable pattern we refuse to carry); UDP and
+// mux requests may come without it.
+func flowAllowed(req *vless.Request) bool {
+	if req.Command == vless.CommandTCP {
+		return req.Flow == vless.FlowVision
+	}
+	return req.Flow == "" || req.Flow == vless.FlowVision
+}
+
+func (s *Server) dial(ctx context.Context, network string, req *vless.Request) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := s.egress.DialContext(dctx, network, req.Dest.String())
+	if err != nil {
+		if errors.Is(err, ErrEgressRefused) {
+			s.stats.Refused.Add(1)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Server) proxyTCP(ctx context.Context, tconn net.Conn, req *vless.Request, sess *Session) {
+	target, err := s.dial(ctx, "tcp", req)
+	if err != nil {
+		s.log.Debug("dial failed", "err", err)
+		return
+	}
+	defer target.Close()
+	sess.OnCut(func() { target.Close() })
+	client := vless.ServerConn(tconn, req)
+	relay(client, target, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
+}
+
+// counted adds a server-wide byte counter to a session direction.
+type counted struct {
+	*Direction
+	total *atomic.Int64
+}
+
+func (c counted) Add(n int64) { c.Direction.Add(n); c.total.Add(n) }
+
+// relay copies both ways between the client's VLESS conn and the target,
+// counting up (client→target) and down (target→client) bytes, half-closing
+// each side as the other finishes, until both directions end.
+func relay(client, target net.Conn, up, down meter.Counter) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, err := meter.Copy(target, client, up)
+		closeWrite(target, err)
+	}()
+	go func() {
+		defer wg.Done()
+		_, err := meter.Copy(client, target, down)
+		closeWrite(client, err)
+	}()
+	wg.Wait()
+}
+
+// closeWrite ends the write side of c: a half-close after a clean EOF, a
+// full close after an error (so the other direction stops too).
+func closeWrite(c net.Conn, err error) {
+	if err == nil {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			if cw.CloseWrite() == nil {
+				return
+			}
+		}
+	}
+	c.Close()
+}
+
+// proxyUDP carries one UDP flow: datagrams framed by the VLESS UDP command
+// to a single destination.
+func (s *Server) proxyUDP(ctx context.Context, tconn net.Conn, req *vless.Request, sess *Session) {
+	target, err := s.dial(ctx, "udp", req)
+	if err != nil {
+		s.log.Debug("dial failed", "err", err)
+		return
+	}
+	defer target.Close()
+	sess.OnCut(func() { target.Close() })
+	client := vless.ServerConn(tconn, req)
+	up, down := counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer target.Close()
+		copyPackets(target, client, up, 0)
+	}()
+	go func() {
+		defer wg.Done()
+		defer client.Close()
+		copyPackets(client, target, down, udpIdleTimeout)
+	}()
+	wg.Wait()
+}
+
+// copyPackets copies datagrams (one Read = one datagram) from src to dst.
+// With idle > 0, it ends when src is silent that long.
+func copyPackets(dst io.Writer, src net.Conn, c meter.Counter, idle time.Duration) {
+	buf := make([]byte, 65535)
+	for {
+		if idle > 0 {
+			src.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if c.Budget() < int64(n) {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			c.Add(int64(n))
+		}
+		if err != nil {
+			return
+		}
+	}
+}

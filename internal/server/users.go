@@ -1,0 +1,321 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+)
+
+// UserSource is what the server needs of the user store.
+type UserSource interface {
+	ListUsers(ctx context.Context) ([]*access.User, error)
+	AddTraffic(ctx context.Context, deltas map[int64]access.Traffic, day string) error
+	ResetTraffic(ctx context.Context, id int64, periodStart time.Time) error
+}
+
+// ErrUnknownUser is returned by Acquire for a UUID no user has.
+var ErrUnknownUser = errors.New("unknown user")
+
+// Registry keeps the server's view of the users: an in-memory table
+// refreshed from the store every second (so a revocation made by the CLI in
+// another process takes effect within a second), the bytes counted since the
+// last flush, and each user's live sessions so they can be cut.
+//
+// It keeps no record of destinations or client addresses.
+type Registry struct {
+	src UserSource
+	log *slog.Logger
+	now func() time.Time
+
+	mu     sync.Mutex
+	byUUID map[[16]byte]*liveUser // guarded by mu
+	byID   map[int64]*liveUser    // guarded by mu
+}
+
+type liveUser struct {
+	user     access.User           // snapshot from the store; guarded by Registry.mu
+	sessions map[*Session]struct{} // guarded by Registry.mu
+
+	// Bytes counted since the last successful flush.
+	up, down atomic.Int64
+	// seen is set when the user moved any byte since the last flush.
+	seen atomic.Bool
+}
+
+// NewRegistry returns a registry over src. Call Refresh once before serving
+// and Run to keep it fresh.
+func NewRegistry(src UserSource, log *slog.Logger) *Registry {
+	return &Registry{src: src, log: log, now: time.Now, byUUID: map[[16]byte]*liveUser{}, byID: map[int64]*liveUser{}}
+}
+
+// Session is one proxied connection of one user. Its counters feed the
+// registry and enforce the user's quota.
+type Session struct {
+	r  *Registry
+	lu *liveUser
+
+	closeOnce sync.Once
+	cut       chan struct{} // closed when the session must end
+	closers   []func()      // guarded by r.mu
+}
+
+// Acquire starts a session for the user with uuid, or returns why not
+// (ErrUnknownUser, access.ErrRevoked, access.ErrExpired, access.ErrQuotaExceeded).
+func (r *Registry) Acquire(uuid [16]byte) (*Session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lu := r.byUUID[uuid]
+	if lu == nil {
+		return nil, ErrUnknownUser
+	}
+	if err := r.usableLocked(lu); err != nil {
+		return nil, err
+	}
+	s := &Session{r: r, lu: lu, cut: make(chan struct{})}
+	lu.sessions[s] = struct{}{}
+	lu.seen.Store(true)
+	return s, nil
+}
+
+func (r *Registry) usableLocked(lu *liveUser) error {
+	u := lu.user
+	now := r.now()
+	if err := u.Usable(now); err != nil {
+		return err
+	}
+	if rem, limited := u.Remaining(now); limited && rem-lu.up.Load()-lu.down.Load() <= 0 {
+		return access.ErrQuotaExceeded
+	}
+	return nil
+}
+
+// OnCut registers f to run when the session is cut (revocation, expiry,
+// quota, shutdown) or closed.
+func (s *Session) OnCut(f func()) {
+	s.r.mu.Lock()
+	s.closers = append(s.closers, f)
+	s.r.mu.Unlock()
+	select {
+	case <-s.cut:
+		f()
+	default:
+	}
+}
+
+// Done is closed when the session has been cut or closed.
+func (s *Session) Done() <-chan struct{} { return s.cut }
+
+// Close ends the session and runs its cut hooks once.
+func (s *Session) Close() {
+	s.closeOnce.Do(func() {
+		s.r.mu.Lock()
+		delete(s.lu.sessions, s)
+		closers := s.closers
+		s.closers = nil
+		s.r.mu.Unlock()
+		close(s.cut)
+		for _, f := range closers {
+			f()
+		}
+	})
+}
+
+// UserID returns the store id of the session's user (for metrics opt-in).
+func (s *Session) UserID() int64 { return s.lu.user.ID }
+
+// Up and Down are the counters for client→server and server→client bytes.
+func (s *Session) Up() *Direction   { return &Direction{s: s, up: true} }
+func (s *Session) Down() *Direction { return &Direction{s: s} }
+
+// Direction counts one direction of a session and admits bytes against the
+// user's remaining quota. It implements meter.Counter.
+type Direction struct {
+	s  *Session
+	up bool
+}
+
+// Budget returns the bytes the user may still move (shared by all their sessions).
+func (d *Direction) Budget() int64 {
+	select {
+	case <-d.s.cut:
+		return 0
+	default:
+	}
+	r, lu := d.s.r, d.s.lu
+	r.mu.Lock()
+	rem, limited := lu.user.Remaining(r.now())
+	r.mu.Unlock()
+	if !limited {
+		return 1 << 62
+	}
+	return rem - lu.up.Load() - lu.down.Load()
+}
+
+// Add records n bytes.
+func (d *Direction) Add(n int64) {
+	if d.up {
+		d.s.lu.up.Add(n)
+	} else {
+		d.s.lu.down.Add(n)
+	}
+	d.s.lu.seen.Store(true)
+}
+
+// Refresh reloads users from the store and cuts the sessions of users who
+// are gone, revoked, expired, over quota or whose UUID was rotated.
+func (r *Registry) Refresh(ctx context.Context) error {
+	users, err := r.src.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	now := r.now()
+	for _, u := range users {
+		if start, rolled := u.RolledPeriod(now); rolled {
+			if err := r.src.ResetTraffic(ctx, u.ID, start); err != nil {
+				r.log.Warn("reset traffic for new period", "err", err)
+			} else {
+				u.BytesUp, u.BytesDown, u.PeriodStart = 0, 0, start
+			}
+		}
+	}
+	var cut []*Session
+	r.mu.Lock()
+	byUUID := make(map[[16]byte]*liveUser, len(users))
+	byID := make(map[int64]*liveUser, len(users))
+	for _, u := range users {
+		lu := r.byID[u.ID]
+		if lu == nil {
+			lu = &liveUser{sessions: map[*Session]struct{}{}}
+		} else if lu.user.UUID != u.UUID || (u.BytesUp+u.BytesDown < lu.user.BytesUp+lu.user.BytesDown) {
+			// Rotated: the old link dies. Traffic reset: drop nothing, keep counting.
+			if lu.user.UUID != u.UUID {
+				for s := range lu.sessions {
+					cut = append(cut, s)
+				}
+			}
+		}
+		lu.user = *u
+		byUUID[u.UUID] = lu
+		byID[u.ID] = lu
+		if r.usableLocked(lu) != nil {
+			for s := range lu.sessions {
+				cut = append(cut, s)
+			}
+		}
+	}
+	for id, lu := range r.byID {
+		if byID[id] == nil {
+			for s := range lu.sessions {
+				cut = append(cut, s)
+			}
+			// Keep counting what it moved until the next flush.
+			byID[id] = lu
+		}
+	}
+	r.byUUID, r.byID = byUUID, byID
+	r.mu.Unlock()
+	for _, s := range cut {
+		s.Close()
+	}
+	return nil
+}
+
+// Flush writes the counted bytes to the store. On failure the counts stay
+// pending and are retried at the next flush.
+func (r *Registry) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	deltas := map[int64]access.Traffic{}
+	lus := map[int64]*liveUser{}
+	for id, lu := range r.byID {
+		up, down := lu.up.Swap(0), lu.down.Swap(0)
+		seen := lu.seen.Swap(false)
+		if up == 0 && down == 0 && !seen {
+			continue
+		}
+		deltas[id] = access.Traffic{Up: up, Down: down}
+		lus[id] = lu
+		// Fold into the snapshot so quota checks stay right until the next refresh.
+		lu.user.BytesUp += up
+		lu.user.BytesDown += down
+	}
+	r.mu.Unlock()
+	if len(deltas) == 0 {
+		return nil
+	}
+	day := r.now().UTC().Format(time.DateOnly)
+	if err := r.src.AddTraffic(ctx, deltas, day); err != nil {
+		r.mu.Lock()
+		for id, d := range deltas {
+			lu := lus[id]
+			lu.user.BytesUp -= d.Up
+			lu.user.BytesDown -= d.Down
+			lu.up.Add(d.Up)
+			lu.down.Add(d.Down)
+			lu.seen.Store(true)
+		}
+		r.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// Active returns the number of live sessions per user id.
+func (r *Registry) Active() map[int64]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int64]int, len(r.byID))
+	for id, lu := range r.byID {
+		if n := len(lu.sessions); n > 0 {
+			out[id] = n
+		}
+	}
+	return out
+}
+
+// Run refreshes every refresh interval and flushes every flush interval
+// until ctx ends, then flushes a last time.
+func (r *Registry) Run(ctx context.Context, refresh, flush time.Duration) {
+	rt := time.NewTicker(refresh)
+	ft := time.NewTicker(flush)
+	defer rt.Stop()
+	defer ft.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := r.Flush(fctx); err != nil {
+				r.log.Error("final traffic flush failed", "err", err)
+			}
+			cancel()
+			return
+		case <-rt.C:
+			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("refresh users", "err", err)
+			}
+		case <-ft.C:
+			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("flush traffic", "err", err)
+			}
+		}
+	}
+}
+
+// CutAll ends every live session (shutdown).
+func (r *Registry) CutAll() {
+	r.mu.Lock()
+	var all []*Session
+	for _, lu := range r.byID {
+		for s := range lu.sessions {
+			all = append(all, s)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range all {
+		s.Close()
+	}
+}

@@ -1,0 +1,433 @@
+package vless
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// headerFlushDelay is how long a client conn that is read before it is written waits for a
+// first payload to carry the request header, like Xray's 500 ms (server-speaks-first protocols).
+var headerFlushDelay = 500 * time.Millisecond
+
+// maxDatagram is the largest UDP payload the 2-byte length prefix can carry.
+const maxDatagram = 0xffff
+
+// ErrDatagramTooLarge is returned by Write on a UDP conn for payloads over 65535 bytes.
+var ErrDatagramTooLarge = errors.New("vless: datagram larger than 65535 bytes")
+
+// Conn is a VLESS stream (or datagram) conn over an outer TLS conn. It is returned by
+// ServerConn and ClientConn; see the package documentation for the wire format.
+type Conn struct {
+	net.Conn // the outer TLS conn
+
+	client bool
+	udp    bool
+	vision bool
+	tlsErr error         // Vision without a usable outer TLS 1.3 conn
+	tin    *tlsInternals // Vision only
+	st     *trafficState // Vision only; shared by both directions
+
+	tmu        sync.Mutex  // guards flushTimer
+	flushTimer *time.Timer // client: sends the header if the app reads before writing
+
+	wmu        sync.Mutex // guards the fields below it up to rmu
+	header     []byte     // header still to send with the first write; nil once sent
+	pad        padder
+	wbuf       []byte
+	headerSent atomic.Bool // header == nil (readable without wmu)
+	wDirect    atomic.Bool // writes go to tin.raw (set under wmu)
+
+	rmu      sync.Mutex // guards the fields below it
+	needResp bool       // client: response header not yet read
+	unpad    unpadder
+	rbuf     []byte
+	out      []byte // decoded bytes not yet returned
+	outOff   int
+	rerr     error // read error to return once out is drained
+	rDirect  bool  // reads come from tin.raw
+	rPlain   bool  // Vision padding ended; reads come from the outer TLS conn
+	lenBuf   [2]byte
+
+	// Test observability: bytes moved on the raw conn, and by the splice-capable paths.
+	directRead, directWritten atomic.Int64
+	rawReadFrom, rawWriteTo   atomic.Int64
+}
+
+var (
+	_ io.ReaderFrom = (*Conn)(nil)
+	_ io.WriterTo   = (*Conn)(nil)
+)
+
+// ServerConn wraps the outer TLS conn after ReadRequest returned req. The response header
+// (version 0, no addons) goes out with the first Write. With req.Flow == FlowVision the
+// outer conn must be TLS 1.3 (crypto/tls, utls or REALITY), or the first Read/Write fails
+// with ErrVisionTransport. For CommandUDP each Read/Write is one datagram.
+func ServerConn(tls net.Conn, req *Request) net.Conn {
+	return newConn(tls, req, false, append([]byte(nil), responseHeader...))
+}
+
+// ClientConn wraps the outer TLS conn of a client. The request header goes out with the first
+// Write (a zero-length Write sends it alone; a Read before any Write sends it after 500 ms);
+// the response header is consumed by the first Read. Vision is used when req.Flow is
+// FlowVision and req.Command is not CommandUDP: Xray servers refuse Vision for UDP, so UDP
+// requests are sent with no flow (which they accept from Vision users).
+func ClientConn(tls net.Conn, req *Request) net.Conn {
+	flow := req.Flow
+	if req.Command == CommandUDP {
+		flow = ""
+	}
+	h, err := req.appendWire(nil, flow)
+	c := newConn(tls, &Request{UUID: req.UUID, Flow: flow, Command: req.Command}, true, h)
+	if err != nil {
+		c.tlsErr = fmt.Errorf("vless: encode request: %w", err)
+	}
+	c.needResp = true
+	return c
+}
+
+func newConn(tls net.Conn, req *Request, client bool, header []byte) *Conn {
+	c := &Conn{
+		Conn:   tls,
+		client: client,
+		udp:    req.Command == CommandUDP,
+		vision: req.Flow == FlowVision && req.Command != CommandUDP,
+		header: header,
+	}
+	if c.vision {
+		c.tin, c.tlsErr = findTLSInternals(tls)
+		c.st = newTrafficState()
+		c.pad = padder{uuid: append([]byte(nil), req.UUID[:]...), padding: true}
+		c.unpad.uuid = req.UUID
+	}
+	return c
+}
+
+// Write sends p: one datagram for UDP, otherwise stream data (padded by Vision while the
+// inner traffic calls for it, and straight onto the raw conn once Vision went direct).
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.tlsErr != nil {
+		return 0, c.tlsErr
+	}
+	if len(p) == 0 && c.header == nil {
+		return 0, nil
+	}
+	switch {
+	case c.udp:
+		if len(p) > maxDatagram {
+			return 0, ErrDatagramTooLarge
+		}
+		b := append(c.wbuf[:0], c.header...)
+		if len(p) > 0 {
+			b = append(b, byte(len(p)>>8), byte(len(p)))
+			b = append(b, p...)
+		}
+		c.wbuf = b[:0]
+		return c.writeOuter(b, len(p))
+	case c.wDirect.Load():
+		n, err := c.tin.raw.Write(p)
+		c.directWritten.Add(int64(n))
+		return n, err
+	case c.vision && c.pad.padding:
+		b, direct := c.pad.encode(append(c.wbuf[:0], c.header...), p, c.st)
+		if cap(b) <= 64<<10 {
+			c.wbuf = b[:0]
+		}
+		n, err := c.writeOuter(b, len(p))
+		if err == nil && direct {
+			c.wDirect.Store(true)
+			c.wbuf = nil
+		}
+		return n, err
+	case c.header != nil:
+		b := append(c.wbuf[:0], c.header...)
+		b = append(b, p...)
+		c.wbuf = nil
+		return c.writeOuter(b, len(p))
+	default:
+		if c.st != nil {
+			c.filter(p)
+		}
+		return c.Conn.Write(p)
+	}
+}
+
+// writeOuter writes a framed buffer to the outer conn and reports n payload bytes written.
+func (c *Conn) writeOuter(b []byte, n int) (int, error) {
+	if _, err := c.Conn.Write(b); err != nil {
+		return 0, err
+	}
+	if c.header != nil {
+		c.header = nil
+		c.headerSent.Store(true)
+		c.stopFlushTimer()
+	}
+	return n, nil
+}
+
+func (c *Conn) stopFlushTimer() {
+	c.tmu.Lock()
+	if c.flushTimer != nil {
+		c.flushTimer.Stop()
+	}
+	c.tmu.Unlock()
+}
+
+// filter runs the TLS filter on plain (post-padding) data while it still counts packets.
+func (c *Conn) filter(p []byte) {
+	c.st.mu.Lock()
+	if c.st.toFilter > 0 && len(p) > 0 {
+		c.st.filterLocked(p)
+	}
+	c.st.mu.Unlock()
+}
+
+// Read returns stream data, or one datagram for UDP (a datagram longer than p is truncated
+// and io.ErrShortBuffer returned).
+func (c *Conn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.tlsErr != nil {
+		return 0, c.tlsErr
+	}
+	if c.needResp {
+		c.scheduleHeaderFlush()
+		if err := readResponse(c.Conn); err != nil {
+			return 0, err
+		}
+		c.needResp = false
+	}
+	switch {
+	case c.udp:
+		return c.readDatagram(p)
+	case !c.vision:
+		return c.Conn.Read(p)
+	}
+	return c.readVision(p)
+}
+
+// scheduleHeaderFlush makes sure a client that reads first still sends its request.
+func (c *Conn) scheduleHeaderFlush() {
+	if c.headerSent.Load() {
+		return
+	}
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.flushTimer == nil {
+		c.flushTimer = time.AfterFunc(headerFlushDelay, func() { c.Write(nil) })
+	}
+}
+
+func (c *Conn) readDatagram(p []byte) (int, error) {
+	if _, err := io.ReadFull(c.Conn, c.lenBuf[:]); err != nil {
+		return 0, err
+	}
+	n := int(c.lenBuf[0])<<8 | int(c.lenBuf[1])
+	if n <= len(p) {
+		if _, err := io.ReadFull(c.Conn, p[:n]); err != nil {
+			return 0, noEOF(err)
+		}
+		return n, nil
+	}
+	if _, err := io.ReadFull(c.Conn, p); err != nil {
+		return 0, noEOF(err)
+	}
+	if _, err := io.CopyN(io.Discard, c.Conn, int64(n-len(p))); err != nil {
+		return 0, noEOF(err)
+	}
+	return len(p), io.ErrShortBuffer
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (c *Conn) readVision(p []byte) (int, error) {
+	for {
+		if c.outOff < len(c.out) {
+			n := copy(p, c.out[c.outOff:])
+			c.outOff += n
+			if c.outOff == len(c.out) {
+				c.out, c.outOff = c.out[:0], 0
+				if c.rDirect || c.rPlain {
+					c.out = nil
+				}
+			}
+			return n, nil
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if c.rDirect {
+			n, err := c.tin.raw.Read(p)
+			c.directRead.Add(int64(n))
+			return n, err
+		}
+		if c.rPlain {
+			n, err := c.Conn.Read(p)
+			if n > 0 {
+				c.filter(p[:n])
+			}
+			return n, err
+		}
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, 16<<10)
+		}
+		n, err := c.Conn.Read(c.rbuf)
+		if n > 0 {
+			c.decode(c.rbuf[:n])
+		}
+		if err != nil {
+			if c.unpad.state == upUUID && len(c.unpad.seen) > 0 {
+				c.out = append(c.out, c.unpad.seen...) // a short unpadded stream
+				c.unpad.seen = nil
+			}
+			c.rerr = err
+		}
+	}
+}
+
+// decode runs the unpadder over in and moves its output to c.out, switching to plain or direct
+// reading when padding ends.
+func (c *Conn) decode(in []byte) {
+	rest := c.unpad.feed(in, func(b []byte) {
+		c.filter(b)
+		c.out = append(c.out, b...)
+	})
+	switch c.unpad.state {
+	case upPlain:
+		c.rPlain = true
+		c.rbuf = nil
+		c.filter(rest)
+		c.out = append(c.out, rest...)
+	case upDirect:
+		c.rDirect = true
+		c.rbuf = nil
+		c.out = append(c.out, rest...)
+		// What the outer TLS conn read past the last record is direct data; its undelivered
+		// plaintext (none, normally) precedes it.
+		if n := c.tin.input.Len(); n > 0 {
+			start := len(c.out)
+			c.out = append(c.out, make([]byte, n)...)
+			c.tin.input.Read(c.out[start:])
+		}
+		c.out = append(c.out, c.tin.rawInput.Bytes()...)
+		c.tin.input.Reset(nil)
+		c.tin.rawInput.Reset()
+	}
+}
+
+// WriteTo copies the conn's data to w. Once Vision went direct, it hands the raw conn to
+// w.ReadFrom: with w a *net.TCPConn and the raw conn a *net.TCPConn, Linux splices.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		if c.rawReady() {
+			var n int64
+			var err error
+			if rf, ok := w.(io.ReaderFrom); ok {
+				n, err = rf.ReadFrom(c.tin.raw)
+			} else {
+				n, err = io.Copy(w, c.tin.raw)
+			}
+			c.rawWriteTo.Add(n)
+			c.directRead.Add(n)
+			return total + n, err
+		}
+		n, err := c.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// rawReady reports whether reads have gone direct with nothing buffered.
+func (c *Conn) rawReady() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.rDirect && c.outOff == len(c.out) && c.rerr == nil
+}
+
+// ReadFrom copies r into the conn. Once Vision went direct, it hands r to the raw conn's
+// ReadFrom: with both *net.TCPConn (or the wrapper io.Copy makes of one), Linux splices.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		if c.wDirect.Load() {
+			var n int64
+			var err error
+			if rf, ok := c.tin.raw.(io.ReaderFrom); ok {
+				n, err = rf.ReadFrom(r)
+			} else {
+				n, err = io.Copy(c.tin.raw, r)
+			}
+			c.rawReadFrom.Add(n)
+			c.directWritten.Add(n)
+			return total + n, err
+		}
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// CloseWrite ends the write direction: on the raw conn once Vision went direct, otherwise with
+// the outer TLS conn's close_notify. A client that never wrote sends its request header first.
+func (c *Conn) CloseWrite() error {
+	if !c.headerSent.Load() {
+		if _, err := c.Write(nil); err != nil {
+			return err
+		}
+	}
+	var w net.Conn = c.Conn
+	if c.wDirect.Load() {
+		w = c.tin.raw
+	}
+	if cw, ok := w.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("vless: close write: %T cannot half-close", w)
+}
+
+// Close closes the conn. After Vision went direct the raw conn is closed without a TLS
+// close_notify, which would otherwise land in the middle of the peer's direct stream.
+func (c *Conn) Close() error {
+	c.stopFlushTimer()
+	if c.wDirect.Load() {
+		return c.tin.raw.Close()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Burrow's whole test suite: formatting, vet, unit and end-to-end tests with
+# the race detector, short fuzzing of every parser of untrusted bytes, and the
+# Xray-core interop tests. Run from the repository root: ./test.sh
+#   FUZZTIME=5s  how long each fuzz target runs (0 skips fuzzing)
+#   SKIP_INTEROP=1  skip the Xray-core interop module (it builds Xray-core)
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="/usr/local/go/bin:$PATH"
+export GOFLAGS="${GOFLAGS:-} -mod=mod"
+FUZZTIME="${FUZZTIME:-5s}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))
+if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 15m ./...
+
+if [ "$FUZZTIME" != "0" ]; then
+  step "fuzz (each target $FUZZTIME)"
+  for pkg in $(go list ./...); do
+    dir=$(go list -f '{{.Dir}}' "$pkg")
+    for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+      echo "-- $pkg $t"
+      go test -run='^$' -fuzz="^$t\$" -fuzztime="$FUZZTIME" "$pkg" >/tmp/burrow-fuzz.log 2>&1 || { cat /tmp/burrow-fuzz.log; exit 1; }
+    done
+  done
+fi
+
+if [ "${SKIP_INTEROP:-0}" != "1" ] && [ -f interop/go.mod ]; then
+  step "interop with Xray-core"
+  (cd interop && go test -count=1 -timeout 20m ./...)
+fi
+
+step "all tests passed"
