@@ -94,11 +94,12 @@ func (s *sink) serve(l net.Listener, overTLS bool) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			fmt.Fprintln(os.Stderr, "sink: accept:", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go func() {
 			defer c.Close()

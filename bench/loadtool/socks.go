@@ -107,11 +107,13 @@ func serveForward(l net.Listener) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of descriptors or similar: say so, back off, keep serving.
+			fmt.Fprintln(os.Stderr, "forward: accept:", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go forwardConn(c.(*net.TCPConn))
 	}

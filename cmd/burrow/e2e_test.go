@@ -286,3 +286,5 @@ func TestServerInitRefusesExistingDir(t *testing.T) {
 		t.Fatal("second init changed config.json")
 	}
 }
+
+func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -183,6 +183,8 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", server.DefaultDataDir(), "data directory made by `burrow server init`")
 	debug := fs.Bool("debug", false, "log debug messages")
 	logDest := fs.Bool("debug-log-destinations", false, "log user names together with destinations (privacy risk: for debugging only)")
+	var side sideFlags
+	side.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -223,6 +225,12 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log.Info("burrow server running", "listen", ln.Addr().String(), "cover", cfg.Cover, "sni", strings.Join(cfg.ServerNames, ","))
+	stopSide, err := side.start(*data, cfg, st, reg, srv, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopSide()
 
 	regCtx, regCancel := context.WithCancel(context.Background())
 	regDone := make(chan struct{})

@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/server"
 )
@@ -83,31 +83,45 @@ func printLink(w io.Writer, cfg *server.Config, u *access.User, qrFile string) e
 	return nil
 }
 
-// userEnv is what every `burrow user` command needs.
+// userEnv is what every `burrow user` command needs: the server config (for
+// links) and the admin API — the running server's, over its unix socket, or
+// the store itself when no server answers. Both implement admin.API, so each
+// command below has one code path.
 type userEnv struct {
 	cfg   *server.Config
-	store *access.SQLiteStore
+	api   admin.API
+	live  bool // api is the running server's: connected-now counts are real
+	close func()
 }
 
-func openUserEnv(data string) (*userEnv, error) {
+func openUserEnv(ctx context.Context, data, sock string) (*userEnv, error) {
 	cfg, err := server.LoadConfig(data)
 	if err != nil {
 		return nil, err
+	}
+	if sock == "" {
+		sock = filepath.Join(data, server.AdminSock)
+	}
+	if c, err := admin.DialUnix(ctx, sock); err == nil {
+		return &userEnv{cfg: cfg, api: c, live: true, close: c.Close}, nil
 	}
 	st, err := access.OpenSQLite(filepath.Join(data, server.StoreFile))
 	if err != nil {
 		return nil, fmt.Errorf("open user store: %w", err)
 	}
-	return &userEnv{cfg: cfg, store: st}, nil
+	return &userEnv{cfg: cfg, api: &admin.Local{Store: st}, close: func() { st.Close() }}, nil
 }
+
+const userSubcommands = "add, list, show, set, revoke, rotate or reset-traffic"
 
 func runUser(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("user: want add, list, show, set, revoke, rotate or reset-traffic")
+		return errors.New("user: want " + userSubcommands)
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("user "+sub, stderr)
 	data := fs.String("data", server.DefaultDataDir(), "server data directory")
+	sock := fs.String("admin-socket", "", "admin API socket of the running server (default DATA/admin.sock)")
 	var quota, expires, reset, note, qr *string
 	switch sub {
 	case "add", "set":
@@ -119,7 +133,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		qr = fs.String("qr", "", "also write the link's QR code to this PNG file")
 	case "list", "revoke", "rotate", "reset-traffic":
 	default:
-		return fmt.Errorf("user: unknown subcommand %q (want add, list, show, set, revoke, rotate or reset-traffic)", sub)
+		return fmt.Errorf("user: unknown subcommand %.40q (want %s)", sub, userSubcommands)
 	}
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -135,103 +149,75 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("user %s: want exactly one user NAME", sub)
 	}
-	env, err := openUserEnv(*data)
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	ctx := context.Background()
+	env, err := openUserEnv(ctx, *data, *sock)
 	if err != nil {
 		return err
 	}
-	defer env.store.Close()
-	ctx := context.Background()
-	now := time.Now()
+	defer env.close()
+	api := env.api
 
 	if sub == "list" {
-		return listUsers(ctx, env, stdout, now)
+		users, err := api.ListUsers(ctx)
+		if err != nil {
+			return fmt.Errorf("user list: %w", err)
+		}
+		return listUsers(stdout, users, env.live)
 	}
 	name := pos[0]
-	if sub == "add" {
-		nu := access.NewUser{Name: name}
-		if *quota != "" {
-			if nu.Quota, err = access.ParseSize(*quota); err != nil {
-				return fmt.Errorf("user add: --quota: %w", err)
+	var u *admin.UserInfo
+	switch sub {
+	case "add":
+		for _, f := range []string{"quota", "expires", "reset"} {
+			if given[f] && fs.Lookup(f).Value.String() == "" {
+				return fmt.Errorf("user add: --%s: empty (leave the flag out for the default)", f)
 			}
 		}
-		if *expires != "" && *expires != "never" {
-			if nu.ExpiresAt, err = access.ParseExpiry(*expires, now); err != nil {
-				return fmt.Errorf("user add: --expires: %w", err)
-			}
-		}
-		if *reset != "" {
-			if nu.Reset, err = access.ParseReset(*reset); err != nil {
-				return fmt.Errorf("user add: --reset: %w", err)
-			}
-		}
-		nu.Note = *note
-		u, err := env.store.CreateUser(ctx, nu)
+		u, err = api.AddUser(ctx, admin.AddRequest{Name: name, Quota: *quota, Expires: *expires, Reset: *reset, Note: *note})
 		if err != nil {
 			return fmt.Errorf("user add: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "Added user %q. Their link:\n", u.Name)
-		return printLink(stdout, env.cfg, u, "")
-	}
-	u, err := env.store.UserByName(ctx, name)
-	if err != nil {
-		return fmt.Errorf("user %s: %w", sub, err)
-	}
-	switch sub {
+		fmt.Fprintf(stderr, "Added user %q. Their link:\n", u.Name)
+		return printUserLink(stdout, env.cfg, u, "")
 	case "show":
-		printUser(stdout, u, now)
-		return printLink(stdout, env.cfg, u, *qr)
+		if u, err = api.User(ctx, name); err != nil {
+			return fmt.Errorf("user show: %w", err)
+		}
+		printUser(stdout, u, env.live)
+		return printUserLink(stdout, env.cfg, u, *qr)
 	case "set":
-		var upd access.UserUpdate
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if set["quota"] {
-			q, err := access.ParseSize(*quota)
-			if err != nil {
-				return fmt.Errorf("user set: --quota: %w", err)
-			}
-			upd.Quota = &q
+		var req admin.SetRequest
+		if given["quota"] {
+			req.Quota = quota
 		}
-		if set["expires"] {
-			var t time.Time
-			if *expires != "never" && *expires != "" {
-				if t, err = access.ParseExpiry(*expires, now); err != nil {
-					return fmt.Errorf("user set: --expires: %w", err)
-				}
-			}
-			upd.ExpiresAt = &t
+		if given["expires"] {
+			req.Expires = expires
 		}
-		if set["reset"] {
-			r, err := access.ParseReset(*reset)
-			if err != nil {
-				return fmt.Errorf("user set: --reset: %w", err)
-			}
-			upd.Reset = &r
+		if given["reset"] {
+			req.Reset = reset
 		}
-		if set["note"] {
-			upd.Note = note
+		if given["note"] {
+			req.Note = note
 		}
-		if len(set) == 0 || (len(set) == 1 && set["data"]) {
-			return errors.New("user set: nothing to change; give --quota, --expires, --reset or --note")
-		}
-		u, err = env.store.UpdateUser(ctx, u.ID, upd)
-		if err != nil {
+		if u, err = api.SetUser(ctx, name, req); err != nil {
 			return fmt.Errorf("user set: %w", err)
 		}
-		printUser(stdout, u, now)
+		printUser(stdout, u, env.live)
 	case "revoke":
-		if err := env.store.RevokeUser(ctx, u.ID); err != nil {
+		if u, err = api.Revoke(ctx, name); err != nil {
 			return fmt.Errorf("user revoke: %w", err)
 		}
 		fmt.Fprintf(stdout, "Revoked %q: their connections are cut within a second and their link no longer works.\n", u.Name)
 	case "rotate":
-		u, err = env.store.RotateUUID(ctx, u.ID)
-		if err != nil {
+		if u, err = api.Rotate(ctx, name); err != nil {
 			return fmt.Errorf("user rotate: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "Rotated %q: the old link stopped working. The new link:\n", u.Name)
-		return printLink(stdout, env.cfg, u, "")
+		fmt.Fprintf(stderr, "Rotated %q: the old link stopped working. The new link:\n", u.Name)
+		return printUserLink(stdout, env.cfg, u, "")
 	case "reset-traffic":
-		if err := env.store.ResetTraffic(ctx, u.ID, now); err != nil {
+		if u, err = api.ResetTraffic(ctx, name); err != nil {
 			return fmt.Errorf("user reset-traffic: %w", err)
 		}
 		fmt.Fprintf(stdout, "Traffic of %q reset to zero.\n", u.Name)
@@ -239,43 +225,59 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func usageText(u *access.User, now time.Time) string {
-	used := access.FormatSize(u.Used(now))
+// printUserLink prints the user's link (and QR code), then the
+// subscription URL when the running server serves subscriptions.
+func printUserLink(w io.Writer, cfg *server.Config, ui *admin.UserInfo, qrFile string) error {
+	u, err := ui.User()
+	if err != nil {
+		return err
+	}
+	if err := printLink(w, cfg, u, qrFile); err != nil {
+		return err
+	}
+	if ui.SubscriptionURL != "" {
+		fmt.Fprintf(w, "subscription: %s\n", ui.SubscriptionURL)
+	}
+	return nil
+}
+
+func usageText(u *admin.UserInfo) string {
+	used := access.FormatSize(addSat(u.BytesUp, u.BytesDown))
 	if u.Quota > 0 {
 		return used + " / " + access.FormatSize(u.Quota)
 	}
 	return used + " / unlimited"
 }
 
-func expiry(u *access.User) string {
+func addSat(a, b int64) int64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return 1<<63 - 1
+}
+
+func expiry(u *admin.UserInfo) string {
 	if u.ExpiresAt.IsZero() {
 		return "never"
 	}
 	return u.ExpiresAt.UTC().Format("2006-01-02 15:04")
 }
 
-func status(u *access.User, now time.Time) string {
-	if err := u.Usable(now); err != nil {
-		switch {
-		case errors.Is(err, access.ErrRevoked):
-			return "revoked"
-		case errors.Is(err, access.ErrExpired):
-			return "expired"
-		case errors.Is(err, access.ErrQuotaExceeded):
-			return "over quota"
-		}
-		return "unusable"
+func connected(u *admin.UserInfo, live bool) string {
+	if !live {
+		return "-"
 	}
-	return "active"
+	return strconv.Itoa(u.Connected)
 }
 
-func printUser(w io.Writer, u *access.User, now time.Time) {
+func printUser(w io.Writer, u *admin.UserInfo, live bool) {
 	fmt.Fprintf(w, "name:       %s\n", u.Name)
-	fmt.Fprintf(w, "status:     %s\n", status(u, now))
+	fmt.Fprintf(w, "status:     %s\n", u.Status)
 	fmt.Fprintf(w, "created:    %s\n", u.CreatedAt.UTC().Format("2006-01-02"))
-	fmt.Fprintf(w, "traffic:    %s (up %s, down %s; resets %s)\n", usageText(u, now), access.FormatSize(u.BytesUp), access.FormatSize(u.BytesDown), orNever(u.Reset))
+	fmt.Fprintf(w, "traffic:    %s (up %s, down %s; resets %s)\n", usageText(u), access.FormatSize(u.BytesUp), access.FormatSize(u.BytesDown), orNever(u.Reset))
 	fmt.Fprintf(w, "expires:    %s\n", expiry(u))
 	fmt.Fprintf(w, "last seen:  %s\n", orDash(u.LastSeenDay))
+	fmt.Fprintf(w, "connected:  %s\n", connected(u, live))
 	if u.Note != "" {
 		fmt.Fprintf(w, "note:       %s\n", u.Note)
 	}
@@ -295,15 +297,15 @@ func orDash(s string) string {
 	return s
 }
 
-func listUsers(ctx context.Context, env *userEnv, w io.Writer, now time.Time) error {
-	users, err := env.store.ListUsers(ctx)
-	if err != nil {
-		return fmt.Errorf("user list: %w", err)
-	}
+// listUsers prints one line per user. CONNECTED is "-" when the server is
+// not running (or its admin socket is off): nobody's connections are known.
+func listUsers(w io.Writer, users []admin.UserInfo, live bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATUS\tCREATED\tUSED / QUOTA\tEXPIRES\tLAST SEEN")
-	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, status(u, now), u.CreatedAt.UTC().Format("2006-01-02"), usageText(u, now), expiry(u), orDash(u.LastSeenDay))
+	fmt.Fprintln(tw, "NAME\tSTATUS\tCREATED\tUSED / QUOTA\tEXPIRES\tCONNECTED\tLAST SEEN")
+	for i := range users {
+		u := &users[i]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, u.Status, u.CreatedAt.UTC().Format("2006-01-02"),
+			usageText(u), expiry(u), connected(u, live), orDash(u.LastSeenDay))
 	}
 	return tw.Flush()
 }

@@ -7,7 +7,7 @@
 // for fleets can satisfy the same interface. Everything that decides whether a
 // user may connect is pure and lives on User (Usable, Remaining,
 // RolledPeriod), so the server can keep users in memory and ask the store only
-// to persist.
+// to persist; ResetDuePeriods starts new weekly or monthly periods.
 //
 // What is stored per user, and nothing else (no destinations, no client
 // addresses, no connection log):

@@ -42,7 +42,7 @@ func latestVersion() int { return migrations[len(migrations)-1].version }
 // transaction, so processes opening the database at the same time apply each
 // migration exactly once. A database written by a newer binary is refused.
 func migrate(ctx context.Context, db *sql.DB, now int64) error {
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := beginRetry(ctx, db)
 	if err != nil {
 		return fmt.Errorf("access: migrate: begin: %w", err)
 	}

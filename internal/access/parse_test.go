@@ -276,3 +276,22 @@ func TestUUID(t *testing.T) {
 		t.Errorf("NewSubToken() = %q, want 43 base64url characters", tok)
 	}
 }
+
+func FuzzParseExpiry(f *testing.F) {
+	for _, s := range []string{"30d", "12h", "2w", "2027-01-31", "2027-01-31T18:00:00+03:00", "never", "-1d", "99999999999999999999h"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 27, 10, 30, 15, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseExpiry(s, now)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ParseExpiry(%q) error %v does not wrap ErrInvalid", s, err)
+			}
+			return
+		}
+		if !got.IsZero() && (!got.After(now) || got.Sub(now) > MaxExpiry || got.Location() != time.UTC) {
+			t.Fatalf("ParseExpiry(%q) = %v, want a UTC time in (now, now+MaxExpiry]", s, got)
+		}
+	})
+}

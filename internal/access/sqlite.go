@@ -41,6 +41,9 @@ func OpenSQLite(path string) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("access: open: %w", err)
 	}
 	f.Close()
+	if strings.HasPrefix(path, "file:") {
+		path = "./" + path // a plain file name, not an SQLite URI
+	}
 	dsn := path + fmt.Sprintf("?_busy_timeout=%d&_journal_mode=WAL&_foreign_keys=1&_synchronous=FULL&_txlock=immediate",
 		BusyTimeout.Milliseconds())
 	db, err := sql.Open("sqlite", dsn)
@@ -82,7 +85,7 @@ func scanUser(sc scanner) (*User, error) {
 		return nil, err
 	}
 	if u.UUID, err = ParseUUID(uuid); err != nil {
-		return nil, fmt.Errorf("access: user %d: stored %w", u.ID, err)
+		return nil, fmt.Errorf("user %d: corrupt stored uuid", u.ID)
 	}
 	u.CreatedAt, u.ExpiresAt, u.PeriodStart = fromUnix(created), fromUnix(expires), fromUnix(periodStart)
 	return &u, nil
@@ -102,8 +105,20 @@ func fromUnix(n int64) time.Time {
 	return time.Unix(n, 0).UTC()
 }
 
+// userWhere reads one user. Outside a transaction (q is the *sql.DB) it
+// retries while the database is busy.
 func (s *SQLiteStore) userWhere(ctx context.Context, q queryer, what, where string, arg any) (*User, error) {
-	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where, arg))
+	var u *User
+	read := func() (err error) {
+		u, err = scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where, arg))
+		return err
+	}
+	var err error
+	if _, inTx := q.(*sql.Tx); inTx {
+		err = read()
+	} else {
+		err = retryBusy(ctx, read)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, notFound(what)
 	}
@@ -167,20 +182,24 @@ func (s *SQLiteStore) UserBySubToken(ctx context.Context, token string) (*User, 
 
 // ListUsers implements Store.
 func (s *SQLiteStore) ListUsers(ctx context.Context) ([]*User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("access: list users: %w", err)
-	}
-	defer rows.Close()
 	var users []*User
-	for rows.Next() {
-		u, err := scanUser(rows)
+	err := retryBusy(ctx, func() error {
+		users = users[:0]
+		rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY id`)
 		if err != nil {
-			return nil, fmt.Errorf("access: list users: %w", err)
+			return err
 		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			u, err := scanUser(rows)
+			if err != nil {
+				return err
+			}
+			users = append(users, u)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("access: list users: %w", err)
 	}
 	return users, nil
@@ -335,7 +354,7 @@ func wrapOnce(what string, err error) error {
 // inTx runs fn in a BEGIN IMMEDIATE transaction (see the DSN's _txlock),
 // committing if it returns nil. A unique-constraint failure becomes ErrExists.
 func (s *SQLiteStore) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := beginRetry(ctx, s.db)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -351,4 +370,42 @@ func (s *SQLiteStore) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// beginRetry begins an immediate transaction. SQLite's busy handler covers
+// almost every wait, but it returns SQLITE_BUSY at once where waiting could
+// deadlock, notably while another process turns a new database into WAL
+// mode; since nothing has happened yet, beginning again is safe. It retries
+// for up to BusyTimeout.
+func beginRetry(ctx context.Context, db *sql.DB) (*sql.Tx, error) {
+	var tx *sql.Tx
+	err := retryBusy(ctx, func() (err error) {
+		tx, err = db.BeginTx(ctx, nil)
+		return err
+	})
+	return tx, err
+}
+
+// retryBusy runs fn until it returns something other than SQLITE_BUSY, for
+// up to BusyTimeout. fn must be safe to repeat (a read, or a begin).
+func retryBusy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(BusyTimeout)
+	wait := time.Millisecond
+	for {
+		err := fn()
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }

@@ -111,9 +111,6 @@ func TestSQLiteUsers(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return now }
 
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("database mode = %v, %v, want 0600", fi.Mode().Perm(), err)
-	}
 	exp := now.Add(30 * 24 * time.Hour)
 	anna, err := s.CreateUser(ctx, NewUser{Name: "Anna", Quota: 50e9, ExpiresAt: exp, Reset: "monthly", Note: "sister"})
 	if err != nil {
@@ -249,6 +246,14 @@ func TestSQLiteUsers(t *testing.T) {
 	users, err := s.ListUsers(ctx)
 	if err != nil || len(users) != 2 || users[0].ID != anna.ID || users[1].ID != bob.ID {
 		t.Errorf("ListUsers = %d users, %v, want Anna, Боб", len(users), err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		fi, err := os.Stat(path + suffix)
+		if err != nil {
+			t.Errorf("stat %s: %v", filepath.Base(path+suffix), err)
+		} else if fi.Mode().Perm() != 0o600 {
+			t.Errorf("mode of %s = %v, want 0600", filepath.Base(path+suffix), fi.Mode().Perm())
+		}
 	}
 }
 

@@ -15,16 +15,16 @@ func TestReplayCache(t *testing.T) {
 		want bool
 	}{
 		{1, 0, true},
-		{1, time.Second, false},            // replay
-		{2, 2 * time.Second, true},         // another hello
-		{1, 59 * time.Second, false},       // still remembered
-		{1, 61 * time.Second, true},        // expired, accepted again
-		{2, 61 * time.Second, true},        // expired too
-		{1, 62 * time.Second, false},       // the re-added entry
-		{3, 63 * time.Second, true},        // cache now holds 1, 2, 3
-		{4, 64 * time.Second, true},        // full: evicts the oldest (1)
-		{1, 65 * time.Second, true},        // evicted, so no longer known
-		{4, 65 * time.Second, false},       // still known
+		{1, time.Second, false},      // replay
+		{2, 2 * time.Second, true},   // another hello
+		{1, 59 * time.Second, false}, // still remembered
+		{1, 61 * time.Second, true},  // expired, accepted again
+		{2, 63 * time.Second, true},  // expired too
+		{1, 63 * time.Second, false}, // the re-added entry
+		{3, 63 * time.Second, true},  // cache now holds 1, 2, 3
+		{4, 64 * time.Second, true},  // full: evicts the oldest (1)
+		{1, 65 * time.Second, true},  // evicted, so no longer known
+		{4, 65 * time.Second, false}, // still known
 		{4, 64*time.Second + 2*time.Minute, true},
 	}
 	for i, s := range steps {

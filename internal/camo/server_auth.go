@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"slices"
@@ -235,6 +236,25 @@ func (c *replayConn) Read(p []byte) (int, error) {
 }
 
 func (c *replayConn) CloseWrite() error { return c.tcp.CloseWrite() }
+
+// WriteTo lets io.Copy from this conn splice (Vision direct copy) once the
+// replayed bytes are out.
+func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(c.pending) > 0 {
+		k, err := w.Write(c.pending)
+		n += int64(k)
+		c.pending = c.pending[k:]
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := c.tcp.WriteTo(w)
+	return n + m, err
+}
+
+// ReadFrom lets io.Copy into this conn splice.
+func (c *replayConn) ReadFrom(r io.Reader) (int64, error) { return c.tcp.ReadFrom(r) }
 
 // NetConn returns the underlying TCP conn, for splicing once TLS is no
 // longer needed (Vision direct copy). Its first bytes were already read.

@@ -15,6 +15,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,4 +291,21 @@ func srvEcho(c net.Conn, msg []byte) error {
 		return errSrvNoEcho
 	}
 	return nil
+}
+
+// srvCheckNoLeaks fails t if, once everything else of t was cleaned up,
+// goroutines of the server code are still running. Call it first in a
+// test that is not parallel, so that its cleanup runs last.
+func srvCheckNoLeaks(t *testing.T) {
+	t.Cleanup(func() {
+		var stacks string
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			buf := make([]byte, 1<<20)
+			stacks = string(buf[:runtime.Stack(buf, true)])
+			if !strings.Contains(stacks, "internal/camo.(*flight)") && !strings.Contains(stacks, "internal/camo.(*Server)") {
+				return
+			}
+		}
+		t.Errorf("server goroutines still running after the test:\n%s", stacks)
+	})
 }

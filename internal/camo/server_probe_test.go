@@ -72,14 +72,18 @@ func srvNormalize(b []byte) string {
 func srvProbeRaw(t *testing.T, addr string, payload []byte) srvOutcome {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
+	if isReset(err) {
+		return srvOutcome{End: "RST", Timing: "fast"} // reset while connecting
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write(payload); err != nil {
-		t.Fatalf("write probe: %v", err)
-	}
 	start := time.Now()
+	if _, err := c.Write(payload); err != nil {
+		end, timing := srvClassify(err, time.Since(start))
+		return srvOutcome{End: end, Timing: timing}
+	}
 	c.SetReadDeadline(start.Add(srvProbePatience))
 	got, err := io.ReadAll(c)
 	end, timing := srvClassify(err, time.Since(start))
@@ -147,16 +151,19 @@ func srvProbes() []srvProbe {
 	return ps
 }
 
-// srvSame runs probe against the cover and our server (a second time if the
-// first answers differ, to tell flakes from differences) and fails if the
-// outcomes differ.
+// srvSame runs probe against the cover and our server (up to three times
+// if the answers differ: a close racing the probe's own bytes can turn a
+// FIN into a reset on loopback either way) and fails if they always differ.
 func srvSame(t *testing.T, p srvProbe, cover, ours string) {
 	t.Helper()
 	var direct, via srvOutcome
-	for range 2 {
+	for try := range 3 {
 		direct, via = p.run(t, cover), p.run(t, ours)
 		if direct == via {
 			return
+		}
+		if try == 0 {
+			t.Logf("%s: first try differs: via server %v, cover %v; retrying", p.name, via, direct)
 		}
 	}
 	t.Errorf("%s: via server = %v, want %v (as the cover answers)", p.name, via, direct)
@@ -184,6 +191,7 @@ func TestServerProbesLikeCover(t *testing.T) {
 // TestServerResetMirrored checks the measured tell directly: junk that the
 // cover resets is reset by us too, never answered with a FIN.
 func TestServerResetMirrored(t *testing.T) {
+	srvCheckNoLeaks(t)
 	cover := srvStartCover(t, true)
 	h := srvStart(t, cover)
 	for _, n := range []int{1, 50, 1000} {
@@ -200,6 +208,7 @@ func TestServerResetMirrored(t *testing.T) {
 // it must be served by the cover (Handshake returns ErrFallback) and look to
 // the replayer exactly as the cover's answer to it.
 func TestServerReplayGoesToCover(t *testing.T) {
+	srvCheckNoLeaks(t)
 	cover := srvStartCover(t, false)
 	h := srvStart(t, cover)
 	tc, flight, err := srvDialReality(t, h, ClientConfig{ServerName: srvCoverName, PublicKey: h.pub, ShortID: h.shortID})
@@ -231,6 +240,7 @@ func TestServerReplayGoesToCover(t *testing.T) {
 }
 
 func TestServerGarbageNeverPanics(t *testing.T) {
+	srvCheckNoLeaks(t)
 	cover := srvStartCover(t, false)
 	h := srvStart(t, cover)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -265,4 +275,3 @@ func TestServerGarbageNeverPanics(t *testing.T) {
 		}
 	}
 }
-

@@ -2,9 +2,12 @@ package camo
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 )
 
 func TestServerAuthenticated(t *testing.T) {
+	srvCheckNoLeaks(t)
 	cover := srvStartCover(t, false)
 	h := srvStart(t, cover)
 	big := bytes.Repeat([]byte("0123456789abcdef"), 64<<10/16)
@@ -72,7 +76,7 @@ func TestServerRejectsWrongCredentials(t *testing.T) {
 }
 
 // srvCatchHello returns the ClientHello that client sends.
-func srvCatchHello(t *testing.T, client func(net.Conn)) *tlshello.ClientHello {
+func srvCatchHello(t testing.TB, client func(net.Conn)) *tlshello.ClientHello {
 	t.Helper()
 	a, b := net.Pipe()
 	go func() {
@@ -168,4 +172,92 @@ func TestGenerateKey(t *testing.T) {
 // srvGoClient returns a crypto/tls client handshake for srvCatchHello.
 func srvGoClient(sni string) func(net.Conn) {
 	return func(c net.Conn) { tls.Client(c, &tls.Config{ServerName: sni}).Handshake() }
+}
+
+// FuzzAuthenticate feeds mutated REALITY ClientHellos (record framing
+// included) through the server's reading and decision code.
+func FuzzAuthenticate(f *testing.F) {
+	priv, pub, _ := GenerateKey()
+	s, err := NewServer(ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{7}}, ServerNames: []string{"a.example"}, Cover: "127.0.0.1:1"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, fp := range []string{"chrome", "firefox"} {
+		h := srvCatchHello(f, func(c net.Conn) {
+			Client(context.Background(), c, ClientConfig{ServerName: "a.example", PublicKey: pub, ShortID: []byte{7}, Fingerprint: fp})
+		})
+		if _, reason := s.authenticate(h, time.Now()); reason != "" {
+			f.Fatalf("seed hello (%s) not accepted: %s", fp, reason)
+		}
+		f.Add(append([]byte{0x16, 3, 1, byte(len(h.Raw) >> 8), byte(len(h.Raw))}, h.Raw...))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h, _, err := tlshello.ReadRecords(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		s.authenticate(h, time.Now())
+	})
+}
+
+// srvTCPPair returns the two ends of a loopback TCP connection.
+func srvTCPPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}
+
+func TestReplayConn(t *testing.T) {
+	a, b := srvTCPPair(t)
+	rc := &replayConn{Conn: b, tcp: b, pending: []byte("hello ")}
+	a.Write([]byte("world"))
+	a.CloseWrite()
+	var got bytes.Buffer
+	if _, err := rc.WriteTo(&got); err != nil || got.String() != "hello world" {
+		t.Errorf("WriteTo = %q, %v; want %q, nil", got.String(), err, "hello world")
+	}
+	if err := rc.CloseWrite(); err != nil {
+		t.Errorf("CloseWrite = %v", err)
+	}
+	if n, err := a.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("peer read after CloseWrite = %d, %v; want EOF", n, err)
+	}
+}
+
+func TestCoverConn(t *testing.T) {
+	a, b := srvTCPPair(t)
+	cc := newCoverConn(b, []byte("early"), 10, 8, time.Now().Add(300*time.Millisecond))
+	// Nothing is read before the hello (first 8 bytes) was written.
+	start := time.Now()
+	if _, err := cc.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("Read before the hello was mirrored = %v after %v, want a deadline error after 300ms", err, time.Since(start))
+	}
+	cc.deadline = time.Now().Add(5 * time.Second)
+	cc.Write([]byte("hell"))
+	cc.Write([]byte("o!xy"))    // hello done: 8 bytes; and 2 more swallowed
+	cc.Write([]byte("ab-real")) // the first 2 bytes still swallowed (10 in all)
+	b.CloseWrite()
+	got, _ := io.ReadAll(a)
+	if string(got) != "-real" {
+		t.Errorf("cover received %q, want %q", got, "-real")
+	}
+	a.Write([]byte(" late"))
+	a.Close()
+	all, _ := io.ReadAll(cc)
+	if string(all) != "early late" {
+		t.Errorf("read from cover %q, want %q", all, "early late")
+	}
 }

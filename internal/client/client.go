@@ -89,19 +89,19 @@ func (c *Client) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if c.socks != nil {
 		srv := &socks5.Server{Dialer: c.Tunnel, Logger: c.cfg.Logger}
-		g.Go(func() error { return serveUntil(ctx, c.socks, srv.Serve) })
+		g.Go(func() error { return serveUntil(ctx, c.socks, srv.Serve, srv.Close) })
 	}
 	if c.http != nil {
 		srv := &httpproxy.Server{Dialer: c.Tunnel, Logger: c.cfg.Logger}
-		g.Go(func() error { return serveUntil(ctx, c.http, srv.Serve) })
+		g.Go(func() error { return serveUntil(ctx, c.http, srv.Serve, srv.Close) })
 	}
 	return g.Wait()
 }
 
-// serveUntil runs serve on l and closes l when ctx ends; a close caused by
-// ctx is not an error.
-func serveUntil(ctx context.Context, l net.Listener, serve func(net.Listener) error) error {
-	stop := context.AfterFunc(ctx, func() { l.Close() })
+// serveUntil runs serve on l and calls shutdown (which closes the listener
+// and every connection) when ctx ends; a stop caused by ctx is not an error.
+func serveUntil(ctx context.Context, l net.Listener, serve func(net.Listener) error, shutdown func() error) error {
+	stop := context.AfterFunc(ctx, func() { shutdown() })
 	defer stop()
 	err := serve(l)
 	if ctx.Err() != nil {

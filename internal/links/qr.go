@@ -1,7 +1,11 @@
 package links
 
 import (
+	"bytes"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"strings"
 
 	qrcode "github.com/skip2/go-qrcode"
@@ -51,21 +55,38 @@ func QRTerminal(s string) string {
 	return b.String()
 }
 
-// QRPNG draws s as a size×size pixel PNG QR code (level M, 4-module quiet
-// zone, black on white). size must fit the code (at least one pixel per
-// module) and be at most MaxQRPNGSize.
+// QRPNG draws s as a size×size pixel PNG QR code (level M, black on white).
+// Every module is the same whole number of pixels; what is left over widens
+// the white quiet zone (at least 4 modules) evenly on all sides. size must give
+// each module at least one pixel and be at most MaxQRPNGSize.
 func QRPNG(s string, size int) ([]byte, error) {
 	q, err := qrcode.New(s, qrcode.Medium)
 	if err != nil {
 		return nil, fmt.Errorf("links: qr: %w", err)
 	}
-	modules := len(q.Bitmap())
-	if size < modules || size > MaxQRPNGSize {
-		return nil, fmt.Errorf("links: qr: size %d pixels: want %d..%d for this code of %d modules", size, modules, MaxQRPNGSize, modules)
+	bm := q.Bitmap() // includes the quiet zone
+	n := len(bm)
+	if size < n || size > MaxQRPNGSize {
+		return nil, fmt.Errorf("links: qr: size %d pixels: want %d..%d for this code of %d modules", size, n, MaxQRPNGSize, n)
 	}
-	png, err := q.PNG(size)
-	if err != nil {
+	scale, off := size/n, size%n/2
+	img := image.NewPaletted(image.Rect(0, 0, size, size), color.Palette{color.White, color.Black})
+	for y, row := range bm {
+		for x, dark := range row {
+			if !dark {
+				continue
+			}
+			for py := off + y*scale; py < off+(y+1)*scale; py++ {
+				line := img.Pix[py*img.Stride:]
+				for px := off + x*scale; px < off+(x+1)*scale; px++ {
+					line[px] = 1
+				}
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, img); err != nil {
 		return nil, fmt.Errorf("links: qr: %w", err)
 	}
-	return png, nil
+	return buf.Bytes(), nil
 }

@@ -37,9 +37,23 @@ func TestQRPNGDecodes(t *testing.T) {
 		if b := img.Bounds(); b.Dx() != size || b.Dy() != size {
 			t.Errorf("QRPNG(size %d) bounds = %v, want %dx%d", size, b, size, size)
 		}
-		// The corner is quiet zone: white.
-		if r, g, b, _ := img.At(0, 0).RGBA(); r != 0xffff || g != 0xffff || b != 0xffff {
-			t.Errorf("QRPNG(size %d) corner = %v, want white", size, img.At(0, 0))
+		// Every module is scale×scale pixels, centred; compare each module's
+		// pixels with the bitmap.
+		bm := bitmap(t, link)
+		scale, off := size/len(bm), size%len(bm)/2
+		for y := 0; y < size; y++ {
+			for x := 0; x < size; x++ {
+				mx, my := (x-off)/scale, (y-off)/scale
+				wantDark := x >= off && y >= off && mx < len(bm) && my < len(bm) && bm[my][mx]
+				r, _, _, _ := img.At(x, y).RGBA()
+				if dark := r == 0; dark != wantDark {
+					t.Fatalf("QRPNG(size %d) pixel (%d, %d) dark = %v, want %v", size, x, y, dark, wantDark)
+				}
+			}
+		}
+		// Centre of the top-left finder pattern (module 7, 7 with the quiet zone) is dark.
+		if r, _, _, _ := img.At(off+7*scale+scale/2, off+7*scale+scale/2).RGBA(); r != 0 {
+			t.Errorf("QRPNG(size %d): finder centre not dark", size)
 		}
 	}
 	for _, size := range []int{0, -5, 20, MaxQRPNGSize + 1} {

@@ -452,6 +452,9 @@ func LoadVLESS(arg string) (*VLESS, error) {
 	if len(t) >= 8 && strings.EqualFold(t[:8], "vless://") {
 		return ParseVLESS(t)
 	}
+	if strings.Contains(t, "://") {
+		return nil, bad("", "must start with vless://") // not echoed: it may hold a key
+	}
 	f, err := os.Open(arg)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &Error{Reason: fmt.Sprintf("%.200q is neither a vless:// link nor an existing file", arg)}

@@ -199,10 +199,12 @@ func TestLoadVLESS(t *testing.T) {
 		{empty, "holds no link"},
 		{broken, broken + ": link: uuid: missing"},
 		{dir, "is a directory"},
+		{"vles://" + testUUID + "@example.com:443", "link: must start with vless://"},
 	}
 	for _, tc := range bad {
-		if l, err := LoadVLESS(tc.arg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("LoadVLESS(%q) = %v, %v, want error containing %q", tc.arg, l, err, tc.want)
+		l, err := LoadVLESS(tc.arg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), testUUID) {
+			t.Errorf("LoadVLESS(%q) = %v, %v, want error containing %q (and not the UUID)", tc.arg, l, err, tc.want)
 		}
 	}
 }

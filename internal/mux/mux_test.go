@@ -30,10 +30,10 @@ var frameVectors = []struct {
 }{
 	{"xudp new ipv4 with global id", "0014 0000 01 01 02 0035 01 08080808 0102030405060708 0003 616263",
 		frame{id: 0, status: statusNew, option: optData, network: netUDP, dest: "8.8.8.8:53", globalID: [8]byte{1, 2, 3, 4, 5, 6, 7, 8}, data: []byte("abc")}},
-	{"xudp keep domain", "0012 0000 02 01 02 01bb 02 0b 6578616d706c652e636f6d 0001 ff",
+	{"xudp keep domain", "0014 0000 02 01 02 01bb 02 0b 6578616d706c652e636f6d 0001 ff",
 		frame{status: statusKeep, option: optData, network: netUDP, dest: "example.com:443", data: []byte{0xff}}},
 	{"keep without address", "0004 0007 02 01 0002 aabb", frame{id: 7, status: statusKeep, option: optData, data: []byte{0xaa, 0xbb}}},
-	{"mux new udp ipv6 without global id", "0019 0001 01 00 02 0035 03 20010db8000000000000000000000001",
+	{"mux new udp ipv6 without global id", "0018 0001 01 00 02 0035 03 20010db8000000000000000000000001",
 		frame{id: 1, status: statusNew, network: netUDP, dest: "[2001:db8::1]:53"}},
 	{"new tcp", "000c 0002 01 01 01 0050 01 7f000001 0000", frame{id: 2, status: statusNew, option: optData, network: netTCP, dest: "127.0.0.1:80", data: []byte{}}},
 	{"end with error", "0004 0003 03 02", frame{id: 3, status: statusEnd, option: optError}},

@@ -32,6 +32,8 @@ type Registry struct {
 	log *slog.Logger
 	now func() time.Time
 
+	poke chan struct{} // Poke asks Run for a refresh now
+
 	mu     sync.Mutex
 	byUUID map[[16]byte]*liveUser // guarded by mu
 	byID   map[int64]*liveUser    // guarded by mu
@@ -50,7 +52,7 @@ type liveUser struct {
 // NewRegistry returns a registry over src. Call Refresh once before serving
 // and Run to keep it fresh.
 func NewRegistry(src UserSource, log *slog.Logger) *Registry {
-	return &Registry{src: src, log: log, now: time.Now, byUUID: map[[16]byte]*liveUser{}, byID: map[int64]*liveUser{}}
+	return &Registry{src: src, log: log, now: time.Now, poke: make(chan struct{}, 1), byUUID: map[[16]byte]*liveUser{}, byID: map[int64]*liveUser{}}
 }
 
 // Session is one proxied connection of one user. Its counters feed the
@@ -277,7 +279,17 @@ func (r *Registry) Active() map[int64]int {
 	return out
 }
 
-// Run refreshes every refresh interval and flushes every flush interval
+// Poke asks Run to refresh now rather than at its next tick: the admin API
+// calls it after changing a user, so a revocation acts at once. It never
+// blocks.
+func (r *Registry) Poke() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run refreshes every refresh interval (and when poked) and flushes every flush interval
 // until ctx ends, then flushes a last time.
 func (r *Registry) Run(ctx context.Context, refresh, flush time.Duration) {
 	rt := time.NewTicker(refresh)
@@ -294,6 +306,10 @@ func (r *Registry) Run(ctx context.Context, refresh, flush time.Duration) {
 			cancel()
 			return
 		case <-rt.C:
+			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("refresh users", "err", err)
+			}
+		case <-r.poke:
 			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
 				r.log.Warn("refresh users", "err", err)
 			}

@@ -109,9 +109,14 @@ type recordReader struct {
 func (rr *recordReader) read(n int, check func(p []byte) error) ([]byte, error) {
 	start := len(rr.raw)
 	rr.raw = append(rr.raw, make([]byte, n)...)[:start]
-	for len(rr.raw) < start+n {
+	for empty := 0; len(rr.raw) < start+n; {
 		k, err := rr.r.Read(rr.raw[len(rr.raw) : start+n])
 		rr.raw = rr.raw[:len(rr.raw)+k]
+		if k == 0 && err == nil {
+			if empty++; empty >= 100 {
+				err = io.ErrNoProgress // a broken reader; do not spin
+			}
+		}
 		if cerr := check(rr.raw[start:]); cerr != nil {
 			return nil, cerr
 		}

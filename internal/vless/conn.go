@@ -44,6 +44,7 @@ type Conn struct {
 
 	rmu      sync.Mutex // guards the fields below it
 	needResp bool       // client: response header not yet read
+	resp     []byte     // client: response header bytes read so far
 	unpad    unpadder
 	rbuf     []byte
 	out      []byte // decoded bytes not yet returned
@@ -51,7 +52,10 @@ type Conn struct {
 	rerr     error // read error to return once out is drained
 	rDirect  bool  // reads come from tin.raw
 	rPlain   bool  // Vision padding ended; reads come from the outer TLS conn
-	lenBuf   [2]byte
+	dgHdr    [2]byte // UDP: length prefix and datagram, kept across timeouts
+	dgHdrN   int
+	dg       []byte
+	dgN      int
 
 	// Test observability: bytes moved on the raw conn, and by the splice-capable paths.
 	directRead, directWritten atomic.Int64
@@ -198,10 +202,11 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	if c.needResp {
 		c.scheduleHeaderFlush()
-		if err := readResponse(c.Conn); err != nil {
+		if err := c.readResponse(); err != nil {
 			return 0, err
 		}
 		c.needResp = false
+		c.resp = nil
 	}
 	switch {
 	case c.udp:
@@ -224,24 +229,66 @@ func (c *Conn) scheduleHeaderFlush() {
 	}
 }
 
-func (c *Conn) readDatagram(p []byte) (int, error) {
-	if _, err := io.ReadFull(c.Conn, c.lenBuf[:]); err != nil {
-		return 0, err
+// readResponse consumes the response header (version 0, addons length, addons). Progress
+// survives a timeout; I/O errors are returned unwrapped so timeouts stay net.Errors.
+func (c *Conn) readResponse() error {
+	need := 2
+	for {
+		if len(c.resp) >= 2 {
+			if c.resp[0] != Version {
+				return fmt.Errorf("%w %d in response", ErrVersion, c.resp[0])
+			}
+			need = 2 + int(c.resp[1])
+		}
+		if len(c.resp) == need {
+			break
+		}
+		var b [255]byte
+		n, err := c.Conn.Read(b[:need-len(c.resp)])
+		c.resp = append(c.resp, b[:n]...)
+		if err != nil && len(c.resp) < need {
+			if err == io.EOF && len(c.resp) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
 	}
-	n := int(c.lenBuf[0])<<8 | int(c.lenBuf[1])
-	if n <= len(p) {
-		if _, err := io.ReadFull(c.Conn, p[:n]); err != nil {
+	if _, err := parseAddons(c.resp[2:]); err != nil {
+		return fmt.Errorf("vless: read response addons: %w", err)
+	}
+	return nil
+}
+
+// readDatagram reads one length-prefixed datagram. Progress survives a timeout.
+func (c *Conn) readDatagram(p []byte) (int, error) {
+	for c.dgHdrN < 2 {
+		n, err := c.Conn.Read(c.dgHdr[c.dgHdrN:])
+		c.dgHdrN += n
+		if err != nil && c.dgHdrN < 2 {
+			if err == io.EOF && c.dgHdrN > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	size := int(c.dgHdr[0])<<8 | int(c.dgHdr[1])
+	if cap(c.dg) < size {
+		c.dg = make([]byte, size, max(size, 2048))
+	}
+	c.dg = c.dg[:size]
+	for c.dgN < size {
+		n, err := c.Conn.Read(c.dg[c.dgN:])
+		c.dgN += n
+		if err != nil && c.dgN < size {
 			return 0, noEOF(err)
 		}
-		return n, nil
 	}
-	if _, err := io.ReadFull(c.Conn, p); err != nil {
-		return 0, noEOF(err)
+	c.dgHdrN, c.dgN = 0, 0
+	n := copy(p, c.dg)
+	if n < size {
+		return n, io.ErrShortBuffer
 	}
-	if _, err := io.CopyN(io.Discard, c.Conn, int64(n-len(p))); err != nil {
-		return 0, noEOF(err)
-	}
-	return len(p), io.ErrShortBuffer
+	return n, nil
 }
 
 func noEOF(err error) error {
@@ -287,6 +334,12 @@ func (c *Conn) readVision(p []byte) (int, error) {
 			c.decode(c.rbuf[:n])
 		}
 		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				if c.outOff < len(c.out) {
+					continue // deliver what we have; the deadline will fire again
+				}
+				return 0, err // not sticky: the caller may extend the deadline
+			}
 			if c.unpad.state == upUUID && len(c.unpad.seen) > 0 {
 				c.out = append(c.out, c.unpad.seen...) // a short unpadded stream
 				c.unpad.seen = nil

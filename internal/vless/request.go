@@ -326,18 +326,3 @@ func appendAddrPort(b []byte, a Addr) ([]byte, error) {
 
 // responseHeader is what a server sends before its first payload: version 0, no addons.
 var responseHeader = []byte{Version, 0}
-
-// readResponse consumes the server's response header.
-func readResponse(r io.Reader) error {
-	var b [2]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
-		return fmt.Errorf("vless: read response: %w", err)
-	}
-	if b[0] != Version {
-		return fmt.Errorf("%w %d in response", ErrVersion, b[0])
-	}
-	if _, err := readAddons(r, int(b[1])); err != nil {
-		return fmt.Errorf("vless: read response addons: %w", err)
-	}
-	return nil
-}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -239,6 +240,7 @@ func (c *clientConn) roundTrip(req *http.Request, up *upstream, clientClose bool
 			continue
 		}
 		sent = true
+		resp.Body = flushingBody{ReadCloser: resp.Body, client: c.bw, upstream: up.br}
 		upstreamReusable, err := c.writeResponse(req, resp, clientClose)
 		if err != nil {
 			return false, sent, err
@@ -286,4 +288,23 @@ func (c *clientConn) writeResponse(req *http.Request, resp *http.Response, clien
 		return false, fmt.Errorf("copy response: %w", err)
 	}
 	return upstreamReusable, nil
+}
+
+// flushingBody flushes what was copied to the client before a read of the
+// upstream body that may block, so a streamed response (server-sent events,
+// a long poll) reaches the client as it arrives rather than once a buffer
+// has filled.
+type flushingBody struct {
+	io.ReadCloser
+	client   *bufio.Writer
+	upstream *bufio.Reader // the body's source; buffered bytes mean the read will not block
+}
+
+func (b flushingBody) Read(p []byte) (int, error) {
+	if b.client.Buffered() > 0 && b.upstream.Buffered() == 0 {
+		if err := b.client.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return b.ReadCloser.Read(p)
 }

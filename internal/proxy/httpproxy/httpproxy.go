@@ -9,6 +9,23 @@
 //     request in origin form (GET /path, Host: host) with hop-by-hop headers
 //     removed, and copy the response back.
 //
+// The two exchanges, as the client and the destination see them:
+//
+//	client → proxy                         proxy → destination (example.com:443)
+//	CONNECT example.com:443 HTTP/1.1       (Dialer.DialContext "tcp" "example.com:443")
+//	Host: example.com:443
+//	                                       proxy → client
+//	                                       HTTP/1.1 200 Connection established
+//	then raw bytes both ways until each side closes (half-close is passed on)
+//
+//	client → proxy                         proxy → destination (example.com:80)
+//	GET http://example.com/a?b HTTP/1.1    GET /a?b HTTP/1.1
+//	Host: example.com                      Host: example.com
+//	Proxy-Connection: keep-alive           Accept: */*
+//	Connection: X-Hop                      (hop-by-hop headers dropped)
+//	X-Hop: 1
+//	Accept: */*
+//
 // Client connections are kept alive across requests, also when consecutive
 // requests go to different hosts. Per client connection, the upstream
 // connection of the last request is kept for reuse by the next request to
@@ -190,6 +207,9 @@ func orDefault[T ~int | ~int64](v, def T) T {
 // says why the connection failed; nil means it ended normally.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	defer conn.Close()
+	if s.Dialer == nil {
+		return errors.New("httpproxy: Server.Dialer is nil")
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 

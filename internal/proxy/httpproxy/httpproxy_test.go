@@ -470,3 +470,77 @@ func TestCloseEndsEverything(t *testing.T) {
 
 // Silence unused-import complaints in builds without TLS tests.
 var _ = tls.VersionTLS13
+
+func TestClientAsksClose(t *testing.T) {
+	origin := rawOrigin(t, func(req *http.Request, w *bufio.Writer) bool {
+		w.WriteString("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+		return false
+	})
+	l := startServer(t, &Server{Dialer: &testDialer{}})
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"HTTP/1.1 Connection: close", "GET http://" + origin + "/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"},
+		{"HTTP/1.0 gets the body unchunked", "GET http://" + origin + "/ HTTP/1.0\r\n\r\n",
+			"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// rawExchange returns once the proxy closes the connection (or
+			// after 5s of silence, which would fail the comparison).
+			if out := rawExchange(t, l.Addr().String(), tc.in, 5*time.Second); out != tc.want {
+				t.Errorf("answer to %q =\n%q, want\n%q", tc.in, out, tc.want)
+			}
+		})
+	}
+}
+
+func TestNilDialer(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	if err := (&Server{}).ServeConn(t.Context(), a); err == nil {
+		t.Error("ServeConn with nil Dialer = nil, want error")
+	}
+}
+
+// TestStreamedResponse checks that each part of a streamed response reaches
+// the client before the destination sends the next one.
+func TestStreamedResponse(t *testing.T) {
+	next := make(chan struct{})
+	origin := rawOrigin(t, func(req *http.Request, w *bufio.Writer) bool {
+		w.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for i := range 3 {
+			fmt.Fprintf(w, "9\r\ndata: %d\n\n\r\n", i)
+			w.Flush()
+			select {
+			case <-next:
+			case <-time.After(5 * time.Second):
+				return true
+			}
+		}
+		w.WriteString("0\r\n\r\n")
+		return false
+	})
+	l := startServer(t, &Server{Dialer: &testDialer{}})
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET http://%s/events HTTP/1.1\r\n\r\n", origin)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 9)
+	for i := range 3 {
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatalf("event %d: %v (not flushed to the client?)", i, err)
+		}
+		if want := fmt.Sprintf("data: %d\n\n", i); string(buf) != want {
+			t.Errorf("event %d = %q, want %q", i, buf, want)
+		}
+		next <- struct{}{}
+	}
+}

@@ -232,6 +232,9 @@ const (
 // error says why the session failed; nil means it ended normally.
 func (s *Server) ServeConn(ctx context.Context, conn net.Conn) error {
 	defer conn.Close()
+	if s.Dialer == nil {
+		return errors.New("socks5: Server.Dialer is nil")
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 

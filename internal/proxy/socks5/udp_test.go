@@ -237,3 +237,59 @@ func TestUDPHeaderRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestUDPAssociateIPv6(t *testing.T) {
+	echo, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	echoDone := make(chan struct{})
+	defer func() { echo.Close(); <-echoDone }()
+	go func() {
+		defer close(echoDone)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := echo.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			echo.WriteToUDPAddrPort(append([]byte("echo:"), buf[:n]...), from)
+		}
+	}()
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	s := &Server{Dialer: &testDialer{}}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+	defer func() { s.Close(); <-served }()
+
+	ctrl, err := net.Dial("tcp6", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctrl.Close()
+	rep, bnd := clientRequest(t, ctrl, cmdUDPAssociate, addr{ip: netip.IPv6Unspecified()})
+	if rep != ReplySucceeded || bnd.ip != netip.IPv6Loopback() {
+		t.Fatalf("UDP ASSOCIATE on [::1] = %v, bound %v, want success on ::1", rep, bnd)
+	}
+	client, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ep := echo.LocalAddr().(*net.UDPAddr).AddrPort()
+	dst := addr{ip: ep.Addr(), port: ep.Port()}
+	client.WriteToUDPAddrPort(append(appendUDPHeader(nil, dst), "v6"...), netip.AddrPortFrom(bnd.ip, bnd.port))
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := client.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, payload, err := parseUDPHeader(buf[:n])
+	if err != nil || src != dst || string(payload) != "echo:v6" {
+		t.Errorf("answer = %v, %q, %v, want %v, %q, nil", src, payload, err, dst, "echo:v6")
+	}
+}

@@ -1,0 +1,375 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/metrics"
+)
+
+// API is what the operator can do. Errors wrap access.ErrInvalid (with a
+// message that says why), access.ErrNotFound or access.ErrExists where those
+// apply, whichever implementation returns them.
+type API interface {
+	ListUsers(ctx context.Context) ([]UserInfo, error)
+	AddUser(ctx context.Context, req AddRequest) (*UserInfo, error)
+	User(ctx context.Context, name string) (*UserInfo, error)
+	SetUser(ctx context.Context, name string, req SetRequest) (*UserInfo, error)
+	Revoke(ctx context.Context, name string) (*UserInfo, error)
+	Rotate(ctx context.Context, name string) (*UserInfo, error)
+	ResetTraffic(ctx context.Context, name string) (*UserInfo, error)
+	Stats(ctx context.Context) (*Stats, error)
+	Health(ctx context.Context) (*Health, error)
+}
+
+// UserInfo is a user as the API shows it: the stored fields plus live ones.
+type UserInfo struct {
+	ID          int64     `json:"id"`
+	Name        string    `json:"name"`
+	UUID        string    `json:"uuid"`
+	SubToken    string    `json:"sub_token"`
+	CreatedAt   time.Time `json:"created_at"`
+	Quota       int64     `json:"quota"`               // bytes per period, 0 = unlimited
+	ExpiresAt   time.Time `json:"expires_at,omitzero"` // absent = never
+	Reset       string    `json:"reset"`
+	Note        string    `json:"note,omitempty"`
+	Revoked     bool      `json:"revoked"`
+	BytesUp     int64     `json:"bytes_up"`
+	BytesDown   int64     `json:"bytes_down"`
+	LastSeenDay string    `json:"last_seen_day,omitempty"`
+	PeriodStart time.Time `json:"period_start"`
+	// Status is "active", "revoked", "expired" or "over quota".
+	Status string `json:"status"`
+	// Connected is the number of live connections (0 when the server is not running).
+	Connected int `json:"connected"`
+	// SubscriptionURL is set when the server serves subscriptions.
+	SubscriptionURL string `json:"subscription_url,omitempty"`
+}
+
+// User converts the info back to an access.User (without the live fields).
+func (ui *UserInfo) User() (*access.User, error) {
+	id, err := access.ParseUUID(ui.UUID)
+	if err != nil {
+		return nil, fmt.Errorf("admin: user %q: %w", ui.Name, err)
+	}
+	return &access.User{ID: ui.ID, Name: ui.Name, UUID: id, CreatedAt: ui.CreatedAt, Quota: ui.Quota,
+		ExpiresAt: ui.ExpiresAt, Reset: ui.Reset, Note: ui.Note, Revoked: ui.Revoked, BytesUp: ui.BytesUp,
+		BytesDown: ui.BytesDown, LastSeenDay: ui.LastSeenDay, SubToken: ui.SubToken, PeriodStart: ui.PeriodStart}, nil
+}
+
+// AddRequest is a new user, in the words an operator types.
+type AddRequest struct {
+	Name    string `json:"name"`
+	Quota   string `json:"quota,omitempty"`   // "50GB", "20GiB", "0"; "" = unlimited
+	Expires string `json:"expires,omitempty"` // "30d", "2027-01-31", RFC 3339, "never"; "" = never
+	Reset   string `json:"reset,omitempty"`   // "monthly", "weekly", "never"; "" = never
+	Note    string `json:"note,omitempty"`
+}
+
+// SetRequest changes the fields that are not nil. Unlike AddRequest, an
+// empty quota or expiry is refused: say "0" or "never".
+type SetRequest struct {
+	Quota   *string `json:"quota,omitempty"`
+	Expires *string `json:"expires,omitempty"`
+	Reset   *string `json:"reset,omitempty"`
+	Note    *string `json:"note,omitempty"`
+}
+
+// Counters are the running server's totals since it started.
+type Counters struct {
+	Active        int64 `json:"active"`         // proxied connections now
+	Authenticated int64 `json:"authenticated"`  // handshakes with a valid key
+	Fallback      int64 `json:"fallback"`       // connections handed to the cover site
+	Rejected      int64 `json:"rejected"`       // valid handshake, unknown or unusable user
+	EgressRefused int64 `json:"egress_refused"` // destinations refused by the egress policy
+	BytesUp       int64 `json:"bytes_up"`       // client → destination
+	BytesDown     int64 `json:"bytes_down"`     // destination → client
+}
+
+// Stats is the live state of the server.
+type Stats struct {
+	Running bool     `json:"running"`
+	Totals  Counters `json:"totals"`
+	// Connected maps user names to their live connections (users with none are absent).
+	Connected map[string]int `json:"connected"`
+}
+
+// Health says whether the server is up.
+type Health struct {
+	Status        string `json:"status"` // "ok"
+	Version       string `json:"version"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	Users         int    `json:"users"`
+}
+
+// Live is the running server's view of its connections (server.Registry).
+type Live interface {
+	Active() map[int64]int // live connections per user id
+}
+
+// Local implements API on a store, in the process that opened it. Only Store
+// is required; the zero value of every other field means "the server is not
+// running in this process".
+type Local struct {
+	Store access.Store
+	// Live, when set, supplies connected-now counts.
+	Live Live
+	// Counters, when set, supplies the server's totals.
+	Counters func() Counters
+	// Changed, when set, is called after every change to a user, so the
+	// server applies it at once instead of at its next refresh.
+	Changed func()
+	// SubscriptionURL, when set, returns the subscription URL for a token.
+	SubscriptionURL func(token string) string
+	Version         string
+	Started         time.Time
+	Now             func() time.Time // default time.Now
+}
+
+var _ API = (*Local)(nil)
+
+func (l *Local) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+func (l *Local) info(u *access.User, active map[int64]int) *UserInfo {
+	ui := &UserInfo{ID: u.ID, Name: u.Name, UUID: access.FormatUUID(u.UUID), SubToken: u.SubToken,
+		CreatedAt: u.CreatedAt, Quota: u.Quota, ExpiresAt: u.ExpiresAt, Reset: u.Reset, Note: u.Note,
+		Revoked: u.Revoked, BytesUp: u.BytesUp, BytesDown: u.BytesDown, LastSeenDay: u.LastSeenDay,
+		PeriodStart: u.PeriodStart, Status: Status(u, l.now()), Connected: active[u.ID]}
+	if l.SubscriptionURL != nil && !u.Revoked {
+		ui.SubscriptionURL = l.SubscriptionURL(u.SubToken)
+	}
+	return ui
+}
+
+func (l *Local) active() map[int64]int {
+	if l.Live == nil {
+		return nil
+	}
+	return l.Live.Active()
+}
+
+// Status names why a user may not connect, or "active".
+func Status(u *access.User, now time.Time) string {
+	err := u.Usable(now)
+	switch {
+	case err == nil:
+		return "active"
+	case errors.Is(err, access.ErrRevoked):
+		return "revoked"
+	case errors.Is(err, access.ErrExpired):
+		return "expired"
+	case errors.Is(err, access.ErrQuotaExceeded):
+		return "over quota"
+	}
+	return "unusable"
+}
+
+func (l *Local) changed() {
+	if l.Changed != nil {
+		l.Changed()
+	}
+}
+
+// ListUsers implements API.
+func (l *Local) ListUsers(ctx context.Context) ([]UserInfo, error) {
+	users, err := l.Store.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	active := l.active()
+	out := make([]UserInfo, 0, len(users))
+	for _, u := range users {
+		out = append(out, *l.info(u, active))
+	}
+	return out, nil
+}
+
+// AddUser implements API.
+func (l *Local) AddUser(ctx context.Context, req AddRequest) (*UserInfo, error) {
+	now := l.now()
+	nu := access.NewUser{Name: req.Name, Note: req.Note}
+	var err error
+	if req.Quota != "" {
+		if nu.Quota, err = access.ParseSize(req.Quota); err != nil {
+			return nil, fmt.Errorf("quota: %w", err)
+		}
+	}
+	if req.Expires != "" {
+		if nu.ExpiresAt, err = access.ParseExpiry(req.Expires, now); err != nil {
+			return nil, err
+		}
+	}
+	if nu.Reset, err = access.ParseReset(req.Reset); err != nil {
+		return nil, err
+	}
+	u, err := l.Store.CreateUser(ctx, nu)
+	if err != nil {
+		return nil, err
+	}
+	l.changed()
+	return l.info(u, nil), nil
+}
+
+// lookup finds a user by name, refusing names that cannot exist.
+func (l *Local) lookup(ctx context.Context, name string) (*access.User, error) {
+	if err := access.ValidateName(name); err != nil {
+		return nil, fmt.Errorf("access: %w", err)
+	}
+	return l.Store.UserByName(ctx, name)
+}
+
+// User implements API.
+func (l *Local) User(ctx context.Context, name string) (*UserInfo, error) {
+	u, err := l.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return l.info(u, l.active()), nil
+}
+
+// SetUser implements API.
+func (l *Local) SetUser(ctx context.Context, name string, req SetRequest) (*UserInfo, error) {
+	var upd access.UserUpdate
+	now := l.now()
+	if req.Quota == nil && req.Expires == nil && req.Reset == nil && req.Note == nil {
+		return nil, fmt.Errorf("set: nothing to change; give quota, expires, reset or note: %w", access.ErrInvalid)
+	}
+	if req.Quota != nil {
+		q, err := access.ParseSize(*req.Quota)
+		if err != nil {
+			return nil, fmt.Errorf("quota: %w", err)
+		}
+		upd.Quota = &q
+	}
+	if req.Expires != nil {
+		t, err := access.ParseExpiry(*req.Expires, now)
+		if err != nil {
+			return nil, err
+		}
+		upd.ExpiresAt = &t
+	}
+	if req.Reset != nil {
+		r, err := access.ParseReset(*req.Reset)
+		if err != nil {
+			return nil, err
+		}
+		upd.Reset = &r
+	}
+	upd.Note = req.Note
+	u, err := l.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if u, err = l.Store.UpdateUser(ctx, u.ID, upd); err != nil {
+		return nil, err
+	}
+	l.changed()
+	return l.info(u, l.active()), nil
+}
+
+// Revoke implements API.
+func (l *Local) Revoke(ctx context.Context, name string) (*UserInfo, error) {
+	return l.modify(ctx, name, func(u *access.User) error { return l.Store.RevokeUser(ctx, u.ID) })
+}
+
+// Rotate implements API.
+func (l *Local) Rotate(ctx context.Context, name string) (*UserInfo, error) {
+	return l.modify(ctx, name, func(u *access.User) error {
+		_, err := l.Store.RotateUUID(ctx, u.ID)
+		return err
+	})
+}
+
+// ResetTraffic implements API.
+func (l *Local) ResetTraffic(ctx context.Context, name string) (*UserInfo, error) {
+	return l.modify(ctx, name, func(u *access.User) error {
+		// A new period starts now; ResetTraffic needs it after the current start.
+		start := l.now().UTC().Truncate(time.Second)
+		if !start.After(u.PeriodStart) {
+			start = u.PeriodStart.Add(time.Second)
+		}
+		return l.Store.ResetTraffic(ctx, u.ID, start)
+	})
+}
+
+func (l *Local) modify(ctx context.Context, name string, f func(*access.User) error) (*UserInfo, error) {
+	u, err := l.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := f(u); err != nil {
+		return nil, err
+	}
+	l.changed()
+	if u, err = l.Store.UserByName(ctx, u.Name); err != nil {
+		return nil, err
+	}
+	return l.info(u, l.active()), nil
+}
+
+// Stats implements API.
+func (l *Local) Stats(ctx context.Context) (*Stats, error) {
+	st := &Stats{Running: l.Counters != nil, Connected: map[string]int{}}
+	if l.Counters != nil {
+		st.Totals = l.Counters()
+	}
+	active := l.active()
+	if len(active) == 0 {
+		return st, nil
+	}
+	users, err := l.Store.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		if n := active[u.ID]; n > 0 {
+			st.Connected[u.Name] = n
+		}
+	}
+	return st, nil
+}
+
+// Health implements API.
+func (l *Local) Health(ctx context.Context) (*Health, error) {
+	users, err := l.Store.ListUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("admin: health: user store: %w", err)
+	}
+	h := &Health{Status: "ok", Version: l.Version, Users: len(users)}
+	if !l.Started.IsZero() {
+		h.UptimeSeconds = int64(l.now().Sub(l.Started) / time.Second)
+	}
+	return h, nil
+}
+
+// Snapshot returns the metrics of the running server; per-user series only
+// when perUser (the operator opted in).
+func (l *Local) Snapshot(ctx context.Context, perUser bool) (*metrics.Snapshot, error) {
+	var c Counters
+	if l.Counters != nil {
+		c = l.Counters()
+	}
+	s := &metrics.Snapshot{Active: c.Active, Authenticated: c.Authenticated, Fallback: c.Fallback,
+		Rejected: c.Rejected, EgressRefused: c.EgressRefused, BytesUp: c.BytesUp, BytesDown: c.BytesDown}
+	if !perUser {
+		return s, nil
+	}
+	users, err := l.Store.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	active := l.active()
+	s.Users = make([]metrics.User, 0, len(users))
+	for _, u := range users {
+		s.Users = append(s.Users, metrics.User{Name: u.Name, Up: u.BytesUp, Down: u.BytesDown, Connections: active[u.ID]})
+	}
+	return s, nil
+}

@@ -1,0 +1,152 @@
+package censorlab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Prober is the GFW-style active prober. The first time it sees a TCP flow
+// to a server, it waits Delay and then probes the server directly (not
+// through the path) with Probes: a replay of that flow's first client
+// flight, random bytes, TLS with the flight's SNI and with another SNI, and
+// plain HTTP. Each probe also goes to the site the SNI really belongs to
+// (Resolve), or to Reference when the flight names no site. Any difference —
+// certificate chain, answer bytes, close kind, timing class — puts the
+// server's IP on the block-list for good.
+type Prober struct {
+	// Delay before probing a new server. Default 100ms.
+	Delay time.Duration
+	// Patience is how long one probe waits for an answer. Default 1.5s.
+	Patience time.Duration
+	// Resolve returns the address of the real site for a server name ("" if unknown).
+	Resolve func(sni string) string
+	// Reference is a web server (host:port) and its name, to compare with
+	// when the client's flight names no site.
+	Reference, ReferenceSNI string
+	// OtherSNI is the unrelated name of the second TLS probe. Default "www.wikipedia.org".
+	OtherSNI string
+	// Dial reaches servers and covers. Default net.Dialer.
+	Dial DialFunc
+
+	c       *Censor
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	first   map[netip.AddrPort]*Flow         // guarded by mu; the flow that made the server known
+	flights map[netip.AddrPort][]byte        // guarded by mu; that flow's client bytes before the server's first answer
+	results map[netip.AddrPort][]ProbeResult // guarded by mu
+}
+
+func (*Prober) Name() string { return "prober" }
+
+func (p *Prober) attach(c *Censor) {
+	p.c = c
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.first = map[netip.AddrPort]*Flow{}
+	p.flights = map[netip.AddrPort][]byte{}
+	p.results = map[netip.AddrPort][]ProbeResult{}
+}
+
+func (p *Prober) wait() { p.wg.Wait() }
+
+func (p *Prober) Open(f *Flow) Verdict {
+	if f.Network != "tcp" || p.c == nil {
+		return Verdict{}
+	}
+	p.mu.Lock()
+	_, known := p.first[f.Server]
+	if !known {
+		p.first[f.Server] = f
+	}
+	p.mu.Unlock()
+	if !known {
+		delay := p.Delay
+		if delay == 0 {
+			delay = 100 * time.Millisecond
+		}
+		p.wg.Go(func() {
+			select {
+			case <-time.After(delay):
+				p.probe(f.Server)
+			case <-p.ctx.Done():
+			}
+		})
+	}
+	return Verdict{}
+}
+
+func (p *Prober) Data(f *Flow, dir Dir, _ []byte) Verdict {
+	if dir != Down || f.Pieces(Down) != 1 {
+		return Verdict{}
+	}
+	p.mu.Lock()
+	if p.first[f.Server] == f {
+		p.flights[f.Server] = slices.Clone(f.Seen(Up))
+	}
+	p.mu.Unlock()
+	return Verdict{}
+}
+
+func (*Prober) Close(*Flow) {}
+
+// Results returns the probe results for server, once probed.
+func (p *Prober) Results(server netip.AddrPort) []ProbeResult {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.results[server]
+}
+
+func (p *Prober) probe(server netip.AddrPort) {
+	p.mu.Lock()
+	flight, ok := p.flights[server]
+	if !ok {
+		flight = slices.Clone(p.first[server].Seen(Up))
+	}
+	p.mu.Unlock()
+	sni := ""
+	if hello, complete, err := PeekHello(flight); complete && err == nil {
+		sni = hello.ServerName
+	}
+	cover := ""
+	if sni != "" && p.Resolve != nil {
+		cover = p.Resolve(sni)
+	}
+	if cover == "" {
+		cover, sni = p.Reference, p.ReferenceSNI
+	}
+	other := p.OtherSNI
+	if other == "" {
+		other = "www.wikipedia.org"
+	}
+	patience := p.Patience
+	if patience == 0 {
+		patience = 1500 * time.Millisecond
+	}
+	res := Compare(p.ctx, p.Dial, server.String(), cover, Probes(flight, sni, other), patience)
+	p.mu.Lock()
+	p.results[server] = res
+	p.mu.Unlock()
+	if p.ctx.Err() != nil {
+		return
+	}
+	for _, r := range res {
+		if r.Differs != "" {
+			reason := fmt.Sprintf("probe %s: server %v, cover %v (%s)", r.Probe, r.Server, r.Cover, r.Differs)
+			p.c.Record(Event{Server: server, Rule: p.Name(), Action: Reset, Reason: reason})
+			p.c.BlockIP(server.Addr(), 0, p.Name(), reason)
+			return
+		}
+	}
+}
+
+// stop cancels probes in flight (Censor.Close).
+func (p *Prober) stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+}

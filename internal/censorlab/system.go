@@ -1,0 +1,158 @@
+package censorlab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// System is a tunnel or proxy under test: a server started once per lab
+// run, and a client that reaches it through each cell's censor.
+type System struct {
+	// Name is "burrow-..." for Burrow's transports, or a baseline's name.
+	Name string
+	// Baseline systems are known-blockable: the lab must catch them.
+	Baseline bool
+	// Network is how the client reaches the server: "tcp" or "udp".
+	Network string
+	// CaughtBy are the scenarios that must detect this baseline; the CI
+	// rule fails when one stops doing so.
+	CaughtBy []string
+	// ExpectedFail maps a scenario this system cannot survive yet to why;
+	// its cell is shown as "expected fail" and does not fail the build.
+	ExpectedFail map[string]string
+	// Start runs the server. The returned Instance's Dial goes through the
+	// address it is given (the censor's relay).
+	Start func(ctx context.Context, env Env) (*Instance, error)
+}
+
+// Env is what a system's server gets from the lab.
+type Env struct {
+	// IP is the address the server listens on (its network decides the
+	// byte budget and the whitelist).
+	IP netip.Addr
+	// Cover is the lab's cover site (host:port) and its name.
+	Cover, CoverSNI string
+	Log      *slog.Logger
+}
+
+// Instance is a running system.
+type Instance struct {
+	// Server is the address the server listens on.
+	Server netip.AddrPort
+	// Dial opens a stream to target (host:port) through the server, which
+	// the client reaches at via.
+	Dial func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error)
+	// Close stops the server.
+	Close func() error
+}
+
+// tcpServer runs handle for every connection on a listener at ip until
+// Close, and waits for the handlers.
+type tcpServer struct {
+	ln     net.Listener
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func listenTCP(ctx context.Context, ip netip.Addr, handle func(ctx context.Context, c net.Conn)) (*tcpServer, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		return nil, fmt.Errorf("censorlab: listen on %s: %w", ip, err)
+	}
+	s := &tcpServer{ln: ln}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Go(func() {
+				stop := context.AfterFunc(s.ctx, func() { c.Close() })
+				defer stop()
+				defer c.Close()
+				handle(s.ctx, c)
+			})
+		}
+	})
+	return s, nil
+}
+
+func (s *tcpServer) addr() netip.AddrPort { return s.ln.Addr().(*net.TCPAddr).AddrPort() }
+
+func (s *tcpServer) Close() error {
+	s.cancel()
+	err := s.ln.Close()
+	s.wg.Wait()
+	return err
+}
+
+// relayTo dials target and copies both ways between c and it until both
+// directions end. first is sent to the target before anything else.
+func relayTo(ctx context.Context, c io.ReadWriteCloser, target string) error {
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	t, err := d.DialContext(dctx, "tcp", target)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	pipe(c, t)
+	return nil
+}
+
+// pipe copies a↔b until both directions are done, half-closing where it can.
+func pipe(a io.ReadWriteCloser, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		io.Copy(b, a)
+		if cw, ok := b.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			b.Close()
+		}
+	})
+	io.Copy(a, b)
+	if cw, ok := a.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	} else {
+		a.Close()
+	}
+	wg.Wait()
+}
+
+// readLine reads one '\n'-terminated line of at most 300 bytes, byte by
+// byte, so nothing after it is consumed.
+func readLine(r io.Reader) (string, error) {
+	var b []byte
+	var one [1]byte
+	for len(b) < 300 {
+		if _, err := io.ReadFull(r, one[:]); err != nil {
+			return "", err
+		}
+		if one[0] == '\n' {
+			return string(b), nil
+		}
+		b = append(b, one[0])
+	}
+	return "", errors.New("censorlab: line too long")
+}
+
+// bufferedConn is a net.Conn whose first reads come from a bufio.Reader.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
