@@ -65,7 +65,7 @@ func runBench(args []string) error {
 	clkTck := fs.Float64("clk-tck", 100, "clock ticks per second of /proc/PID/stat (getconf CLK_TCK)")
 	testTimeout := fs.Duration("test-timeout", 0, "bound on each test (0: 60s + 10 s per 100 MB)")
 	ratioOf := fs.String("ratio-of", "burrow", "systems whose names start with this get ratios")
-	ratioTo := fs.String("ratio-to", "xray,forwarder", "systems the ratios are taken to")
+	ratioTo := fs.String("ratio-to", "xray,forwarder:_MBps", "systems the ratios are taken to: NAME or NAME:KEY-SUFFIX, comma-separated")
 	fs.Parse(args)
 
 	cfg.IdleWaitSec = idleWait.Seconds()

@@ -34,6 +34,10 @@ type hostInfo struct {
 	CPU     string `json:"cpu,omitempty"`
 	Kernel  string `json:"kernel,omitempty"`
 	GoBuild string `json:"go"`
+	// Load averages (/proc/loadavg) when the run started and ended: a busy
+	// machine moves absolute figures; ratios from one run move less.
+	LoadStart string `json:"loadavg_start,omitempty"`
+	LoadEnd   string `json:"loadavg_end,omitempty"`
 }
 
 type report struct {
@@ -45,11 +49,15 @@ type report struct {
 	Systems     []sysResult `json:"systems"`
 	// Ratios[system][base][key] = median of system / median of base, same run.
 	Ratios map[string]map[string]map[string]float64 `json:"ratios,omitempty"`
+
+	ratioCols []ratioCol // table columns, in the order of -ratio-of/-ratio-to
 }
+
+type ratioCol struct{ of, to string }
 
 func newReport(cfg benchConfig, systems []system) *report {
 	r := &report{Started: time.Now().UTC(), Config: cfg, Figures: figureList(cfg.Streams)}
-	r.Host = hostInfo{CPUs: runtime.NumCPU(), GoBuild: runtime.Version()}
+	r.Host = hostInfo{CPUs: runtime.NumCPU(), GoBuild: runtime.Version(), LoadStart: loadavg()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		r.Host.Kernel = strings.TrimSpace(string(b))
 	}
@@ -65,6 +73,19 @@ func newReport(cfg benchConfig, systems []system) *report {
 		r.Systems = append(r.Systems, sysResult{Name: s.Name, Desc: s.Desc})
 	}
 	return r
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func figureList(streams int) []figure {
@@ -106,6 +127,7 @@ func figureList(streams int) []figure {
 // in of to each system named in to.
 func (r *report) finish(of, to []string) {
 	r.WallSeconds = time.Since(r.Started).Seconds()
+	r.Host.LoadEnd = loadavg()
 	byName := map[string]*sysResult{}
 	for i := range r.Systems {
 		s := &r.Systems[i]
@@ -116,14 +138,19 @@ func (r *report) finish(of, to []string) {
 		if !hasAnyPrefix(s.Name, of) {
 			continue
 		}
-		for _, baseName := range to {
+		for _, spec := range to {
+			// spec is NAME or NAME:SUFFIX (only figures whose key ends in SUFFIX).
+			baseName, suffix, _ := strings.Cut(spec, ":")
 			base, ok := byName[baseName]
 			if !ok || base.Name == s.Name {
 				continue
 			}
 			rs := map[string]float64{}
 			for k, v := range s.Median {
-				if b, ok := base.Median[k]; ok && b != 0 && !strings.HasPrefix(k, "idle_opened") && k != "ttfb_failed" {
+				if k == "idle_opened" || k == "ttfb_failed" || !strings.HasSuffix(k, suffix) {
+					continue
+				}
+				if b, ok := base.Median[k]; ok && b != 0 {
 					rs[k] = v / b
 				}
 			}
@@ -137,6 +164,7 @@ func (r *report) finish(of, to []string) {
 				r.Ratios[s.Name] = map[string]map[string]float64{}
 			}
 			r.Ratios[s.Name][baseName] = rs
+			r.ratioCols = append(r.ratioCols, ratioCol{s.Name, baseName})
 		}
 	}
 }
@@ -180,28 +208,14 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 // printTable writes one row per figure and one column per system, then one
 // column per ratio.
 func (r *report) printTable(w io.Writer) {
-	fmt.Fprintf(w, "\nBurrow benchmark, %s, %d CPUs (%s), %d rep(s), medians; %d MiB per throughput test; wall %.0f s\n\n",
-		r.Started.Format(time.RFC3339), r.Host.CPUs, r.Host.CPU, r.Config.Reps, r.Config.Bytes>>20, r.WallSeconds)
-	type ratioCol struct{ of, to string }
-	var rcols []ratioCol
-	for _, s := range r.Systems {
-		for _, to := range []string{"xray", "forwarder"} {
-			if _, ok := r.Ratios[s.Name][to]; ok {
-				rcols = append(rcols, ratioCol{s.Name, to})
-			}
-		}
-		for to := range r.Ratios[s.Name] {
-			if to != "xray" && to != "forwarder" {
-				rcols = append(rcols, ratioCol{s.Name, to})
-			}
-		}
-	}
+	fmt.Fprintf(w, "\nBurrow benchmark, %s, %d CPUs (%s), %d rep(s), medians; %d MiB per throughput test; wall %.0f s; load average %s at start, %s at end\n\n",
+		r.Started.Format(time.RFC3339), r.Host.CPUs, r.Host.CPU, r.Config.Reps, r.Config.Bytes>>20, r.WallSeconds, r.Host.LoadStart, r.Host.LoadEnd)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := []string{"figure", "unit"}
 	for _, s := range r.Systems {
 		head = append(head, s.Name)
 	}
-	for _, c := range rcols {
+	for _, c := range r.ratioCols {
 		head = append(head, c.of+"/"+c.to)
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
@@ -219,7 +233,7 @@ func (r *report) printTable(w io.Writer) {
 		if !any {
 			continue
 		}
-		for _, c := range rcols {
+		for _, c := range r.ratioCols {
 			if v, ok := r.Ratios[c.of][c.to][f.Key]; ok {
 				row = append(row, fmt.Sprintf("%.2fx", v))
 			} else {

@@ -76,10 +76,8 @@ func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg 
 		go hs.Serve(ln)
 	}
 
-	if f.adminListen != "" {
-		if err := loopbackOnly(f.adminListen); err != nil {
-			return nil, fmt.Errorf("--admin-listen: %w", err)
-		}
+	if err := f.validate(); err != nil {
+		return nil, err
 	}
 	if f.subscribe != "" {
 		tmpl, err := userLink(cfg, &access.User{})
@@ -135,6 +133,25 @@ func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg 
 		log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics", "per_user", perUser)
 	}
 	return stop, nil
+}
+
+// validate checks what can be checked before anything starts.
+func (f *sideFlags) validate() error {
+	if f.adminListen != "" {
+		if err := loopbackOnly(f.adminListen); err != nil {
+			return fmt.Errorf("--admin-listen: %w", err)
+		}
+	}
+	if err := subscribe.ValidateTitle(f.subTitle); err != nil {
+		return fmt.Errorf("--subscribe-title: %w", err)
+	}
+	if f.subBase != "" && f.subscribe == "" {
+		return errors.New("--subscribe-url-base needs --subscribe HOST:PORT")
+	}
+	if f.metricsPerUser && f.metrics == "" {
+		return errors.New("--metrics-per-user needs --metrics HOST:PORT")
+	}
+	return nil
 }
 
 func countersOf(s *server.Stats) admin.Counters {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/client"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/route"
 )
 
 func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -18,9 +21,22 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	socks := fs.String("socks", "127.0.0.1:1080", "SOCKS5 proxy listen address ('' to turn off)")
 	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP proxy listen address ('' to turn off)")
 	debug := fs.Bool("debug", false, "log debug messages")
+	tunOn := fs.Bool("tun", false, "full-device mode: route all traffic of this machine through the tunnel (Linux, root)")
+	killSwitch := fs.Bool("kill-switch", true, "with --tun: drop traffic rather than send it in the clear if burrow dies")
+	tunName := fs.String("tun-name", "burrow0", "with --tun: TUN interface name")
+	dnsAddr := fs.String("dns", "1.1.1.1:53", "with --tun: resolver all DNS queries are relayed to, through the tunnel")
+	tunRestore := fs.Bool("tun-restore", false, "undo the routes and resolver settings a crashed --tun run left behind, then exit")
+	rulesArg := fs.String("rules", "", "route rules: a rule file, or a preset ("+strings.Join(route.Presets(), ", ")+")")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if *tunRestore {
+		if err := client.RestoreTUN(*tunName); err != nil {
+			return fmt.Errorf("--tun-restore: %w", err)
+		}
+		fmt.Fprintf(stderr, "routes and resolver of %s restored\n", *tunName)
+		return nil
 	}
 	if len(pos) != 1 {
 		return errors.New("connect: want one vless:// LINK, or a file holding one")
@@ -30,9 +46,21 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(stderr, *debug)
-	c, err := client.New(ctx, client.Config{Link: link, SOCKS: *socks, HTTP: *httpAddr, Logger: log})
+	cfg := client.Config{Link: link, SOCKS: *socks, HTTP: *httpAddr, Logger: log}
+	if *rulesArg != "" {
+		if cfg.Rules, err = loadRules(*rulesArg); err != nil {
+			return err
+		}
+	}
+	if *tunOn {
+		cfg.TUN = &client.TUNConfig{Name: *tunName, KillSwitch: *killSwitch, DNS: *dnsAddr}
+	}
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if *tunOn {
+		fmt.Fprintf(stderr, "full-device mode on %s (kill switch %v); DNS relayed to %s through the tunnel\n", *tunName, *killSwitch, *dnsAddr)
 	}
 	if a := c.SOCKSAddr(); a != nil {
 		fmt.Fprintf(stderr, "SOCKS5 proxy on %s\n", a)
@@ -61,6 +89,28 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	err = c.Run(ctx)
 	<-done
 	return err
+}
+
+// loadRules reads --rules: a file if one exists at that path, else a
+// shipped preset of that name.
+func loadRules(arg string) (*route.Rules, error) {
+	f, err := os.Open(arg)
+	if err == nil {
+		defer f.Close()
+		rs, err := route.Parse(f)
+		if err != nil {
+			return nil, fmt.Errorf("--rules %s: %w", arg, err)
+		}
+		return rs, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("--rules: %w", err)
+	}
+	rs, perr := route.Preset(arg)
+	if perr != nil {
+		return nil, fmt.Errorf("--rules %s: no such file, and %w", arg, perr)
+	}
+	return rs, nil
 }
 
 // statusLine redraws one line on the terminal: server, state, bytes.

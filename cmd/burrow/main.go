@@ -33,6 +33,10 @@ Client:
 Try it on one machine (local cover site, server and client, no internet needed):
   burrow demo
 
+Censorship checks:
+  burrow lab [--json] [--scenario NAME]          run tunnels and baselines through simulated censors
+  burrow check HOST:PORT --sni NAME [--cover HOST:PORT]   audit a deployed server as a prober would
+
 Run 'burrow COMMAND -h' for a command's flags.
 `
 
@@ -74,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runConnect(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "lab":
+		return runLab(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -192,6 +192,9 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) > 0 {
 		return fmt.Errorf("server run: unexpected argument %q", pos[0])
 	}
+	if err := side.validate(); err != nil {
+		return fmt.Errorf("server run: %w", err)
+	}
 	log := newLogger(stderr, *debug)
 	if *logDest {
 		log.Warn("--debug-log-destinations is on: user names and destinations are logged together; turn it off when done")

@@ -110,6 +110,12 @@ type Live interface {
 	Active() map[int64]int // live connections per user id
 }
 
+// usageSource is a Live that also knows the bytes not yet flushed
+// (server.Registry does).
+type usageSource interface {
+	Usage() map[int64]access.Traffic // current period, per user id
+}
+
 // Local implements API on a store, in the process that opened it. Only Store
 // is required; the zero value of every other field means "the server is not
 // running in this process".
@@ -291,7 +297,9 @@ func (l *Local) Rotate(ctx context.Context, name string) (*UserInfo, error) {
 // ResetTraffic implements API.
 func (l *Local) ResetTraffic(ctx context.Context, name string) (*UserInfo, error) {
 	return l.modify(ctx, name, func(u *access.User) error {
-		// A new period starts now; ResetTraffic needs it after the current start.
+		// A new period starts now. The store resets only for a start later
+		// than the current one (so concurrent rollovers reset once); a user
+		// created this very second gets a start one second later.
 		start := l.now().UTC().Truncate(time.Second)
 		if !start.After(u.PeriodStart) {
 			start = u.PeriodStart.Add(time.Second)
@@ -367,9 +375,17 @@ func (l *Local) Snapshot(ctx context.Context, perUser bool) (*metrics.Snapshot, 
 		return nil, err
 	}
 	active := l.active()
+	var usage map[int64]access.Traffic
+	if lu, ok := l.Live.(usageSource); ok {
+		usage = lu.Usage() // includes bytes not flushed to the store yet
+	}
 	s.Users = make([]metrics.User, 0, len(users))
 	for _, u := range users {
-		s.Users = append(s.Users, metrics.User{Name: u.Name, Up: u.BytesUp, Down: u.BytesDown, Connections: active[u.ID]})
+		mu := metrics.User{Name: u.Name, Up: u.BytesUp, Down: u.BytesDown, Connections: active[u.ID]}
+		if t, ok := usage[u.ID]; ok {
+			mu.Up, mu.Down = t.Up, t.Down
+		}
+		s.Users = append(s.Users, mu)
 	}
 	return s, nil
 }

@@ -79,7 +79,7 @@ type Flow struct {
 func (f *Flow) Seen(d Dir) []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.seen[d]
+	return f.seen[d][:len(f.seen[d]):len(f.seen[d])] // callers cannot append into it
 }
 
 // Count returns the bytes that went in direction d, the current piece included.
@@ -101,8 +101,11 @@ func (f *Flow) add(d Dir, p []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if room := MaxInspect - len(f.seen[d]); room > 0 {
-		// Full slice expression: a middlebox holding an older Seen never sees it change.
-		f.seen[d] = append(f.seen[d][:len(f.seen[d]):len(f.seen[d])], p[:min(room, len(p))]...)
+		if f.seen[d] == nil {
+			f.seen[d] = make([]byte, 0, min(MaxInspect, max(4096, 2*len(p))))
+		}
+		// Appending never changes bytes an older Seen returned.
+		f.seen[d] = append(f.seen[d], p[:min(room, len(p))]...)
 	}
 	f.count[d] += int64(len(p))
 	f.pieces[d]++

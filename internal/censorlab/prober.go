@@ -35,8 +35,9 @@ type Prober struct {
 	c       *Censor
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
 	mu      sync.Mutex
+	idle    *sync.Cond                       // signalled when pending drops to 0
+	pending int                              // guarded by mu; probe goroutines running
 	first   map[netip.AddrPort]*Flow         // guarded by mu; the flow that made the server known
 	flights map[netip.AddrPort][]byte        // guarded by mu; that flow's client bytes before the server's first answer
 	results map[netip.AddrPort][]ProbeResult // guarded by mu
@@ -47,12 +48,21 @@ func (*Prober) Name() string { return "prober" }
 func (p *Prober) attach(c *Censor) {
 	p.c = c
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.idle = sync.NewCond(&p.mu)
 	p.first = map[netip.AddrPort]*Flow{}
 	p.flights = map[netip.AddrPort][]byte{}
 	p.results = map[netip.AddrPort][]ProbeResult{}
 }
 
-func (p *Prober) wait() { p.wg.Wait() }
+// wait blocks until no probe goroutine runs. (A WaitGroup would do, but
+// new servers may appear while the censor settles.)
+func (p *Prober) wait() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.pending > 0 {
+		p.idle.Wait()
+	}
+}
 
 func (p *Prober) Open(f *Flow) Verdict {
 	if f.Network != "tcp" || p.c == nil {
@@ -62,6 +72,7 @@ func (p *Prober) Open(f *Flow) Verdict {
 	_, known := p.first[f.Server]
 	if !known {
 		p.first[f.Server] = f
+		p.pending++
 	}
 	p.mu.Unlock()
 	if !known {
@@ -69,13 +80,19 @@ func (p *Prober) Open(f *Flow) Verdict {
 		if delay == 0 {
 			delay = 100 * time.Millisecond
 		}
-		p.wg.Go(func() {
+		go func() {
+			defer func() {
+				p.mu.Lock()
+				p.pending--
+				p.idle.Broadcast()
+				p.mu.Unlock()
+			}()
 			select {
 			case <-time.After(delay):
 				p.probe(f.Server)
 			case <-p.ctx.Done():
 			}
-		})
+		}()
 	}
 	return Verdict{}
 }

@@ -40,7 +40,7 @@ type Env struct {
 	IP netip.Addr
 	// Cover is the lab's cover site (host:port) and its name.
 	Cover, CoverSNI string
-	Log      *slog.Logger
+	Log             *slog.Logger
 }
 
 // Instance is a running system.

@@ -104,10 +104,15 @@ func (m *TLSInTLS) Data(f *Flow, dir Dir, p []byte) Verdict {
 	}
 	t := m.flows[f.ID]
 	if t == nil {
-		if dir != Up || len(p) < 3 || p[0] != 0x16 || p[1] != 3 {
-			t = &tlsTrack{decided: true} // not TLS: nothing to follow
+		start := f.Seen(Up)
+		if len(start) < 3 && dir == Up {
+			return Verdict{} // too early to tell; the scanner starts once it is TLS
+		}
+		t = &tlsTrack{}
+		if len(start) < 3 || start[0] != 0x16 || start[1] != 3 {
+			t.decided = true // not TLS: nothing to follow
 		} else {
-			t = &tlsTrack{}
+			t.up.feed(start[:len(start)-len(p)], func(typ byte, n int) { t.clientRecord(typ, n) })
 		}
 		m.flows[f.ID] = t
 	}

@@ -236,9 +236,10 @@ type Tally struct {
 
 var uploadID atomic.Int64
 
-// Run opens all connections first (one download, one upload, Conns for the
-// exchanges, so they are open at the same time, as a browser's are), then
-// moves the data on all of them at once, checking every byte.
+// Run opens all connections first, one after the other (one download, one
+// upload, Conns for the exchanges, so they are open at the same time, as a
+// browser's are), then moves the data on all of them at once, checking
+// every byte.
 func (w Workload) Run(ctx context.Context, site *Site, dial func(ctx context.Context) (net.Conn, error)) Tally {
 	w = w.withDefaults()
 	t := Tally{Expected: w.Expected()}
@@ -251,24 +252,21 @@ func (w Workload) Run(ctx context.Context, site *Site, dial func(ctx context.Con
 	}
 	n := 2 + w.Conns
 	conns := make([]*tls.Conn, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			raw, err := dial(ctx)
-			if err != nil {
-				fail("dial", err)
-				return
-			}
-			tc := tls.Client(&idleConn{Conn: raw, idle: w.Idle}, site.ClientTLS())
-			if err := tc.HandshakeContext(ctx); err != nil {
-				raw.Close()
-				fail("inner TLS handshake", err)
-				return
-			}
-			conns[i] = tc
-		})
+	for i := range n { // one after the other, so which rule fires first does not depend on scheduling
+		raw, err := dial(ctx)
+		if err != nil {
+			fail("dial", err)
+			continue
+		}
+		tc := tls.Client(&idleConn{Conn: raw, idle: w.Idle}, site.ClientTLS())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			fail("inner TLS handshake", err)
+			continue
+		}
+		conns[i] = tc
 	}
-	wg.Wait()
+	var wg sync.WaitGroup
 	defer func() {
 		for _, c := range conns {
 			if c != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/proxy/httpproxy"
 	"github.com/burrow-vpn/burrow/internal/proxy/socks5"
+	"github.com/burrow-vpn/burrow/internal/route"
 )
 
 // Config is what `burrow connect` runs.
@@ -23,6 +24,11 @@ type Config struct {
 	SOCKS string
 	// HTTP is the HTTP proxy listen address. Default "127.0.0.1:8080"; "" turns it off.
 	HTTP string
+	// Rules route each connection through the tunnel, direct, or nowhere;
+	// nil sends everything through the tunnel. They apply to every frontend.
+	Rules *route.Rules
+	// TUN turns on full-device mode (Linux, root); nil leaves it off.
+	TUN *TUNConfig
 	// Logger receives errors; nil discards.
 	Logger *slog.Logger
 }
@@ -33,6 +39,8 @@ type Client struct {
 	Tunnel *Tunnel
 	socks  net.Listener
 	http   net.Listener
+	router *Router
+	tun    *tunMode // nil unless cfg.TUN
 }
 
 // New checks cfg and opens the listeners (so an address in use is reported
@@ -41,7 +49,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.SOCKS == "" && cfg.HTTP == "" {
+	if cfg.SOCKS == "" && cfg.HTTP == "" && cfg.TUN == nil {
 		return nil, errors.New("both --socks and --http are off: nothing to serve")
 	}
 	t, err := NewTunnel(cfg.Link)
@@ -49,6 +57,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{cfg: cfg, Tunnel: t}
+	c.router = &Router{Rules: cfg.Rules, Tunnel: t}
 	var lc net.ListenConfig
 	if cfg.SOCKS != "" {
 		if c.socks, err = lc.Listen(ctx, "tcp", cfg.SOCKS); err != nil {
@@ -63,7 +72,21 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, listenError("http", cfg.HTTP, err)
 		}
 	}
+	if cfg.TUN != nil {
+		if err := c.openTUN(*cfg.TUN); err != nil {
+			c.closeListeners()
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+func (c *Client) closeListeners() {
+	for _, l := range []net.Listener{c.socks, c.http} {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 func listenError(flag, addr string, err error) error {
@@ -88,12 +111,15 @@ func addrOf(l net.Listener) net.Addr {
 func (c *Client) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if c.socks != nil {
-		srv := &socks5.Server{Dialer: c.Tunnel, Logger: c.cfg.Logger}
+		srv := &socks5.Server{Dialer: c.router, Logger: c.cfg.Logger}
 		g.Go(func() error { return serveUntil(ctx, c.socks, srv.Serve, srv.Close) })
 	}
 	if c.http != nil {
-		srv := &httpproxy.Server{Dialer: c.Tunnel, Logger: c.cfg.Logger}
+		srv := &httpproxy.Server{Dialer: c.router, Logger: c.cfg.Logger}
 		g.Go(func() error { return serveUntil(ctx, c.http, srv.Serve, srv.Close) })
+	}
+	if c.tun != nil {
+		g.Go(func() error { return c.runTUN(ctx) })
 	}
 	return g.Wait()
 }

@@ -398,3 +398,19 @@ func Preset(name string) (*Rules, error) {
 	}
 	return rs, nil
 }
+
+// MatchName returns the action of the first domain, domain-suffix or keyword
+// rule matching name, and whether one did. The DNS relay uses it to refuse
+// names that are blocked, without applying address or port rules to a query.
+func (rs *Rules) MatchName(name string) (Action, bool) {
+	if rs == nil {
+		return Proxy, false
+	}
+	host := normalizeName(name)
+	for _, r := range rs.List {
+		if (r.Kind == Domain || r.Kind == DomainSuffix || r.Kind == Keyword) && r.matches(host, netip.Addr{}, 0) {
+			return r.Action, true
+		}
+	}
+	return Proxy, false
+}

@@ -192,3 +192,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMatchName(t *testing.T) {
+	rs, err := Parse(strings.NewReader("port 53 block\ncidr 0.0.0.0/0 block\ndomain-suffix ads.example block\nkeyword ru direct\ndefault block\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		want Action
+		ok   bool
+	}{
+		{"x.ads.example.", Block, true},
+		{"shop.ru", Direct, true},
+		{"site.example", Proxy, false},
+	}
+	for _, tt := range tests {
+		if a, ok := rs.MatchName(tt.name); a != tt.want || ok != tt.ok {
+			t.Errorf("MatchName(%q) = %v, %v, want %v, %v", tt.name, a, ok, tt.want, tt.ok)
+		}
+	}
+}

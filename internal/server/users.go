@@ -279,6 +279,18 @@ func (r *Registry) Active() map[int64]int {
 	return out
 }
 
+// Usage returns each user's bytes in the current period, including those
+// counted but not yet flushed to the store (for metrics).
+func (r *Registry) Usage() map[int64]access.Traffic {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int64]access.Traffic, len(r.byID))
+	for id, lu := range r.byID {
+		out[id] = access.Traffic{Up: lu.user.BytesUp + lu.up.Load(), Down: lu.user.BytesDown + lu.down.Load()}
+	}
+	return out
+}
+
 // Poke asks Run to refresh now rather than at its next tick: the admin API
 // calls it after changing a user, so a revocation acts at once. It never
 // blocks.

@@ -159,6 +159,9 @@ func TestRegistryQuotaBudgetAndFlush(t *testing.T) {
 	if b := up.Budget(); b != 400 {
 		t.Errorf("Budget() after 600 bytes = %d, want 400", b)
 	}
+	if u := r.Usage()[1]; u != (access.Traffic{Up: 100, Down: 500}) {
+		t.Errorf("Usage() before a flush = %+v, want 100 up, 500 down", u)
+	}
 	src.fail = errors.New("disk full")
 	if err := r.Flush(context.Background()); err == nil {
 		t.Fatal("Flush with a failing store succeeded")
@@ -172,6 +175,9 @@ func TestRegistryQuotaBudgetAndFlush(t *testing.T) {
 	}
 	if u := src.users[1]; u.BytesUp != 100 || u.BytesDown != 500 {
 		t.Errorf("stored %d up, %d down; want 100, 500", u.BytesUp, u.BytesDown)
+	}
+	if u := r.Usage()[1]; u != (access.Traffic{Up: 100, Down: 500}) {
+		t.Errorf("Usage() after a flush = %+v, want 100 up, 500 down (not counted twice)", u)
 	}
 	if err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)

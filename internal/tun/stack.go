@@ -169,6 +169,12 @@ func (st *Stack) deviceToStack() error {
 		if n == 0 || st.ctx.Err() != nil {
 			continue
 		}
+		if echoReply(buf[:n]) {
+			if _, err := st.dev.Write(buf[:n]); err != nil && st.ctx.Err() == nil {
+				st.cfg.Logger.Debug("echo reply", "err", err)
+			}
+			continue
+		}
 		var proto tcpip.NetworkProtocolNumber
 		switch buf[0] >> 4 {
 		case 4:

@@ -105,7 +105,7 @@ func Setup(cfg NetConfig) (undo func() error, err error) {
 	}
 	st := &state{Device: cfg.Device, Table: cfg.Table, Mark: cfg.Mark, IPv6: ipv6Enabled()}
 	table := strconv.Itoa(cfg.Table)
-	if out, _ := ipOut("-4", "route", "show", "table", table); strings.TrimSpace(out) != "" {
+	if out, err := ipOut("-4", "route", "show", "table", table); err == nil && strings.TrimSpace(out) != "" {
 		return nil, fmt.Errorf("tun: routing table %d is already in use (another VPN, or a burrow started with a different state file); pick another, or remove it with `ip route flush table %d`", cfg.Table, cfg.Table)
 	}
 	if err := writeState(cfg.StateFile, st); err != nil {
@@ -129,7 +129,9 @@ func Setup(cfg NetConfig) (undo func() error, err error) {
 		steps = append(steps, []string{"-6", "addr", "add", tunAddr6.String(), "dev", cfg.Device, "nodad"})
 	}
 	for _, f := range fams {
-		steps = append(steps, []string{f, "route", "add", "default", "dev", cfg.Device, "table", table})
+		// Metrics explicit: IPv6 would otherwise give the device route 1024,
+		// behind the blackhole.
+		steps = append(steps, []string{f, "route", "add", "default", "dev", cfg.Device, "table", table, "metric", "1"})
 		if cfg.KillSwitch {
 			steps = append(steps, []string{f, "route", "add", "blackhole", "default", "table", table, "metric", "100"})
 		}
@@ -224,7 +226,7 @@ func Restore(stateFile string) error {
 				break
 			}
 		}
-		if err := ip(f, "route", "flush", "table", table); err != nil && !strings.Contains(err.Error(), "No such") {
+		if err := ip(f, "route", "flush", "table", table); err != nil && !strings.Contains(err.Error(), "does not exist") {
 			errs = append(errs, err)
 		}
 	}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/metrics"
+	"github.com/burrow-vpn/burrow/internal/subscribe"
+)
+
+// TestAccessSubscriptions: with --subscribe, `user show` prints the
+// subscription URL; each format, chosen by ?format= or by User-Agent,
+// parses back with our parser, and the link in it carries traffic through
+// the server. A wrong token gets the very bytes of any missing page.
+func TestAccessSubscriptions(t *testing.T) {
+	site := testSite(t)
+	sp, _ := freePort()
+	subAddr := "127.0.0.1:" + sp
+	e := deployServer(t, true, "--subscribe", subAddr, "--subscribe-url-base", "http://"+subAddr+"/sub/", "--subscribe-title", "Семья")
+	e.addUser(t, "erin", "--quota", "1GB", "--expires", "2099-01-01")
+	out, err := e.user("show", "erin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subURL string
+	for _, line := range strings.Split(out, "\n") {
+		if u, ok := strings.CutPrefix(line, "subscription: "); ok {
+			subURL = u
+		}
+	}
+	if !strings.HasPrefix(subURL, "http://"+subAddr+"/sub/") || len(subURL) != len("http://"+subAddr+"/sub/")+43 {
+		t.Fatalf("user show erin:\n%s\nwant a subscription: line with http://%s/sub/TOKEN", out, subAddr)
+	}
+	target := fmt.Sprintf("http://%s/data?n=300000", site)
+	want := streamSum(300000)
+	for _, tc := range []struct {
+		query, ua string
+		parse     func([]byte) ([]*links.VLESS, error)
+	}{
+		{"?format=base64", "", subscribe.ParseBase64},
+		{"?format=sing-box", "", subscribe.ParseSingBox},
+		{"?format=clash", "", subscribe.ParseClash},
+		{"", "v2rayNG/1.9.16", subscribe.ParseBase64},
+		{"", "Happ/1.11", subscribe.ParseBase64},
+		{"", "SFA/1.11.4 (Android; sing-box 1.11.4)", subscribe.ParseSingBox},
+		{"", "clash-verge/v1.7.7", subscribe.ParseClash},
+		{"", "mihomo/1.18", subscribe.ParseClash},
+	} {
+		req, _ := http.NewRequest("GET", subURL+tc.query, nil)
+		req.Header.Set("User-Agent", tc.ua)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		what := tc.query + tc.ua
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %s", what, resp.Status)
+		}
+		if got := resp.Header.Get("Subscription-Userinfo"); !strings.HasPrefix(got, "upload=") || !strings.Contains(got, "total=1000000000; expire=") {
+			t.Errorf("%s: subscription-userinfo = %q", what, got)
+		}
+		if title, err := subscribe.DecodeTitle(resp.Header.Get("Profile-Title")); err != nil || title != "Семья" {
+			t.Errorf("%s: profile-title %q decodes to %q, %v", what, resp.Header.Get("Profile-Title"), title, err)
+		}
+		if resp.Header.Get("Profile-Update-Interval") == "" {
+			t.Errorf("%s: no profile-update-interval", what)
+		}
+		ls, err := tc.parse(body)
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("%s: parse: %v, %v\n%s", what, ls, err, body)
+		}
+		if ls[0].Name != "erin" {
+			t.Errorf("%s: link name %q, want erin", what, ls[0].Name)
+		}
+		if tc.ua != "" {
+			continue // the three ?format= cases already used their links
+		}
+		proxy := connect(t, ls[0].String())
+		if sum, n, err := get(proxy, target); err != nil || sum != want {
+			t.Errorf("%s: download through the parsed link: %d bytes, %v; want the right 300000", what, n, err)
+		}
+	}
+
+	// Revoked, wrong and missing: one identical 404.
+	missing := rawGET(t, subAddr, "/favicon.ico")
+	if !bytes.HasPrefix(missing, []byte("HTTP/1.1 404")) {
+		t.Fatalf("missing page: %s", missing)
+	}
+	tok := subURL[strings.LastIndexByte(subURL, '/')+1:]
+	wrong := []byte(tok)
+	wrong[0] ^= 1
+	for _, p := range []string{"/sub/" + string(wrong), "/" + strings.Repeat("A", 43), "/sub/"} {
+		if got := rawGET(t, subAddr, p); !bytes.Equal(got, missing) {
+			t.Errorf("GET %s:\n%q\nwant the bytes of any missing page:\n%q", p, got, missing)
+		}
+	}
+	if _, err := e.user("revoke", "erin"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rawGET(t, subAddr, "/sub/"+tok); !bytes.Equal(got, missing) {
+		t.Errorf("revoked user's subscription:\n%q\nwant the 404 of any missing page", got)
+	}
+}
+
+func rawGET(t *testing.T, addr, path string) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: sub.example.org\r\nUser-Agent: v2rayNG/1.9\r\nConnection: close\r\n\r\n", path)
+	b, _ := io.ReadAll(bufio.NewReader(c))
+	return b
+}
+
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, err := metrics.Parse(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestAccessMetrics: the metrics endpoint counts bytes, authenticated
+// handshakes, connections handed to the cover, egress refusals and active
+// connections; per-user series only with --metrics-per-user.
+func TestAccessMetrics(t *testing.T) {
+	site := testSite(t)
+	slow := slowSite(t)
+	for _, perUser := range []bool{false, true} {
+		mp, _ := freePort()
+		maddr := "127.0.0.1:" + mp
+		args := []string{"--metrics", maddr}
+		if perUser {
+			args = append(args, "--metrics-per-user")
+		}
+		// The first server refuses private egress (the test site is on
+		// loopback): a refusal is counted. The second allows it: bytes.
+		e := deployServer(t, perUser, args...)
+		proxy := connect(t, e.addUser(t, "frank"))
+		const size = 1 << 20
+		_, n, err := get(proxy, fmt.Sprintf("http://%s/data?n=%d", site, size))
+		if perUser && (err != nil || n != size) {
+			t.Fatalf("download: %d, %v", n, err)
+		}
+		if perUser {
+			s := openStream(t, proxy, "http://"+slow+"/slow")
+			s.flowing(t, "frank", 1)
+		}
+		// A prober: TLS to the server gets the cover site.
+		pc, err := tls.Dial("tcp", e.addr, &tls.Config{ServerName: "cover.test", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+		pc.Close()
+		time.Sleep(200 * time.Millisecond)
+		m := scrape(t, maddr)
+		t.Logf("perUser=%v metrics: %v", perUser, m)
+		if m[`burrow_handshakes_total{result="authenticated"}`] < 1 || m[`burrow_handshakes_total{result="cover"}`] < 1 {
+			t.Errorf("handshake counters %v, want >= 1 authenticated and >= 1 cover", m)
+		}
+		if perUser {
+			if m[`burrow_bytes_total{direction="down"}`] < size || m[`burrow_bytes_total{direction="up"}`] < 50 {
+				t.Errorf("bytes %v, want >= %d down", m, size)
+			}
+			if m["burrow_connections_active"] != 1 || m[`burrow_user_connections_active{user="frank"}`] != 1 {
+				t.Errorf("active %v, want 1 (frank's stream)", m)
+			}
+			if got := m[`burrow_user_bytes{user="frank",direction="down"}`]; got < size {
+				t.Errorf("per-user bytes for frank = %v, want >= %d (unflushed bytes included)", got, size)
+			}
+		} else {
+			if m["burrow_egress_refused_total"] < 1 {
+				t.Errorf("egress refusals %v, want >= 1 (private egress is off)", m["burrow_egress_refused_total"])
+			}
+			for k := range m {
+				if strings.Contains(k, "user=") {
+					t.Errorf("series %s without --metrics-per-user", k)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// needRoot skips the test unless it can create network namespaces.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("e2e: network-namespace tests need root (run as root, as CI does)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("e2e: the `ip` command (iproute2) is missing; install iproute2")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("e2e: /dev/net/tun is missing; TUN tests cannot run here")
+	}
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// burrowBinary builds cmd/burrow once per test run.
+func burrowBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "burrow-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "burrow")
+		out, err := exec.Command("go", "build", "-o", buildPath, "../cmd/burrow").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// lab is the four namespaces and their links:
+//
+//	client c0 10.200.1.2 fd00:200:1::2 ── r1 10.200.1.1 fd00:200:1::1  router
+//	server s0 10.200.2.2 fd00:200:2::2 ── r2 10.200.2.1 fd00:200:2::1  router
+//	site   t0 10.200.3.2,.3 fd00:200:3::2 ── r3 10.200.3.1 fd00:200:3::1  router
+type lab struct {
+	t                              *testing.T
+	client, router, server, site string
+}
+
+const serverAddr = "10.200.2.2:443"
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	l := &lab{t: t, client: "bwc" + id, router: "bwr" + id, server: "bws" + id, site: "bwt" + id}
+	t.Cleanup(l.destroy)
+	for _, ns := range []string{l.client, l.router, l.server, l.site} {
+		l.ip("netns", "add", ns)
+		l.in(ns, "ip", "link", "set", "lo", "up")
+		// No duplicate address detection: addresses (link-local too) are
+		// final at once, so before/after snapshots compare equal.
+		l.in(ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
+	}
+	// The client's resolver points at the site's DNS server, so without the
+	// tunnel queries would go there in the clear.
+	l.writeResolv("nameserver " + siteAddr4 + "\n")
+	links := []struct{ ns, dev, peer, addr4, addr6, raddr4, raddr6 string }{
+		{l.client, "c0", "r1", "10.200.1.2/24", "fd00:200:1::2/64", "10.200.1.1/24", "fd00:200:1::1/64"},
+		{l.server, "s0", "r2", "10.200.2.2/24", "fd00:200:2::2/64", "10.200.2.1/24", "fd00:200:2::1/64"},
+		{l.site, "t0", "r3", "10.200.3.2/24", "fd00:200:3::2/64", "10.200.3.1/24", "fd00:200:3::1/64"},
+	}
+	for _, k := range links {
+		l.ip("link", "add", k.dev, "netns", k.ns, "type", "veth", "peer", "name", k.peer, "netns", l.router)
+		l.in(k.ns, "ip", "addr", "add", k.addr4, "dev", k.dev)
+		l.in(k.ns, "ip", "-6", "addr", "add", k.addr6, "dev", k.dev, "nodad")
+		l.in(k.ns, "ip", "link", "set", k.dev, "up")
+		l.in(l.router, "ip", "addr", "add", k.raddr4, "dev", k.peer)
+		l.in(l.router, "ip", "-6", "addr", "add", k.raddr6, "dev", k.peer, "nodad")
+		l.in(l.router, "ip", "link", "set", k.peer, "up")
+		gw4 := strings.Split(k.raddr4, "/")[0]
+		gw6 := strings.Split(k.raddr6, "/")[0]
+		l.in(k.ns, "ip", "route", "add", "default", "via", gw4)
+		l.in(k.ns, "ip", "-6", "route", "add", "default", "via", gw6)
+	}
+	l.in(l.site, "ip", "addr", "add", directAddr4+"/24", "dev", "t0")
+	l.in(l.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	l.in(l.router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+	return l
+}
+
+func (l *lab) resolvPath() string { return filepath.Join("/etc/netns", l.client, "resolv.conf") }
+
+func (l *lab) writeResolv(s string) {
+	if err := os.MkdirAll(filepath.Dir(l.resolvPath()), 0o755); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.WriteFile(l.resolvPath(), []byte(s), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+func (l *lab) destroy() {
+	for _, ns := range []string{l.client, l.router, l.server, l.site} {
+		exec.Command("ip", "netns", "del", ns).Run()
+	}
+	os.RemoveAll(filepath.Join("/etc/netns", l.client))
+}
+
+func (l *lab) ip(args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// in runs a command in ns and fails the test if it fails.
+func (l *lab) in(ns string, args ...string) string {
+	l.t.Helper()
+	out, err := l.try(ns, args...)
+	if err != nil {
+		l.t.Fatalf("in %s: %s: %v\n%s", ns, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// try runs a command in ns with a 30s limit and returns its output.
+func (l *lab) try(ns string, args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return buf.String(), err
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		return buf.String(), fmt.Errorf("still running after 30s")
+	}
+}
+
+// helper runs the test binary in a helper mode inside ns.
+func (l *lab) helper(ns string, args ...string) (string, error) {
+	exe, _ := os.Executable()
+	return l.try(ns, append([]string{"env", "BURROW_E2E_HELPER=1", exe}, args...)...)
+}
+
+// proc is a long-running process in a namespace; its output is kept.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// start starts args in ns and waits until its output contains ready
+// (if ready is not empty). The process is killed at cleanup if still running.
+func (l *lab) start(name, ns, ready string, args ...string) *proc {
+	l.t.Helper()
+	p := &proc{name: name, done: make(chan struct{})}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if err := p.cmd.Start(); err != nil {
+		l.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	l.t.Cleanup(func() { p.stop(syscall.SIGKILL) })
+	if ready == "" {
+		return p
+	}
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(p.Output(), ready) {
+		select {
+		case <-p.done:
+			l.t.Fatalf("%s exited before it was ready: %v\n%s", name, p.err, p.Output())
+		case <-deadline:
+			l.t.Fatalf("%s not ready within 30s:\n%s", name, p.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return p
+}
+
+func (l *lab) startHelper(name, ns string, args ...string) *proc {
+	exe, _ := os.Executable()
+	return l.start(name, ns, "ready", append([]string{"env", "BURROW_E2E_HELPER=1", exe}, args...)...)
+}
+
+// stop signals the process and waits up to 15s for it to exit.
+func (p *proc) stop(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not exit within 15s of %v", p.name, sig)
+	}
+}
+
+// lines returns the output lines after the first n bytes.
+func (p *proc) linesFrom(n int) []string {
+	out := p.Output()
+	if n > len(out) {
+		n = len(out)
+	}
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(out[n:]))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// netState is what the client namespace's routing looks like, for
+// before/after comparison.
+func (l *lab) netState() string {
+	l.t.Helper()
+	var b strings.Builder
+	for _, args := range [][]string{
+		{"ip", "-4", "rule"}, {"ip", "-6", "rule"},
+		{"ip", "-4", "route", "show", "table", "all"}, {"ip", "-6", "route", "show", "table", "all"},
+		{"ip", "-br", "link"},
+	} {
+		fmt.Fprintf(&b, "$ %s\n%s", strings.Join(args, " "), l.in(l.client, args...))
+	}
+	resolv, _ := os.ReadFile(l.resolvPath())
+	fmt.Fprintf(&b, "$ cat resolv.conf\n%s", resolv)
+	return b.String()
+}
+
+var _ io.Writer = (*proc)(nil)

@@ -1,0 +1,328 @@
+package censorlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/coversite"
+)
+
+// The lab's address plan, all on loopback (Linux routes 127.0.0.0/8 to lo,
+// so no root is needed). Networks stand for who owns the addresses.
+var (
+	// CoverNet is the cover site's own network (a big CDN).
+	CoverNet = netip.MustParsePrefix("127.0.1.0/24")
+	// ServerNet is a foreign data centre: every system's server lives
+	// here, and the byte budget treats it as suspicious.
+	ServerNet = netip.MustParsePrefix("127.0.2.0/24")
+	// SiteIP is the blocked site users want to reach.
+	SiteIP = netip.MustParseAddr("127.0.3.1")
+	// CoverSNI is the cover site's name.
+	CoverSNI = "cover.test"
+)
+
+// Scenario is one censor profile: a fresh set of middleboxes per cell.
+type Scenario struct {
+	Name string
+	Doc  string
+	// Boxes builds the middleboxes for one cell.
+	Boxes func(l *Lab) []Middlebox
+}
+
+// Lab is a running lab: the cover site, the workload's site and every
+// system's server.
+type Lab struct {
+	Cover     *coversite.Site
+	Site      *Site
+	instances map[string]*Instance
+	systems   []System
+}
+
+// BaselineIPs returns the server IPs of the baseline systems (the "known
+// VPN endpoints" of the ip-blocklist scenario).
+func (l *Lab) BaselineIPs() []netip.Addr {
+	var ips []netip.Addr
+	for _, s := range l.systems {
+		if s.Baseline {
+			ips = append(ips, l.instances[s.Name].Server.Addr())
+		}
+	}
+	return ips
+}
+
+func (l *Lab) prober() *Prober {
+	cover := l.Cover.Addr
+	return &Prober{
+		Resolve: func(sni string) string {
+			if nameMatch(CoverSNI, sni) {
+				return cover
+			}
+			return ""
+		},
+		Reference: cover, ReferenceSNI: CoverSNI,
+	}
+}
+
+func (l *Lab) clientHello() *ClientHelloBox {
+	return &ClientHelloBox{BlockSNI: []string{".torproject.org", ".psiphon.ca", "blocked.example"}, AllowJA4: BrowserJA4}
+}
+
+// Scenarios returns every scenario: each middlebox alone, then the combined
+// russia-2026 profile.
+func Scenarios() []Scenario {
+	return []Scenario{
+		{"signatures", "WireGuard, OpenVPN, SOCKS, HTTP proxy signatures", func(*Lab) []Middlebox { return []Middlebox{&Signatures{}} }},
+		{"fully-encrypted", "GFW 2023 popcount/printable exemptions on the first packet", func(*Lab) []Middlebox { return []Middlebox{&FullyEncrypted{}} }},
+		{"clienthello", "SNI block-list and JA4 browser allow-list", func(l *Lab) []Middlebox { return []Middlebox{l.clientHello()} }},
+		{"sni-whitelist", "only listed SNIs towards their own networks", func(*Lab) []Middlebox {
+			return []Middlebox{&ClientHelloBox{Whitelist: []WhitelistEntry{{SNI: CoverSNI, Networks: []netip.Prefix{CoverNet}}}}}
+		}},
+		{"prober", "active probing compared with the cover site", func(l *Lab) []Middlebox { return []Middlebox{l.prober()} }},
+		{"tls-in-tls", "record sizes of an inner TLS handshake", func(*Lab) []Middlebox { return []Middlebox{&TLSInTLS{}} }},
+		{"byte-budget", "freeze after 16 KiB down to a data-centre network", func(*Lab) []Middlebox {
+			return []Middlebox{&ByteBudget{Networks: []netip.Prefix{ServerNet}}}
+		}},
+		{"conn-count", "more than 4 concurrent connections to one server", func(*Lab) []Middlebox { return []Middlebox{&ConnCount{Max: 4}} }},
+		{"ip-blocklist", "published VPN endpoints blocked by IP", func(l *Lab) []Middlebox { return []Middlebox{&IPBlocklist{Known: l.BaselineIPs()}} }},
+		{"russia-2026", "all of the above but the whitelist, at once", func(l *Lab) []Middlebox {
+			return []Middlebox{&IPBlocklist{}, &Signatures{}, &FullyEncrypted{}, l.clientHello(), &TLSInTLS{},
+				&ConnCount{Max: 4}, &ByteBudget{Networks: []netip.Prefix{ServerNet}}, l.prober()}
+		}},
+	}
+}
+
+// Result is one cell of the table.
+type Result struct {
+	Scenario       string  `json:"scenario"`
+	System         string  `json:"system"`
+	Baseline       bool    `json:"baseline"`
+	Detected       bool    `json:"detected"`
+	Rule           string  `json:"rule"`
+	Blocked        bool    `json:"blocked"`
+	BytesExpected  int64   `json:"bytes_expected"`
+	BytesDelivered int64   `json:"bytes_delivered"`
+	Seconds        float64 `json:"seconds"`
+	ExpectedFail   bool    `json:"expected_fail"`
+	Why            string  `json:"why,omitempty"`
+	// MustCatch is set on baseline cells the lab must detect.
+	MustCatch bool `json:"must_catch,omitempty"`
+	// Detail is the first detection's reason, or the workload's first error.
+	Detail string `json:"detail,omitempty"`
+	// OK reports whether the cell meets the CI rule: a Burrow cell not
+	// marked expected-fail is neither detected nor short of a byte; a
+	// must-catch baseline cell is detected.
+	OK bool `json:"ok"`
+}
+
+// Config selects what Run runs.
+type Config struct {
+	// Systems to run; each needs a unique name.
+	Systems []System
+	// Scenarios by name; empty means all.
+	Scenarios []string
+	// Workload per cell; zero value = the defaults (4 MiB down, 256 KiB up, 50 exchanges).
+	Workload Workload
+	// Parallel cells at once. Default 8.
+	Parallel int
+	// Log receives the servers' logs; nil discards.
+	Log *slog.Logger
+}
+
+// Run starts the lab, runs every selected cell and calls each (if not nil)
+// with every result as it completes. Results come back in table order.
+func Run(ctx context.Context, cfg Config, each func(Result)) ([]Result, error) {
+	scenarios, err := pickScenarios(cfg.Scenarios)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 8
+	}
+	l, err := start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer l.close()
+	type cell struct {
+		i   int
+		sc  Scenario
+		sys System
+	}
+	var cells []cell
+	for _, sc := range scenarios {
+		for _, sys := range cfg.Systems {
+			cells = append(cells, cell{len(cells), sc, sys})
+		}
+	}
+	results := make([]Result, len(cells))
+	jobs := make(chan cell)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range cfg.Parallel {
+		wg.Go(func() {
+			for c := range jobs {
+				r := l.runCell(ctx, c.sc, c.sys, cfg.Workload)
+				results[c.i] = r
+				if each != nil {
+					mu.Lock()
+					each(r)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, c := range cells {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- c
+	}
+	close(jobs)
+	wg.Wait()
+	return results, ctx.Err()
+}
+
+func pickScenarios(names []string) ([]Scenario, error) {
+	all := Scenarios()
+	if len(names) == 0 {
+		return all, nil
+	}
+	var out []Scenario
+	for _, n := range names {
+		i := slices.IndexFunc(all, func(s Scenario) bool { return s.Name == n })
+		if i < 0 {
+			var known []string
+			for _, s := range all {
+				known = append(known, s.Name)
+			}
+			return nil, fmt.Errorf("censorlab: no scenario %q (have %s)", n, strings.Join(known, ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+func start(ctx context.Context, cfg Config) (*Lab, error) {
+	l := &Lab{instances: map[string]*Instance{}, systems: cfg.Systems}
+	cover, err := coversite.Start(netip.AddrPortFrom(CoverNet.Addr().Next(), 0).String(), CoverSNI)
+	if err != nil {
+		return nil, fmt.Errorf("censorlab: cover site (the lab needs 127.0.0.0/8 on lo): %w", err)
+	}
+	l.Cover = cover
+	if l.Site, err = StartSite(netip.AddrPortFrom(SiteIP, 0).String()); err != nil {
+		l.close()
+		return nil, err
+	}
+	ip := ServerNet.Addr()
+	for _, sys := range cfg.Systems {
+		ip = ip.Next()
+		if _, dup := l.instances[sys.Name]; dup {
+			l.close()
+			return nil, fmt.Errorf("censorlab: two systems named %q", sys.Name)
+		}
+		inst, err := sys.Start(ctx, Env{IP: ip, Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log})
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("censorlab: start %s: %w", sys.Name, err)
+		}
+		l.instances[sys.Name] = inst
+	}
+	return l, nil
+}
+
+func (l *Lab) close() {
+	for _, inst := range l.instances {
+		inst.Close()
+	}
+	if l.Site != nil {
+		l.Site.Close()
+	}
+	if l.Cover != nil {
+		l.Cover.Close()
+	}
+}
+
+func (l *Lab) runCell(ctx context.Context, sc Scenario, sys System, w Workload) Result {
+	inst := l.instances[sys.Name]
+	r := Result{Scenario: sc.Name, System: sys.Name, Baseline: sys.Baseline, BytesExpected: w.Expected(),
+		MustCatch: sys.Baseline && slices.Contains(sys.CaughtBy, sc.Name)}
+	r.Why, r.ExpectedFail = sys.ExpectedFail[sc.Name]
+	c := NewCensor(sc.Boxes(l)...)
+	defer c.Close()
+	expose := c.ExposeTCP
+	if sys.Network == "udp" {
+		expose = c.ExposeUDP
+	}
+	start := time.Now()
+	via, err := expose(ctx, inst.Server)
+	if err != nil {
+		r.Detail = err.Error()
+		return r
+	}
+	tally := w.Run(ctx, l.Site, func(ctx context.Context) (net.Conn, error) {
+		return inst.Dial(ctx, via, l.Site.Addr)
+	})
+	r.Seconds = time.Since(start).Seconds()
+	c.Settle()
+	r.BytesDelivered = tally.Delivered
+	events := c.Events()
+	var rules []string
+	for _, e := range events {
+		if !slices.Contains(rules, e.Rule) {
+			rules = append(rules, e.Rule)
+		}
+	}
+	r.Detected = len(events) > 0
+	r.Rule = strings.Join(rules, "+")
+	r.Blocked = tally.Delivered < tally.Expected || c.IPBlocked(inst.Server.Addr())
+	switch {
+	case len(events) > 0:
+		r.Detail = events[0].Reason
+	case len(tally.Errors) > 0:
+		r.Detail = tally.Errors[0]
+	}
+	switch {
+	case sys.Baseline:
+		r.OK = !r.MustCatch || r.Detected
+	case r.ExpectedFail:
+		r.OK = true
+	default:
+		r.OK = !r.Detected && !r.Blocked && r.BytesDelivered == r.BytesExpected
+	}
+	return r
+}
+
+// ErrCIRule is returned by Check when a cell breaks the CI rule.
+var ErrCIRule = errors.New("censorlab: the lab's CI rule is broken")
+
+// Check returns nil if every result meets the CI rule, or an error naming
+// the cells that do not.
+func Check(results []Result) error {
+	var bad []string
+	for _, r := range results {
+		if r.OK {
+			continue
+		}
+		if r.Baseline {
+			bad = append(bad, fmt.Sprintf("%s/%s: baseline no longer caught", r.Scenario, r.System))
+		} else {
+			bad = append(bad, fmt.Sprintf("%s/%s: detected=%v rule=%q delivered %d of %d bytes (%s)",
+				r.Scenario, r.System, r.Detected, r.Rule, r.BytesDelivered, r.BytesExpected, r.Detail))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w:\n  %s", ErrCIRule, strings.Join(bad, "\n  "))
+	}
+	return nil
+}

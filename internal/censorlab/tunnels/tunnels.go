@@ -1,0 +1,148 @@
+// Package tunnels puts Burrow's own transports into the censor lab as
+// censorlab.Systems: a real server (internal/server, REALITY splicing to
+// the lab's cover site) and a real client (internal/client) per system,
+// named "burrow-<transport>". New transports add a function here and to
+// All, with the scenarios they cannot survive yet in ExpectedFail and why.
+//
+// It is kept apart from censorlab so the middleboxes depend on nothing of
+// Burrow's above internal/tlshello.
+package tunnels
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/censorlab"
+	"github.com/burrow-vpn/burrow/internal/client"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/server"
+)
+
+// All returns every Burrow system the lab runs.
+func All() []censorlab.System {
+	return []censorlab.System{BurrowTCP()}
+}
+
+// Known weaknesses of one TCP connection per proxied connection.
+const (
+	whyFreeze = "one TCP connection carries the whole 4 MiB download; the freeze stops it at 16 KiB. " +
+		"Needs a transport that rotates connections before the budget (xhttp, planned)"
+	whyCount = "each proxied connection is its own TCP connection to the server, so a page load opens " +
+		"more than 4 at once. Needs client-side multiplexing (mux, planned)"
+	whyWhitelist = "whitelist mode passes only listed names towards their own networks, and the server " +
+		"is not in the cover's network. Needs an entry point inside a whitelisted network (relay, planned)"
+)
+
+// BurrowTCP is VLESS + REALITY + XTLS Vision over one TCP connection per
+// proxied connection, the Xray-compatible default.
+func BurrowTCP() censorlab.System {
+	return censorlab.System{
+		Name:    "burrow-tcp",
+		Network: "tcp",
+		ExpectedFail: map[string]string{
+			"byte-budget":   whyFreeze,
+			"conn-count":    whyCount,
+			"sni-whitelist": whyWhitelist,
+			"russia-2026":   whyFreeze + "; and " + whyCount,
+		},
+		Start: startTCP,
+	}
+}
+
+// memUsers is a one-user store.
+type memUsers struct {
+	mu   sync.Mutex
+	user access.User
+}
+
+func (m *memUsers) ListUsers(context.Context) ([]*access.User, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := m.user
+	return []*access.User{&u}, nil
+}
+
+func (m *memUsers) AddTraffic(_ context.Context, d map[int64]access.Traffic, _ string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range d {
+		m.user.BytesUp += t.Up
+		m.user.BytesDown += t.Down
+	}
+	return nil
+}
+
+func (*memUsers) ResetTraffic(context.Context, int64, time.Time) error { return nil }
+
+func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
+	priv, pub, err := camo.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	var uuid [16]byte
+	rand.Read(uuid[:])
+	shortID := []byte{0x1a, 0xb2}
+	users := &memUsers{user: access.User{ID: 1, Name: "lab", UUID: uuid, Reset: "never", CreatedAt: time.Now()}}
+	reg := server.NewRegistry(users, env.Log)
+	if err := reg.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("burrow-tcp: users: %w", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(env.IP, 0).String())
+	if err != nil {
+		return nil, fmt.Errorf("burrow-tcp: listen: %w", err)
+	}
+	addr := ln.Addr().(*net.TCPAddr).AddrPort()
+	cfg := &server.Config{
+		Listen:             addr.String(),
+		Cover:              env.Cover,
+		ServerNames:        []string{env.CoverSNI},
+		PublicAddr:         addr.Addr().String(),
+		PrivateKey:         server.EncodeKey(priv),
+		PublicKey:          server.EncodeKey(pub),
+		ShortIDs:           []string{fmt.Sprintf("%x", shortID)},
+		AllowPrivateEgress: true, // the lab's site is on loopback
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("burrow-tcp: config: %w", err)
+	}
+	srv, err := server.New(cfg, reg, env.Log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(sctx, ln)
+	}()
+	return &censorlab.Instance{
+		Server: addr,
+		Close: func() error {
+			cancel()
+			<-done
+			return nil
+		},
+		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
+			t, err := client.NewTunnel(&links.VLESS{
+				UUID: uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
+				Fingerprint: "chrome", PublicKey: pub, ShortID: shortID, Flow: links.FlowVision,
+				Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return t.DialContext(ctx, "tcp", target)
+		},
+	}, nil
+}

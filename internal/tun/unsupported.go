@@ -1,0 +1,31 @@
+//go:build !linux
+
+package tun
+
+import "errors"
+
+var errUnsupported = errors.New("tun: full-device mode (--tun) is only available on Linux so far")
+
+// Defaults for NetConfig (see system_linux.go).
+const (
+	DefaultName  = "burrow0"
+	DefaultMTU   = 1500
+	DefaultTable = 0x4255
+	DefaultMark  = 0x4255
+)
+
+// LinuxDevice is unavailable on this system.
+type LinuxDevice struct{ ChannelDevice }
+
+// NetConfig is unused on this system.
+type NetConfig struct {
+	Device, ResolvConf, StateFile string
+	Table                         int
+	Mark                          uint32
+	KillSwitch                    bool
+}
+
+func Open(name string, mtu int) (*LinuxDevice, error)    { return nil, errUnsupported }
+func Setup(cfg NetConfig) (undo func() error, err error) { return nil, errUnsupported }
+func Restore(stateFile string) error                     { return nil }
+func StateFile(device string) string                     { return "" }
