@@ -22,6 +22,9 @@ go vet ./...
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
 
+step "censor lab (fails if a Burrow cell not marked expected-fail is caught, or a baseline is not)"
+go run ./cmd/burrow lab
+
 if [ "$FUZZTIME" != "0" ]; then
   step "fuzz (each target $FUZZTIME)"
   for pkg in $(go list ./...); do

@@ -27,6 +27,15 @@ BENCH_KEEP=${BENCH_KEEP:-0}              # 1: keep the work directory (configs, 
 
 say() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 has() { [[ " $BENCH_SYSTEMS " == *" $1 "* ]]; }
+for s in $BENCH_SYSTEMS; do
+	case $s in
+	direct | forwarder | xray | burrow) ;;
+	*)
+		echo "bench: unknown system '$s' in BENCH_SYSTEMS (have: direct forwarder xray burrow)" >&2
+		exit 2
+		;;
+	esac
+done
 drop() { BENCH_SYSTEMS=$(printf ' %s ' "$BENCH_SYSTEMS" | sed "s/ $1 / /g"); }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/burrow-bench.XXXXXX")
@@ -37,7 +46,7 @@ cleanup() {
 		kill -TERM "$pid" 2>/dev/null || true
 	done
 	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do
+		for _ in $(seq 200); do # the load tool may need a while to stop its proxies
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -106,7 +115,8 @@ SINK=127.0.0.1:${P[0]} SINKTLS=127.0.0.1:${P[1]} COVER=127.0.0.1:${P[2]} FWD=127
 XSRV=127.0.0.1:${P[4]} XSOCKS=127.0.0.1:${P[5]} BSRV=127.0.0.1:${P[6]} BSOCKS=127.0.0.1:${P[7]}
 
 "$LT" sink -plain "$SINK" -tls "$SINKTLS" -cover "$COVER" -sni cover.test >"$WORK/sink.log" 2>&1 &
-PIDS+=($!)
+SINKPID=$!
+PIDS+=("$SINKPID")
 for a in "$SINK" "$SINKTLS" "$COVER"; do "$LT" waitport -addr "$a"; done
 say "sink on $SINK, inner-TLS sink on $SINKTLS, cover site on $COVER"
 
@@ -183,7 +193,7 @@ say "measuring:$(printf ' %s' $BENCH_SYSTEMS); $BENCH_REPS rep(s), $BENCH_BYTES 
 timeout -k 30 "$BENCH_TIMEOUT" "$LT" bench -systems "$WORK/systems.json" -plain "$SINK" -tls "$SINKTLS" \
 	-bytes "$BENCH_BYTES" -streams "$BENCH_STREAMS" -reps "$BENCH_REPS" -ttfb "$BENCH_TTFB_CONNS" \
 	-echo "$BENCH_ECHO" -idle "$BENCH_IDLE_CONNS" -idle-wait "$BENCH_IDLE_WAIT" -tests "$BENCH_TESTS" \
-	-json "$BENCH_OUT" -logs "$WORK/logs" -clk-tck "$(getconf CLK_TCK)" &
+	-json "$BENCH_OUT" -logs "$WORK/logs" -clk-tck "$(getconf CLK_TCK)" -sink-pid "$SINKPID" &
 PIDS+=($!)
 rc=0
 wait "${PIDS[-1]}" || rc=$?

@@ -62,15 +62,19 @@ func burrowBinary(t *testing.T) string {
 //	server s0 10.200.2.2 fd00:200:2::2 ── r2 10.200.2.1 fd00:200:2::1  router
 //	site   t0 10.200.3.2,.3 fd00:200:3::2 ── r3 10.200.3.1 fd00:200:3::1  router
 type lab struct {
-	t                              *testing.T
+	t                            *testing.T
 	client, router, server, site string
 }
 
 const serverAddr = "10.200.2.2:443"
 
+// labCount makes namespace names unique within one test binary.
+var labCount int
+
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	labCount++
+	id := fmt.Sprintf("%d%d", os.Getpid()%100000, labCount)
 	l := &lab{t: t, client: "bwc" + id, router: "bwr" + id, server: "bws" + id, site: "bwt" + id}
 	t.Cleanup(l.destroy)
 	for _, ns := range []string{l.client, l.router, l.server, l.site} {

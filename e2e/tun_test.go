@@ -16,6 +16,7 @@ const (
 	serverAddr4 = "10.200.2.2"
 	serverAddr6 = "fd00:200:2::2"
 	cidrAddr4   = "10.200.3.4" // sent around the tunnel by a cidr rule
+	serverName  = "burrow-server.test"
 )
 
 // rulesFile is a ru-direct-style rule file: Russian names and one network
@@ -47,7 +48,7 @@ func newTUNLab(t *testing.T) *tunLab {
 	l.startHelper("cover", l.server, "cover")
 	tl.serverData = filepath.Join(t.TempDir(), "server")
 	out := l.in(l.server, bin, "server", "init", "--data", tl.serverData, "--listen", serverAddr,
-		"--cover", "127.0.0.1:8443", "--sni", "cover.test", "--public-addr", serverAddr4, "--allow-private-egress")
+		"--cover", "127.0.0.1:8443", "--sni", "cover.test", "--public-addr", serverName, "--allow-private-egress")
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "vless://") {
 			tl.link = strings.TrimSpace(line)
@@ -55,6 +56,11 @@ func newTUNLab(t *testing.T) *tunLab {
 	}
 	if tl.link == "" {
 		t.Fatalf("server init printed no link:\n%s", out)
+	}
+	// The link names the server; the client finds it in its hosts file and
+	// must resolve it before routing everything into the TUN.
+	if err := os.WriteFile(filepath.Join("/etc/netns", l.client, "hosts"), []byte("127.0.0.1 localhost\n"+serverAddr4+" "+serverName+"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	tl.startServer()
 	tl.rules = filepath.Join(t.TempDir(), "rules.txt")
@@ -124,13 +130,24 @@ func captureOK(line string, direct bool) bool {
 	return false
 }
 
-func (tl *tunLab) checkCapture(t *testing.T, phase string, c *proc, from int, direct bool) int {
+// checkCapture checks the capture lines printed since offset from and
+// returns the new offset. wantTunnel and wantDirect require that tunnel
+// frames, and frames to the direct-routed destinations, were seen at all
+// (so an empty capture cannot pass).
+func (tl *tunLab) checkCapture(t *testing.T, phase string, c *proc, from int, direct, wantTunnel bool) int {
 	t.Helper()
 	time.Sleep(300 * time.Millisecond) // let the capture print the last frames
 	lines := c.linesFrom(from)
-	bad := 0
+	bad, tunnel, around := 0, 0, 0
 	for _, line := range lines {
-		if !captureOK(line, direct) {
+		switch {
+		case captureOK(line, false):
+			if strings.HasPrefix(line, "ip4 6 ") {
+				tunnel++
+			}
+		case captureOK(line, direct):
+			around++
+		default:
 			if bad < 20 {
 				t.Errorf("%s: capture on the client–router link saw %q; want only TCP to the server port %s", phase, line, serverAddr)
 			}
@@ -140,6 +157,13 @@ func (tl *tunLab) checkCapture(t *testing.T, phase string, c *proc, from int, di
 	if bad > 0 {
 		t.Errorf("%s: %d frames outside the tunnel (of %d)", phase, bad, len(lines))
 	}
+	if wantTunnel && tunnel == 0 {
+		t.Errorf("%s: the capture saw no tunnel frames at all; is it capturing?", phase)
+	}
+	if direct && around == 0 {
+		t.Errorf("%s: the capture saw no frames to the direct-routed destinations", phase)
+	}
+	t.Logf("%s: capture saw %d frames: %d tunnel, %d direct by rule, %d outside", phase, len(lines), tunnel, around, bad)
 	return len(c.Output())
 }
 
@@ -200,7 +224,7 @@ func TestTUN(t *testing.T) {
 	if out, err := tl.curl("--socks5", "127.0.0.1:1080", "http://"+siteAddr4+"/socks"); err != nil || !strings.Contains(out, "from="+serverAddr4) {
 		t.Errorf("curl via SOCKS5 = %q, %v; want from=%s", out, err, serverAddr4)
 	}
-	mark = tl.checkCapture(t, "tunnel up", capture, mark, false)
+	mark = tl.checkCapture(t, "tunnel up", capture, mark, false, true)
 
 	// Split routing: a .ru name and a cidr-ruled address go around the
 	// tunnel (the site sees the client's own address); the rest through it.
@@ -221,7 +245,7 @@ func TestTUN(t *testing.T) {
 			t.Errorf("%s: curl %s = %q, %v; want from=%s", s.name, strings.Join(s.args, " "), out, err, s.from)
 		}
 	}
-	mark = tl.checkCapture(t, "split routing", capture, mark, true)
+	mark = tl.checkCapture(t, "split routing", capture, mark, true, true)
 
 	// Outage: the server stops; nothing is sent around the tunnel (kill
 	// switch), and the tunnel comes back when the server does.
@@ -236,7 +260,7 @@ func TestTUN(t *testing.T) {
 	if out, err := tl.helper(tl.client, "udp", siteAddr4+":7", "outage"); err == nil {
 		t.Errorf("UDP echo during the outage = %q, want no answer", out)
 	}
-	mark = tl.checkCapture(t, "outage", capture, mark, false)
+	mark = tl.checkCapture(t, "outage", capture, mark, false, false)
 	tl.startServer()
 	var out string
 	var err error
@@ -249,7 +273,7 @@ func TestTUN(t *testing.T) {
 	if err != nil || !strings.Contains(out, "from="+serverAddr4) {
 		t.Errorf("curl after the server came back = %q, %v; want from=%s", out, err, serverAddr4)
 	}
-	mark = tl.checkCapture(t, "reconnected", capture, mark, false)
+	mark = tl.checkCapture(t, "reconnected", capture, mark, false, true)
 
 	// Clean exit: routes, rules and resolver as they were.
 	if err := client.stop(syscall.SIGTERM); err != nil {
@@ -272,7 +296,7 @@ func TestTUN(t *testing.T) {
 	if out, err := tl.curl("-m", "3", "http://"+siteAddr4+"/crashed"); err == nil {
 		t.Errorf("curl after the client was killed = %q, want a failure (kill switch)", out)
 	}
-	tl.checkCapture(t, "after crash", capture, mark, false)
+	tl.checkCapture(t, "after crash", capture, mark, false, true)
 	capture.stop(syscall.SIGTERM)
 	if out, err := tl.try(tl.client, tl.bin, "connect", "--tun-restore"); err != nil {
 		t.Fatalf("connect --tun-restore: %v\n%s", err, out)
@@ -306,5 +330,13 @@ func TestTUNErrors(t *testing.T) {
 	}
 	if _, err := l.try(l.client, "ip", "link", "show", "burrow1"); err == nil {
 		t.Error("burrow1 left behind after a failed start")
+	}
+	// Not root: a plain message, not an ioctl error.
+	if _, err := exec.LookPath("setpriv"); err == nil {
+		out, err = l.try(l.client, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+			bin, "connect", link, "--tun", "--tun-name", "burrow2", "--socks", "", "--http", "")
+		if err == nil || !strings.Contains(out, "needs root") {
+			t.Errorf("connect --tun as nobody: %v\n%s\nwant an error saying it needs root", err, out)
+		}
 	}
 }

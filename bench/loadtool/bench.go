@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +66,7 @@ func runBench(args []string) error {
 	logDir := fs.String("logs", os.TempDir(), "directory for the processes' output")
 	clkTck := fs.Float64("clk-tck", 100, "clock ticks per second of /proc/PID/stat (getconf CLK_TCK)")
 	testTimeout := fs.Duration("test-timeout", 0, "bound on each test (0: 60s + 10 s per 100 MB)")
+	sinkPID := fs.Int("sink-pid", 0, "PID of the sink, so its CPU is not counted as other processes' load")
 	ratioOf := fs.String("ratio-of", "burrow", "systems whose names start with this get ratios")
 	ratioTo := fs.String("ratio-to", "xray,forwarder:_MBps", "systems the ratios are taken to: NAME or NAME:KEY-SUFFIX, comma-separated")
 	fs.Parse(args)
@@ -107,7 +110,7 @@ func runBench(args []string) error {
 	rep := newReport(cfg, systems)
 	for r := 1; r <= cfg.Reps; r++ {
 		for i, sys := range systems {
-			figs, errs := runSystem(sys, r, cfg, tg, *logDir, *clkTck, *testTimeout)
+			figs, errs := runSystem(sys, r, cfg, tg, *logDir, *clkTck, *testTimeout, *sinkPID)
 			rep.Systems[i].Reps = append(rep.Systems[i].Reps, figs)
 			rep.Systems[i].Errors = append(rep.Systems[i].Errors, errs...)
 		}
@@ -170,7 +173,7 @@ func stopAll() {
 
 // runSystem starts sys, runs the tests of one repetition and stops it. It
 // returns the figures it got and one message per failure.
-func runSystem(sys system, rep int, cfg benchConfig, tg target, logDir string, clkTck float64, timeout time.Duration) (map[string]float64, []string) {
+func runSystem(sys system, rep int, cfg benchConfig, tg target, logDir string, clkTck float64, timeout time.Duration, sinkPID int) (map[string]float64, []string) {
 	figs := map[string]float64{}
 	var errs []string
 	fail := func(what string, err error) {
@@ -269,10 +272,17 @@ func runSystem(sys system, rep int, cfg benchConfig, tg target, logDir string, c
 				streams = cfg.Streams
 			}
 			key := tputKey(overTLS, streams)
+			m0, o0 := machineCPUOrNaN(clkTck), ownCPU(u, sinkPID)
+			start := time.Now()
 			mbps, cpu, err := u.throughput(ctx, tg, overTLS, streams, cfg.Bytes)
 			if err != nil {
 				fail(key, err)
 				break
+			}
+			elapsed := time.Since(start).Seconds()
+			m1, o1 := machineCPUOrNaN(clkTck), ownCPU(u, sinkPID)
+			if share := ((m1 - m0) - (o1 - o0)) / (elapsed * float64(runtime.NumCPU())); !math.IsNaN(share) {
+				figs[key+"_foreign_cpu_share"] = max(0, share)
 			}
 			figs[key+"_MBps"] = mbps
 			msg := fmt.Sprintf("%s: %.0f MB/s", key, mbps)
@@ -291,6 +301,35 @@ func runSystem(sys system, rep int, cfg benchConfig, tg target, logDir string, c
 		}
 	}
 	return figs, errs
+}
+
+// ownCPU returns the CPU seconds used so far by the benchmark's own
+// processes: the system under test, this load tool, and the sink (if its PID
+// is known); NaN if one cannot be read.
+func ownCPU(u *under, sinkPID int) float64 {
+	sum, err := u.cpu()
+	if err != nil {
+		return math.NaN()
+	}
+	for _, pid := range []int{os.Getpid(), sinkPID} {
+		if pid <= 0 {
+			continue
+		}
+		c, err := cpuSeconds(pid, u.clkTck)
+		if err != nil {
+			return math.NaN()
+		}
+		sum += c
+	}
+	return sum
+}
+
+func machineCPUOrNaN(clkTck float64) float64 {
+	c, err := machineCPU(clkTck)
+	if err != nil {
+		return math.NaN()
+	}
+	return c
 }
 
 func tputKey(overTLS bool, streams int) string {

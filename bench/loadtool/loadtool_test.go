@@ -55,6 +55,17 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
+func TestParseMachineCPU(t *testing.T) {
+	in := "cpu  100 20 30 1000 50 5 5 10 7 0\ncpu0 50 10 15 500 25 2 3 5 0 0\n"
+	got, err := parseMachineCPU([]byte(in), 100)
+	if want := 1.7; err != nil || math.Abs(got-want) > 1e-9 {
+		t.Errorf("parseMachineCPU(%q) = %v, %v, want %v, nil", in, got, err, want)
+	}
+	if _, err := parseMachineCPU([]byte("intr 1 2 3\n"), 100); err == nil {
+		t.Errorf("parseMachineCPU(no cpu line) error = nil, want error")
+	}
+}
+
 func TestPercentileMedian(t *testing.T) {
 	ds := make([]time.Duration, 100)
 	for i := range ds {

@@ -170,3 +170,34 @@ func parseVmRSS(b []byte) (int64, error) {
 	}
 	return 0, errors.New("status: no VmRSS")
 }
+
+// machineCPU returns the busy CPU seconds of the whole machine since boot
+// (all CPUs, everything but idle and iowait), from /proc/stat.
+func machineCPU(clkTck float64) (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseMachineCPU(b, clkTck)
+}
+
+func parseMachineCPU(b []byte, clkTck float64) (float64, error) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, errors.New("stat: no cpu line")
+	}
+	var busy uint64
+	// user nice system idle iowait irq softirq steal [guest guest_nice]:
+	// guest time is already counted in user.
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, errors.New("stat: bad cpu line")
+		}
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return float64(busy) / clkTck, nil
+}

@@ -147,7 +147,7 @@ func (r *report) finish(of, to []string) {
 			}
 			rs := map[string]float64{}
 			for k, v := range s.Median {
-				if k == "idle_opened" || k == "ttfb_failed" || !strings.HasSuffix(k, suffix) {
+				if k == "idle_opened" || k == "ttfb_failed" || strings.HasSuffix(k, "_foreign_cpu_share") || !strings.HasSuffix(k, suffix) {
 					continue
 				}
 				if b, ok := base.Median[k]; ok && b != 0 {
@@ -249,6 +249,20 @@ func (r *report) printTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	var foreign []float64
+	for _, s := range r.Systems {
+		for _, rep := range s.Reps {
+			for k, v := range rep {
+				if strings.HasSuffix(k, "_foreign_cpu_share") {
+					foreign = append(foreign, v)
+				}
+			}
+		}
+	}
+	if len(foreign) > 0 {
+		fmt.Fprintf(w, "\nOther processes used a median %.0f%% and at most %.0f%% of the machine's CPU during the throughput tests (*_foreign_cpu_share in the JSON).\n",
+			100*median(foreign), 100*slices.Max(foreign))
+	}
 	for _, s := range r.Systems {
 		for _, e := range s.Errors {
 			fmt.Fprintf(w, "ERROR %s %s\n", s.Name, e)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,9 +25,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	system := fs.String("system", "", "run only these systems (comma-separated)")
 	parallel := fs.Int("parallel", 8, "cells run at once")
 	list := fs.Bool("list", false, "list scenarios and systems and exit")
-	netns := fs.Bool("netns", false, "run the middleboxes in a router network namespace (root; not implemented yet)")
+	netns := fs.Bool("netns", false, "put client, censor and servers in their own network namespaces, linked by veths (root)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list]")
+		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns]")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -48,9 +49,6 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return nil
 	}
-	if *netns {
-		return fmt.Errorf("lab: --netns is not implemented yet; the in-process lab (without --netns) runs the same middleboxes on loopback")
-	}
 	if *system != "" {
 		want := splitList(*system)
 		systems = slices.DeleteFunc(systems, func(s censorlab.System) bool { return !slices.Contains(want, s.Name) })
@@ -59,6 +57,18 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	cfg := censorlab.Config{Systems: systems, Scenarios: splitList(*scenario), Parallel: *parallel}
+	if *netns {
+		path, cleanup, err := censorlab.NetnsPath(fmt.Sprintf("bl%d", os.Getpid()))
+		if err != nil {
+			return fmt.Errorf("lab: --netns: %w; without --netns the same lab runs on loopback, no root needed", err)
+		}
+		defer func() {
+			if err := cleanup(); err != nil {
+				fmt.Fprintln(stderr, "lab: removing the namespaces:", err)
+			}
+		}()
+		cfg.Path = path
+	}
 	start := time.Now()
 	enc := json.NewEncoder(stdout)
 	var each func(censorlab.Result)
@@ -69,7 +79,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	results, err := censorlab.Run(ctx, cfg, each)
 	if err != nil {
-		return fmt.Errorf("lab: %w", err)
+		return err // already says "censorlab: ..."
 	}
 	if !*asJSON {
 		censorlab.PrintTable(stdout, results)

@@ -10,11 +10,11 @@
 //
 // The authenticator is the 32-byte legacy session ID of the ClientHello:
 //
-//	shared    = X25519(server private key, client X25519 key share)
-//	            (for an X25519MLKEM768 share: its last 32 bytes)
-//	key       = HKDF-SHA256(secret=shared, salt=random[0:20], info="REALITY"), 32 bytes
+//	shared     = X25519(server private key, client X25519 key share)
+//	             (for an X25519MLKEM768 share: its last 32 bytes)
+//	key        = HKDF-SHA256(secret=shared, salt=random[0:20], info="REALITY"), 32 bytes
 //	session ID = AES-256-GCM-Seal(key, nonce=random[20:32], plaintext, aad)
-//	aad       = the ClientHello handshake message with the 32 session ID bytes zeroed
+//	aad        = the ClientHello handshake message with the 32 session ID bytes zeroed
 //
 //	plaintext (16 bytes):
 //	| ver x | ver y | ver z | 0 | unix time (4, big endian) | short ID (8, right-padded with 0) |
@@ -167,7 +167,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // Handshake reads the client's first flight from conn, forwarding it to a
 // fresh connection to the cover as it arrives, and decides. Authenticated:
-// it returns the REALITY TLS conn (a *reality.Conn). Otherwise it splices
+// it returns the REALITY TLS conn (a *reality.Conn, whose ClientShortId
+// field holds the short ID used; its NetConn has a NetConn method of its
+// own that returns conn, for splicing). Otherwise it splices
 // conn and the cover until both are done and returns ErrFallback (or the
 // dial error if the cover could not be reached; conn is then closed as the
 // cover's absence would look: a reset). Handshake owns conn in every case.
@@ -179,13 +181,14 @@ func (s *Server) Handshake(ctx context.Context, conn *net.TCPConn) (net.Conn, er
 		return nil, fmt.Errorf("camo: dial cover %s: %w", s.cover, err)
 	}
 	f := startFlight(conn, cover, s.idle)
+	unwatch := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	hello, raw, helloLen, readErr := f.readHello()
+	unwatch()
 	var reason string
-	var shortID [8]byte
 	if readErr != nil {
 		reason = readErr.Error()
 	} else {
-		shortID, reason = s.authenticate(hello, time.Now())
+		_, reason = s.authenticate(hello, time.Now())
 	}
 	coverData, coverErr, early := f.stop(helloLen)
 	switch {
@@ -202,7 +205,7 @@ func (s *Server) Handshake(ctx context.Context, conn *net.TCPConn) (net.Conn, er
 		s.splice(ctx, conn, cover, coverData, coverErr)
 		return nil, ErrFallback
 	}
-	s.log.Debug("camo: authenticated", "short_id_len", len(shortID))
+	s.log.Debug("camo: authenticated")
 	return s.handOver(ctx, conn, cover, raw, helloLen, coverData, hello)
 }
 

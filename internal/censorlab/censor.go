@@ -169,8 +169,12 @@ type pairKey struct {
 // point the client at the returned address. The zero value is not usable;
 // use NewCensor.
 type Censor struct {
+	// Listen is where Expose opens relays. Default "127.0.0.1:0".
+	Listen string
+	// Dial reaches servers from the path. Default net.Dialer.
+	Dial DialFunc
+
 	boxes  []Middlebox
-	dialer net.Dialer
 	nextID atomic.Uint64
 
 	mu        sync.Mutex
@@ -383,11 +387,11 @@ func (c *Censor) Close() error {
 	return nil
 }
 
-// ExposeTCP starts a relay on 127.0.0.1 that carries TCP connections to
+// ExposeTCP starts a relay on c.Listen that carries TCP connections to
 // server through the censor, and returns its address.
 func (c *Censor) ExposeTCP(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	ln, err := lc.Listen(ctx, "tcp", c.listenAddr())
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("censorlab: relay listen: %w", err)
 	}
@@ -396,6 +400,21 @@ func (c *Censor) ExposeTCP(ctx context.Context, server netip.AddrPort) (netip.Ad
 	}
 	c.wg.Go(func() { c.acceptLoop(ln.(*net.TCPListener), server) })
 	return ln.Addr().(*net.TCPAddr).AddrPort(), nil
+}
+
+func (c *Censor) listenAddr() string {
+	if c.Listen == "" {
+		return "127.0.0.1:0"
+	}
+	return c.Listen
+}
+
+func (c *Censor) dial(ctx context.Context, network string, server netip.AddrPort) (net.Conn, error) {
+	if c.Dial != nil {
+		return c.Dial(ctx, network, server.String())
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, server.String())
 }
 
 func (c *Censor) acceptLoop(ln *net.TCPListener, server netip.AddrPort) {

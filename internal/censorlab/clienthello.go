@@ -140,6 +140,13 @@ func nameMatch(pattern, name string) bool {
 // hello; then hello and err are nil. A stream that is not a TLS ClientHello
 // is complete with an error.
 func PeekHello(stream []byte) (hello *tlshello.ClientHello, complete bool, err error) {
+	// Cheap test first: while the first record is incomplete there is
+	// nothing to parse (ReadRecords would allocate the whole record per call).
+	if len(stream) >= 5 && stream[0] == 0x16 && len(stream) < MaxInspect {
+		if n := int(stream[3])<<8 | int(stream[4]); n <= 16384 && len(stream) < 5+n {
+			return nil, false, nil
+		}
+	}
 	hello, _, err = tlshello.ReadRecords(bytes.NewReader(stream))
 	if err != nil && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) && !errors.Is(err, tlshello.ErrNotTLS) {
 		if len(stream) < MaxInspect {

@@ -29,6 +29,53 @@ var (
 	CoverSNI = "cover.test"
 )
 
+// Path places the lab's parties. The zero Path is the loopback plan above;
+// the netns mode (NetnsPath) puts client, censor and servers in their own
+// network namespaces, so every byte crosses veth links as real packets.
+type Path struct {
+	// ServerNet holds the servers' addresses; the byte budget treats it as
+	// suspicious. Default ServerNet.
+	ServerNet netip.Prefix
+	// ServerIP returns the address of the i-th system's server. Default: the
+	// (i+1)-th address of ServerNet.
+	ServerIP func(i int) netip.Addr
+	// InServer, InRouter and InClient run f so that the sockets it creates
+	// belong to the server's, the censor's or the client's network. Default:
+	// just run f.
+	InServer, InRouter, InClient func(f func() error) error
+	// RelayListen is where the censor's relays listen. Default "127.0.0.1:0".
+	RelayListen string
+	// RouterDial dials from the censor's network (relay upstreams and probes
+	// to servers). Default net.Dialer.
+	RouterDial DialFunc
+}
+
+func (p Path) withDefaults() Path {
+	if !p.ServerNet.IsValid() {
+		p.ServerNet = ServerNet
+	}
+	if p.ServerIP == nil {
+		p.ServerIP = func(i int) netip.Addr {
+			a := p.ServerNet.Addr()
+			for range i + 1 {
+				a = a.Next()
+			}
+			return a
+		}
+	}
+	run := func(f func() error) error { return f() }
+	if p.InServer == nil {
+		p.InServer = run
+	}
+	if p.InRouter == nil {
+		p.InRouter = run
+	}
+	if p.InClient == nil {
+		p.InClient = run
+	}
+	return p
+}
+
 // Scenario is one censor profile: a fresh set of middleboxes per cell.
 type Scenario struct {
 	Name string
@@ -42,6 +89,7 @@ type Scenario struct {
 type Lab struct {
 	Cover     *coversite.Site
 	Site      *Site
+	path      Path
 	instances map[string]*Instance
 	systems   []System
 }
@@ -68,7 +116,18 @@ func (l *Lab) prober() *Prober {
 			return ""
 		},
 		Reference: cover, ReferenceSNI: CoverSNI,
+		Dial: l.proberDial,
 	}
+}
+
+// proberDial reaches servers from the censor's network and everything else
+// (the cover) directly.
+func (l *Lab) proberDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && l.path.ServerNet.Contains(ap.Addr()) && l.path.RouterDial != nil {
+		return l.path.RouterDial(ctx, network, addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
 
 func (l *Lab) clientHello() *ClientHelloBox {
@@ -87,14 +146,14 @@ func Scenarios() []Scenario {
 		}},
 		{"prober", "active probing compared with the cover site", func(l *Lab) []Middlebox { return []Middlebox{l.prober()} }},
 		{"tls-in-tls", "record sizes of an inner TLS handshake", func(*Lab) []Middlebox { return []Middlebox{&TLSInTLS{}} }},
-		{"byte-budget", "freeze after 16 KiB down to a data-centre network", func(*Lab) []Middlebox {
-			return []Middlebox{&ByteBudget{Networks: []netip.Prefix{ServerNet}}}
+		{"byte-budget", "freeze after 16 KiB down to a data-centre network", func(l *Lab) []Middlebox {
+			return []Middlebox{&ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}}
 		}},
 		{"conn-count", "more than 4 concurrent connections to one server", func(*Lab) []Middlebox { return []Middlebox{&ConnCount{Max: 4}} }},
 		{"ip-blocklist", "published VPN endpoints blocked by IP", func(l *Lab) []Middlebox { return []Middlebox{&IPBlocklist{Known: l.BaselineIPs()}} }},
 		{"russia-2026", "all of the above but the whitelist, at once", func(l *Lab) []Middlebox {
 			return []Middlebox{&IPBlocklist{}, &Signatures{}, &FullyEncrypted{}, l.clientHello(), &TLSInTLS{},
-				&ConnCount{Max: 4}, &ByteBudget{Networks: []netip.Prefix{ServerNet}}, l.prober()}
+				&ConnCount{Max: 4}, &ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}, l.prober()}
 		}},
 	}
 }
@@ -134,6 +193,8 @@ type Config struct {
 	Parallel int
 	// Log receives the servers' logs; nil discards.
 	Log *slog.Logger
+	// Path places the parties; the zero value is loopback.
+	Path Path
 }
 
 // Run starts the lab, runs every selected cell and calls each (if not nil)
@@ -214,7 +275,7 @@ func pickScenarios(names []string) ([]Scenario, error) {
 }
 
 func start(ctx context.Context, cfg Config) (*Lab, error) {
-	l := &Lab{instances: map[string]*Instance{}, systems: cfg.Systems}
+	l := &Lab{instances: map[string]*Instance{}, systems: cfg.Systems, path: cfg.Path.withDefaults()}
 	cover, err := coversite.Start(netip.AddrPortFrom(CoverNet.Addr().Next(), 0).String(), CoverSNI)
 	if err != nil {
 		return nil, fmt.Errorf("censorlab: cover site (the lab needs 127.0.0.0/8 on lo): %w", err)
@@ -224,14 +285,16 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 		l.close()
 		return nil, err
 	}
-	ip := ServerNet.Addr()
-	for _, sys := range cfg.Systems {
-		ip = ip.Next()
+	for i, sys := range cfg.Systems {
 		if _, dup := l.instances[sys.Name]; dup {
 			l.close()
 			return nil, fmt.Errorf("censorlab: two systems named %q", sys.Name)
 		}
-		inst, err := sys.Start(ctx, Env{IP: ip, Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log})
+		var inst *Instance
+		err := l.path.InServer(func() (err error) {
+			inst, err = sys.Start(ctx, Env{IP: l.path.ServerIP(i), Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log})
+			return err
+		})
 		if err != nil {
 			l.close()
 			return nil, fmt.Errorf("censorlab: start %s: %w", sys.Name, err)
@@ -259,19 +322,28 @@ func (l *Lab) runCell(ctx context.Context, sc Scenario, sys System, w Workload) 
 		MustCatch: sys.Baseline && slices.Contains(sys.CaughtBy, sc.Name)}
 	r.Why, r.ExpectedFail = sys.ExpectedFail[sc.Name]
 	c := NewCensor(sc.Boxes(l)...)
+	c.Listen, c.Dial = l.path.RelayListen, l.path.RouterDial
 	defer c.Close()
 	expose := c.ExposeTCP
 	if sys.Network == "udp" {
 		expose = c.ExposeUDP
 	}
 	start := time.Now()
-	via, err := expose(ctx, inst.Server)
+	var via netip.AddrPort
+	err := l.path.InRouter(func() (err error) {
+		via, err = expose(ctx, inst.Server)
+		return err
+	})
 	if err != nil {
 		r.Detail = err.Error()
 		return r
 	}
-	tally := w.Run(ctx, l.Site, func(ctx context.Context) (net.Conn, error) {
-		return inst.Dial(ctx, via, l.Site.Addr)
+	tally := w.Run(ctx, l.Site, func(ctx context.Context) (conn net.Conn, err error) {
+		err = l.path.InClient(func() error {
+			conn, err = inst.Dial(ctx, via, l.Site.Addr)
+			return err
+		})
+		return conn, err
 	})
 	r.Seconds = time.Since(start).Seconds()
 	c.Settle()

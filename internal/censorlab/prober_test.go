@@ -70,7 +70,7 @@ func TestProberBlocks(t *testing.T) {
 		server netip.AddrPort
 		block  bool
 	}{{"faithful relay", faithful, false}, {"own certificate", own, true}} {
-		p := &Prober{Delay: time.Millisecond, Patience: time.Second, Reference: cover.Addr, ReferenceSNI: CoverSNI,
+		p := &Prober{Delay: 50 * time.Millisecond, Patience: time.Second, Reference: cover.Addr, ReferenceSNI: CoverSNI,
 			Resolve: func(string) string { return cover.Addr }}
 		c := NewCensor(p)
 		conn, err := net.Dial("tcp", exposed(t, c, tt.server))

@@ -39,14 +39,21 @@ func (c *Censor) relayTCP(client *net.TCPConn, server netip.AddrPort) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	up, err := c.dialer.DialContext(ctx, "tcp", server.String())
+	up, err := c.dial(ctx, "tcp", server)
 	cancel()
 	if err != nil {
 		resetConn(client)
 		return
 	}
 	p.mu.Lock()
-	p.server = up.(*net.TCPConn)
+	tcp, ok := up.(*net.TCPConn)
+	if !ok {
+		p.mu.Unlock()
+		up.Close()
+		resetConn(client)
+		return
+	}
+	p.server = tcp
 	cutEarly := p.action == Reset
 	p.mu.Unlock()
 	if cutEarly {
@@ -137,7 +144,7 @@ func resetConn(c *net.TCPConn) {
 // udpSession is one client address's association with the server.
 type udpSession struct {
 	flow     *Flow
-	upstream *net.UDPConn
+	upstream net.Conn
 
 	mu   sync.Mutex
 	dead bool // guarded by mu; frozen or reset: drop everything
@@ -155,11 +162,11 @@ func (s *udpSession) isDead() bool {
 	return s.dead
 }
 
-// ExposeUDP starts a relay on 127.0.0.1 that carries UDP datagrams to server
+// ExposeUDP starts a relay on c.Listen that carries UDP datagrams to server
 // through the censor, one flow per client address, and returns its address.
 func (c *Censor) ExposeUDP(ctx context.Context, server netip.AddrPort) (netip.AddrPort, error) {
 	var lc net.ListenConfig
-	pc, err := lc.ListenPacket(ctx, "udp", "127.0.0.1:0")
+	pc, err := lc.ListenPacket(ctx, "udp", c.listenAddr())
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("censorlab: relay listen: %w", err)
 	}
@@ -195,7 +202,7 @@ func (c *Censor) udpLoop(pc *net.UDPConn, server netip.AddrPort) {
 				s.kill(v.Action)
 				continue
 			}
-			up, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
+			up, err := c.dial(context.Background(), "udp", server)
 			if err != nil {
 				s.kill(Reset)
 				continue

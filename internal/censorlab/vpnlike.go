@@ -181,13 +181,15 @@ type wgStream struct {
 	rseq      uint32
 }
 
-func newWGStream(send func([]byte) error) *wgStream {
+// newWGStream starts a stream whose loops wg waits for; they end once the
+// app side is closed or the stream fails.
+func newWGStream(wg *sync.WaitGroup, send func([]byte) error) *wgStream {
 	a, b := net.Pipe()
 	s := &wgStream{app: a, pump: b, send: send, in: make(chan []byte, 256), acks: make(chan uint32, 64),
 		deliver: make(chan []byte, 4096), done: make(chan struct{})}
-	go s.sendLoop()
-	go s.recvLoop()
-	go s.deliverLoop()
+	wg.Go(s.sendLoop)
+	wg.Go(s.recvLoop)
+	wg.Go(s.deliverLoop)
 	return s
 }
 
@@ -339,7 +341,7 @@ func startWG(ctx context.Context, env Env) (*Instance, error) {
 				copy(resp[8:12], buf[4:8])
 				pc.WriteToUDPAddrPort(resp, from)
 				if sessions[from] == nil {
-					s := newWGStream(func(m []byte) error { _, err := pc.WriteToUDPAddrPort(m, from); return err })
+					s := newWGStream(&wg, func(m []byte) error { _, err := pc.WriteToUDPAddrPort(m, from); return err })
 					sessions[from] = s
 					wg.Go(func() {
 						defer s.app.Close()
@@ -359,12 +361,14 @@ func startWG(ctx context.Context, env Env) (*Instance, error) {
 			}
 		}
 	})
+	var clients sync.WaitGroup // client streams; they end when the workload closes them
 	inst := &Instance{
 		Server: pc.LocalAddr().(*net.UDPAddr).AddrPort(),
 		Close: func() error {
 			cancel()
 			err := pc.Close()
 			wg.Wait()
+			clients.Wait()
 			return err
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
@@ -389,8 +393,8 @@ func startWG(ctx context.Context, env Env) (*Instance, error) {
 				return nil, errors.New("censorlab: wireguard: no handshake response")
 			}
 			uc.SetReadDeadline(time.Time{})
-			s := newWGStream(func(m []byte) error { _, err := uc.Write(m); return err })
-			go func() {
+			s := newWGStream(&clients, func(m []byte) error { _, err := uc.Write(m); return err })
+			clients.Go(func() {
 				defer uc.Close()
 				b := make([]byte, 64<<10)
 				for {
@@ -407,8 +411,8 @@ func startWG(ctx context.Context, env Env) (*Instance, error) {
 						}
 					}
 				}
-			}()
-			go func() { <-s.done; uc.Close() }()
+			})
+			clients.Go(func() { <-s.done; uc.Close() })
 			if _, err := io.WriteString(s.app, target+"\n"); err != nil {
 				s.app.Close()
 				return nil, err

@@ -73,7 +73,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		}
 	}
 	if cfg.TUN != nil {
-		if err := c.openTUN(*cfg.TUN); err != nil {
+		if err := c.openTUN(ctx, *cfg.TUN); err != nil {
 			c.closeListeners()
 			return nil, err
 		}

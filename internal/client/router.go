@@ -16,12 +16,15 @@ import (
 // it by name; TUN mode dials by address, and Names (the DNS answers the TUN
 // relayed) gives the name back so domain rules apply there too.
 type Router struct {
-	Rules  *route.Rules // nil: everything through the tunnel
-	Tunnel interface {  // the proxied path
-		DialContext(ctx context.Context, network, address string) (net.Conn, error)
-	}
+	Rules  *route.Rules   // nil: everything through the tunnel
+	Tunnel ContextDialer  // the proxied path (a *Tunnel)
 	Direct *net.Dialer    // the direct path; nil uses a plain net.Dialer
 	Names  *route.NameMap // TUN mode: address → name from relayed DNS answers
+}
+
+// ContextDialer is the proxied path a Router uses.
+type ContextDialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // ErrBlocked is returned for a destination a block rule matched.

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
+	"os"
 	"time"
-
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/burrow-vpn/burrow/internal/route"
 	"github.com/burrow-vpn/burrow/internal/tun"
@@ -19,7 +17,8 @@ import (
 type TUNConfig struct {
 	// Name is the interface name. Default "burrow0".
 	Name string
-	// MTU of the interface. Default 1500.
+	// MTU of the interface. Default 9000: between the kernel and the
+	// userspace stack, fewer and larger packets cost less CPU.
 	MTU int
 	// KillSwitch keeps blackhole routes in place that outlive the process,
 	// so nothing leaves in the clear if burrow dies; the next start removes
@@ -43,11 +42,12 @@ type tunMode struct {
 	dev   *tun.LinuxDevice
 	undo  func() error
 	names *route.NameMap
+	dns   *dnsRelay
 }
 
 // openTUN creates the device and routes the system into it. The tunnel's
 // own sockets and direct connections are marked so they bypass the TUN.
-func (c *Client) openTUN(cfg TUNConfig) error {
+func (c *Client) openTUN(ctx context.Context, cfg TUNConfig) error {
 	if cfg.Name == "" {
 		cfg.Name = tun.DefaultName
 	}
@@ -69,7 +69,20 @@ func (c *Client) openTUN(cfg TUNConfig) error {
 	// Leftovers of a crashed run first: its blackhole routes would
 	// otherwise hide the network from the checks below.
 	if err := tun.Restore(cfg.StateFile); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return errors.New("tun: --tun needs root (or CAP_NET_ADMIN) to change routes and the resolver; run with sudo")
+		}
 		return fmt.Errorf("tun: undo the previous run's changes: %w", err)
+	}
+	// A server given by name is resolved now, outside the TUN, and pinned:
+	// once everything routes into the TUN, resolving it would need the
+	// tunnel itself.
+	if host, port, err := net.SplitHostPort(c.Tunnel.server); err == nil && net.ParseIP(host) == nil {
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("tun: resolve the server %s before routing into the TUN: %v", host, err)
+		}
+		c.Tunnel.server = net.JoinHostPort(ips[0].Unmap().String(), port)
 	}
 	dev, err := tun.Open(cfg.Name, cfg.MTU)
 	if err != nil {
@@ -81,7 +94,9 @@ func (c *Client) openTUN(cfg TUNConfig) error {
 		return err
 	}
 	c.router.Names = route.NewNameMap()
-	c.tun = &tunMode{cfg: cfg, dev: dev, undo: undo, names: c.router.Names}
+	resolver := cfg.DNS
+	c.tun = &tunMode{cfg: cfg, dev: dev, undo: undo, names: c.router.Names,
+		dns: newDNSRelay(func(ctx context.Context) (net.Conn, error) { return c.Tunnel.DialContext(ctx, "udp", resolver) })}
 	return nil
 }
 
@@ -94,6 +109,7 @@ func (c *Client) runTUN(ctx context.Context) error {
 		return errors.Join(err, c.tun.undo())
 	}
 	err = st.Run(ctx)
+	c.tun.dns.Close()
 	if uerr := c.tun.undo(); uerr != nil {
 		err = errors.Join(err, fmt.Errorf("tun: restore routes and resolver: %w", uerr))
 	}
@@ -107,96 +123,4 @@ func RestoreTUN(name string) error {
 		name = tun.DefaultName
 	}
 	return tun.Restore(tun.StateFile(name))
-}
-
-// exchangeDNS relays one query through the tunnel to the configured
-// resolver and records the answers, so later connections to those addresses
-// can be matched by name. A name a block rule matches gets NXDOMAIN.
-func (c *Client) exchangeDNS(ctx context.Context, q []byte) ([]byte, error) {
-	var p dnsmessage.Parser
-	h, err := p.Start(q)
-	if err != nil {
-		return nil, fmt.Errorf("dns: parse query: %w", err)
-	}
-	question, err := p.Question()
-	if err != nil {
-		return nil, fmt.Errorf("dns: parse query: %w", err)
-	}
-	name := question.Name.String()
-	if a, ok := c.cfg.Rules.MatchName(name); ok && a == route.Block {
-		return nxdomain(h, question)
-	}
-	conn, err := c.Tunnel.DialContext(ctx, "udp", c.tun.cfg.DNS)
-	if err != nil {
-		return nil, fmt.Errorf("dns: %w", err)
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	buf := make([]byte, 65535)
-	var n int
-	for try := 0; ; try++ {
-		if _, err := conn.Write(q); err != nil {
-			return nil, fmt.Errorf("dns: send: %w", err)
-		}
-		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		if n, err = conn.Read(buf); err == nil {
-			break
-		}
-		if try == 2 || ctx.Err() != nil {
-			return nil, fmt.Errorf("dns: no answer from %s: %w", c.tun.cfg.DNS, err)
-		}
-	}
-	resp := buf[:n]
-	c.recordAnswers(resp)
-	return append([]byte(nil), resp...), nil
-}
-
-func (c *Client) recordAnswers(resp []byte) {
-	var p dnsmessage.Parser
-	if _, err := p.Start(resp); err != nil {
-		return
-	}
-	q, err := p.Question()
-	if err != nil {
-		return
-	}
-	if err := p.SkipAllQuestions(); err != nil {
-		return
-	}
-	now := time.Now()
-	for {
-		h, err := p.AnswerHeader()
-		if err != nil {
-			return
-		}
-		ttl := time.Duration(h.TTL) * time.Second
-		switch h.Type {
-		case dnsmessage.TypeA:
-			r, err := p.AResource()
-			if err != nil {
-				return
-			}
-			c.tun.names.Record(q.Name.String(), netip.AddrFrom4(r.A), ttl, now)
-		case dnsmessage.TypeAAAA:
-			r, err := p.AAAAResource()
-			if err != nil {
-				return
-			}
-			c.tun.names.Record(q.Name.String(), netip.AddrFrom16(r.AAAA), ttl, now)
-		default:
-			if err := p.SkipAnswer(); err != nil {
-				return
-			}
-		}
-	}
-}
-
-func nxdomain(h dnsmessage.Header, q dnsmessage.Question) ([]byte, error) {
-	h.Response = true
-	h.RecursionAvailable = true
-	h.RCode = dnsmessage.RCodeNameError
-	m := dnsmessage.Message{Header: h, Questions: []dnsmessage.Question{q}}
-	return m.Pack()
 }

@@ -83,12 +83,18 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 	}
 }
 
-// flowAllowed mirrors Xray-core: a TCP request must use Vision (a plain
-// TLS-in-TLS stream is a detectable pattern we refuse to carry); UDP and
-// mux requests may come without it.
+func isRefused(err error) bool { return errors.Is(err, ErrEgressRefused) }
+
+// flowAllowed mirrors Xray-core for users with the Vision flow: a TCP
+// request must use Vision (a plain TLS-in-TLS stream is a detectable pattern
+// we refuse to carry); UDP may come without it; mux must use Vision unless it
+// is addressed for XUDP (v1.mux.cool), which Xray clients send without.
 func flowAllowed(req *vless.Request) bool {
-	if req.Command == vless.CommandTCP {
+	switch req.Command {
+	case vless.CommandTCP:
 		return req.Flow == vless.FlowVision
+	case vless.CommandMux:
+		return req.Flow == vless.FlowVision || req.Dest.Host == vless.MuxHost
 	}
 	return req.Flow == "" || req.Flow == vless.FlowVision
 }
@@ -98,7 +104,7 @@ func (s *Server) dial(ctx context.Context, network string, req *vless.Request) (
 	defer cancel()
 	c, err := s.egress.DialContext(dctx, network, req.Dest.String())
 	if err != nil {
-		if errors.Is(err, ErrEgressRefused) {
+		if isRefused(err) {
 			s.stats.Refused.Add(1)
 		}
 		return nil, err

@@ -184,7 +184,8 @@ func (st *Stack) deviceToStack() error {
 		default:
 			continue
 		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), buf[:n]...))})
+		// MakeWithData copies into a pooled chunk, so buf can be reused.
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(buf[:n])})
 		st.ep.InjectInbound(proto, pkt)
 		pkt.DecRef()
 	}

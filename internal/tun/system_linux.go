@@ -16,7 +16,7 @@ import (
 // Defaults for NetConfig.
 const (
 	DefaultName  = "burrow0"
-	DefaultMTU   = 1500
+	DefaultMTU   = 9000
 	DefaultTable = 0x4255 // "BU"
 	DefaultMark  = 0x4255
 	// rulePriority is our policy rule's place: before main (32766).

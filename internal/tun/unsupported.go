@@ -9,7 +9,7 @@ var errUnsupported = errors.New("tun: full-device mode (--tun) is only available
 // Defaults for NetConfig (see system_linux.go).
 const (
 	DefaultName  = "burrow0"
-	DefaultMTU   = 1500
+	DefaultMTU   = 9000
 	DefaultTable = 0x4255
 	DefaultMark  = 0x4255
 )

@@ -21,9 +21,11 @@ const maxDatagram = 0xffff
 var ErrDatagramTooLarge = errors.New("vless: datagram larger than 65535 bytes")
 
 // Conn is a VLESS stream (or datagram) conn over an outer TLS conn. It is returned by
-// ServerConn and ClientConn; see the package documentation for the wire format.
+// ServerConn and ClientConn; see the package documentation for the wire format. Deadlines
+// and addresses are the outer conn's (which passes deadlines to the raw conn, so they also
+// hold after Vision went direct). Read and Write may be called concurrently.
 type Conn struct {
-	net.Conn // the outer TLS conn
+	net.Conn // the outer TLS conn; use it only through Conn's methods
 
 	client bool
 	udp    bool
@@ -49,9 +51,9 @@ type Conn struct {
 	rbuf     []byte
 	out      []byte // decoded bytes not yet returned
 	outOff   int
-	rerr     error // read error to return once out is drained
-	rDirect  bool  // reads come from tin.raw
-	rPlain   bool  // Vision padding ended; reads come from the outer TLS conn
+	rerr     error   // read error to return once out is drained
+	rDirect  bool    // reads come from tin.raw
+	rPlain   bool    // Vision padding ended; reads come from the outer TLS conn
 	dgHdr    [2]byte // UDP: length prefix and datagram, kept across timeouts
 	dgHdrN   int
 	dg       []byte
@@ -113,6 +115,8 @@ func newConn(tls net.Conn, req *Request, client bool, header []byte) *Conn {
 
 // Write sends p: one datagram for UDP, otherwise stream data (padded by Vision while the
 // inner traffic calls for it, and straight onto the raw conn once Vision went direct).
+// A zero-length Write sends a pending header (with Vision, behind an empty padded block)
+// and is otherwise a no-op; in particular empty datagrams are not sent, as in Xray.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -183,13 +187,15 @@ func (c *Conn) stopFlushTimer() {
 	c.tmu.Unlock()
 }
 
-// filter runs the TLS filter on plain (post-padding) data while it still counts packets.
+// filter runs the TLS filter over p in ≤8 KiB pieces while it still counts packets.
 func (c *Conn) filter(p []byte) {
 	c.st.mu.Lock()
-	if c.st.toFilter > 0 && len(p) > 0 {
-		c.st.filterLocked(p)
+	defer c.st.mu.Unlock()
+	for len(p) > 0 && c.st.toFilter > 0 {
+		n := min(len(p), bufSize)
+		c.st.filterLocked(p[:n])
+		p = p[n:]
 	}
-	c.st.mu.Unlock()
 }
 
 // Read returns stream data, or one datagram for UDP (a datagram longer than p is truncated

@@ -330,3 +330,39 @@ func BenchmarkVisionUnpad(b *testing.B) {
 		u.feed(stream, func([]byte) {})
 	}
 }
+
+// FuzzUnpad: hostile padded streams never panic, and the decoded bytes do not depend on how
+// the stream is cut.
+func FuzzUnpad(f *testing.F) {
+	s := newTrafficState()
+	w := padder{uuid: testUUID[:], padding: true}
+	seed, _ := w.encode(nil, clientHello(), s)
+	f.Add(seed, uint8(1))
+	f.Add(append(testUUID[:], 0, 0, 3, 0, 1, 'a', 'b', 'c', 0, 2, 0, 0, 0, 'x'), uint8(3))
+	f.Add(append(testUUID[:], 2, 0xff, 0xff, 0xff, 0xff), uint8(7))
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		decode := func(step int) ([]byte, int) {
+			u := unpadder{uuid: testUUID}
+			var out []byte
+			emit := func(b []byte) { out = append(out, b...) }
+			for p := in; len(p) > 0; {
+				n := min(step, len(p))
+				rest := u.feed(p[:n], emit)
+				p = p[n:]
+				if u.state == upPlain || u.state == upDirect {
+					out = append(append(out, rest...), p...)
+					break
+				}
+			}
+			return out, u.state
+		}
+		whole, st1 := decode(len(in) + 1)
+		parts, st2 := decode(int(cut) + 1)
+		if !bytes.Equal(whole, parts) || st1 != st2 {
+			t.Fatalf("cut %d: got %x state %d, whole stream gives %x state %d", cut+1, parts, st2, whole, st1)
+		}
+		if len(whole) > len(in) {
+			t.Fatalf("decoded %d bytes from %d", len(whole), len(in))
+		}
+	})
+}

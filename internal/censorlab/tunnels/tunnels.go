@@ -4,8 +4,9 @@
 // named "burrow-<transport>". New transports add a function here and to
 // All, with the scenarios they cannot survive yet in ExpectedFail and why.
 //
-// It is kept apart from censorlab so the middleboxes depend on nothing of
-// Burrow's above internal/tlshello.
+// It is kept apart from censorlab so the middleboxes and baselines do not
+// depend on Burrow's server and client: censorlab imports only tlshello,
+// camo (the cover check) and coversite.
 package tunnels
 
 import (

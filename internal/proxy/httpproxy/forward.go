@@ -281,7 +281,10 @@ func (c *clientConn) writeResponse(req *http.Request, resp *http.Response, clien
 	}
 	resp.Close = clientClose
 
-	if err := resp.Write(c.bw); err != nil {
+	// writerOnly hides c.bw's ReadFrom: bufio.Writer.ReadFrom reads the body
+	// straight into its own buffer, and flushingBody flushes that same
+	// buffer from inside the read, which would resend already-flushed bytes.
+	if err := resp.Write(writerOnly{c.bw}); err != nil {
 		return false, fmt.Errorf("copy response: %w", err)
 	}
 	if err := c.bw.Flush(); err != nil {
@@ -289,6 +292,9 @@ func (c *clientConn) writeResponse(req *http.Request, resp *http.Response, clien
 	}
 	return upstreamReusable, nil
 }
+
+// writerOnly is an io.Writer without any other method of the value it wraps.
+type writerOnly struct{ io.Writer }
 
 // flushingBody flushes what was copied to the client before a read of the
 // upstream body that may block, so a streamed response (server-sent events,

@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/censorlab"
+	"github.com/burrow-vpn/burrow/internal/censorlab/tunnels"
+)
+
+// TestCensorLabNetns runs the whole lab table with client, censor and
+// servers in separate network namespaces, asserts the CI rule, and checks
+// that the traffic really crossed the client's veth link.
+func TestCensorLabNetns(t *testing.T) {
+	name := fmt.Sprintf("be%d", os.Getpid())
+	path, cleanup, err := censorlab.NetnsPath(name)
+	if errors.Is(err, censorlab.ErrNeedRoot) {
+		t.Skipf("skipping the netns censor lab: %v (the loopback lab in internal/censorlab/tunnels covers the same cells without root)", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := cleanup(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	systems := append(tunnels.All(), censorlab.Baselines()...)
+	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Path: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	censorlab.PrintTable(&table, results)
+	t.Log("\n" + table.String())
+	if err := censorlab.Check(results); err != nil {
+		t.Error(err)
+	}
+	var delivered int64
+	for _, r := range results {
+		delivered += r.BytesDelivered
+	}
+	// Every delivered byte entered the router namespace on its client-side veth.
+	rx, tx := linkBytes(t, name+"r", name+"r0")
+	if rx+tx < delivered {
+		t.Errorf("the client-side veth carried %d bytes, less than the %d the workloads delivered: traffic did not cross the namespaces", rx+tx, delivered)
+	}
+}
+
+// linkBytes returns the received and sent byte counters of dev in ns.
+func linkBytes(t *testing.T, ns, dev string) (rx, tx int64) {
+	t.Helper()
+	read := func(which string) int64 {
+		out, err := exec.Command("ip", "netns", "exec", ns, "cat", "/sys/class/net/"+dev+"/statistics/"+which).Output()
+		if err != nil {
+			t.Fatalf("read %s counter of %s in %s: %v", which, dev, ns, err)
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+		return n
+	}
+	return read("rx_bytes"), read("tx_bytes")
+}

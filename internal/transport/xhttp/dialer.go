@@ -1,0 +1,437 @@
+package xhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// DialFunc opens one secured connection to the server (TCP + REALITY in
+// Burrow). rx, if not nil, reports the bytes received on the underlying
+// TCP connection so far, TLS handshake and record overhead included; with
+// nil the dialer counts bytes read from conn.
+type DialFunc func(ctx context.Context) (conn net.Conn, rx func() int64, err error)
+
+// DialerConfig configures a Dialer.
+type DialerConfig struct {
+	// Dial opens a connection to the server. Required.
+	Dial DialFunc
+	// Host is the :authority of requests (the link's host=, else the SNI).
+	Host string
+	// Path is the request path prefix (the link's path=). Default "/".
+	Path string
+	// Mode is the upload mode: "packet-up" (default; "auto" means it) or
+	// "stream-up". With Budget set, uploads are always packet-up.
+	Mode string
+	// Budget turns rotation on: no TCP connection carries more than Budget
+	// bytes towards the client, handshake included; the download moves to
+	// a fresh connection before that. It needs a Burrow server (an Xray
+	// server ignores it; the client then logs a warning and streams
+	// without rotating). 0, the default, is off. At least MinBudget.
+	Budget int64
+	// MaxConns caps the concurrent TCP connections to the server,
+	// however many sessions are open. Default 3.
+	MaxConns int
+	// Logger receives warnings; nil discards.
+	Logger *slog.Logger
+}
+
+// MinBudget is the smallest Budget accepted: a REALITY handshake alone
+// can take several kilobytes of it.
+const MinBudget = 4 << 10
+
+// DefaultBudget is the budget rotation uses when turned on without a size:
+// well under the 16 KiB after which some censors freeze a connection.
+const DefaultBudget = 12 << 10
+
+const (
+	defaultMaxConns = 3
+	streamsPerConn  = 16  // sessions on one connection before another is opened
+	hsReserve       = 512 // post-handshake records the client may not have counted yet
+	minRoom         = budgetTail + 512
+)
+
+// Stats are a dialer's counters.
+type Stats struct {
+	Dialed  int64 // TCP connections opened
+	Live    int64 // open now
+	MaxLive int64 // most open at once
+}
+
+// Dialer is the client side: it opens sessions over a small pool of
+// HTTP/2 connections and rotates them when a budget is set.
+type Dialer struct {
+	cfg  DialerConfig
+	h2   *http2.Transport
+	log  *slog.Logger
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup // session goroutines and background dials
+
+	mu      sync.Mutex
+	conns   []*pconn      // guarded by mu
+	dialing int           // guarded by mu
+	changed chan struct{} // guarded by mu; closed on every pool change
+	closed  bool          // guarded by mu
+
+	dialed, maxLive atomic.Int64
+	warned          atomic.Bool
+}
+
+// pconn is one pooled connection.
+type pconn struct {
+	cc      *http2.ClientConn
+	conn    net.Conn
+	rx      func() int64
+	hs      int64 // received when the handshake finished
+	streams int   // guarded by Dialer.mu
+	owed    int64 // guarded by Dialer.mu: downstream bytes the open requests may still cost
+	spent   bool  // guarded by Dialer.mu: take no new requests
+	// parked are the cancel funcs of download requests open on this
+	// connection; they are moved to a fresh connection when it is spent,
+	// so a download waiting for data does not hold a spent connection
+	// open. Guarded by Dialer.mu.
+	parked map[*int]context.CancelFunc
+}
+
+// retireLocked marks pc spent and moves its downloads elsewhere.
+func (pc *pconn) retireLocked() {
+	pc.spent = true
+	for k, cancel := range pc.parked {
+		cancel()
+		delete(pc.parked, k)
+	}
+}
+
+// park registers the cancel func of a download on pc; the returned func
+// unregisters it.
+func (d *Dialer) park(pc *pconn, cancel context.CancelFunc) func() {
+	k := new(int)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if pc.spent {
+		cancel()
+		return func() {}
+	}
+	if pc.parked == nil {
+		pc.parked = make(map[*int]context.CancelFunc)
+	}
+	pc.parked[k] = cancel
+	return func() {
+		d.mu.Lock()
+		delete(pc.parked, k)
+		d.mu.Unlock()
+	}
+}
+
+// NewDialer checks cfg and returns a dialer. It does not dial.
+func NewDialer(cfg DialerConfig) (*Dialer, error) {
+	if cfg.Dial == nil {
+		return nil, errors.New("xhttp: DialerConfig.Dial is required")
+	}
+	switch cfg.Mode {
+	case "", ModeAuto:
+		cfg.Mode = ModePacketUp
+	case ModePacketUp, ModeStreamUp:
+	default:
+		return nil, fmt.Errorf("xhttp: mode %q is not supported by this client; use packet-up or stream-up", cfg.Mode)
+	}
+	if cfg.Budget != 0 && cfg.Budget < MinBudget {
+		return nil, fmt.Errorf("xhttp: budget %d is below the minimum %d", cfg.Budget, MinBudget)
+	}
+	if cfg.Budget > 0 {
+		cfg.Mode = ModePacketUp
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = defaultMaxConns
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Path = NormalizePath(cfg.Path)
+	ctx, stop := context.WithCancel(context.Background())
+	return &Dialer{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		ctx:     ctx,
+		stop:    stop,
+		changed: make(chan struct{}),
+		h2: &http2.Transport{
+			ReadIdleTimeout:    45 * time.Second,
+			PingTimeout:        15 * time.Second,
+			DisableCompression: true,
+		},
+	}, nil
+}
+
+// Stats returns the dialer's counters.
+func (d *Dialer) Stats() Stats {
+	d.mu.Lock()
+	live := int64(len(d.conns))
+	d.mu.Unlock()
+	return Stats{Dialed: d.dialed.Load(), Live: live, MaxLive: d.maxLive.Load()}
+}
+
+// Close ends every session and connection and waits for their goroutines.
+func (d *Dialer) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	conns := d.conns
+	d.conns = nil
+	d.broadcastLocked()
+	d.mu.Unlock()
+	d.stop()
+	for _, pc := range conns {
+		pc.cc.Close()
+	}
+	d.wg.Wait()
+	return nil
+}
+
+func (d *Dialer) broadcastLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// left is the budget pc has left, by the client's count.
+func (d *Dialer) left(pc *pconn) int64 {
+	if d.cfg.Budget == 0 {
+		return 1 << 62
+	}
+	return d.cfg.Budget - pc.rx() - pc.owed
+}
+
+// postCost estimates what a packet-up POST of n bytes costs downstream:
+// its response headers, and the WINDOW_UPDATE frames that acknowledge the
+// body, each in a TLS record.
+func postCost(n int) int64 { return 200 + 50*int64(n/4096+1) }
+
+// getCost is what a download request costs besides its data (which the
+// server fits into the budget): response headers.
+const getCost = 256
+
+// usableLocked reports whether pc may take a new request that costs need,
+// retiring it if it cannot take any.
+func (d *Dialer) usableLocked(pc *pconn, need int64) bool {
+	if pc.spent {
+		return false
+	}
+	if !pc.cc.CanTakeNewRequest() || d.cfg.Budget > 0 && d.cfg.Budget-pc.rx() < minRoom+getCost {
+		pc.retireLocked()
+		return false
+	}
+	return d.left(pc) >= minRoom+need
+}
+
+// gcLocked drops and closes connections that are spent and idle, or dead.
+func (d *Dialer) gcLocked() {
+	kept := d.conns[:0]
+	for _, pc := range d.conns {
+		d.usableLocked(pc, 0)
+		dead := pc.cc.State().Closed
+		if dead || pc.spent && pc.streams == 0 {
+			go pc.cc.Close()
+			continue
+		}
+		kept = append(kept, pc)
+	}
+	clear(d.conns[len(kept):])
+	d.conns = kept
+}
+
+// acquire returns a connection for one request that may cost need bytes
+// downstream; release it after.
+func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
+	if d.cfg.Budget == 0 {
+		need = 0
+	}
+	for {
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return nil, net.ErrClosed
+		}
+		d.gcLocked()
+		var best *pconn
+		fresh := 0 // usable connections with more than half the budget left
+		for _, pc := range d.conns {
+			if !d.usableLocked(pc, need) {
+				continue
+			}
+			if d.left(pc) > d.cfg.Budget/2 {
+				fresh++
+			}
+			if best == nil || pc.streams < best.streams {
+				best = pc
+			}
+		}
+		full := len(d.conns)+d.dialing >= d.cfg.MaxConns
+		if best != nil && (best.streams < streamsPerConn || full) {
+			best.streams++
+			best.owed += need
+			if d.cfg.Budget > 0 && fresh == 0 && !full {
+				d.dialing++ // warm up the next connection before this one is spent
+				d.wg.Add(1)
+				go func() {
+					defer d.wg.Done()
+					pc, err := d.dial(d.ctx)
+					d.mu.Lock()
+					d.dialing--
+					if err == nil {
+						d.addLocked(pc)
+					}
+					d.broadcastLocked()
+					d.mu.Unlock()
+				}()
+			}
+			d.mu.Unlock()
+			return best, nil
+		}
+		if !full {
+			d.dialing++
+			d.mu.Unlock()
+			pc, err := d.dial(ctx)
+			d.mu.Lock()
+			d.dialing--
+			if err != nil {
+				d.broadcastLocked()
+				d.mu.Unlock()
+				return nil, err
+			}
+			if d.closed {
+				d.mu.Unlock()
+				pc.cc.Close()
+				return nil, net.ErrClosed
+			}
+			d.addLocked(pc)
+			pc.streams++
+			pc.owed += need
+			d.broadcastLocked()
+			d.mu.Unlock()
+			return pc, nil
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (d *Dialer) addLocked(pc *pconn) {
+	if d.closed {
+		go pc.cc.Close()
+		return
+	}
+	d.conns = append(d.conns, pc)
+	if n := int64(len(d.conns)); n > d.maxLive.Load() {
+		d.maxLive.Store(n)
+	}
+}
+
+// release ends one request on pc; spent is set when the request found the
+// connection at its budget.
+func (d *Dialer) release(pc *pconn, need int64, spent bool) {
+	if d.cfg.Budget == 0 {
+		need = 0
+	}
+	d.mu.Lock()
+	pc.streams--
+	pc.owed -= need
+	if spent {
+		pc.retireLocked()
+	}
+	d.gcLocked()
+	d.broadcastLocked()
+	d.mu.Unlock()
+}
+
+// kill retires a connection that failed.
+func (d *Dialer) kill(pc *pconn) {
+	pc.cc.Close()
+	d.mu.Lock()
+	pc.retireLocked()
+	d.broadcastLocked()
+	d.mu.Unlock()
+}
+
+// dial opens one connection and starts HTTP/2 on it.
+func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
+	conn, rx, err := d.cfg.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.dialed.Add(1)
+	if rx == nil {
+		cr := &countingReader{Conn: conn}
+		conn, rx = cr, cr.n.Load
+	}
+	hs := rx()
+	if d.cfg.Budget > 0 && d.cfg.Budget-hs-hsReserve < minRoom+1024 {
+		conn.Close()
+		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", d.cfg.Budget, hs)
+	}
+	cc, err := d.h2.NewClientConn(conn)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("xhttp: start HTTP/2: %w", err)
+	}
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs}, nil
+}
+
+type countingReader struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// request builds a request with a browser's fetch() headers and padding.
+func (d *Dialer) request(ctx context.Context, method, path string, pc *pconn, body io.Reader) *http.Request {
+	u := "https://" + d.cfg.Host + path
+	req, _ := http.NewRequestWithContext(ctx, method, u, body)
+	h := req.Header
+	fetchHeaders(h)
+	h.Set("Referer", "https://"+d.cfg.Host+path+"?x_padding="+padding(randBetween(100, 1000)))
+	if d.cfg.Budget > 0 {
+		h.Set("X-Budget", strconv.FormatInt(d.cfg.Budget-pc.hs-hsReserve, 10))
+	}
+	return req
+}
+
+// chromeMajor is a Chrome version close to today's (a release about every
+// four weeks since 144 in January 2026).
+var chromeMajor = strconv.Itoa(144 + max(0, int(time.Since(time.Date(2026, 1, 13, 0, 0, 0, 0, time.UTC))/(28*24*time.Hour))))
+
+// fetchHeaders sets what Chrome sends with fetch() to its own origin.
+func fetchHeaders(h http.Header) {
+	h["Sec-Ch-Ua"] = []string{`"Not(A:Brand";v="8", "Chromium";v="` + chromeMajor + `", "Google Chrome";v="` + chromeMajor + `"`}
+	h["Sec-Ch-Ua-Mobile"] = []string{"?0"}
+	h["Sec-Ch-Ua-Platform"] = []string{`"Windows"`}
+	h.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/"+chromeMajor+".0.0.0 Safari/537.36")
+	h.Set("Accept", "*/*")
+	h.Set("Accept-Language", "en-US,en;q=0.9")
+	h.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+	h.Set("Sec-Fetch-Site", "same-origin")
+	h.Set("Sec-Fetch-Mode", "cors")
+	h.Set("Sec-Fetch-Dest", "empty")
+	h.Set("Priority", "u=1, i")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Pragma", "no-cache")
+}

@@ -1,0 +1,68 @@
+// Package xhttp is Burrow's XHTTP transport: a byte stream carried as
+// HTTP/2 requests over an already secured connection (REALITY TLS in
+// Burrow), wire-compatible with Xray-core's XHTTP ("splithttp") in the
+// packet-up, stream-up and (server side) stream-one modes, plus a Burrow
+// extension that resumes the download on another connection, so the client
+// can rotate TCP connections before any of them carries a byte budget
+// downstream. It imports nothing else of Burrow's: the client gets a dial
+// function, the server gets connections and a session callback.
+//
+// # Requests (Xray-compatible)
+//
+// PATH is the configured path with a trailing slash; SID a random UUID
+// (8-4-4-4-12 hex) per session; SEQ a decimal counter from 0.
+//
+//	mode        download (server → client)    upload (client → server)
+//	packet-up   GET  PATH SID                  POST PATH SID/SEQ   body = next bytes
+//	stream-up   GET  PATH SID                  POST PATH SID       body = the stream
+//	stream-one  POST PATH (no SID): the response body is the download, the request body the upload
+//
+// Every request carries browser headers (Chrome's, for fetch()) and
+// padding: Referer: https://HOST/PATH…?x_padding=XXX…, 100–1000 X's
+// (Huffman-coded by HPACK as 8 bits each, so the length is the size on the
+// wire). Responses carry X-Padding of random length. The server answers
+// status 200; the download response has Content-Type text/event-stream,
+// Cache-Control no-store and X-Accel-Buffering no. Xray's server ends a
+// session when its download GET ends.
+//
+// # Burrow extension: resumable downloads and byte budgets
+//
+// A Burrow client adds to its download GET
+//
+//	Range:    bytes=START-END     offsets in the session's download stream, END inclusive
+//	X-Budget: N                   (only with rotation on) bytes this TCP connection may
+//	                              still carry towards the client after its TLS handshake
+//
+// and a Burrow server answers 206 with Content-Range: bytes START-END/*,
+// sending download bytes from START. It may end the body early — when the
+// connection's budget would be exceeded, or at the end of the stream —
+// and the client asks again from where it stopped, on the same
+// connection or, when it is spent, on a fresh one. A GET at START also
+// acknowledges every byte before START: the server keeps sent bytes until
+// then (up to RetainMax), so a connection cut at any byte loses nothing.
+// When START is the end of a finished stream the server answers 416 with
+// Content-Range: bytes */TOTAL, which the client takes as EOF. A newer
+// GET for a session supersedes an older one still open on a dying
+// connection.
+//
+// Uploads in this mode are packet-up POSTs, retried with the same SEQ on
+// another connection after a failure (the server drops duplicates). The
+// client ends a session with one more packet-up POST carrying
+//
+//	X-Close: write     the upload is finished (half close)
+//	X-Close: all       the session is over
+//
+// delivered in SEQ order. An Xray server ignores Range, X-Budget and
+// X-Close and answers 200: the client then streams without resuming or
+// rotating. An Xray client sends none of them and gets exactly Xray's
+// behaviour.
+//
+// The server counts the bytes it writes on each connection (HTTP/2 frames
+// plus an estimate of TLS record overhead) and never starts a DATA write
+// that would take the connection past X-Budget minus a small reserve for
+// control frames and response headers; the client, which counts real
+// bytes received including the handshake, stops putting new requests on a
+// connection close to its budget and closes it once idle. At most MaxConns
+// connections are open to the server at once, however many sessions run:
+// sessions are HTTP/2 streams.
+package xhttp

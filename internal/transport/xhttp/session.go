@@ -1,0 +1,422 @@
+package xhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Close kinds a client puts in X-Close on its last packet-up POST.
+const (
+	closeWrite = "write"
+	closeAll   = "all"
+)
+
+// upMax bounds upload bytes delivered in order but not yet read; POSTs
+// wait beyond it, which slows the client down.
+const upMax = 1 << 20
+
+// maxPending bounds out-of-order upload packets per session (Xray: 30).
+const maxPending = 64
+
+var errSuperseded = errors.New("xhttp: download superseded by a newer request")
+
+// session is one XHTTP session on the server. It is the net.Conn handed
+// to the hub's Handle (as *serverConn).
+type session struct {
+	hub *Hub
+	id  string // "" for stream-one
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every change; guarded by mu
+	done    chan struct{} // closed when the session closes
+	// download: bytes [base, base+len(down)) are kept until acknowledged.
+	down      []byte
+	base      int64
+	downEOF   bool // CloseWrite was called
+	abandoned bool // the client said it is gone: writes fail
+	// upload: in-order bytes not yet read, and packets waiting for their turn.
+	up       []byte
+	upEOF    bool
+	nextSeq  uint64
+	pending  map[uint64]packet
+	streamUp bool
+	// lifecycle
+	closed    bool
+	hclosed   bool // the handler closed its conn; the download drains first
+	gen       int64 // generation of the attached download; 0 none
+	lastGen   int64
+	resumable bool // a ranged download was seen: GET ends do not end the session
+	idle      *time.Timer
+	rdl, wdl  time.Time
+	local     net.Addr
+	remote    net.Addr
+}
+
+type packet struct {
+	data  []byte
+	close string
+}
+
+func (s *session) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// waitLocked releases mu until something changes, ctx ends or dl passes.
+func (s *session) waitLocked(ctx context.Context, dl time.Time) error {
+	ch := s.changed
+	s.mu.Unlock()
+	defer s.mu.Lock()
+	var tc <-chan time.Time
+	if !dl.IsZero() {
+		d := time.Until(dl)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		tc = t.C
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tc:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// attach makes a new download the current one and returns its generation.
+func (s *session) attach(ranged bool) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastGen++
+	s.gen = s.lastGen
+	if ranged {
+		s.resumable = true
+	}
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	s.broadcastLocked()
+	return s.gen
+}
+
+// detach ends download gen. A plain (Xray) download ends the session; a
+// resumable session waits ResumeTimeout for the next one.
+func (s *session) detach(gen int64) {
+	s.mu.Lock()
+	if s.gen != gen {
+		s.mu.Unlock()
+		return
+	}
+	s.gen = 0
+	if !s.resumable {
+		s.mu.Unlock()
+		s.close()
+		return
+	}
+	s.armIdleLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) armIdleLocked() {
+	if s.closed {
+		return
+	}
+	if s.idle == nil {
+		s.idle = time.AfterFunc(s.hub.resumeTimeout(), s.idleExpired)
+	} else {
+		s.idle.Reset(s.hub.resumeTimeout())
+	}
+}
+
+func (s *session) idleExpired() {
+	s.mu.Lock()
+	attached := s.gen != 0
+	s.mu.Unlock()
+	if !attached {
+		s.close()
+	}
+}
+
+// ack drops download bytes before off. It fails when off is outside what
+// the session holds.
+func (s *session) ack(off int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off < s.base || off > s.base+int64(len(s.down)) {
+		return fmt.Errorf("xhttp: resume offset %d outside the kept window [%d, %d]", off, s.base, s.base+int64(len(s.down)))
+	}
+	n := int(off - s.base)
+	if n > 0 {
+		s.down = s.down[n:]
+		if len(s.down) == 0 {
+			s.down = nil
+		}
+		s.base = off
+		s.broadcastLocked()
+	}
+	return nil
+}
+
+// finished reports whether the download ended at total bytes.
+func (s *session) finished() (total int64, done bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	total = s.base + int64(len(s.down))
+	return total, s.downEOF || s.closed
+}
+
+// next waits for download bytes at off and returns a copy of at most max of
+// them. eof is true when the stream ended before off.
+func (s *session) next(ctx context.Context, gen, off int64, max int) (b []byte, eof bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.gen != gen {
+			return nil, false, errSuperseded
+		}
+		if off < s.base {
+			return nil, false, errors.New("xhttp: download offset already acknowledged")
+		}
+		if i := off - s.base; i < int64(len(s.down)) {
+			end := min(int64(len(s.down)), i+int64(max))
+			return append([]byte(nil), s.down[i:end]...), false, nil
+		}
+		if s.downEOF || s.closed || s.abandoned {
+			return nil, true, nil
+		}
+		if err := s.waitLocked(ctx, time.Time{}); err != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// push delivers upload packet seq, in order. Duplicates are dropped.
+func (s *session) push(ctx context.Context, seq uint64, p packet) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	if seq < s.nextSeq {
+		return nil
+	}
+	if _, dup := s.pending[seq]; dup {
+		return nil
+	}
+	if len(s.pending) >= maxPending {
+		return errors.New("xhttp: too many upload packets out of order")
+	}
+	if s.pending == nil {
+		s.pending = make(map[uint64]packet)
+	}
+	s.pending[seq] = p
+	for {
+		q, ok := s.pending[s.nextSeq]
+		if !ok {
+			return nil
+		}
+		for len(s.up) > upMax && !s.closed && !s.hclosed {
+			if err := s.waitLocked(ctx, time.Time{}); err != nil {
+				return err
+			}
+		}
+		if s.closed {
+			return net.ErrClosed
+		}
+		if _, still := s.pending[s.nextSeq]; !still {
+			continue // another POST delivered it while we waited
+		}
+		delete(s.pending, s.nextSeq)
+		s.nextSeq++
+		if !s.upEOF && !s.hclosed {
+			s.up = append(s.up, q.data...)
+		}
+		switch q.close {
+		case closeWrite:
+			s.upEOF = true
+		case closeAll:
+			s.upEOF = true
+			s.abandoned = true
+			if s.hclosed {
+				s.broadcastLocked()
+				s.mu.Unlock()
+				s.close()
+				s.mu.Lock()
+				return nil
+			}
+		}
+		s.broadcastLocked()
+	}
+}
+
+// pushStream appends stream-up bytes.
+func (s *session) pushStream(ctx context.Context, b []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.up) > upMax && !s.closed && !s.hclosed {
+		if err := s.waitLocked(ctx, time.Time{}); err != nil {
+			return err
+		}
+	}
+	if s.closed {
+		return net.ErrClosed
+	}
+	if !s.hclosed {
+		s.up = append(s.up, b...)
+	}
+	s.broadcastLocked()
+	return nil
+}
+
+func (s *session) endUpload() {
+	s.mu.Lock()
+	s.upEOF = true
+	s.broadcastLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.done)
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	s.broadcastLocked()
+	s.mu.Unlock()
+	s.hub.remove(s)
+}
+
+// serverConn is a session as the hub's Handle sees it.
+type serverConn struct{ s *session }
+
+func (c *serverConn) Read(p []byte) (int, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if len(s.up) > 0 {
+			n := copy(p, s.up)
+			s.up = s.up[n:]
+			if len(s.up) == 0 {
+				s.up = nil
+			}
+			s.broadcastLocked()
+			return n, nil
+		}
+		if s.hclosed {
+			return 0, net.ErrClosed
+		}
+		if s.upEOF {
+			return 0, io.EOF
+		}
+		if s.closed {
+			return 0, net.ErrClosed
+		}
+		if err := s.waitLocked(context.Background(), s.rdl); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (c *serverConn) Write(p []byte) (int, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(p) {
+		switch {
+		case s.closed || s.hclosed:
+			return n, net.ErrClosed
+		case s.abandoned:
+			return n, io.ErrClosedPipe
+		case s.downEOF:
+			return n, errors.New("xhttp: write after CloseWrite")
+		}
+		if room := RetainMax - len(s.down); room > 0 {
+			k := min(room, len(p)-n)
+			s.down = append(s.down, p[n:n+k]...)
+			n += k
+			s.broadcastLocked()
+			continue
+		}
+		if err := s.waitLocked(context.Background(), s.wdl); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// CloseWrite ends the download once the bytes written so far are sent.
+func (c *serverConn) CloseWrite() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.downEOF = true
+	s.broadcastLocked()
+	return nil
+}
+
+// Close ends the conn for the handler. Download bytes already written are
+// still delivered; the session ends when the client has them, or when no
+// download request comes for ResumeTimeout.
+func (c *serverConn) Close() error {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hclosed {
+		return nil
+	}
+	s.hclosed = true
+	s.downEOF = true
+	s.up = nil
+	if s.abandoned || s.id == "" {
+		s.mu.Unlock()
+		s.close()
+		s.mu.Lock()
+		return nil
+	}
+	if s.gen == 0 {
+		s.armIdleLocked()
+	}
+	s.broadcastLocked()
+	return nil
+}
+
+func (c *serverConn) LocalAddr() net.Addr  { return c.s.local }
+func (c *serverConn) RemoteAddr() net.Addr { return c.s.remote }
+
+func (c *serverConn) SetDeadline(t time.Time) error {
+	c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *serverConn) SetReadDeadline(t time.Time) error {
+	c.s.mu.Lock()
+	c.s.rdl = t
+	c.s.broadcastLocked()
+	c.s.mu.Unlock()
+	return nil
+}
+
+func (c *serverConn) SetWriteDeadline(t time.Time) error {
+	c.s.mu.Lock()
+	c.s.wdl = t
+	c.s.broadcastLocked()
+	c.s.mu.Unlock()
+	return nil
+}
