@@ -38,7 +38,7 @@ fi
 
 if [ "${SKIP_INTEROP:-0}" != "1" ] && [ -f interop/go.mod ]; then
   step "interop with Xray-core"
-  (cd interop && INTEROP_REQUIRE_BURROW=1 go test -count=1 -timeout 20m ./...)
+  (cd interop && INTEROP_REQUIRE_BURROW=1 INTEROP_REQUIRE_XUDP=1 go test -count=1 -timeout 20m ./...)
 fi
 
 step "all tests passed"

@@ -21,14 +21,15 @@ const usage = `burrow — a censorship-resistant VPN (VLESS + REALITY + Vision, 
 
 Server:
   burrow server init --cover HOST:PORT --sni NAME [--data DIR] [--listen :443] [--public-addr HOST]
-  burrow server run [--data DIR]
+  burrow server run [--data DIR] [--metrics HOST:PORT] [--subscribe HOST:PORT] [--admin-listen 127.0.0.1:PORT]
 
 Users (work while the server runs):
   burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
   burrow user list | show NAME [--qr FILE.png] | set NAME ... | revoke NAME | rotate NAME | reset-traffic NAME
 
 Client:
-  burrow connect LINK|FILE [--socks 127.0.0.1:1080] [--http 127.0.0.1:8080]
+  burrow connect LINK|FILE [--socks 127.0.0.1:1080] [--http 127.0.0.1:8080] [--rules FILE|ru-direct]
+  burrow connect LINK|FILE --tun [--kill-switch=false] [--dns 1.1.1.1:53] [--tun-name burrow0]   (Linux, root)
 
 Try it on one machine (local cover site, server and client, no internet needed):
   burrow demo

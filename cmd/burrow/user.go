@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/server"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
 // userLink builds the vless:// link of u on the server cfg.
@@ -48,6 +51,25 @@ func userLink(cfg *server.Config, u *access.User) (*links.VLESS, error) {
 	}, nil
 }
 
+// printXHTTPLink prints u's link for the XHTTP transport with rotation on
+// (budget=, which other clients ignore; they get plain XHTTP packet-up).
+// The server accepts any path; the link's is fixed per server key so it
+// stays the same for everyone.
+func printXHTTPLink(w io.Writer, cfg *server.Config, ui *admin.UserInfo, qrFile string) error {
+	u, err := ui.User()
+	if err != nil {
+		return err
+	}
+	l, err := userLink(cfg, u)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(append([]byte("burrow xhttp path "), l.PublicKey...))
+	l.Type, l.Flow = links.TypeXHTTP, ""
+	l.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/" + hex.EncodeToString(sum[:6]), Budget: xhttp.DefaultBudget}
+	return writeLink(w, l.String(), qrFile)
+}
+
 func splitPort(hostport string) (string, uint16, error) {
 	i := strings.LastIndexByte(hostport, ':')
 	if i < 0 {
@@ -66,7 +88,12 @@ func printLink(w io.Writer, cfg *server.Config, u *access.User, qrFile string) e
 	if err != nil {
 		return err
 	}
-	s := l.String()
+	return writeLink(w, l.String(), qrFile)
+}
+
+// writeLink prints link s (with a QR code on a terminal) and writes its QR
+// code to qrFile if set.
+func writeLink(w io.Writer, s, qrFile string) error {
 	fmt.Fprintln(w, s)
 	if isTerminal(w) {
 		fmt.Fprint(w, links.QRTerminal(s))
@@ -122,7 +149,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("user "+sub, stderr)
 	data := fs.String("data", server.DefaultDataDir(), "server data directory")
 	sock := fs.String("admin-socket", "", "admin API socket of the running server (default DATA/admin.sock)")
-	var quota, expires, reset, note, qr *string
+	var quota, expires, reset, note, qr, transport *string
 	switch sub {
 	case "add", "set":
 		quota = fs.String("quota", "", "traffic per period, e.g. 50GB, 20GiB (0 = unlimited)")
@@ -131,6 +158,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		note = fs.String("note", "", "free text for the operator")
 	case "show":
 		qr = fs.String("qr", "", "also write the link's QR code to this PNG file")
+		transport = fs.String("transport", "tcp", "link for: tcp (REALITY + Vision) or xhttp (XHTTP with connection rotation)")
 	case "list", "revoke", "rotate", "reset-traffic":
 	default:
 		return fmt.Errorf("user: unknown subcommand %.40q (want %s)", sub, userSubcommands)
@@ -186,7 +214,13 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("user show: %w", err)
 		}
 		printUser(stdout, u, env.live)
-		return printUserLink(stdout, env.cfg, u, *qr)
+		switch *transport {
+		case "tcp":
+			return printUserLink(stdout, env.cfg, u, *qr)
+		case "xhttp":
+			return printXHTTPLink(stdout, env.cfg, u, *qr)
+		}
+		return fmt.Errorf("user show: --transport %.20q: want tcp or xhttp", *transport)
 	case "set":
 		var req admin.SetRequest
 		if given["quota"] {

@@ -14,14 +14,13 @@ import (
 	"time"
 )
 
-// errIdle ends a fallback splice that carried nothing for the idle period.
-var errIdle = errors.New("camo: fallback idle")
-
 // splice relays client and cover byte for byte until both directions are
 // done, ending each side the way the other ended: a FIN becomes CloseWrite,
 // a reset becomes a reset (SO_LINGER 0, then close). coverData is what the
 // cover already sent; coverErr is how it already ended, if it did.
-// Cancelling ctx closes both.
+// Cancelling ctx closes both, and so does a whole idle period without a
+// byte relayed in either direction (see watchIdle): a splice never outlives
+// its peers' interest, whatever they do.
 func (s *Server) splice(ctx context.Context, client *net.TCPConn, cover net.Conn, coverData []byte, coverErr error) {
 	stop := context.AfterFunc(ctx, func() {
 		client.Close()
@@ -30,12 +29,17 @@ func (s *Server) splice(ctx context.Context, client *net.TCPConn, cover net.Conn
 	defer stop()
 	act := &activity{}
 	act.touch()
+	relaysDone := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Go(func() { s.watchIdle(relaysDone, act, client, cover) })
 	var wg sync.WaitGroup
 	wg.Go(func() { // cover to client
 		err := coverErr
 		if len(coverData) > 0 {
 			if _, werr := client.Write(coverData); werr != nil {
 				err = werr
+			} else {
+				act.touch()
 			}
 		}
 		if err == nil {
@@ -49,16 +53,41 @@ func (s *Server) splice(ctx context.Context, client *net.TCPConn, cover net.Conn
 		endLike(cover, client, s.relay(cover, client, act))
 	})
 	wg.Wait()
+	close(relaysDone)
+	watch.Wait()
 	client.Close()
 	cover.Close()
 }
 
+// watchIdle closes a and b once no byte was relayed in either direction for
+// the idle period, and returns when done is closed. The relays cannot see
+// this themselves when one is blocked in a write: after the other direction
+// ended with a FIN, a peer that stops reading would otherwise hold the last
+// relay (two sockets and a goroutine) forever. Closing unblocks the write.
+func (s *Server) watchIdle(done <-chan struct{}, act *activity, a, b net.Conn) {
+	tick := time.NewTicker(s.idle / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			if act.idle() >= s.idle {
+				a.Close()
+				b.Close()
+				return
+			}
+		}
+	}
+}
+
 // relay copies src to dst until src ends (nil for a FIN) or an error.
 // io.Copy between two *net.TCPConn splices in the kernel on Linux. Read
-// deadlines in steps of a quarter idle period let the copy notice when
-// neither direction moved for a whole idle period; a read deadline never
-// loses data (write deadlines could, so there are none: an unread peer is
-// unblocked when the other direction gives up and closes both).
+// deadlines in steps of a quarter idle period make the copy return now and
+// then, so that bytes moved are recorded in act for watchIdle. A read
+// deadline never loses data; write deadlines could (bytes already spliced
+// out of src would be dropped), so there are none: watchIdle closing both
+// conns is what ends a write to a peer that stopped reading.
 func (s *Server) relay(dst, src net.Conn, act *activity) error {
 	step := s.idle / 4
 	for {
@@ -69,9 +98,6 @@ func (s *Server) relay(dst, src net.Conn, act *activity) error {
 		}
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
-		}
-		if act.idle() >= s.idle {
-			return errIdle
 		}
 	}
 }

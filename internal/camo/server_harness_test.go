@@ -193,9 +193,31 @@ func srvStart(t *testing.T, cover string) *srvHarness {
 	t.Cleanup(func() {
 		ln.Close()
 		cancel()
-		wg.Wait()
+		srvWait(t, &wg, "Handshake goroutines after cancel")
 	})
 	return h
+}
+
+// srvWaitTimeout bounds every wait in a test cleanup: a stuck goroutine
+// fails the test with all stacks instead of hanging until the test binary's
+// timeout. It is generous, for loaded CI machines.
+const srvWaitTimeout = 15 * time.Second
+
+// srvWait waits for wg, at most srvWaitTimeout; then it fails t with the
+// stacks of all goroutines and returns (leaving the stuck ones behind).
+func srvWait(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(srvWaitTimeout):
+		buf := make([]byte, 1<<20)
+		t.Errorf("%s still running after %v:\n%s", what, srvWaitTimeout, buf[:runtime.Stack(buf, true)])
+	}
 }
 
 // result waits for the Handshake result of the connection from local.

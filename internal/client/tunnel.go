@@ -2,17 +2,23 @@
 // VLESS connections to the server, the local SOCKS5 and HTTP frontends that
 // feed it, and the status the CLI shows.
 //
-//	app ─► socks5 / httpproxy ─► Tunnel.DialContext ─► TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn
+//	app ─► socks5 / httpproxy ─► Tunnel.DialContext ─┬─ tcp:   TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn (Vision)
+//	                                                 └─ xhttp: xhttp.Dialer session (HTTP/2 over a few TCP+REALITY
+//	                                                           connections, rotated at a byte budget) ─► vless.ClientConn
 //
-// Every proxied connection is its own tunnel connection, so a server restart
-// or a network drop only fails the connections open at that moment; new ones
-// dial again, with backoff while the server is unreachable.
+// With tcp every proxied connection is its own tunnel connection, so a
+// server restart or a network drop only fails the connections open at that
+// moment; new ones dial again, with backoff while the server is
+// unreachable. The link's type picks the transport; a tcp link whose
+// connections freeze after ~16 KB switches to the rotating transport on its
+// own (fallback.go) and logs it.
 package client
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -23,6 +29,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 	"github.com/burrow-vpn/burrow/internal/vless"
 )
 
@@ -57,10 +64,32 @@ type Tunnel struct {
 	lastErrMu sync.Mutex
 	lastErr   error // guarded by lastErrMu
 	fails     atomic.Int32
+
+	// Logger receives the transport's warnings (the automatic switch to
+	// the rotating transport); nil means slog.Default(). Set before the
+	// first dial.
+	Logger *slog.Logger
+	// MaxConns caps the XHTTP transport's concurrent TCP connections to
+	// the server. 0 = default (3).
+	MaxConns int
+	// Budget overrides the link's rotation budget for XHTTP (bytes per
+	// connection towards the client); -1 turns rotation off, 0 keeps the link's.
+	Budget int64
+	// NoFallback keeps plain (tcp) links on plain connections even when
+	// they freeze.
+	NoFallback bool
+
+	xhMu     sync.Mutex
+	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
+	fallback atomic.Bool   // a tcp link switched to the rotating transport
+	watcher  watcher
 }
 
 // NewTunnel returns a tunnel for link. It does not dial.
 func NewTunnel(link *links.VLESS) (*Tunnel, error) {
+	if link.Type == links.TypeXHTTP && link.Flow != "" {
+		return nil, fmt.Errorf("link: flow %q cannot be used with type=xhttp", link.Flow)
+	}
 	if link.Flow != "" && link.Flow != vless.FlowVision {
 		return nil, fmt.Errorf("link: flow %q is not supported; use %s", link.Flow, vless.FlowVision)
 	}
@@ -113,6 +142,9 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 	default:
 		return nil, fmt.Errorf("client: network %q not supported", network)
 	}
+	if t.Transport() == TransportXHTTP {
+		return t.dialXHTTP(ctx, req)
+	}
 	tconn, err := t.handshake(ctx)
 	if err != nil {
 		return nil, err
@@ -126,9 +158,10 @@ func (t *Tunnel) handshake(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
 	}
+	w := t.watch() // for the automatic fallback (fallback.go)
 	counted := meter.NewConn(raw,
-		meter.Unlimited{AddFunc: func(n int64) { t.down.Add(n) }},
-		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n) }})
+		meter.Unlimited{AddFunc: func(n int64) { t.down.Add(n); w.add(n) }},
+		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n); w.last.Store(time.Now().UnixNano()) }})
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	tconn, err := camo.Client(hctx, counted, t.cfg)
@@ -139,12 +172,24 @@ func (t *Tunnel) handshake(ctx context.Context) (net.Conn, error) {
 		}
 		return nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
 	}
+	t.connected()
+	return tconn, nil
+}
+
+// connected records a successful handshake.
+func (t *Tunnel) connected() {
 	t.fails.Store(0)
 	t.state.Store(int32(StateConnected))
 	t.lastErrMu.Lock()
 	t.lastErr = nil
 	t.lastErrMu.Unlock()
-	return tconn, nil
+}
+
+func (t *Tunnel) logger() *slog.Logger {
+	if t.Logger == nil {
+		return slog.Default()
+	}
+	return t.Logger
 }
 
 func (t *Tunnel) fail(err error) error {

@@ -17,7 +17,15 @@
 //	   sid         short id, 0..16 hex digits, even count (optional)
 //	   spx         spiderX: first path a client's crawler visits, starts with "/" (optional)
 //	   flow        "xtls-rprx-vision" or absent
-//	   type        "tcp" (default) or "raw", Xray's newer name for it
+//	   type        "tcp" (default) or "raw", Xray's newer name for it, or "xhttp", with:
+//	     path      request path prefix, starts with "/" (optional)
+//	     host      :authority of the requests; default the SNI (optional)
+//	     mode      auto, packet-up, stream-up or stream-one (optional)
+//	     extra     Xray's extra settings, a JSON object, kept as given (optional)
+//	     budget    Burrow only: bytes a TCP connection may carry towards the client
+//	               before the client rotates to a fresh one, 4096..16777216; 0 or
+//	               absent = no rotation. Other clients ignore it.
+//	             flow must be absent with xhttp.
 //	   NAME        percent-encoded UTF-8 display name (optional)
 //
 // Other query parameters (headerType=none, serviceName, pqv, …) are kept in

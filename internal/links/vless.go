@@ -41,12 +41,13 @@ type VLESS struct {
 	PublicKey   []byte // 32 bytes, X25519
 	ShortID     []byte // 0..8 bytes; nil when empty
 	Flow        string // "" or FlowVision
-	Type        string // TypeTCP or TypeRaw
+	Type        string // TypeTCP, TypeRaw or TypeXHTTP
 	SpiderX     string
 	Name        string
 	Security    string     // SecurityReality
 	Encryption  string     // EncryptionNone
 	Extra       url.Values // unknown parameters that change nothing we speak; nil if none
+	XHTTP       *XHTTP     // type=xhttp parameters; nil for tcp
 }
 
 // Error is a link that could not be parsed: Part names the piece that is
@@ -332,8 +333,12 @@ func (l *VLESS) parseQuery(query string) error {
 	case "":
 		l.Type = TypeTCP
 	case TypeTCP, TypeRaw:
+	case TypeXHTTP:
+		if err := l.parseXHTTP(one); err != nil {
+			return err
+		}
 	default:
-		return bad("type", "%.40q transport is not supported yet; want tcp (or raw)", l.Type)
+		return bad("type", "%.40q transport is not supported yet; want tcp (or raw) or xhttp", l.Type)
 	}
 
 	if ht := q["headerType"]; len(ht) > 1 || len(ht) == 1 && ht[0] != "" && ht[0] != "none" {
@@ -404,6 +409,7 @@ func (l *VLESS) format(uuid string) string {
 		typ = TypeTCP
 	}
 	param("type", typ)
+	l.formatXHTTP(param)
 	keys := make([]string, 0, len(l.Extra))
 	for k := range l.Extra {
 		keys = append(keys, k)

@@ -152,9 +152,8 @@ func TestParseVLESSErrors(t *testing.T) {
 		{base + q + "&spx=search", "link: spx: must start with /"},
 		{base + q + "&spx=%2F%0A", "link: spx: contains control character U+000A"},
 		{base + q + "&flow=xtls-rprx-direct", `link: flow: "xtls-rprx-direct" is not supported; want xtls-rprx-vision or none`},
-		{base + q + "&type=ws", `link: type: "ws" transport is not supported yet; want tcp (or raw)`},
-		{base + q + "&type=xhttp", `link: type: "xhttp" transport is not supported yet; want tcp (or raw)`},
-		{base + q + "&type=grpc", `link: type: "grpc" transport is not supported yet; want tcp (or raw)`},
+		{base + q + "&type=ws", `link: type: "ws" transport is not supported yet; want tcp (or raw) or xhttp`},
+		{base + q + "&type=grpc", `link: type: "grpc" transport is not supported yet; want tcp (or raw) or xhttp`},
 		{base + q + "&headerType=http", "link: headerType: only none is supported (HTTP header obfuscation changes the wire format)"},
 		{base + q + "&x=%zz", `link: query: invalid URL escape "%zz"`},
 		{base + q + "&x=%00", "link: x: contains control character U+0000"},
@@ -217,6 +216,8 @@ func FuzzParseVLESS(f *testing.F) {
 		"vless://" + testUUID + "@1.2.3.4:1" + q + "&type=raw&x=a+b&x=c#a b",
 		"vless://" + testUUID + "@host:443/?security=reality&sni=a.com&pbk=" + testPBK,
 		"vless://abc@host:99999?sid=zz",
+		"vless://" + testUUID + "@example.com:443" + q + "&type=xhttp&path=%2Fapi%2Fv1&host=cdn.example.com&mode=packet-up&budget=12288#x",
+		"vless://" + testUUID + "@example.com:443" + q + "&type=xhttp&mode=auto&extra=%7B%22xPaddingBytes%22%3A%22100-1000%22%7D",
 	} {
 		f.Add(s)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 	"github.com/burrow-vpn/burrow/internal/vless"
 )
 
@@ -47,7 +49,18 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 	defer tconn.Close()
 
 	tconn.SetReadDeadline(time.Now().Add(requestTimeout))
-	req, err := vless.ReadRequest(tconn)
+	// One byte tells the transports apart: VLESS starts with its version
+	// (0), XHTTP with the HTTP/2 preface ("PRI * HTTP/2.0…").
+	var first [1]byte
+	if _, err := io.ReadFull(tconn, first[:]); err != nil {
+		s.log.Debug("bad vless request", "err", err)
+		return
+	}
+	if first[0] == xhttp.Preface[0] {
+		s.serveXHTTP(ctx, tconn)
+		return
+	}
+	req, err := vless.ReadRequest(io.MultiReader(bytes.NewReader(first[:]), tconn))
 	if err != nil {
 		s.log.Debug("bad vless request", "err", err)
 		return

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
 // Options are the run-time settings that are not part of the config file.
@@ -53,6 +54,9 @@ type Server struct {
 	stats  *Stats
 
 	wg sync.WaitGroup // one per live connection handler
+
+	xhttpOnce sync.Once
+	xhttp     *xhttp.Hub // XHTTP sessions, which outlive connections; made on first use
 }
 
 // New builds a server. It does not touch the network.
@@ -160,5 +164,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		cancelConns()
 		<-done
 	}
+	s.closeXHTTP()
 	return nil
 }

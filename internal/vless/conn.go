@@ -34,6 +34,8 @@ type Conn struct {
 	tin    *tlsInternals // Vision only
 	st     *trafficState // Vision only; shared by both directions
 
+	closed atomic.Bool // Close was called: Read returns net.ErrClosed, not buffered data
+
 	tmu        sync.Mutex  // guards flushTimer
 	flushTimer *time.Timer // client: sends the header if the app reads before writing
 
@@ -203,6 +205,9 @@ func (c *Conn) filter(p []byte) {
 func (c *Conn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	if c.tlsErr != nil {
 		return 0, c.tlsErr
 	}
@@ -483,7 +488,9 @@ func (c *Conn) CloseWrite() error {
 
 // Close closes the conn. After Vision went direct the raw conn is closed without a TLS
 // close_notify, which would otherwise land in the middle of the peer's direct stream.
+// Reads after Close return net.ErrClosed, also when decoded data was still buffered.
 func (c *Conn) Close() error {
+	c.closed.Store(true)
 	c.stopFlushTimer()
 	if c.wDirect.Load() {
 		return c.tin.raw.Close()

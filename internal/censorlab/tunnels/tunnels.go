@@ -28,15 +28,15 @@ import (
 
 // All returns every Burrow system the lab runs.
 func All() []censorlab.System {
-	return []censorlab.System{BurrowTCP()}
+	return []censorlab.System{BurrowTCP(), BurrowXHTTP()}
 }
 
 // Known weaknesses of one TCP connection per proxied connection.
 const (
 	whyFreeze = "one TCP connection carries the whole 4 MiB download; the freeze stops it at 16 KiB. " +
-		"Needs a transport that rotates connections before the budget (xhttp, planned)"
+		"Use the transport that rotates connections before the budget (burrow-xhttp)"
 	whyCount = "each proxied connection is its own TCP connection to the server, so a page load opens " +
-		"more than 4 at once. Needs client-side multiplexing (mux, planned)"
+		"more than 4 at once. Use burrow-xhttp (sessions multiplexed over at most 3 connections)"
 	whyWhitelist = "whitelist mode passes only listed names towards their own networks, and the server " +
 		"is not in the cover's network. Needs an entry point inside a whitelisted network (relay, planned)"
 )

@@ -18,8 +18,9 @@ const (
 	dbufMax      = 256 << 10 // downloaded bytes waiting for Read
 	ubufMax      = 1 << 20   // written bytes waiting for upload
 	maxPostChunk = 256 << 10
-	maxFailures  = 6  // consecutive failed requests before a session gives up
-	maxStalls    = 30 // consecutive downloads cut before any byte arrived
+	maxFailures  = 6                // consecutive failed requests before a session gives up
+	maxStalls    = 30               // consecutive downloads cut before any byte arrived
+	retryFor     = 20 * time.Second // how long a session keeps asking for its download again
 )
 
 // clientConn is one session as the client's user sees it.
@@ -45,8 +46,9 @@ type clientConn struct {
 
 	streamW *io.PipeWriter // stream-up upload; nil in packet-up
 
-	moved  context.Context // the current download request's; guarded by mu
-	unpark func()          // guarded by mu
+	moved      context.Context // the current download request's; guarded by mu
+	unpark     func()          // unregisters and ends the current download request; guarded by mu
+	unparkOnly func()          // unregisters it only; guarded by mu
 }
 
 // unparkNow unregisters the current download request from its connection.
@@ -65,7 +67,7 @@ func (c *clientConn) unparkNow() {
 func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 	c := &clientConn{d: d, sid: newSessionID(), changed: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(d.ctx)
-	resp, pc, err := c.get(ctx, 0)
+	resp, pc, err := c.get(ctx, 0, false)
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -75,6 +77,10 @@ func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 	case http.StatusPartialContent:
 		c.ranged = true
 	case http.StatusOK:
+		// An Xray server: its download cannot move to another connection.
+		c.mu.Lock()
+		c.unparkOnly()
+		c.mu.Unlock()
 		if d.cfg.Budget > 0 && !d.warned.Swap(true) {
 			d.log.Warn("xhttp: the server does not resume downloads (not Burrow?); streaming without rotation")
 		}
@@ -131,18 +137,25 @@ func (c *clientConn) waitLocked(ctx context.Context, dl time.Time) error {
 
 // get sends the download request for bytes from off, retrying on other
 // connections when one fails. dialCtx bounds dialing.
-func (c *clientConn) get(dialCtx context.Context, off int64) (*http.Response, *pconn, error) {
+func (c *clientConn) get(dialCtx context.Context, off int64, persist bool) (*http.Response, *pconn, error) {
 	var last error
-	for attempt := 0; attempt < maxFailures; attempt++ {
+	start := time.Now()
+	for attempt := 0; attempt < maxFailures || persist && time.Since(start) < retryFor; attempt++ {
 		pc, err := c.d.acquire(dialCtx, getCost)
 		if err != nil {
-			return nil, nil, err
+			if !persist || c.ctx.Err() != nil || dialCtx.Err() != nil {
+				return nil, nil, err
+			}
+			last = err
+			backoff(c.ctx, attempt)
+			continue
 		}
 		rctx, cancel := context.WithCancel(c.ctx)
 		unpark := c.d.park(pc, cancel)
 		c.mu.Lock()
 		c.moved = rctx
 		c.unpark = func() { unpark(); cancel() }
+		c.unparkOnly = unpark
 		c.mu.Unlock()
 		req := c.d.request(rctx, http.MethodGet, c.d.cfg.Path+c.sid, pc, nil)
 		n := int64(maxRange)
@@ -232,7 +245,6 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 				return
 			}
 			c.d.kill(pc)
-			debugf("download error after %d: %v", got, err)
 			if got == 0 {
 				fails++
 			} else {
@@ -245,13 +257,13 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 			backoff(c.ctx, fails)
 		} else {
 			short := got < asked
-			spent := c.d.cfg.Budget > 0 && short && (got == 0 || c.d.left(pc) < c.d.cfg.Budget/4)
+			spent := c.d.cfg.Budget > 0 && short && (got == 0 || c.d.leftNow(pc) < c.d.cfg.Budget/4)
 			c.d.release(pc, getCost, spent)
 		}
 		c.mu.Lock()
 		off := c.off
 		c.mu.Unlock()
-		resp, pc, err = c.get(c.ctx, off)
+		resp, pc, err = c.get(c.ctx, off, true)
 		if err != nil {
 			c.endDownload(err)
 			return
@@ -431,6 +443,9 @@ func (c *clientConn) startStreamUp(ctx context.Context) error {
 func (c *clientConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if expired(c.rdl) {
+		return 0, os.ErrDeadlineExceeded
+	}
 	for {
 		if len(c.dbuf) > 0 {
 			n := copy(p, c.dbuf)
@@ -459,6 +474,9 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if expired(c.wdl) {
+		return 0, os.ErrDeadlineExceeded
+	}
 	n := 0
 	for n < len(p) {
 		switch {

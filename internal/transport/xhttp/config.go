@@ -142,7 +142,7 @@ func parseRange(h string) (start, end int64, ok bool, err error) {
 		return 0, 0, false, fmt.Errorf("xhttp: range %q: want bytes=START-END", h)
 	}
 	start, err = strconv.ParseInt(a, 10, 64)
-	if err != nil || start < 0 {
+	if err != nil || start < 0 || start > 1<<60 {
 		return 0, 0, false, fmt.Errorf("xhttp: range %q: bad start", h)
 	}
 	end = start + maxRange - 1

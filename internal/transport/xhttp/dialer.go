@@ -81,6 +81,7 @@ type Dialer struct {
 	mu      sync.Mutex
 	conns   []*pconn      // guarded by mu
 	dialing int           // guarded by mu
+	closing int           // guarded by mu: closed connections still in their linger
 	changed chan struct{} // guarded by mu; closed on every pool change
 	closed  bool          // guarded by mu
 
@@ -93,10 +94,11 @@ type pconn struct {
 	cc      *http2.ClientConn
 	conn    net.Conn
 	rx      func() int64
-	hs      int64 // received when the handshake finished
-	streams int   // guarded by Dialer.mu
-	owed    int64 // guarded by Dialer.mu: downstream bytes the open requests may still cost
-	spent   bool  // guarded by Dialer.mu: take no new requests
+	hs      int64         // received when the handshake finished
+	linger  time.Duration // how long a closed connection still counts against MaxConns
+	streams int           // guarded by Dialer.mu
+	owed    int64         // guarded by Dialer.mu: downstream bytes the open requests may still cost
+	spent   bool          // guarded by Dialer.mu: take no new requests
 	// parked are the cancel funcs of download requests open on this
 	// connection; they are moved to a fresh connection when it is spent,
 	// so a download waiting for data does not hold a spent connection
@@ -160,7 +162,7 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 	}
 	cfg.Path = NormalizePath(cfg.Path)
 	ctx, stop := context.WithCancel(context.Background())
-	return &Dialer{
+	d := &Dialer{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		ctx:     ctx,
@@ -171,7 +173,8 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 			PingTimeout:        15 * time.Second,
 			DisableCompression: true,
 		},
-	}, nil
+	}
+	return d, nil
 }
 
 // Stats returns the dialer's counters.
@@ -203,7 +206,14 @@ func (d *Dialer) broadcastLocked() {
 	d.changed = make(chan struct{})
 }
 
-// left is the budget pc has left, by the client's count.
+// leftNow is left for callers that do not hold mu.
+func (d *Dialer) leftNow(pc *pconn) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.left(pc)
+}
+
+// left is the budget pc has left, by the client's count; mu must be held.
 func (d *Dialer) left(pc *pconn) int64 {
 	if d.cfg.Budget == 0 {
 		return 1 << 62
@@ -240,13 +250,35 @@ func (d *Dialer) gcLocked() {
 		d.usableLocked(pc, 0)
 		dead := pc.cc.State().Closed
 		if dead || pc.spent && pc.streams == 0 {
-			go pc.cc.Close()
+			d.closeLocked(pc)
 			continue
 		}
 		kept = append(kept, pc)
 	}
 	clear(d.conns[len(kept):])
 	d.conns = kept
+}
+
+// closeLocked closes pc and keeps its slot for pc.linger: an observer on
+// the path sees the connection until the server's FIN comes back, about
+// a round trip later, and a censor counting connections would count it.
+func (d *Dialer) closeLocked(pc *pconn) {
+	d.closing++
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		pc.cc.Close()
+		t := time.NewTimer(pc.linger)
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			t.Stop()
+		}
+		d.mu.Lock()
+		d.closing--
+		d.broadcastLocked()
+		d.mu.Unlock()
+	}()
 }
 
 // acquire returns a connection for one request that may cost need bytes
@@ -275,11 +307,11 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 				best = pc
 			}
 		}
-		full := len(d.conns)+d.dialing >= d.cfg.MaxConns
+		full := len(d.conns)+d.dialing+d.closing >= d.cfg.MaxConns
 		if best != nil && (best.streams < streamsPerConn || full) {
 			best.streams++
 			best.owed += need
-			if d.cfg.Budget > 0 && fresh == 0 && !full {
+			if d.cfg.Budget > 0 && fresh+d.dialing < d.cfg.MaxConns-1 && !full {
 				d.dialing++ // warm up the next connection before this one is spent
 				d.wg.Add(1)
 				go func() {
@@ -369,10 +401,13 @@ func (d *Dialer) kill(pc *pconn) {
 
 // dial opens one connection and starts HTTP/2 on it.
 func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
+	start := time.Now()
 	conn, rx, err := d.cfg.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
+	// TCP and REALITY take about two round trips; the FIN's return takes one.
+	linger := min(max(time.Since(start)/2, 5*time.Millisecond), time.Second)
 	d.dialed.Add(1)
 	if rx == nil {
 		cr := &countingReader{Conn: conn}
@@ -388,7 +423,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: start HTTP/2: %w", err)
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs}, nil
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, linger: linger}, nil
 }
 
 type countingReader struct {

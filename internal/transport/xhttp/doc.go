@@ -41,9 +41,16 @@
 // acknowledges every byte before START: the server keeps sent bytes until
 // then (up to RetainMax), so a connection cut at any byte loses nothing.
 // When START is the end of a finished stream the server answers 416 with
-// Content-Range: bytes */TOTAL, which the client takes as EOF. A newer
-// GET for a session supersedes an older one still open on a dying
-// connection.
+// Content-Range: bytes */TOTAL, which the client takes as EOF; a START
+// outside the kept window is answered 409. A newer GET for a session
+// supersedes an older one still open on a dying connection, and a session
+// lives ResumeTimeout without any GET attached before the server drops it.
+//
+//	client                          connection A (budget B)          server session
+//	GET /p/SID  Range: bytes=0-…    ───────────────────────────────► ack 0, send from 0
+//	            ◄── 206, bytes 0..k-1, body ends: A's budget is spent
+//	GET /p/SID  Range: bytes=k-…    ─── connection B (fresh) ──────► ack k, send from k
+//	            ◄── 206, bytes k..  (A cut at any byte j<k instead: ask again from j)
 //
 // Uploads in this mode are packet-up POSTs, retried with the same SEQ on
 // another connection after a failure (the server drops duplicates). The
@@ -62,7 +69,17 @@
 // that would take the connection past X-Budget minus a small reserve for
 // control frames and response headers; the client, which counts real
 // bytes received including the handshake, stops putting new requests on a
-// connection close to its budget and closes it once idle. At most MaxConns
-// connections are open to the server at once, however many sessions run:
-// sessions are HTTP/2 streams.
+// connection close to its budget, moves downloads still waiting on it to a
+// fresh connection, and closes it once idle. At most MaxConns connections
+// are open to the server at once, however many sessions run — sessions are
+// HTTP/2 streams — and a closed connection keeps its slot for about a round
+// trip, until an observer on the path has seen the server's FIN too.
+//
+// Byte budget on the wire, per connection (what a censor counting bytes
+// towards the client sees):
+//
+//	REALITY handshake (measured by the client) + 512 reserve for post-handshake records
+//	+ X-Budget = everything the server writes after the handshake:
+//	  SETTINGS, response HEADERS, WINDOW_UPDATEs, DATA frames, TLS record overhead (estimated)
+//	  with DATA stopped 600 bytes + 40 per open download short of X-Budget.
 package xhttp

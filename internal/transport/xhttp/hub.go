@@ -105,7 +105,7 @@ type connState struct {
 	// write to the connection pays it off. Writes are asynchronous, so
 	// written alone lags what is committed.
 	inflight atomic.Int64
-	tls     bool
+	tls      bool
 }
 
 type connStateKey struct{}
@@ -141,7 +141,6 @@ func (h *Hub) ServeConn(ctx context.Context, c net.Conn, o ConnOptions) {
 		Handler:          http.HandlerFunc(h.serveHTTP),
 		SawClientPreface: o.SawPreface,
 	})
-	debugf("conn done: written %d budget %d", st.written.Load(), st.budget.Load())
 }
 
 func (h *Hub) remove(s *session) {
@@ -258,7 +257,7 @@ func (h *Hub) serveDownload(w http.ResponseWriter, r *http.Request, s *session, 
 	}
 	if ranged {
 		if err := s.ack(start); err != nil {
-			debugf("ack %d: %v", start, err)
+			h.cfg.Logger.Debug("xhttp: resume refused", "err", err)
 			w.WriteHeader(http.StatusConflict)
 			return
 		}

@@ -48,7 +48,7 @@ type session struct {
 	streamUp bool
 	// lifecycle
 	closed    bool
-	hclosed   bool // the handler closed its conn; the download drains first
+	hclosed   bool  // the handler closed its conn; the download drains first
 	gen       int64 // generation of the attached download; 0 none
 	lastGen   int64
 	resumable bool // a ranged download was seen: GET ends do not end the session
@@ -301,6 +301,9 @@ func (s *session) close() {
 	s.hub.remove(s)
 }
 
+// expired reports whether deadline dl has passed.
+func expired(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
+
 // serverConn is a session as the hub's Handle sees it.
 type serverConn struct{ s *session }
 
@@ -308,6 +311,9 @@ func (c *serverConn) Read(p []byte) (int, error) {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if expired(s.rdl) {
+		return 0, os.ErrDeadlineExceeded
+	}
 	for {
 		if len(s.up) > 0 {
 			n := copy(p, s.up)
@@ -337,6 +343,9 @@ func (c *serverConn) Write(p []byte) (int, error) {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if expired(s.wdl) {
+		return 0, os.ErrDeadlineExceeded
+	}
 	n := 0
 	for n < len(p) {
 		switch {

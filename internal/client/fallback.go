@@ -1,0 +1,138 @@
+package client
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/links"
+)
+
+// The automatic fallback to the rotating transport.
+//
+// Some censors (Russia's TSPU since 2025) freeze a TCP connection to a
+// "suspicious" server once about 16 KiB have flowed towards the client: no
+// reset, the bytes just stop. A plain (tcp) tunnel connection cannot tell
+// that from a quiet one, so the tunnel watches the bytes each connection
+// receives: a connection that went silent for stallTimeout having received
+// an amount inside the freeze window, twice within stallWindow, switches
+// new connections to the rotating XHTTP transport (the server must be
+// Burrow's; Xray servers do not serve XHTTP on a tcp inbound). The
+// connections already frozen cannot be saved; applications retry them.
+const (
+	stallWindow = 2 * time.Minute
+	freezeLow   = 12 << 10
+	freezeHigh  = 24 << 10
+)
+
+// stallTimeout is a variable for tests.
+var stallTimeout = 8 * time.Second
+
+// connWatch follows one plain connection's received bytes.
+type connWatch struct {
+	rx   atomic.Int64
+	last atomic.Int64 // unix nanoseconds of the last byte received or sent
+}
+
+func (w *connWatch) add(n int64) {
+	w.rx.Add(n)
+	w.last.Store(time.Now().UnixNano())
+}
+
+// watcher holds the watched connections of a tunnel.
+type watcher struct {
+	mu      sync.Mutex
+	conns   map[*connWatch]struct{} // guarded by mu
+	stalls  []time.Time             // guarded by mu
+	running bool                    // guarded by mu
+	stop    chan struct{}           // guarded by mu; closed to end the scan loop
+	wg      sync.WaitGroup
+}
+
+// watch registers a new plain connection, starting the scan loop if needed.
+func (t *Tunnel) watch() *connWatch {
+	w := &connWatch{}
+	w.last.Store(time.Now().UnixNano())
+	if t.link.Type == links.TypeXHTTP || t.NoFallback {
+		return w
+	}
+	wt := &t.watcher
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	if wt.conns == nil {
+		wt.conns = make(map[*connWatch]struct{})
+	}
+	wt.conns[w] = struct{}{}
+	if !wt.running {
+		wt.running = true
+		wt.stop = make(chan struct{})
+		wt.wg.Add(1)
+		go t.scanLoop(wt.stop)
+	}
+	return w
+}
+
+// scanLoop checks the watched connections every second.
+func (t *Tunnel) scanLoop(stop chan struct{}) {
+	wt := &t.watcher
+	defer wt.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			if t.scan(now) {
+				return
+			}
+		}
+	}
+}
+
+// scan looks for frozen connections; it returns true when the loop can end.
+func (t *Tunnel) scan(now time.Time) bool {
+	wt := &t.watcher
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	for w := range wt.conns {
+		idle := now.Sub(time.Unix(0, w.last.Load()))
+		if idle < stallTimeout {
+			continue
+		}
+		delete(wt.conns, w) // judged once
+		if rx := w.rx.Load(); rx >= freezeLow && rx <= freezeHigh {
+			wt.stalls = append(wt.stalls, now)
+		}
+	}
+	kept := wt.stalls[:0]
+	for _, s := range wt.stalls {
+		if now.Sub(s) < stallWindow {
+			kept = append(kept, s)
+		}
+	}
+	wt.stalls = kept
+	if len(wt.stalls) >= 2 && !t.fallback.Load() {
+		t.fallback.Store(true)
+		t.logger().Warn("connections to the server freeze after about 16 KB (a censor's byte limit); " +
+			"new connections now use the rotating XHTTP transport")
+		wt.stalls = nil
+	}
+	if len(wt.conns) == 0 {
+		wt.running = false
+		return true
+	}
+	return false
+}
+
+// stopWatch ends the scan loop and waits for it.
+func (t *Tunnel) stopWatch() {
+	wt := &t.watcher
+	wt.mu.Lock()
+	if wt.running {
+		close(wt.stop)
+		wt.running = false
+	}
+	wt.mu.Unlock()
+	wt.wg.Wait()
+}

@@ -1,0 +1,139 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+	"github.com/burrow-vpn/burrow/internal/vless"
+)
+
+// Transports a tunnel dials with.
+const (
+	TransportTCP   = "tcp"   // one TCP + REALITY connection per proxied connection, Vision
+	TransportXHTTP = "xhttp" // XHTTP sessions over a few HTTP/2 connections (rotating with a budget)
+)
+
+// xhttpConfig is the XHTTP dialer config for the tunnel's link; a tcp link
+// (the automatic fallback) gets the rotating transport with the default
+// budget.
+func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
+	cfg := xhttp.DialerConfig{
+		Dial:     t.dialSecured,
+		Host:     t.link.SNI,
+		MaxConns: t.MaxConns,
+		Logger:   t.logger(),
+	}
+	if x := t.link.XHTTP; t.link.Type == links.TypeXHTTP && x != nil {
+		cfg.Path, cfg.Mode, cfg.Budget = x.Path, x.Mode, x.Budget
+		if x.Host != "" {
+			cfg.Host = x.Host
+		}
+		if cfg.Mode == links.ModeStreamOne {
+			cfg.Mode = xhttp.ModePacketUp // stream-one is server side only here
+		}
+	} else {
+		cfg.Budget = xhttp.DefaultBudget
+	}
+	if t.Budget != 0 {
+		cfg.Budget = max(t.Budget, 0)
+	}
+	return cfg
+}
+
+// xhttpDialer returns the tunnel's XHTTP dialer, made on first use.
+func (t *Tunnel) xhttpDialer() (*xhttp.Dialer, error) {
+	t.xhMu.Lock()
+	defer t.xhMu.Unlock()
+	if t.xh == nil {
+		d, err := xhttp.NewDialer(t.xhttpConfig())
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		t.xh = d
+	}
+	return t.xh, nil
+}
+
+// dialXHTTP opens one XHTTP session and the VLESS request in it (without
+// Vision, as Xray does on XHTTP).
+func (t *Tunnel) dialXHTTP(ctx context.Context, req *vless.Request) (net.Conn, error) {
+	d, err := t.xhttpDialer()
+	if err != nil {
+		return nil, err
+	}
+	r := *req
+	r.Flow = ""
+	c, err := d.Dial(ctx)
+	if err != nil {
+		if t.fallback.Load() && t.link.Type != links.TypeXHTTP {
+			t.fallback.Store(false)
+			t.logger().Warn("the rotating transport failed too (is the server Burrow?); back to plain connections", "err", err)
+		}
+		return nil, t.fail(fmt.Errorf("xhttp to %s: %w", t.server, err))
+	}
+	return vless.ClientConn(c, &r), nil
+}
+
+// dialSecured opens a TCP + REALITY connection for the XHTTP dialer and
+// reports the bytes received on it.
+func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error) {
+	raw, err := t.dialer.DialContext(ctx, "tcp", t.server)
+	if err != nil {
+		return nil, nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
+	}
+	var rx atomic.Int64
+	counted := meter.NewConn(raw,
+		meter.Unlimited{AddFunc: func(n int64) { t.down.Add(n); rx.Add(n) }},
+		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n) }})
+	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	tconn, err := camo.Client(hctx, counted, t.cfg)
+	if err != nil {
+		raw.Close()
+		if errors.Is(err, camo.ErrNotReality) {
+			return nil, nil, t.fail(fmt.Errorf("server %s: %w", t.server, err))
+		}
+		return nil, nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
+	}
+	t.connected()
+	return tconn, rx.Load, nil
+}
+
+// Transport returns the transport new connections use.
+func (t *Tunnel) Transport() string {
+	if t.link.Type == links.TypeXHTTP || t.fallback.Load() {
+		return TransportXHTTP
+	}
+	return TransportTCP
+}
+
+// XHTTPStats returns the XHTTP dialer's counters (zero before first use).
+func (t *Tunnel) XHTTPStats() xhttp.Stats {
+	t.xhMu.Lock()
+	defer t.xhMu.Unlock()
+	if t.xh == nil {
+		return xhttp.Stats{}
+	}
+	return t.xh.Stats()
+}
+
+// Close ends the tunnel's XHTTP sessions and connections, if any.
+func (t *Tunnel) Close() error {
+	t.stopWatch()
+	t.xhMu.Lock()
+	d := t.xh
+	t.xh = nil
+	t.xhMu.Unlock()
+	if d != nil {
+		return d.Close()
+	}
+	return nil
+}
