@@ -4,7 +4,9 @@
 // rotation_test.go compares, on loopback and in one run, plain REALITY +
 // Vision with the XHTTP transport rotating TCP connections at byte budgets
 // of 8, 16 and 64 KiB (and XHTTP without rotation): throughput of a 16 MiB
-// download and time to first byte of a fresh proxied connection. Run:
+// download, and time to first byte of a 1000-byte fetch on a running
+// tunnel (ttfb-ms: XHTTP reuses a pooled connection, plain REALITY dials a
+// new one for every fetch) and on a new tunnel (cold-ttfb-ms). Run:
 //
 //	go test -run XXX -bench Rotation -benchtime 5x ./bench/
 package bench
@@ -186,6 +188,19 @@ func BenchmarkRotation(b *testing.B) {
 				st += get(b, tun, sink, 1000)
 			}
 			b.ReportMetric(float64(st.Microseconds())/short/1000, "ttfb-ms")
+			// Cold: a new tunnel each time, so the first byte waits for a
+			// fresh TCP + REALITY connection (and, for XHTTP, HTTP/2 set-up).
+			var ct time.Duration
+			for range short {
+				cold, err := client.NewTunnel(&l)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cold.NoFallback = true
+				ct += get(b, cold, sink, 1000)
+				cold.Close()
+			}
+			b.ReportMetric(float64(ct.Microseconds())/short/1000, "cold-ttfb-ms")
 			if s := tun.XHTTPStats(); s.Dialed > 0 {
 				b.ReportMetric(float64(s.Dialed), "tcp-conns")
 			}

@@ -136,6 +136,14 @@ func client(ctx context.Context, conn net.Conn, cfg ClientConfig, now time.Time)
 		uc.Close()
 		return nil, fmt.Errorf("%w: server answered as an ordinary website: wrong public key, short id or SNI, or the connection is intercepted", ErrNotReality)
 	}
+	// The ClientHello, its extensions and key shares (an ML-KEM-768 key alone
+	// is ~9 KiB) and the handshake state are not used after the handshake
+	// (utls reads them only while building and running it); a conn that then
+	// sits idle should not hold them.
+	uc.Extensions = nil
+	hs := &uc.HandshakeState
+	hs.Hello, hs.ServerHello, hs.MasterSecret, hs.Session = nil, nil, nil, nil
+	hs.State12, hs.State13 = utls.TLS12OnlyState{}, utls.TLS13OnlyState{}
 	return uc, nil
 }
 

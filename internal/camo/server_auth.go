@@ -230,6 +230,9 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending = nil // let the 32 KiB read buffer go: idle conns hold nothing of the hello
+		}
 		return n, nil
 	}
 	return c.Conn.Read(p)

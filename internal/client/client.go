@@ -56,6 +56,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.Spare = true
+	t.Logger = cfg.Logger
 	c := &Client{cfg: cfg, Tunnel: t}
 	c.router = &Router{Rules: cfg.Rules, Tunnel: t}
 	var lc net.ListenConfig
@@ -121,6 +123,7 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.tun != nil {
 		g.Go(func() error { return c.runTUN(ctx) })
 	}
+	defer c.Tunnel.closeSpare()
 	return g.Wait()
 }
 

@@ -51,10 +51,24 @@ type watcher struct {
 
 // watch registers a new plain connection, starting the scan loop if needed.
 func (t *Tunnel) watch() *connWatch {
+	w := newWatch()
+	t.register(w)
+	return w
+}
+
+// newWatch returns a watch not yet registered (a warm spare's, registered
+// when the spare is taken, so its idle wait is not taken for a freeze).
+func newWatch() *connWatch {
 	w := &connWatch{}
 	w.last.Store(time.Now().UnixNano())
+	return w
+}
+
+// register starts watching w, counting its idle time from now.
+func (t *Tunnel) register(w *connWatch) {
+	w.last.Store(time.Now().UnixNano())
 	if t.link.Type == links.TypeXHTTP || t.NoFallback {
-		return w
+		return
 	}
 	wt := &t.watcher
 	wt.mu.Lock()
@@ -69,7 +83,6 @@ func (t *Tunnel) watch() *connWatch {
 		wt.wg.Add(1)
 		go t.scanLoop(wt.stop)
 	}
-	return w
 }
 
 // scanLoop checks the watched connections every second.

@@ -78,11 +78,16 @@ type Tunnel struct {
 	// NoFallback keeps plain (tcp) links on plain connections even when
 	// they freeze.
 	NoFallback bool
+	// Spare keeps one handshaken connection ready while the tunnel is in
+	// use, so a new proxied connection skips the REALITY handshake
+	// (spare.go). Off by default; New turns it on. Close ends it.
+	Spare bool
 
 	xhMu     sync.Mutex
 	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
 	fallback atomic.Bool   // a tcp link switched to the rotating transport
 	watcher  watcher
+	spare    spare // the warm spare connection (spare.go)
 }
 
 // NewTunnel returns a tunnel for link. It does not dial.
@@ -145,7 +150,7 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 	if t.Transport() == TransportXHTTP {
 		return t.dialXHTTP(ctx, req)
 	}
-	tconn, err := t.handshake(ctx)
+	tconn, err := t.tlsConn(ctx) // the warm spare, if any (spare.go)
 	if err != nil {
 		return nil, err
 	}
@@ -154,26 +159,32 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 
 // handshake dials the server and completes REALITY.
 func (t *Tunnel) handshake(ctx context.Context) (net.Conn, error) {
-	raw, err := t.dialer.DialContext(ctx, "tcp", t.server)
+	c, _, err := t.dialTLS(ctx, t.watch()) // w: for the automatic fallback (fallback.go)
+	return c, err
+}
+
+// dialTLS dials the server and completes REALITY, counting the bytes on w.
+// It returns the TLS conn and the TCP conn under it.
+func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn, err error) {
+	raw, err = t.dialer.DialContext(ctx, "tcp", t.server)
 	if err != nil {
-		return nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
+		return nil, nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
 	}
-	w := t.watch() // for the automatic fallback (fallback.go)
 	counted := meter.NewConn(raw,
 		meter.Unlimited{AddFunc: func(n int64) { t.down.Add(n); w.add(n) }},
 		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n); w.last.Store(time.Now().UnixNano()) }})
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	tconn, err := camo.Client(hctx, counted, t.cfg)
+	tconn, err = camo.Client(hctx, counted, t.cfg)
 	if err != nil {
 		raw.Close()
 		if errors.Is(err, camo.ErrNotReality) {
-			return nil, t.fail(fmt.Errorf("server %s: %w", t.server, err))
+			return nil, nil, t.fail(fmt.Errorf("server %s: %w", t.server, err))
 		}
-		return nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
+		return nil, nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
 	}
 	t.connected()
-	return tconn, nil
+	return tconn, raw, nil
 }
 
 // connected records a successful handshake.

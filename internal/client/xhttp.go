@@ -127,6 +127,7 @@ func (t *Tunnel) XHTTPStats() xhttp.Stats {
 
 // Close ends the tunnel's XHTTP sessions and connections, if any.
 func (t *Tunnel) Close() error {
+	t.closeSpare()
 	t.stopWatch()
 	t.xhMu.Lock()
 	d := t.xh

@@ -70,6 +70,82 @@ func Copy(dst io.Writer, src io.Reader, c Counter) (int64, error) {
 	}
 }
 
+// CopyWriterTo is Copy for a source whose fast path is its own WriteTo rather
+// than a reader dst.ReadFrom could splice from: a vless.Conn, which hands its
+// raw socket to dst.ReadFrom once Vision went direct, and a LimitedReader
+// would hide that. Each chunk is one src.WriteTo call into a writer that ends
+// the call when the chunk is full: its ReadFrom passes dst.ReadFrom an
+// io.LimitedReader (so the socket still splices, stopping exactly at the
+// chunk), and its Write passes each buffer on whole, so a chunk copied through
+// buffers may run over by at most one buffer (≤ 32 KiB) — a quota still stops
+// within one chunk.
+func CopyWriterTo(dst io.Writer, src io.WriterTo, c Counter) (int64, error) {
+	var total int64
+	for {
+		allow := c.Budget()
+		if allow <= 0 {
+			return total, ErrBudget
+		}
+		if allow > DefaultChunk {
+			allow = DefaultChunk
+		}
+		cw := &chunkWriter{w: dst, left: allow}
+		n, err := src.WriteTo(cw)
+		total += n
+		if n > 0 {
+			c.Add(n)
+		}
+		switch {
+		case errors.Is(err, errChunkFull): // net wraps it on the way: "writeto tcp ...: chunk full"
+		case err != nil:
+			return total, err
+		default: // WriteTo returned at EOF
+			return total, nil
+		}
+	}
+}
+
+// errChunkFull ends a WriteTo call of CopyWriterTo when its chunk is full.
+var errChunkFull = errors.New("meter: chunk full")
+
+// chunkWriter passes writes to w until left bytes have passed, then fails
+// them with errChunkFull (after passing the one that filled the chunk).
+type chunkWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (cw *chunkWriter) Write(p []byte) (int, error) {
+	if cw.left <= 0 {
+		return 0, errChunkFull
+	}
+	n, err := cw.w.Write(p)
+	cw.left -= int64(n)
+	if err == nil && cw.left <= 0 {
+		err = errChunkFull
+	}
+	return n, err
+}
+
+func (cw *chunkWriter) ReadFrom(r io.Reader) (int64, error) {
+	if cw.left <= 0 {
+		return 0, errChunkFull
+	}
+	lr := &io.LimitedReader{R: r, N: cw.left}
+	var n int64
+	var err error
+	if rf, ok := cw.w.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(lr)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{cw.w}, lr)
+	}
+	cw.left -= n
+	if err == nil && cw.left <= 0 {
+		err = errChunkFull
+	}
+	return n, err
+}
+
 func copyOnce(dst io.Writer, lr *io.LimitedReader) (int64, error) {
 	if rf, ok := dst.(io.ReaderFrom); ok {
 		return rf.ReadFrom(lr)

@@ -18,7 +18,7 @@ type budget struct {
 func (b *budget) Budget() int64 { return b.left.Load() }
 func (b *budget) Add(n int64)   { b.left.Add(-n); b.added.Add(n) }
 
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,5 +89,81 @@ func TestConnOverTCP(t *testing.T) {
 	got, _ = io.ReadAll(a1)
 	if len(got) != 1<<20 || out.Load() != 1<<20 {
 		t.Fatalf("ReadFrom moved %d (counted %d), want %d", len(got), out.Load(), 1<<20)
+	}
+}
+
+// bufferedSource is a WriterTo that copies through a 32 KiB buffer, like a
+// vless.Conn before Vision goes direct.
+type bufferedSource struct{ r io.Reader }
+
+func (s bufferedSource) Read(p []byte) (int, error) { return s.r.Read(p) }
+func (s bufferedSource) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := s.r.Read(buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// socketSource is a WriterTo that hands its TCP conn over, like a vless.Conn
+// after Vision went direct: through (*net.TCPConn).WriteTo, which reaches
+// w.ReadFrom with the socket and wraps the error w returns in a *net.OpError.
+type socketSource struct{ *net.TCPConn }
+
+func (s socketSource) WriteTo(w io.Writer) (int64, error) { return s.TCPConn.WriteTo(w) }
+
+func TestCopyWriterTo(t *testing.T) {
+	data := make([]byte, 3*DefaultChunk+123)
+	rand.Read(data)
+	tests := []struct {
+		name   string
+		budget int64
+		// the copy may run over the budget by up to over bytes
+		want, over int64
+		err        error
+	}{
+		{"unlimited", 1 << 40, int64(len(data)), 0, nil},
+		{"budget inside data", DefaultChunk + 7, DefaultChunk + 7, 32 << 10, ErrBudget},
+		{"zero budget", 0, 0, 0, ErrBudget},
+	}
+	for _, tt := range tests {
+		for _, kind := range []string{"buffered", "socket"} {
+			t.Run(tt.name+"/"+kind, func(t *testing.T) {
+				b := &budget{}
+				b.left.Store(tt.budget)
+				a1, a2 := tcpPair(t)
+				go func() { a1.Write(data); a1.CloseWrite() }()
+				var src io.WriterTo = bufferedSource{a2}
+				over := tt.over
+				if kind == "socket" {
+					src, over = socketSource{a2}, 0
+				}
+				b1, b2 := tcpPair(t)
+				got := make(chan []byte, 1)
+				go func() { d, _ := io.ReadAll(b2); got <- d }()
+				n, err := CopyWriterTo(b1, src, b)
+				b1.CloseWrite()
+				d := <-got
+				if n < tt.want || n > tt.want+over || !errors.Is(err, tt.err) {
+					t.Fatalf("CopyWriterTo = %d, %v; want %d (+%d), %v", n, err, tt.want, over, tt.err)
+				}
+				if b.added.Load() != n || !bytes.Equal(d, data[:n]) {
+					t.Fatalf("counted %d bytes, copied %d; want %d matching", b.added.Load(), len(d), n)
+				}
+			})
+		}
 	}
 }

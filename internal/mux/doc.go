@@ -1,9 +1,10 @@
-// Package mux implements the server side of Xray-core's mux.cool multiplexing as Xray clients
-// use it for UDP over VLESS: XUDP (the default packet encoding of Xray clients with the Vision
-// flow, and with "cone" UDP) and plain mux UDP sessions. It runs on an already-authenticated
-// VLESS CommandMux conn, dials UDP destinations through an injected function (where the
-// egress policy lives), and imports nothing else of Burrow's. TCP sessions inside mux and
-// the client side are not implemented.
+// Package mux implements Xray-core's mux.cool multiplexing, wire-compatible with Xray-core
+// v1.260327.0 (common/mux, common/xudp): the server side (ServerMux), which serves the TCP
+// and UDP sessions an Xray client with "mux" enabled sends, and the XUDP sessions it sends
+// for UDP with Vision; and a client side (Client), which opens TCP and UDP streams over one
+// connection. It runs on an already-authenticated VLESS CommandMux conn, dials targets
+// through an injected function (where the egress policy lives), and imports nothing else
+// of Burrow's.
 //
 // # Frame (both directions)
 //
@@ -22,14 +23,53 @@
 //	         3 IPv6 (16 bytes) — the same "port then address" encoding as VLESS
 //	global id 8 bytes after the address of an XUDP New frame with data (0 = none)
 //
+// # TCP sessions (an Xray client with "mux" enabled, every TCP connection)
+//
+//	New  : 00 LL | id | 01 | 00/01 | 01 port atype addr | [len | first bytes]
+//	Keep : 00 04 | id | 02 | 01                         | len | bytes      (both ways)
+//	End  : 00 04 | id | 03 | 00 or 02 (error)                              (both ways)
+//
+// Ids count up from 1 on each connection (0 is XUDP's). Stream data travels in Keep frames
+// of at most 8 KiB (Xray's writer splits at 8 KiB; this package does too). End ends the
+// session in both directions: mux.cool has no half close (an Xray client forgets the
+// session as it sends End, and answers any later Keep for it with End). The server sends
+// End when the target's stream ends, End+error when the dial failed or was refused or the
+// target failed; after a client End it delivers what the client sent before End, then
+// closes the target. A Keep frame for an unknown session is answered with End. KeepAlive
+// frames are read and ignored (Xray sends none of its own and ignores them too). A
+// connection without sessions, that opens none for a whole IdleConnCheck period (60 s), is
+// ended, as Xray's server worker does.
+//
+// Flow control: none beyond TCP's, as in Xray. Each session buffers a few frames; then the
+// reader of the whole connection waits for the slow side, so one stalled target (or
+// application) stalls every session of the connection until it drains, ends, or is idle
+// for IdleTimeout. The server carries at most 128 sessions per connection; a New frame
+// beyond that is answered with End+error (Xray sets no limit).
+//
+// # UDP sessions
+//
 // An XUDP client (Xray: common/xudp) sends, on session 0 of a VLESS conn with command 3:
 //
 //	New  : 00 LL | 00 00 | 01 | 01 | 02 port atype addr | global id (8) | len | datagram
 //	Keep : 00 LL | 00 00 | 02 | 01 | 02 port atype addr                 | len | datagram
 //
-// and this server answers each datagram from a destination with
+// A plain mux UDP session (an Xray client with "mux" and UDP, or Client) is a New frame with
+// network 2 and Keep frames with or without an address. This server answers each datagram
+// from a destination with
 //
 //	Keep : 00 LL | id    | 02 | 01 | 02 port atype source-address      | len | datagram
 //
-// and ends an idle session with an End frame (00 04 | id | 03 | 00).
+// drops datagrams over 8 KiB (Xray's reader breaks the whole connection on one), and ends an
+// idle session with an End frame (00 04 | id | 03 | 00). XUDP's global id (moving a
+// session between connections) is read but not used.
+//
+// # Using Client in burrow connect
+//
+// The client does not use Client yet. It would dial one VLESS conn with CommandMux (flow ""
+// over XHTTP), wrap it with NewClient, and make Client.Dial the Dialer of the SOCKS5 and
+// HTTP frontends, opening a new mux connection when a Client reports ErrClientFull or its
+// connection fails (Xray's client uses concurrency 8 per connection and at most 128
+// sessions in a connection's life). TCP streams work against Burrow servers only: Xray's
+// servers carry TCP inside mux neither for Vision users on plain REALITY nor over XHTTP
+// (Xray-core #4128), so against them only UDP streams could use it.
 package mux

@@ -192,3 +192,49 @@ func appendFrame(b []byte, id uint16, status, option byte, src netip.AddrPort, d
 	}
 	return b
 }
+
+// appendDest appends a frame's destination as a client sends it in a New frame: the network
+// byte, then port and address (an IP as atype 1 or 3, anything else as a domain).
+func appendDest(b []byte, network byte, address string) ([]byte, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, fmt.Errorf("mux: address %q: %w", address, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("mux: address %q: bad port", address)
+	}
+	b = append(b, network)
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() == "" {
+		return appendAddrPort(b, netip.AddrPortFrom(ip, uint16(p))), nil
+	}
+	if host == "" || len(host) > 255 {
+		return nil, fmt.Errorf("mux: address %q: bad host", address)
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(p))
+	b = append(b, 2, byte(len(host)))
+	return append(b, host...), nil
+}
+
+// appendNewFrame appends a client's New frame for network and address, with data if data
+// is not nil.
+func appendNewFrame(b []byte, id uint16, network byte, address string, data []byte) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, id)
+	var opt byte
+	if data != nil {
+		opt = optData
+	}
+	b = append(b, statusNew, opt)
+	b, err := appendDest(b, network, address)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint16(b[start:], uint16(len(b)-start-2))
+	if data != nil {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(data)))
+		b = append(b, data...)
+	}
+	return b, nil
+}

@@ -107,6 +107,31 @@ func FuzzReadFrame(f *testing.F) {
 	for _, tt := range frameVectors {
 		f.Add(unhex(f, tt.wire))
 	}
+	// Sequences of frames as an Xray mux client sends them: TCP New by domain and IPv6,
+	// Keep with a full 8 KiB chunk, End, End with error and data, KeepAlive.
+	seq := [][]byte{}
+	for _, dest := range []string{"example.com:443", "[2001:db8::1]:80", "10.0.0.1:22"} {
+		b, err := appendNewFrame(nil, 1, netTCP, dest, []byte("GET / HTTP/1.1\r\n"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		seq = append(seq, b)
+		if b, err = appendNewFrame(nil, 2, netUDP, dest, nil); err != nil {
+			f.Fatal(err)
+		}
+		seq = append(seq, b)
+	}
+	seq = append(seq,
+		appendFrame(nil, 1, statusKeep, optData, netip.AddrPort{}, bytes.Repeat([]byte{0xaa}, 8<<10)),
+		appendFrame(nil, 1, statusEnd, 0, netip.AddrPort{}, nil),
+		appendFrame(nil, 2, statusEnd, optError|optData, netip.AddrPort{}, []byte("x")),
+		appendFrame(nil, 0, statusKeepAlive, 0, netip.AddrPort{}, nil),
+		appendFrame(nil, 3, statusKeep, optData, netip.MustParseAddrPort("[::1]:53"), []byte("dns")),
+	)
+	for _, b := range seq {
+		f.Add(b)
+	}
+	f.Add(bytes.Join(seq, nil))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fr := &frameReader{r: bytes.NewReader(in)}
 		for {
@@ -117,6 +142,15 @@ func FuzzReadFrame(f *testing.F) {
 			if fm.dest != "" {
 				if _, _, err := net.SplitHostPort(fm.dest); err != nil {
 					t.Fatalf("dest %q is not host:port", fm.dest)
+				}
+				// Round trip: what the reader produced encodes and decodes to the same.
+				b, err := appendNewFrame(nil, fm.id, fm.network, fm.dest, fm.data)
+				if err != nil {
+					t.Fatalf("appendNewFrame(%q) after read: %v", fm.dest, err)
+				}
+				back, err := (&frameReader{r: bytes.NewReader(b)}).read()
+				if err != nil || back.dest != fm.dest || back.network != fm.network || !bytes.Equal(back.data, fm.data) {
+					t.Fatalf("round trip of %q: %+v, %v", fm.dest, back, err)
 				}
 			}
 		}
@@ -143,9 +177,9 @@ func udpEcho(t *testing.T, tag string) netip.AddrPort {
 	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-func dialLoopbackUDP(ctx context.Context, address string) (net.Conn, error) {
+func dialLoopback(ctx context.Context, network, address string) (net.Conn, error) {
 	var d net.Dialer
-	return d.DialContext(ctx, "udp", address)
+	return d.DialContext(ctx, network, address)
 }
 
 // xudpFrame builds a client frame the way Xray's xudp.PacketWriter does.
@@ -168,7 +202,7 @@ func TestServerMuxXUDP(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	done := make(chan error, 1)
-	go func() { done <- ServerMux(context.Background(), server, dialLoopbackUDP) }()
+	go func() { done <- ServerMux(context.Background(), server, dialLoopback) }()
 
 	fr := &frameReader{r: client}
 	expect := func(status byte, src string, data string) {
@@ -190,11 +224,19 @@ func TestServerMuxXUDP(t *testing.T) {
 	go client.Write(xudpFrame(statusKeep, echo1, nil, bytes.Repeat([]byte("x"), 4000)))
 	expect(statusKeep, echo1.String(), "one:"+strings.Repeat("x", 4000))
 
-	// TCP sessions are refused; unknown sessions are told to end.
-	go client.Write(unhex(t, "000c 0002 01 01 01 0050 01 7f000001 0001 61"))
+	// A TCP session to a closed port fails with End+error; unknown sessions are told to end.
+	closedPort := func() uint16 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return uint16(l.Addr().(*net.TCPAddr).Port)
+	}()
+	go client.Write(newTCP(t, 2, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), closedPort).String(), []byte("a")))
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if f, err := fr.read(); err != nil || f.id != 2 || f.status != statusEnd || f.option != optError {
-		t.Fatalf("answer to TCP New = %+v, %v, want End with error for session 2", f, err)
+		t.Fatalf("answer to TCP New to a closed port = %+v, %v, want End with error for session 2", f, err)
 	}
 	go client.Write(unhex(t, "0004 0009 02 01 0001 61"))
 	if f, err := fr.read(); err != nil || f.id != 9 || f.status != statusEnd {
@@ -221,7 +263,7 @@ func TestServerMuxCancel(t *testing.T) {
 	defer client.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServerMux(ctx, server, dialLoopbackUDP) }()
+	go func() { done <- ServerMux(ctx, server, dialLoopback) }()
 	echo := udpEcho(t, "")
 	go client.Write(xudpFrame(statusNew, echo, nil, []byte("a")))
 	fr := &frameReader{r: client}
@@ -243,7 +285,7 @@ func TestServerMuxBadFrame(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	done := make(chan error, 1)
-	go func() { done <- ServerMux(context.Background(), server, dialLoopbackUDP) }()
+	go func() { done <- ServerMux(context.Background(), server, dialLoopback) }()
 	client.Write(unhex(t, "0004 0000 07 00"))
 	if err := <-done; !errors.Is(err, ErrFrame) {
 		t.Errorf("ServerMux(unknown status) = %v, want ErrFrame", err)

@@ -8,41 +8,60 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
-// DialUDP opens a UDP "connection" to address (host:port, domain not resolved by the caller):
-// one Write is one datagram to it, one Read is one datagram from it. The server's egress
-// policy belongs in it.
-type DialUDP func(ctx context.Context, address string) (net.Conn, error)
+// Dial opens a connection for one mux session: network is "tcp" (a stream) or "udp" (one
+// Write is one datagram to address, one Read is one datagram from it); address is host:port
+// with a domain not resolved by the caller. The server's egress policy belongs in it; a
+// refusal is an error, which the client sees as an End frame with the error option.
+type Dial func(ctx context.Context, network, address string) (net.Conn, error)
 
 // Tunables (variables so tests can shorten them).
 var (
-	// IdleTimeout ends a UDP session with no datagram in either direction for this long
-	// (Xray's default connIdle is 300 s).
+	// IdleTimeout ends a session with no data in either direction for this long (Xray's
+	// default connIdle is 300 s).
 	IdleTimeout = 300 * time.Second
-	// maxSessions bounds the sessions of one mux connection.
+	// IdleConnCheck is how often ServerMux checks for an idle connection: one that has had
+	// no session, and opened none, over a whole period ends (as Xray's server worker does
+	// with its 60 s ticker), so it lives 1 to 2 periods after its last session.
+	IdleConnCheck = 60 * time.Second
+	// DialTimeout bounds the dial of a TCP session's target.
+	DialTimeout = 10 * time.Second
+	// maxSessions bounds the live sessions of one mux connection; a New frame beyond it is
+	// answered with End and the error option.
 	maxSessions = 128
-	// queueLen is how many client datagrams a session buffers before dropping (UDP semantics).
+	// queueLen is how many client datagrams a UDP session buffers before dropping (UDP
+	// semantics).
 	queueLen = 64
+	// tcpQueueLen is how many Keep frames a TCP session buffers for its target before the
+	// mux reader waits (the only flow control mux.cool has, as in Xray: a slow target
+	// stalls the whole connection, and TCP pushes back on the client).
+	tcpQueueLen = 8
+)
+
+// Sizes Xray uses: it splits stream data into frames of at most 8 KiB, and its packet
+// reader refuses a datagram over 8 KiB (buf.Size), breaking the whole mux connection.
+const (
+	chunkSize     = 8 << 10
+	maxPacketData = 8 << 10
 )
 
 // ServerMux serves the client end of one mux.cool connection (a VLESS CommandMux conn):
-// it demultiplexes UDP sessions (plain mux UDP and XUDP, the default of Xray clients with
-// Vision) onto conns from dialUDP and frames the answers back. TCP sessions are refused with
-// an End frame carrying the error option, as Xray servers refuse them for Vision users.
-// XUDP's GlobalID (session migration between connections) is read but not used.
+// it demultiplexes TCP sessions and UDP sessions (plain mux UDP and XUDP, the default of Xray
+// clients with Vision) onto conns from dial and frames the answers back. XUDP's GlobalID
+// (session migration between connections) is read but not used.
 //
 // It returns when conn fails (nil on a clean EOF) or ctx is cancelled, after all its
-// goroutines have stopped. It does not close conn, but sets its deadlines in the past on
-// the way out to unblock its own writers.
-func ServerMux(ctx context.Context, conn net.Conn, dialUDP DialUDP) error {
+// goroutines have stopped and every dialed conn is closed. It does not close conn, but sets
+// its deadlines in the past on the way out to unblock its own writers.
+func ServerMux(ctx context.Context, conn net.Conn, dial Dial) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &server{ctx: ctx, conn: conn, dial: dialUDP, sessions: make(map[uint16]*session)}
+	s := &server{ctx: ctx, conn: conn, dial: dial, sessions: make(map[uint16]muxSession)}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	s.wg.Go(func() { s.idleLoop(cancel) })
 	err := s.readLoop()
 	interrupted := ctx.Err() != nil
 	cancel()
@@ -55,16 +74,53 @@ func ServerMux(ctx context.Context, conn net.Conn, dialUDP DialUDP) error {
 	return fmt.Errorf("mux: %w", err)
 }
 
+// muxSession is a TCP or UDP session as the reader loop sees it.
+type muxSession interface {
+	// deliver hands the data of a Keep (or New) frame to the session; dest is the XUDP
+	// destination the frame names, or "". It may block (TCP back-pressure) until the
+	// session or the server ends; data is only valid during the call.
+	deliver(dest string, data []byte)
+	// end handles the client's End frame.
+	end()
+	// close ends the session at once; notify sends an End frame (the session ended on our
+	// side).
+	close(notify bool)
+}
+
 type server struct {
 	ctx  context.Context
 	conn net.Conn
-	dial DialUDP
-	wg   sync.WaitGroup
+	dial Dial
+	wg   sync.WaitGroup // session goroutines
 
 	wmu sync.Mutex // serialises frames on conn
 
-	mu       sync.Mutex // guards sessions
-	sessions map[uint16]*session
+	mu       sync.Mutex // guards sessions and opened
+	sessions map[uint16]muxSession
+	opened   int // sessions opened so far
+}
+
+// idleLoop ends the connection (through cancel) once it has been without sessions for a
+// whole IdleConnCheck period.
+func (s *server) idleLoop(cancel context.CancelFunc) {
+	t := time.NewTicker(IdleConnCheck)
+	defer t.Stop()
+	lastLive, lastOpened := -1, -1
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			live, opened := len(s.sessions), s.opened
+			s.mu.Unlock()
+			if live == 0 && lastLive == 0 && opened == lastOpened {
+				cancel()
+				return
+			}
+			lastLive, lastOpened = live, opened
+		}
+	}
 }
 
 // readLoop handles frames until the conn fails.
@@ -79,63 +135,72 @@ func (s *server) readLoop() error {
 		case statusNew:
 			s.handleNew(f)
 		case statusKeep:
+			// Xray: data for an unknown session is discarded and answered with End.
 			if ss := s.session(f.id); ss != nil {
 				if f.option&optData != 0 {
-					ss.enqueue(f.dest, f.data)
+					ss.deliver(f.dest, f.data)
 				}
-			} else if err := s.writeFrame(f.id, statusEnd, 0, netip.AddrPort{}, nil); err != nil {
-				return err
+			} else if f.option&optData != 0 {
+				if err := s.writeFrame(f.id, statusEnd, 0, netip.AddrPort{}, nil); err != nil {
+					return err
+				}
 			}
 		case statusEnd:
+			// The client is done with the session in both directions (an Xray client
+			// forgets it as it sends End), so this is a full close.
 			if ss := s.session(f.id); ss != nil {
-				ss.close(false)
+				ss.end()
 			}
 		case statusKeepAlive:
+			// Ignored, as Xray does; its data (if any) was read and is dropped.
 		default:
 			return fmt.Errorf("%w: status %d", ErrFrame, f.status)
 		}
 	}
 }
 
-func (s *server) session(id uint16) *session {
+func (s *server) session(id uint16) muxSession {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sessions[id]
 }
 
+// remove forgets ss if it is still the session under id.
+func (s *server) remove(id uint16, ss muxSession) {
+	s.mu.Lock()
+	if s.sessions[id] == ss {
+		delete(s.sessions, id)
+	}
+	s.mu.Unlock()
+}
+
 func (s *server) handleNew(f *frame) {
-	if f.network != netUDP {
-		s.writeFrame(f.id, statusEnd, optError, netip.AddrPort{}, nil)
-		return
+	if old := s.session(f.id); old != nil {
+		old.close(false) // a reused id replaces its session
 	}
 	s.mu.Lock()
-	if old := s.sessions[f.id]; old != nil {
-		s.mu.Unlock()
-		old.close(false)
-		s.mu.Lock()
-	}
-	if len(s.sessions) >= maxSessions {
+	if len(s.sessions) >= maxSessions || s.ctx.Err() != nil {
 		s.mu.Unlock()
 		s.writeFrame(f.id, statusEnd, optError, netip.AddrPort{}, nil)
 		return
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	ss := &session{
-		srv:    s,
-		id:     f.id,
-		dest:   f.dest,
-		ctx:    ctx,
-		cancel: cancel,
-		queue:  make(chan packet, queueLen),
-		conns:  make(map[string]net.Conn),
+	var ss muxSession
+	var run func()
+	switch f.network {
+	case netUDP:
+		u := newUDPSession(s, f.id, f.dest)
+		ss, run = u, u.sendLoop
+	default:
+		t := newTCPSession(s, f.id, f.dest)
+		ss, run = t, t.run
 	}
-	ss.touch()
 	s.sessions[f.id] = ss
+	s.opened++
 	s.mu.Unlock()
+	s.wg.Go(run)
 	if f.option&optData != 0 {
-		ss.enqueue(f.dest, f.data)
+		ss.deliver(f.dest, f.data)
 	}
-	s.wg.Go(ss.sendLoop)
 }
 
 // writeFrame sends one frame as a single write.
@@ -149,7 +214,7 @@ func (s *server) writeFrame(id uint16, status, option byte, src netip.AddrPort, 
 
 func (s *server) closeAll() {
 	s.mu.Lock()
-	all := make([]*session, 0, len(s.sessions))
+	all := make([]muxSession, 0, len(s.sessions))
 	for _, ss := range s.sessions {
 		all = append(all, ss)
 	}
@@ -157,123 +222,4 @@ func (s *server) closeAll() {
 	for _, ss := range all {
 		ss.close(false)
 	}
-}
-
-type packet struct {
-	dest string
-	data []byte
-}
-
-// session is one UDP session: datagrams from the client go to its destinations (the New
-// frame's, or the one a Keep frame names, XUDP's full-cone addressing) through one dialed
-// conn per destination; datagrams from those conns come back as Keep frames naming their
-// source.
-type session struct {
-	srv    *server
-	id     uint16
-	dest   string
-	ctx    context.Context
-	cancel context.CancelFunc
-	queue  chan packet
-	last   atomic.Int64 // unix nanoseconds of the last datagram either way
-	closed atomic.Bool
-
-	conns map[string]net.Conn // owned by sendLoop
-	wg    sync.WaitGroup      // receive loops
-}
-
-func (ss *session) touch() { ss.last.Store(time.Now().UnixNano()) }
-
-// enqueue copies a client datagram into the session's queue, dropping it if the queue is full.
-func (ss *session) enqueue(dest string, data []byte) {
-	if dest == "" {
-		dest = ss.dest
-	}
-	select {
-	case ss.queue <- packet{dest, append([]byte(nil), data...)}:
-	default:
-	}
-}
-
-// close ends the session; notify sends an End frame (the session ended on our side).
-func (ss *session) close(notify bool) {
-	if ss.closed.Swap(true) {
-		return
-	}
-	ss.cancel()
-	s := ss.srv
-	s.mu.Lock()
-	if s.sessions[ss.id] == ss {
-		delete(s.sessions, ss.id)
-	}
-	s.mu.Unlock()
-	if notify {
-		s.writeFrame(ss.id, statusEnd, 0, netip.AddrPort{}, nil)
-	}
-}
-
-// sendLoop owns the session's conns: it dials destinations on first use, writes queued
-// datagrams, and ends the session when idle. It waits for the receive loops it started.
-func (ss *session) sendLoop() {
-	defer func() {
-		for _, c := range ss.conns {
-			c.Close()
-		}
-		ss.wg.Wait()
-	}()
-	idle := time.NewTimer(IdleTimeout)
-	defer idle.Stop()
-	for {
-		select {
-		case <-ss.ctx.Done():
-			return
-		case <-idle.C:
-			if left := IdleTimeout - time.Since(time.Unix(0, ss.last.Load())); left > 0 {
-				idle.Reset(left)
-				continue
-			}
-			ss.close(true)
-			return
-		case p := <-ss.queue:
-			ss.touch()
-			c := ss.conns[p.dest]
-			if c == nil {
-				var err error
-				if c, err = ss.srv.dial(ss.ctx, p.dest); err != nil {
-					continue // dropped, like any undeliverable datagram
-				}
-				ss.conns[p.dest] = c
-				ss.wg.Go(func() { ss.receiveLoop(c) })
-			}
-			c.Write(p.data)
-		}
-	}
-}
-
-// receiveLoop frames datagrams arriving on c back to the client.
-func (ss *session) receiveLoop(c net.Conn) {
-	src := sourceOf(c)
-	buf := make([]byte, 65535)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			ss.touch()
-			if ss.srv.writeFrame(ss.id, statusKeep, optData, src, buf[:n]) != nil {
-				ss.close(false)
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// sourceOf is the address response frames name: the conn's remote IP address and port.
-func sourceOf(c net.Conn) netip.AddrPort {
-	if ua, ok := c.RemoteAddr().(*net.UDPAddr); ok {
-		return ua.AddrPort()
-	}
-	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	return ap
 }

@@ -92,22 +92,20 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 	case vless.CommandUDP:
 		s.proxyUDP(ctx, tconn, req, sess)
 	case vless.CommandMux:
-		s.proxyMux(ctx, tconn, req, sess)
+		s.proxyMux(ctx, tconn, req, sess, false)
 	}
 }
 
 func isRefused(err error) bool { return errors.Is(err, ErrEgressRefused) }
 
-// flowAllowed mirrors Xray-core for users with the Vision flow: a TCP
-// request must use Vision (a plain TLS-in-TLS stream is a detectable pattern
-// we refuse to carry); UDP may come without it; mux must use Vision unless it
-// is addressed for XUDP (v1.mux.cool), which Xray clients send without.
+// flowAllowed mirrors Xray-core for users with the Vision flow on plain
+// REALITY: a TCP request must use Vision (a plain TLS-in-TLS stream is a
+// detectable pattern we refuse to carry); UDP may come without it. Mux is
+// admitted with or without the flow and policed per session by proxyMux,
+// which carries only UDP (XUDP) sessions here.
 func flowAllowed(req *vless.Request) bool {
-	switch req.Command {
-	case vless.CommandTCP:
+	if req.Command == vless.CommandTCP {
 		return req.Flow == vless.FlowVision
-	case vless.CommandMux:
-		return req.Flow == vless.FlowVision || req.Dest.Host == vless.MuxHost
 	}
 	return req.Flow == "" || req.Flow == vless.FlowVision
 }
@@ -134,7 +132,7 @@ func (s *Server) proxyTCP(ctx context.Context, tconn net.Conn, req *vless.Reques
 	defer target.Close()
 	sess.OnCut(func() { target.Close() })
 	client := vless.ServerConn(tconn, req)
-	relay(client, target, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
+	relay(client, target, req.Flow == vless.FlowVision, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
 }
 
 // counted adds a server-wide byte counter to a session direction.
@@ -148,20 +146,26 @@ func (c counted) Add(n int64) { c.Direction.Add(n); c.total.Add(n) }
 // relay copies both ways between the client's VLESS conn and the target,
 // counting up (client→target) and down (target→client) bytes, half-closing
 // each side as the other finishes, until both directions end.
-func relay(client, target net.Conn, up, down meter.Counter) {
-	var wg sync.WaitGroup
-	wg.Add(2)
+// With vision, the up direction goes through client's WriteTo
+// (meter.CopyWriterTo), which splices the raw socket once Vision went direct;
+// otherwise (XHTTP) through target's ReadFrom, as it always did. The down
+// direction goes through client's ReadFrom. The down copy runs on the calling
+// goroutine, one goroutine less per idle connection.
+func relay(client, target net.Conn, vision bool, up, down meter.Counter) {
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		_, err := meter.Copy(target, client, up)
+		defer close(done)
+		var err error
+		if wt, ok := client.(io.WriterTo); ok && vision {
+			_, err = meter.CopyWriterTo(target, wt, up)
+		} else {
+			_, err = meter.Copy(target, client, up)
+		}
 		closeWrite(target, err)
 	}()
-	go func() {
-		defer wg.Done()
-		_, err := meter.Copy(client, target, down)
-		closeWrite(client, err)
-	}()
-	wg.Wait()
+	_, err := meter.Copy(client, target, down)
+	closeWrite(client, err)
+	<-done
 }
 
 // closeWrite ends the write side of c: a half-close after a clean EOF, a

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 
 	"github.com/burrow-vpn/burrow/internal/meter"
@@ -9,18 +10,39 @@ import (
 	"github.com/burrow-vpn/burrow/internal/vless"
 )
 
+// errMuxTCP refuses a TCP session inside mux.
+var errMuxTCP = errors.New("server: tcp inside mux is only carried over xhttp")
+
+// muxTCPOverXHTTP carries TCP sessions inside mux over XHTTP. Xray's server
+// does not ("XHTTP server: Forbid Mux.Cool except pure XUDP", Xray-core
+// #4128: it breaks such a mux connection); Burrow does, so that clients with
+// "mux" enabled (a v2rayNG switch) work. Set it to false to behave as Xray.
+const muxTCPOverXHTTP = true
+
 // proxyMux serves a mux.cool connection. Xray-core clients (v2rayNG and
-// friends) send their UDP this way, as XUDP sessions, whenever Vision is on.
-// Every UDP destination goes through the egress policy; the bytes of the mux
-// stream count against the user's quota.
-func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Request, sess *Session) {
+// friends) send their UDP this way, as XUDP sessions, whenever Vision is on,
+// and all their traffic when "mux" is enabled. Every destination goes through
+// the egress policy; the bytes of the mux stream count against the user's
+// quota.
+//
+// TCP sessions are carried only when overXHTTP (see muxTCPOverXHTTP) and the
+// request has no flow: on plain REALITY,
+// Xray servers restrict the mux of a Vision user to UDP (a TCP session inside
+// would be TLS in TLS without Vision's padding), and so does Burrow. A
+// refused TCP session is answered with End and the error option, where Xray
+// breaks the whole mux connection; UDP sessions go on.
+func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Request, sess *Session, overXHTTP bool) {
+	tcpAllowed := muxTCPOverXHTTP && overXHTTP && req.Flow == ""
 	conn := meter.NewConn(vless.ServerConn(tconn, req),
 		counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess.OnCut(cancel)
-	err := mux.ServerMux(ctx, conn, func(ctx context.Context, address string) (net.Conn, error) {
-		c, err := s.egress.DialContext(ctx, "udp", address)
+	err := mux.ServerMux(ctx, conn, func(ctx context.Context, network, address string) (net.Conn, error) {
+		if network == "tcp" && !tcpAllowed {
+			return nil, errMuxTCP
+		}
+		c, err := s.egress.DialContext(ctx, network, address)
 		if err != nil && isRefused(err) {
 			s.stats.Refused.Add(1)
 		}

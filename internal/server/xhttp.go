@@ -69,6 +69,6 @@ func (s *Server) handleXHTTPSession(ctx context.Context, conn net.Conn) {
 	case vless.CommandUDP:
 		s.proxyUDP(ctx, conn, req, sess)
 	case vless.CommandMux:
-		s.proxyMux(ctx, conn, req, sess)
+		s.proxyMux(ctx, conn, req, sess, true)
 	}
 }

@@ -337,12 +337,18 @@ func (c *Conn) readVision(p []byte) (int, error) {
 			}
 			return n, err
 		}
-		if c.rbuf == nil {
-			c.rbuf = make([]byte, 16<<10)
+		// A large enough p is scratch space for the padded bytes (decode copies out all it
+		// keeps), so an idle conn does not hold a 16 KiB read buffer of its own.
+		in := p
+		if len(in) < minScratch {
+			if c.rbuf == nil {
+				c.rbuf = make([]byte, 16<<10)
+			}
+			in = c.rbuf
 		}
-		n, err := c.Conn.Read(c.rbuf)
+		n, err := c.Conn.Read(in)
 		if n > 0 {
-			c.decode(c.rbuf[:n])
+			c.decode(in[:n])
 		}
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
@@ -390,32 +396,42 @@ func (c *Conn) decode(in []byte) {
 	}
 }
 
-// WriteTo copies the conn's data to w. Once Vision went direct, it hands the raw conn to
-// w.ReadFrom: with w a *net.TCPConn and the raw conn a *net.TCPConn, Linux splices.
+// WriteTo copies the conn's data to w. Once Vision went direct, it hands the raw conn over:
+// to raw.WriteTo when the raw conn has one (a *net.TCPConn, or a wrapper such as the camo
+// server's replay conn or a byte meter, whose WriteTo reaches w.ReadFrom with the socket
+// itself), else to w.ReadFrom. With w a *net.TCPConn, Linux splices. Until then it copies
+// through a buffer that is small while the conn is idle (see copyBuf).
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	buf := make([]byte, 32<<10)
+	buf := copyBuf{fixed: !c.vision}
+	defer buf.release()
 	var total int64
 	for {
 		if c.rawReady() {
+			buf.release()
 			var n int64
 			var err error
-			if rf, ok := w.(io.ReaderFrom); ok {
-				n, err = rf.ReadFrom(c.tin.raw)
-			} else {
+			switch {
+			case isWriterTo(c.tin.raw):
+				n, err = c.tin.raw.(io.WriterTo).WriteTo(w)
+			case isReaderFrom(w):
+				n, err = w.(io.ReaderFrom).ReadFrom(c.tin.raw)
+			default:
 				n, err = io.Copy(w, c.tin.raw)
 			}
 			c.rawWriteTo.Add(n)
 			c.directRead.Add(n)
 			return total + n, err
 		}
-		n, err := c.Read(buf)
+		b := buf.get()
+		n, err := c.Read(b)
 		if n > 0 {
-			m, werr := w.Write(buf[:n])
+			m, werr := w.Write(b[:n])
 			total += int64(m)
 			if werr != nil {
 				return total, werr
 			}
 		}
+		buf.adapt(n) // after the write: adapt may give b back to the pool
 		if err == io.EOF {
 			return total, nil
 		}
@@ -424,6 +440,9 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 }
+
+func isWriterTo(r io.Reader) bool   { _, ok := r.(io.WriterTo); return ok }
+func isReaderFrom(w io.Writer) bool { _, ok := w.(io.ReaderFrom); return ok }
 
 // rawReady reports whether reads have gone direct with nothing buffered.
 func (c *Conn) rawReady() bool {
@@ -434,11 +453,28 @@ func (c *Conn) rawReady() bool {
 
 // ReadFrom copies r into the conn. Once Vision went direct, it hands r to the raw conn's
 // ReadFrom: with both *net.TCPConn (or the wrapper io.Copy makes of one), Linux splices.
+// Until then it copies through a buffer that is small while a Vision conn is idle (copyBuf),
+// and while Vision pads inner TLS it writes whole TLS records only (see completeRecords):
+// Vision goes direct on a write of whole application-data records, and a read from a TCP
+// socket ends on a record boundary only by chance.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, 32<<10)
+	// The first read is large, as are all of a conn without Vision: how reads cut the data
+	// is how writes cut it on the wire (a ClientHello stays whole, an XHTTP stream keeps its
+	// write sizes). Later Vision reads adapt: a conn that sits idle holds a small buffer.
+	buf := copyBuf{fixed: !c.vision}
+	buf.startLarge()
+	defer buf.release()
 	var total int64
+	held := 0 // bytes at the start of the buffer not yet written: part of a TLS record
 	for {
 		if c.wDirect.Load() {
+			if held > 0 {
+				if _, err := c.Write(buf.get()[:held]); err != nil {
+					return total, err
+				}
+				total += int64(held)
+			}
+			buf.release()
 			var n int64
 			var err error
 			if rf, ok := c.tin.raw.(io.ReaderFrom); ok {
@@ -450,12 +486,26 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			c.directWritten.Add(n)
 			return total + n, err
 		}
-		n, err := r.Read(buf)
-		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
+		b := buf.get()
+		n, err := r.Read(b[held:])
+		data := b[:held+n]
+		send := len(data)
+		if err == nil && n > 0 && c.alignRecords() {
+			if k, ok := completeRecords(data); ok {
+				send = k
+			}
+		}
+		if send > 0 {
+			if _, werr := c.Write(data[:send]); werr != nil {
 				return total, werr
 			}
-			total += int64(n)
+			total += int64(send)
+		}
+		held = copy(b, data[send:])
+		if held > 0 {
+			buf.keepLarge(held)
+		} else {
+			buf.adapt(n)
 		}
 		if err == io.EOF {
 			return total, nil
@@ -464,6 +514,44 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// alignRecords reports whether writes should carry whole TLS records: Vision is still padding
+// and has seen an inner TLS hello.
+func (c *Conn) alignRecords() bool {
+	if !c.vision {
+		return false
+	}
+	c.wmu.Lock()
+	padding := c.pad.padding
+	c.wmu.Unlock()
+	if !padding {
+		return false
+	}
+	c.st.mu.Lock()
+	defer c.st.mu.Unlock()
+	return c.st.isTLS
+}
+
+// maxRecord is the longest TLS record body (TLSCiphertext: 2^14 + 256).
+const maxRecord = 16384 + 256
+
+// completeRecords returns the length of the longest prefix of b made of whole TLS records,
+// and false if b does not look like a stream of TLS records (then it should be sent as is).
+func completeRecords(b []byte) (int, bool) {
+	n := 0
+	for len(b)-n >= 5 {
+		h := b[n : n+5]
+		size := int(h[3])<<8 | int(h[4])
+		if h[0] < 0x14 || h[0] > 0x17 || h[1] != 3 || size == 0 || size > maxRecord {
+			return 0, false
+		}
+		if len(b)-n < 5+size {
+			break
+		}
+		n += 5 + size
+	}
+	return n, true
 }
 
 type closeWriter interface{ CloseWrite() error }

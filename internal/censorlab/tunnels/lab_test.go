@@ -23,7 +23,7 @@ func TestLabTable(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	systems := append(All(), censorlab.Baselines()...)
-	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems}, nil)
+	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

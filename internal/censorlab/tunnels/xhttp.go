@@ -28,21 +28,10 @@ func BurrowXHTTP() censorlab.System {
 		Network: "tcp",
 		ExpectedFail: map[string]string{
 			"sni-whitelist": whyWhitelist,
-			"tls-in-tls":    whyXHTTPInner,
-			"russia-2026":   whyXHTTPInner,
 		},
 		Start: startXHTTP,
 	}
 }
-
-// whyXHTTPInner: XHTTP, like Xray's, carries the inner TLS handshake
-// without Vision's padding, and a fresh HTTP/2 connection's own first
-// flights (preface+request, the server's SETTINGS and headers, the client's
-// 26-byte SETTINGS ack) fit the heuristic's ClientHello / server flight /
-// Finished shape.
-const whyXHTTPInner = "XHTTP carries inner handshakes unpadded, and every fresh HTTP/2 connection opens with " +
-	"a request-sized flight, the server's answer and a 26-byte SETTINGS ack, the shape the heuristic looks for. " +
-	"Needs Vision-like padding of the first flights per session and connection (planned)"
 
 func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
 	priv, pub, err := camo.GenerateKey()

@@ -106,6 +106,64 @@ type connState struct {
 	// written alone lags what is committed.
 	inflight atomic.Int64
 	tls      bool
+
+	// The client's SETTINGS acknowledgement: the first response on a
+	// connection waits for it (see greet).
+	frames frameScanner  // touched only by the connection's reader
+	acked  chan struct{} // closed when the client acknowledged our SETTINGS
+	once   sync.Once
+}
+
+// frameScanner follows HTTP/2 frame headers in the client's byte stream.
+type frameScanner struct {
+	skip int64 // bytes of the preface or of a frame payload still to pass
+	hdr  [9]byte
+	nhdr int
+}
+
+// feed reports whether p completed a SETTINGS frame with the ACK flag.
+func (f *frameScanner) feed(p []byte) (ack bool) {
+	for len(p) > 0 {
+		if f.skip > 0 {
+			k := min(f.skip, int64(len(p)))
+			f.skip -= k
+			p = p[k:]
+			continue
+		}
+		k := copy(f.hdr[f.nhdr:], p)
+		f.nhdr += k
+		p = p[k:]
+		if f.nhdr < 9 {
+			return ack
+		}
+		f.nhdr = 0
+		f.skip = int64(f.hdr[0])<<16 | int64(f.hdr[1])<<8 | int64(f.hdr[2])
+		if f.hdr[3] == 0x4 && f.hdr[4]&0x1 != 0 {
+			ack = true
+		}
+	}
+	return ack
+}
+
+// greetWait bounds how long a first response waits for the client's
+// SETTINGS acknowledgement.
+const greetWait = 500 * time.Millisecond
+
+// greet holds the first response on a connection until the client has
+// acknowledged the server's SETTINGS (about one round trip). Without it
+// the connection opens with the client's request flight, a large server
+// answer and then the client's 26-byte acknowledgement: the record-size
+// shape of a TLS handshake carried inside TLS (ClientHello, server flight,
+// Finished), which censors look for. With it the server's first answer is
+// its small SETTINGS frame alone.
+func (st *connState) greet(ctx context.Context) {
+	t := time.NewTimer(greetWait)
+	defer t.Stop()
+	select {
+	case <-st.acked:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 type connStateKey struct{}
@@ -114,6 +172,14 @@ type connStateKey struct{}
 type countingConn struct {
 	net.Conn
 	st *connState
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.st.frames.feed(p[:n]) {
+		c.st.once.Do(func() { close(c.st.acked) })
+	}
+	return n, err
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
@@ -134,7 +200,10 @@ func (c *countingConn) Write(p []byte) (int, error) {
 
 // ServeConn serves HTTP/2 on c until it closes or ctx ends.
 func (h *Hub) ServeConn(ctx context.Context, c net.Conn, o ConnOptions) {
-	st := &connState{tls: o.TLS}
+	st := &connState{tls: o.TLS, acked: make(chan struct{})}
+	if !o.SawPreface {
+		st.frames.skip = int64(len(Preface))
+	}
 	cc := &countingConn{Conn: c, st: st}
 	h.h2.ServeConn(cc, &http2.ServeConnOpts{
 		Context:          context.WithValue(ctx, connStateKey{}, st),
@@ -190,8 +259,10 @@ func (h *Hub) newSessionLocked(sid string, r *http.Request) *session {
 func (h *Hub) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	st, _ := r.Context().Value(connStateKey{}).(*connState)
 	if st == nil {
-		st = &connState{}
+		st = &connState{acked: make(chan struct{})}
+		close(st.acked)
 	}
+	st.greet(r.Context())
 	burrow := r.Header.Get("X-Budget") != "" || r.Header.Get("Range") != ""
 	if v := r.Header.Get("X-Budget"); v != "" {
 		if b, err := strconv.ParseInt(v, 10, 64); err == nil && b > 0 {
@@ -291,7 +362,12 @@ func (h *Hub) serveDownload(w http.ResponseWriter, r *http.Request, s *session, 
 	defer st.streams.Add(-1)
 	off := start
 	for off <= end {
-		max := int(min(end-off+1, int64(randBetween(4<<10, 16<<10))))
+		// Writes of varying size; small ones while a budget is counted.
+		size := randBetween(16<<10, 64<<10)
+		if st.budget.Load() > 0 {
+			size = randBetween(4<<10, 16<<10)
+		}
+		max := int(min(end-off+1, int64(size)))
 		if room, ok := st.room(); ok {
 			if room <= 0 {
 				return // the client continues on a fresh connection

@@ -1,0 +1,7 @@
+//go:build race
+
+package e2e
+
+// raceSlowdown stretches the lab's idle limits under the race detector,
+// which slows REALITY handshakes (and so the rotating transport) several times.
+const raceSlowdown = 8

@@ -1,0 +1,5 @@
+//go:build !race
+
+package tunnels
+
+const raceSlowdown = 1

@@ -1,0 +1,162 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tcpSession is one TCP session: the client's Keep frames are written to a conn dialed for
+// the New frame's destination, and what that conn reads comes back as Keep frames of at most
+// 8 KiB. Either side's end is a full close, as in Xray: the target's EOF is answered with
+// End, a read error with End+error; the client's End lets the queued data reach the target,
+// then closes it.
+type tcpSession struct {
+	srv    *server
+	id     uint16
+	dest   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	queue  chan []byte  // client → target; closed by the reader loop on the client's End
+	last   atomic.Int64 // unix nanoseconds of the last data either way
+	closed atomic.Bool  // no more frames for this session
+	ended  atomic.Bool  // the client sent End
+
+	mu     sync.Mutex // guards target
+	target net.Conn   // nil until dialed
+}
+
+func newTCPSession(s *server, id uint16, dest string) *tcpSession {
+	ctx, cancel := context.WithCancel(s.ctx)
+	ss := &tcpSession{srv: s, id: id, dest: dest, ctx: ctx, cancel: cancel, queue: make(chan []byte, tcpQueueLen)}
+	ss.touch()
+	return ss
+}
+
+func (ss *tcpSession) touch() { ss.last.Store(time.Now().UnixNano()) }
+
+// deliver queues a copy of data for the target, waiting while the queue is full.
+func (ss *tcpSession) deliver(_ string, data []byte) {
+	if len(data) == 0 || ss.ended.Load() {
+		return
+	}
+	select {
+	case ss.queue <- append([]byte(nil), data...):
+		ss.touch()
+	case <-ss.ctx.Done():
+	}
+}
+
+// end is the client's End: the session is forgotten at once (later Keep frames for its id
+// are answered with End, as Xray does), and the target is closed once the data queued for
+// it is written. Only the reader loop calls it, and only once: after it, the session is no
+// longer in the map, so nothing sends on queue again.
+func (ss *tcpSession) end() {
+	if ss.ended.Swap(true) {
+		return
+	}
+	ss.srv.remove(ss.id, ss)
+	close(ss.queue)
+}
+
+func (ss *tcpSession) close(notify bool) { ss.shutdown(notify, false) }
+
+// shutdown ends the session at once: the target is closed and, with notify, the client gets
+// an End frame (with the error option if failed).
+func (ss *tcpSession) shutdown(notify, failed bool) {
+	if ss.closed.Swap(true) {
+		return
+	}
+	ss.cancel()
+	ss.srv.remove(ss.id, ss)
+	ss.mu.Lock()
+	if ss.target != nil {
+		ss.target.Close()
+	}
+	ss.mu.Unlock()
+	if notify && !ss.ended.Load() {
+		var opt byte
+		if failed {
+			opt = optError
+		}
+		ss.srv.writeFrame(ss.id, statusEnd, opt, netip.AddrPort{}, nil)
+	}
+}
+
+// run dials the target, starts the download loop, and writes the client's data to the
+// target until the session ends, is idle for IdleTimeout, or the client's End has been
+// drained.
+func (ss *tcpSession) run() {
+	dctx, cancel := context.WithTimeout(ss.ctx, DialTimeout)
+	c, err := ss.srv.dial(dctx, "tcp", ss.dest)
+	cancel()
+	if err != nil {
+		ss.shutdown(true, true)
+		return
+	}
+	ss.mu.Lock()
+	ss.target = c
+	ss.mu.Unlock()
+	if ss.closed.Load() { // closed while dialing: shutdown may have missed c
+		c.Close()
+		return
+	}
+	// Whatever ends the session (the server too) must unblock a write to the target.
+	stop := context.AfterFunc(ss.ctx, func() { c.Close() })
+	defer stop()
+	defer ss.shutdown(false, false)
+	ss.srv.wg.Go(func() { ss.downLoop(c) })
+
+	idle := time.NewTimer(IdleTimeout)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return
+		case <-idle.C:
+			if left := IdleTimeout - time.Since(time.Unix(0, ss.last.Load())); left > 0 {
+				idle.Reset(left)
+				continue
+			}
+			ss.shutdown(true, false)
+			return
+		case b, ok := <-ss.queue:
+			if !ok {
+				return // the client's End, drained
+			}
+			if _, err := c.Write(b); err != nil {
+				ss.shutdown(true, true)
+				return
+			}
+			ss.touch()
+		}
+	}
+}
+
+// downLoop frames what the target sends back to the client, in chunks of at most 8 KiB as
+// Xray's writer does, and ends the session when the target ends.
+func (ss *tcpSession) downLoop(c net.Conn) {
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if ss.closed.Load() || ss.ended.Load() {
+				return
+			}
+			ss.touch()
+			if ss.srv.writeFrame(ss.id, statusKeep, optData, netip.AddrPort{}, buf[:n]) != nil {
+				ss.shutdown(false, false)
+				return
+			}
+		}
+		if err != nil {
+			ss.shutdown(true, !errors.Is(err, io.EOF))
+			return
+		}
+	}
+}

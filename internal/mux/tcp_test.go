@@ -1,0 +1,548 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// checkGoroutines fails the test if, shortly after it ends, more goroutines run than
+// before it started.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines after the test = %d, want <= %d\n%s", n, before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// tcpTarget runs a loopback TCP server; serve handles each conn (and closes it after).
+// The listener and every conn are closed, and the handlers waited for, when the test ends.
+func tcpTarget(t *testing.T, serve func(c net.Conn)) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				serve(c)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}
+
+func echoTCP(c net.Conn) { io.Copy(c, c) }
+
+// blobTCP serves n deterministic bytes (seeded by the first byte the client sends) and
+// closes.
+func blobTCP(n int) func(c net.Conn) {
+	return func(c net.Conn) {
+		var seed [1]byte
+		if _, err := io.ReadFull(c, seed[:]); err != nil {
+			return
+		}
+		c.Write(blob(seed[0], n))
+	}
+}
+
+func blob(seed byte, n int) []byte {
+	b := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed}).Read(b)
+	return b
+}
+
+// serve runs ServerMux on one end of a pipe and returns the other; the test ends by closing
+// it and checks ServerMux returned nil.
+func serve(t *testing.T, dial Dial) net.Conn {
+	t.Helper()
+	client, server := net.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- ServerMux(context.Background(), server, dial) }()
+	t.Cleanup(func() {
+		client.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ServerMux after the client closed = %v, want nil", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("ServerMux did not return after the client closed")
+		}
+		server.Close()
+	})
+	return client
+}
+
+// frameConn reads frames from a raw client end with a deadline.
+type frameConn struct {
+	t  *testing.T
+	c  net.Conn
+	fr *frameReader
+}
+
+func newFrameConn(t *testing.T, c net.Conn) *frameConn {
+	return &frameConn{t: t, c: c, fr: &frameReader{r: c}}
+}
+
+func (fc *frameConn) send(b []byte) {
+	fc.t.Helper()
+	fc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fc.c.Write(b); err != nil {
+		fc.t.Fatalf("client write: %v", err)
+	}
+}
+
+func (fc *frameConn) next() *frame {
+	fc.t.Helper()
+	fc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := fc.fr.read()
+	if err != nil {
+		fc.t.Fatalf("client read frame: %v", err)
+	}
+	f.data = append([]byte(nil), f.data...)
+	return f
+}
+
+func newTCP(t *testing.T, id uint16, addr string, data []byte) []byte {
+	b, err := appendNewFrame(nil, id, netTCP, addr, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func keep(id uint16, data []byte) []byte {
+	return appendFrame(nil, id, statusKeep, optData, netip.AddrPort{}, data)
+}
+
+func end(id uint16) []byte { return appendFrame(nil, id, statusEnd, 0, netip.AddrPort{}, nil) }
+
+// TestServerMuxTCPFrames drives TCP sessions with hand-made frames, as an Xray client
+// sends them, and checks the frames that come back.
+func TestServerMuxTCPFrames(t *testing.T) {
+	checkGoroutines(t)
+	echo := tcpTarget(t, echoTCP)
+	src := tcpTarget(t, blobTCP(100<<10))
+	gotEOF := make(chan []byte, 1)
+	sink := tcpTarget(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		gotEOF <- b
+	})
+	fc := newFrameConn(t, serve(t, dialLoopback))
+
+	// New with data, then Keep: echoed back in Keep frames for session 1.
+	go fc.send(append(newTCP(t, 1, echo, []byte("hello ")), keep(1, []byte("world"))...))
+	var got []byte
+	for len(got) < len("hello world") {
+		f := fc.next()
+		if f.id != 1 || f.status != statusKeep || f.option != optData || f.dest != "" {
+			t.Fatalf("frame = %+v, want Keep with data for session 1 and no address", *f)
+		}
+		got = append(got, f.data...)
+	}
+	if string(got) != "hello world" {
+		t.Fatalf("echo = %q, want %q", got, "hello world")
+	}
+
+	// A 100 KiB answer comes in frames of at most 8 KiB; the target's EOF is an End
+	// without the error option.
+	go fc.send(newTCP(t, 2, src, []byte{7}))
+	want := blob(7, 100<<10)
+	got = got[:0]
+	for {
+		f := fc.next()
+		if f.id != 2 {
+			t.Fatalf("frame for session %d, want 2", f.id)
+		}
+		if f.status == statusEnd {
+			if f.option != 0 {
+				t.Errorf("End after the target's EOF has option %#x, want 0", f.option)
+			}
+			break
+		}
+		if len(f.data) > chunkSize {
+			t.Errorf("Keep frame of %d bytes, want <= %d", len(f.data), chunkSize)
+		}
+		got = append(got, f.data...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("session 2 got %d bytes (sha %x), want %d (sha %x)", len(got), sha256.Sum256(got), len(want), sha256.Sum256(want))
+	}
+
+	// The client's End: data sent before it reaches the target, then the target sees EOF.
+	go fc.send(append(append(newTCP(t, 3, sink, nil), keep(3, []byte("last words"))...), end(3)...))
+	select {
+	case b := <-gotEOF:
+		if string(b) != "last words" {
+			t.Errorf("target read %q before EOF, want %q", b, "last words")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("target saw no EOF after the client's End")
+	}
+
+	// KeepAlive (with or without data) is ignored; the echo session still works.
+	go fc.send(append(append(appendFrame(nil, 0, statusKeepAlive, optData, netip.AddrPort{}, []byte("pad")),
+		appendFrame(nil, 0, statusKeepAlive, 0, netip.AddrPort{}, nil)...), keep(1, []byte("again"))...))
+	if f := fc.next(); f.id != 1 || string(f.data) != "again" {
+		t.Fatalf("after KeepAlive: frame %+v, want Keep %q for session 1", *f, "again")
+	}
+
+	// Keep for a session that ended is answered with End, as Xray does.
+	go fc.send(keep(3, []byte("late")))
+	if f := fc.next(); f.id != 3 || f.status != statusEnd {
+		t.Fatalf("answer to Keep for an ended session = %+v, want End for 3", *f)
+	}
+}
+
+func TestServerMuxTCPRefused(t *testing.T) {
+	checkGoroutines(t)
+	refuse := func(ctx context.Context, network, address string) (net.Conn, error) {
+		return nil, fmt.Errorf("refused %s %s", network, address)
+	}
+	fc := newFrameConn(t, serve(t, refuse))
+	go fc.send(newTCP(t, 5, "example.com:443", []byte("GET")))
+	f := fc.next()
+	if f.id != 5 || f.status != statusEnd || f.option != optError {
+		t.Fatalf("answer to a refused New = %+v, want End with error for 5", *f)
+	}
+	// Data the client had already sent for it is answered with End and dropped.
+	go fc.send(keep(5, []byte("more")))
+	if f := fc.next(); f.id != 5 || f.status != statusEnd {
+		t.Fatalf("answer to Keep after refusal = %+v, want End for 5", *f)
+	}
+}
+
+func TestServerMuxSessionCap(t *testing.T) {
+	checkGoroutines(t)
+	old := maxSessions
+	maxSessions = 4
+	defer func() { maxSessions = old }()
+	echo := tcpTarget(t, echoTCP)
+	fc := newFrameConn(t, serve(t, dialLoopback))
+	for id := uint16(1); id <= 4; id++ {
+		go fc.send(newTCP(t, id, echo, []byte{byte(id)}))
+		if f := fc.next(); f.id != id || !bytes.Equal(f.data, []byte{byte(id)}) {
+			t.Fatalf("session %d: frame %+v, want its echo", id, *f)
+		}
+	}
+	go fc.send(newTCP(t, 5, echo, []byte{5}))
+	if f := fc.next(); f.id != 5 || f.status != statusEnd || f.option != optError {
+		t.Fatalf("fifth session: %+v, want End with error", *f)
+	}
+	// Ending one makes room.
+	go fc.send(append(end(1), newTCP(t, 6, echo, []byte{6})...))
+	if f := fc.next(); f.id != 6 || !bytes.Equal(f.data, []byte{6}) {
+		t.Fatalf("session 6 after one ended: %+v, want its echo", *f)
+	}
+}
+
+// TestServerMuxTCPIdle: a session without data either way ends with End after IdleTimeout.
+func TestServerMuxTCPIdle(t *testing.T) {
+	checkGoroutines(t)
+	old := IdleTimeout
+	IdleTimeout = 200 * time.Millisecond
+	defer func() { IdleTimeout = old }()
+	echo := tcpTarget(t, echoTCP)
+	fc := newFrameConn(t, serve(t, dialLoopback))
+	go fc.send(newTCP(t, 1, echo, []byte("x")))
+	if f := fc.next(); f.status != statusKeep {
+		t.Fatalf("frame %+v, want Keep", *f)
+	}
+	if f := fc.next(); f.id != 1 || f.status != statusEnd || f.option != 0 {
+		t.Fatalf("after idle: %+v, want End for 1", *f)
+	}
+}
+
+// TestServerMuxCancelTCP: cancelling ServerMux closes the targets and returns, even with a
+// session whose target does not read.
+func TestServerMuxCancelTCP(t *testing.T) {
+	checkGoroutines(t)
+	closed, started := make(chan struct{}), make(chan struct{})
+	stuck := tcpTarget(t, func(c net.Conn) {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var b [1]byte
+		c.Read(b[:]) // one byte, then nothing for a while: the session's writes fill the buffers
+		close(started)
+		time.Sleep(300 * time.Millisecond)
+		for {
+			if _, err := c.Read(b[:]); err != nil {
+				break
+			}
+		}
+		close(closed)
+	})
+	client, server := net.Pipe()
+	defer client.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServerMux(ctx, server, dialLoopback) }()
+	go func() {
+		client.Write(newTCP(t, 1, stuck, nil))
+		for range 200 {
+			if _, err := client.Write(keep(1, make([]byte, 32<<10))); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the target got nothing")
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServerMux after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServerMux did not return after cancel")
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the target was not closed")
+	}
+}
+
+// TestClientServerTCP runs many Client streams over one pipe to ServerMux, in parallel,
+// and checks every byte.
+func TestClientServerTCP(t *testing.T) {
+	checkGoroutines(t)
+	echo := tcpTarget(t, echoTCP)
+	src := tcpTarget(t, blobTCP(300<<10))
+	c := NewClient(serve(t, dialLoopback))
+	defer c.Close()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 24 {
+		wg.Go(func() {
+			ctx := context.Background()
+			if i%2 == 0 {
+				st, err := c.Dial(ctx, "tcp", src)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer st.Close()
+				st.Write([]byte{byte(i)})
+				st.SetReadDeadline(time.Now().Add(10 * time.Second))
+				got, err := io.ReadAll(st)
+				if want := blob(byte(i), 300<<10); err != nil || !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("stream %d: read %d bytes, %v; want %d bytes", i, len(got), err, len(want))
+				}
+				return
+			}
+			st, err := c.Dial(ctx, "tcp", echo)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer st.Close()
+			want := blob(byte(i), 50<<10+i)
+			go st.Write(want)
+			got := make([]byte, len(want))
+			st.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(st, got); err != nil || !bytes.Equal(got, want) {
+				errs <- fmt.Errorf("echo stream %d: %v, equal %v", i, err, bytes.Equal(got, want))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestClientServerErrors(t *testing.T) {
+	checkGoroutines(t)
+	refuse := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if address == "refused.test:1" {
+			return nil, errors.New("refused")
+		}
+		return dialLoopback(ctx, network, address)
+	}
+	c := NewClient(serve(t, refuse))
+	defer c.Close()
+	st, err := c.Dial(context.Background(), "tcp", "refused.test:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, ErrSessionFailed) {
+		t.Errorf("Read of a refused stream = %v, want ErrSessionFailed", err)
+	}
+	st.Close()
+
+	// A read deadline in the past times out; Close makes Read fail with ErrClosed.
+	echo := tcpTarget(t, echoTCP)
+	st, err = c.Dial(context.Background(), "tcp", echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetReadDeadline(time.Now().Add(-time.Second))
+	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read past the deadline = %v, want ErrDeadlineExceeded", err)
+	}
+	st.Close()
+	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close = %v, want net.ErrClosed", err)
+	}
+	if _, err := c.Dial(context.Background(), "sctp", echo); err == nil {
+		t.Error("Dial(sctp) = nil error, want one")
+	}
+}
+
+func TestClientServerUDP(t *testing.T) {
+	checkGoroutines(t)
+	echo := udpEcho(t, "u:")
+	c := NewClient(serve(t, dialLoopback))
+	defer c.Close()
+	st, err := c.Dial(context.Background(), "udp", echo.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	buf := make([]byte, 9000)
+	for _, msg := range []string{"one", "two", string(make([]byte, 8000))} {
+		if _, err := st.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := st.Read(buf)
+		if err != nil || string(buf[:n]) != "u:"+msg {
+			t.Fatalf("datagram = %d bytes, %v, want %d bytes", n, err, len(msg)+2)
+		}
+	}
+	if _, err := st.Write(make([]byte, maxPacketData+1)); err == nil {
+		t.Error("Write of a datagram over 8 KiB = nil error, want one")
+	}
+}
+
+// FuzzServerMux feeds arbitrary frame sequences to ServerMux (with a dial that accepts
+// TCP into an in-memory sink and refuses UDP): it must neither panic nor hang.
+func FuzzServerMux(f *testing.F) {
+	t0 := appendFrame(nil, 1, statusKeep, optData, netip.AddrPort{}, []byte("data"))
+	for _, tt := range frameVectors {
+		f.Add(unhex(f, tt.wire))
+	}
+	for _, dest := range []string{"example.com:443", "10.0.0.1:22"} {
+		b, _ := appendNewFrame(nil, 1, netTCP, dest, []byte("hi"))
+		f.Add(append(append(append([]byte(nil), b...), t0...), end(1)...))
+		f.Add(append(append(append([]byte(nil), b...), b...), end(1)...))
+	}
+	f.Fuzz(serveFuzzInput)
+}
+
+func serveFuzzInput(t *testing.T, in []byte) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if network != "tcp" {
+			return nil, errors.New("refused")
+		}
+		a, b := net.Pipe()
+		wg.Go(func() { io.Copy(io.Discard, b); b.Close() })
+		return a, nil
+	}
+	client, server := net.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := ServerMux(context.Background(), server, dial)
+		server.Close() // the rest of in is not read: let Write return
+		done <- err
+	}()
+	wg.Go(func() { io.Copy(io.Discard, client) })
+	client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	client.Write(in)
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServerMux did not return after the client closed")
+	}
+}
+
+// TestServerMuxIdleConn: a connection without sessions ends after one to two IdleConnCheck
+// periods; one with a live session does not.
+func TestServerMuxIdleConn(t *testing.T) {
+	checkGoroutines(t)
+	old := IdleConnCheck
+	IdleConnCheck = 100 * time.Millisecond
+	defer func() { IdleConnCheck = old }()
+
+	client, server := net.Pipe()
+	defer client.Close()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- ServerMux(context.Background(), server, dialLoopback) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServerMux on an idle connection = %v, want nil", err)
+		}
+		if d := time.Since(start); d < IdleConnCheck {
+			t.Errorf("idle connection ended after %v, want at least %v", d, IdleConnCheck)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an idle connection did not end")
+	}
+
+	echo := tcpTarget(t, echoTCP)
+	fc := newFrameConn(t, serve(t, dialLoopback))
+	go fc.send(newTCP(t, 1, echo, []byte("x")))
+	fc.next()
+	time.Sleep(5 * IdleConnCheck)
+	go fc.send(keep(1, []byte("still here")))
+	if f := fc.next(); f.id != 1 || string(f.data) != "still here" {
+		t.Fatalf("after %v with a live session: %+v, want the echo", 5*IdleConnCheck, *f)
+	}
+}
