@@ -130,6 +130,16 @@ func (l *Lab) proberDial(ctx context.Context, network, addr string) (net.Conn, e
 	return d.DialContext(ctx, network, addr)
 }
 
+// clientDial dials from the client's network.
+func (l *Lab) clientDial(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+	err = l.path.InClient(func() error {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
 func (l *Lab) clientHello() *ClientHelloBox {
 	return &ClientHelloBox{BlockSNI: []string{".torproject.org", ".psiphon.ca", "blocked.example"}, AllowJA4: BrowserJA4}
 }
@@ -292,7 +302,8 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 		var inst *Instance
 		err := l.path.InServer(func() (err error) {
-			inst, err = sys.Start(ctx, Env{IP: l.path.ServerIP(i), Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log})
+			inst, err = sys.Start(ctx, Env{IP: l.path.ServerIP(i), Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log,
+				ClientDial: l.clientDial})
 			return err
 		})
 		if err != nil {

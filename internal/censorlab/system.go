@@ -41,6 +41,11 @@ type Env struct {
 	// Cover is the lab's cover site (host:port) and its name.
 	Cover, CoverSNI string
 	Log             *slog.Logger
+	// ClientDial dials from the client's network. Instance.Dial runs
+	// there, but a socket belongs to the network of the thread that made
+	// it, so a client that dials later from goroutines of its own (warm-up
+	// and rotation connections) must dial with ClientDial. Never nil.
+	ClientDial DialFunc
 }
 
 // Instance is a running system.

@@ -1,15 +1,18 @@
 // Package client is Burrow's client: the tunnel dialer that opens REALITY +
-// VLESS connections to the server, the local SOCKS5 and HTTP frontends that
-// feed it, and the status the CLI shows.
+// VLESS connections to the server, the local SOCKS5 and HTTP frontends and the
+// TUN device (tun.go) that feed it through the split-routing Router
+// (router.go: proxy, direct or block per rule), and the status the CLI shows.
 //
-//	app ─► socks5 / httpproxy ─► Tunnel.DialContext ─┬─ tcp:   TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn (Vision)
-//	                                                 └─ xhttp: xhttp.Dialer session (HTTP/2 over a few TCP+REALITY
-//	                                                           connections, rotated at a byte budget) ─► vless.ClientConn
+//	app ─► socks5 / httpproxy / TUN ─► Router ─► Tunnel.DialContext
+//	    ├─ tcp:   TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn (Vision)
+//	    └─ xhttp: xhttp.Dialer session (HTTP/2 over a few TCP+REALITY connections,
+//	              rotated at a byte budget) ─► vless.ClientConn
 //
 // With tcp every proxied connection is its own tunnel connection, so a
 // server restart or a network drop only fails the connections open at that
-// moment; new ones dial again, with backoff while the server is
-// unreachable. The link's type picks the transport; a tcp link whose
+// moment; each new one dials again. While the client is active one spare
+// connection is kept handshaked (spare.go), so a new stream does not wait
+// for a REALITY handshake. The link's type picks the transport; a tcp link whose
 // connections freeze after ~16 KB switches to the rotating transport on its
 // own (fallback.go) and logs it.
 package client
@@ -82,6 +85,10 @@ type Tunnel struct {
 	// use, so a new proxied connection skips the REALITY handshake
 	// (spare.go). Off by default; New turns it on. Close ends it.
 	Spare bool
+	// Dial, if set, opens the TCP connections to the server in place of
+	// the default net.Dialer (the censor lab dials from the client's
+	// network namespace with it). Set before the first dial.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 
 	xhMu     sync.Mutex
 	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
@@ -166,7 +173,7 @@ func (t *Tunnel) handshake(ctx context.Context) (net.Conn, error) {
 // dialTLS dials the server and completes REALITY, counting the bytes on w.
 // It returns the TLS conn and the TCP conn under it.
 func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn, err error) {
-	raw, err = t.dialer.DialContext(ctx, "tcp", t.server)
+	raw, err = t.dialServer(ctx)
 	if err != nil {
 		return nil, nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
 	}

@@ -85,7 +85,7 @@ func (t *Tunnel) dialXHTTP(ctx context.Context, req *vless.Request) (net.Conn, e
 // dialSecured opens a TCP + REALITY connection for the XHTTP dialer and
 // reports the bytes received on it.
 func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error) {
-	raw, err := t.dialer.DialContext(ctx, "tcp", t.server)
+	raw, err := t.dialServer(ctx)
 	if err != nil {
 		return nil, nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
 	}
@@ -105,6 +105,16 @@ func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error
 	}
 	t.connected()
 	return tconn, rx.Load, nil
+}
+
+// dialServer opens a TCP connection to the server, with t.Dial if set.
+// The XHTTP dialer calls it from its own goroutines too (warm-up and
+// rotation connections), not only from DialContext's caller.
+func (t *Tunnel) dialServer(ctx context.Context) (net.Conn, error) {
+	if t.Dial != nil {
+		return t.Dial(ctx, "tcp", t.server)
+	}
+	return t.dialer.DialContext(ctx, "tcp", t.server)
 }
 
 // Transport returns the transport new connections use.

@@ -103,6 +103,10 @@ func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, er
 					mu.Unlock()
 					return nil, err
 				}
+				// The transport dials warm-up and rotation connections
+				// from its own goroutines: they must leave from the
+				// client's network too.
+				t.Dial = env.ClientDial
 				tuns[via] = t
 			}
 			mu.Unlock()
