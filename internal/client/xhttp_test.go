@@ -441,3 +441,39 @@ func TestXHTTPUDP(t *testing.T) {
 		t.Errorf("XHTTPStats().Dialed = %d, want rotation over several connections", st.Dialed)
 	}
 }
+
+// TestXHTTPDialHook: with Tunnel.Dial set, every TCP connection of the
+// rotating transport leaves through it, the warm-up and rotation
+// connections its goroutines open included (the censor lab's netns mode
+// needs them all in the client's network namespace).
+func TestXHTTPDialHook(t *testing.T) {
+	bed := startBed(t)
+	l := bed.link
+	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{Budget: 12 << 10}
+	tun, err := NewTunnel(&l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	var mu sync.Mutex
+	hooked := 0
+	tun.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+		mu.Lock()
+		hooked++
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := fetch(ctx, tun, bed.target, 256<<10); err != nil {
+		t.Fatalf("fetch 256 KiB: %v", err)
+	}
+	st := tun.XHTTPStats()
+	tun.Close() // waits for the dialer's goroutines
+	mu.Lock()
+	defer mu.Unlock()
+	if st.Dialed < 2 || int64(hooked) < st.Dialed {
+		t.Errorf("Tunnel.Dial calls = %d, XHTTPStats().Dialed = %d, want every connection (at least 2) dialed with it", hooked, st.Dialed)
+	}
+}
