@@ -19,6 +19,7 @@ import (
 // servers in separate network namespaces, asserts the CI rule, and checks
 // that the traffic really crossed the client's veth link.
 func TestCensorLabNetns(t *testing.T) {
+	skipUnderRace(t)
 	name := fmt.Sprintf("be%d", os.Getpid())
 	path, cleanup, err := censorlab.NetnsPath(name)
 	if errors.Is(err, censorlab.ErrNeedRoot) {

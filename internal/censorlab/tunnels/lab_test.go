@@ -16,6 +16,7 @@ import (
 // expected-fail is detected or loses a byte, and every baseline is caught
 // where it must be.
 func TestLabTable(t *testing.T) {
+	skipUnderRace(t)
 	if testing.Short() {
 		t.Skip("the full lab table takes a while; not in -short")
 	}

@@ -3,3 +3,5 @@
 package tunnels
 
 const raceSlowdown = 1
+
+func skipUnderRace(t interface{ Skip(...any) }) {}

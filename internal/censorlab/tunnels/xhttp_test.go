@@ -17,6 +17,7 @@ import (
 // rotating transport must deliver every byte unseen; plain REALITY freezes
 // (its cells are expected fails).
 func TestXHTTPLab(t *testing.T) {
+	skipUnderRace(t)
 	if testing.Short() {
 		t.Skip("a heavy lab run; not in -short")
 	}
