@@ -82,23 +82,33 @@ func (m *memUsers) AddTraffic(_ context.Context, d map[int64]access.Traffic, _ s
 
 func (*memUsers) ResetTraffic(context.Context, int64, time.Time) error { return nil }
 
-func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
+// labServer is a Burrow server started for one lab run: a single user, a
+// fresh key pair, listening on the lab's server address.
+type labServer struct {
+	addr netip.AddrPort
+	uuid [16]byte
+	pub  []byte
+	stop func() // stops serving and waits for it
+}
+
+// startServer starts the server every Burrow system of the lab runs; name
+// prefixes its errors.
+func startServer(ctx context.Context, env censorlab.Env, name string, shortID []byte) (*labServer, error) {
 	priv, pub, err := camo.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
 	var uuid [16]byte
 	rand.Read(uuid[:])
-	shortID := []byte{0x1a, 0xb2}
 	users := &memUsers{user: access.User{ID: 1, Name: "lab", UUID: uuid, Reset: "never", CreatedAt: time.Now()}}
 	reg := server.NewRegistry(users, env.Log)
 	if err := reg.Refresh(ctx); err != nil {
-		return nil, fmt.Errorf("burrow-tcp: users: %w", err)
+		return nil, fmt.Errorf("%s: users: %w", name, err)
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(env.IP, 0).String())
 	if err != nil {
-		return nil, fmt.Errorf("burrow-tcp: listen: %w", err)
+		return nil, fmt.Errorf("%s: listen: %w", name, err)
 	}
 	addr := ln.Addr().(*net.TCPAddr).AddrPort()
 	cfg := &server.Config{
@@ -114,7 +124,7 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("burrow-tcp: config: %w", err)
+		return nil, fmt.Errorf("%s: config: %w", name, err)
 	}
 	srv, err := server.New(cfg, reg, env.Log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond})
 	if err != nil {
@@ -127,17 +137,25 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 		defer close(done)
 		srv.Serve(sctx, ln)
 	}()
+	return &labServer{addr: addr, uuid: uuid, pub: pub, stop: func() { cancel(); <-done }}, nil
+}
+
+func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
+	shortID := []byte{0x1a, 0xb2}
+	ls, err := startServer(ctx, env, "burrow-tcp", shortID)
+	if err != nil {
+		return nil, err
+	}
 	return &censorlab.Instance{
-		Server: addr,
+		Server: ls.addr,
 		Close: func() error {
-			cancel()
-			<-done
+			ls.stop()
 			return nil
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
 			t, err := client.NewTunnel(&links.VLESS{
-				UUID: uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
-				Fingerprint: "chrome", PublicKey: pub, ShortID: shortID, Flow: links.FlowVision,
+				UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
+				Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision,
 				Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
 			})
 			if err != nil {

@@ -2,19 +2,13 @@ package tunnels
 
 import (
 	"context"
-	"crypto/rand"
-	"fmt"
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 
-	"github.com/burrow-vpn/burrow/internal/access"
-	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/censorlab"
 	"github.com/burrow-vpn/burrow/internal/client"
 	"github.com/burrow-vpn/burrow/internal/links"
-	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
@@ -34,68 +28,34 @@ func BurrowXHTTP() censorlab.System {
 }
 
 func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
-	priv, pub, err := camo.GenerateKey()
-	if err != nil {
-		return nil, err
-	}
-	var uuid [16]byte
-	rand.Read(uuid[:])
 	shortID := []byte{0x5e, 0x11}
-	users := &memUsers{user: access.User{ID: 1, Name: "lab", UUID: uuid, Reset: "never", CreatedAt: time.Now()}}
-	reg := server.NewRegistry(users, env.Log)
-	if err := reg.Refresh(ctx); err != nil {
-		return nil, fmt.Errorf("burrow-xhttp: users: %w", err)
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(env.IP, 0).String())
+	ls, err := startServer(ctx, env, "burrow-xhttp", shortID)
 	if err != nil {
-		return nil, fmt.Errorf("burrow-xhttp: listen: %w", err)
-	}
-	addr := ln.Addr().(*net.TCPAddr).AddrPort()
-	cfg := &server.Config{
-		Listen: addr.String(), Cover: env.Cover, ServerNames: []string{env.CoverSNI},
-		PublicAddr: addr.Addr().String(), PrivateKey: server.EncodeKey(priv), PublicKey: server.EncodeKey(pub),
-		ShortIDs: []string{fmt.Sprintf("%x", shortID)}, AllowPrivateEgress: true, // the lab's site is on loopback
-	}
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("burrow-xhttp: config: %w", err)
-	}
-	srv, err := server.New(cfg, reg, env.Log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond})
-	if err != nil {
-		ln.Close()
 		return nil, err
 	}
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(sctx, ln)
-	}()
 	// One tunnel per route to the server, shared by the cell's dials, as
 	// one `burrow connect` shares it between applications.
 	var mu sync.Mutex
 	tuns := map[netip.AddrPort]*client.Tunnel{}
 	return &censorlab.Instance{
-		Server: addr,
+		Server: ls.addr,
 		Close: func() error {
 			mu.Lock()
 			for _, t := range tuns {
 				t.Close()
 			}
 			mu.Unlock()
-			cancel()
-			<-done
+			ls.stop()
 			return nil
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
 			mu.Lock()
 			t := tuns[via]
 			if t == nil {
+				var err error
 				t, err = client.NewTunnel(&links.VLESS{
-					UUID: uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
-					Fingerprint: "chrome", PublicKey: pub, ShortID: shortID,
+					UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
+					Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID,
 					Type: links.TypeXHTTP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
 					XHTTP: &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/lab", Budget: xhttp.DefaultBudget},
 				})
