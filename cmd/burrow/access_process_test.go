@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
-	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
@@ -42,19 +40,8 @@ func TestAccessCountersSurviveKill9(t *testing.T) {
 	}
 	bin := burrowBinary(t)
 	site := testSite(t)
-	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cover.Close()
-	data := filepath.Join(t.TempDir(), "srv")
-	port, _ := freePort()
-	out, err := exec.Command(bin, "server", "init", "--data", data, "--listen", "127.0.0.1:"+port,
-		"--cover", cover.Addr, "--sni", "cover.test", "--public-addr", "127.0.0.1", "--allow-private-egress").Output()
-	if err != nil {
-		t.Fatalf("server init: %v", err)
-	}
-	proxy := connect(t, strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]))
+	data, port, link := initBinaryServer(t, bin)
+	proxy := connect(t, link)
 	const size = 8 << 20
 	target := fmt.Sprintf("http://%s/data?n=%d", site, size)
 

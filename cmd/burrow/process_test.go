@@ -44,24 +44,32 @@ func burrowBinary(t *testing.T) string {
 	return buildPath
 }
 
-// TestServerSIGTERMAndRestart: a real server process stops cleanly on
-// SIGTERM, and a restart keeps config and users (the old link still works).
-func TestServerSIGTERMAndRestart(t *testing.T) {
-	bin := burrowBinary(t)
-	site := testSite(t)
+// initBinaryServer starts a local cover site for the test and runs the real
+// binary's `server init` against it (private egress allowed, for the test's
+// loopback site). It returns the data dir, the listen port and the owner's link.
+func initBinaryServer(t *testing.T, bin string) (data, port, link string) {
+	t.Helper()
 	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cover.Close()
-	data := filepath.Join(t.TempDir(), "srv")
-	port, _ := freePort()
+	t.Cleanup(func() { cover.Close() })
+	data = filepath.Join(t.TempDir(), "srv")
+	port, _ = freePort()
 	out, err := exec.Command(bin, "server", "init", "--data", data, "--listen", "127.0.0.1:"+port,
 		"--cover", cover.Addr, "--sni", "cover.test", "--public-addr", "127.0.0.1", "--allow-private-egress").Output()
 	if err != nil {
 		t.Fatalf("server init: %v", err)
 	}
-	link := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	return data, port, strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+}
+
+// TestServerSIGTERMAndRestart: a real server process stops cleanly on
+// SIGTERM, and a restart keeps config and users (the old link still works).
+func TestServerSIGTERMAndRestart(t *testing.T) {
+	bin := burrowBinary(t)
+	site := testSite(t)
+	data, port, link := initBinaryServer(t, bin)
 	sp, _ := freePort()
 	start(t, "connect", link, "--socks", "127.0.0.1:"+sp, "--http", "")
 	target := fmt.Sprintf("http://%s/data?n=100000", site)
