@@ -77,7 +77,8 @@ const sessionIDOffset = 39
 // spliced to the cover site, which answers with its real certificate. Client
 // checks for that HMAC and otherwise closes the connection and returns
 // ErrNotReality. (Xray's optional ML-DSA-65 certificate check is not
-// supported.)
+// supported.) The returned conn no longer holds that certificate: its
+// ConnectionState().PeerCertificates is empty.
 func Client(ctx context.Context, conn net.Conn, cfg ClientConfig) (net.Conn, error) {
 	uc, err := client(ctx, conn, cfg, time.Now())
 	if err != nil {
@@ -144,6 +145,8 @@ func client(ctx context.Context, conn net.Conn, cfg ClientConfig, now time.Time)
 	hs := &uc.HandshakeState
 	hs.Hello, hs.ServerHello, hs.MasterSecret, hs.Session = nil, nil, nil, nil
 	hs.State12, hs.State13 = utls.TLS12OnlyState{}, utls.TLS13OnlyState{}
+	releaseClientHello(uc)
+	releaseHandshake(uc.Conn, true)
 	return uc, nil
 }
 

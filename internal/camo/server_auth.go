@@ -169,6 +169,7 @@ func (s *Server) handOver(ctx context.Context, conn *net.TCPConn, cover net.Conn
 		return nil, fmt.Errorf("camo: REALITY handshake: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
+	releaseHandshake(tc, false)
 	return tc, nil
 }
 

@@ -1,6 +1,7 @@
 package vless
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +43,7 @@ type Conn struct {
 	wmu        sync.Mutex // guards the fields below it up to rmu
 	header     []byte     // header still to send with the first write; nil once sent
 	pad        padder
-	wbuf       []byte
+	wbuf       []byte      // UDP framing buffer (Vision blocks use blockPool)
 	headerSent atomic.Bool // header == nil (readable without wmu)
 	wDirect    atomic.Bool // writes go to tin.raw (set under wmu)
 
@@ -50,7 +51,6 @@ type Conn struct {
 	needResp bool       // client: response header not yet read
 	resp     []byte     // client: response header bytes read so far
 	unpad    unpadder
-	rbuf     []byte
 	out      []byte // decoded bytes not yet returned
 	outOff   int
 	rerr     error   // read error to return once out is drained
@@ -145,14 +145,17 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.directWritten.Add(int64(n))
 		return n, err
 	case c.vision && c.pad.padding:
-		b, direct := c.pad.encode(append(c.wbuf[:0], c.header...), p, c.st)
-		if cap(b) <= 64<<10 {
-			c.wbuf = b[:0]
-		}
+		// The padded blocks are built in a pooled buffer: the outer TLS conn copies them into
+		// its records, and an idle conn should not keep a buffer of its own.
+		bp := blockPool.Get().(*[]byte)
+		b, direct := c.pad.encode(append((*bp)[:0], c.header...), p, c.st)
 		n, err := c.writeOuter(b, len(p))
+		if cap(b) <= maxPooledBlocks {
+			*bp = b[:0]
+			blockPool.Put(bp)
+		}
 		if err == nil && direct {
 			c.wDirect.Store(true)
-			c.wbuf = nil
 		}
 		return n, err
 	case c.header != nil:
@@ -338,17 +341,20 @@ func (c *Conn) readVision(p []byte) (int, error) {
 			return n, err
 		}
 		// A large enough p is scratch space for the padded bytes (decode copies out all it
-		// keeps), so an idle conn does not hold a 16 KiB read buffer of its own.
+		// keeps); a small one is replaced by a pooled record-sized buffer for this Read, so an
+		// idle conn does not hold a read buffer of its own.
 		in := p
+		var scratch *[scratchSize]byte
 		if len(in) < minScratch {
-			if c.rbuf == nil {
-				c.rbuf = make([]byte, 16<<10)
-			}
-			in = c.rbuf
+			scratch = scratchPool.Get().(*[scratchSize]byte)
+			in = scratch[:]
 		}
 		n, err := c.Conn.Read(in)
 		if n > 0 {
 			c.decode(in[:n])
+		}
+		if scratch != nil {
+			scratchPool.Put(scratch)
 		}
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
@@ -376,12 +382,10 @@ func (c *Conn) decode(in []byte) {
 	switch c.unpad.state {
 	case upPlain:
 		c.rPlain = true
-		c.rbuf = nil
 		c.filter(rest)
 		c.out = append(c.out, rest...)
 	case upDirect:
 		c.rDirect = true
-		c.rbuf = nil
 		c.out = append(c.out, rest...)
 		// What the outer TLS conn read past the last record is direct data; its undelivered
 		// plaintext (none, normally) precedes it.
@@ -391,8 +395,11 @@ func (c *Conn) decode(in []byte) {
 			c.tin.input.Read(c.out[start:])
 		}
 		c.out = append(c.out, c.tin.rawInput.Bytes()...)
-		c.tin.input.Reset(nil)
-		c.tin.rawInput.Reset()
+		// Nothing reads the outer TLS conn again, so its read buffer (grown to the largest
+		// record it read) is let go rather than emptied. Only Read touches these fields, and
+		// all Reads of the TLS conn are made under rmu, which we hold.
+		*c.tin.input = bytes.Reader{}
+		*c.tin.rawInput = bytes.Buffer{}
 	}
 }
 

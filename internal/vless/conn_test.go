@@ -318,6 +318,12 @@ func TestVisionInnerTLS(t *testing.T) {
 				if st := c.state(); !st.rDirect || !st.wDirect {
 					t.Errorf("%s state %+v, want direct reads and writes", name, st)
 				}
+				c.rmu.Lock()
+				held := c.tin.rawInput.Cap()
+				c.rmu.Unlock()
+				if held != 0 {
+					t.Errorf("%s: the outer TLS conn's read buffer holds %d bytes after Vision went direct, want 0 (released)", name, held)
+				}
 				if r, w := c.directRead.Load(), c.directWritten.Load(); r < int64(size)/2 || w < int64(size)/2 {
 					t.Errorf("%s moved %d bytes read, %d written on the raw conn; want most of %d", name, r, w, size)
 				}

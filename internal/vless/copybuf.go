@@ -11,9 +11,19 @@ const (
 	minScratch = 1 << 10 // readVision reads padded bytes into p itself when p is at least this long
 )
 
+// Vision's own buffers, taken for one Read or Write and given back: scratchSize holds the
+// plaintext of any TLS record (what one Read of the outer conn returns); a padded write's blocks
+// are pooled unless a large write made them bigger than maxPooledBlocks.
+const (
+	scratchSize     = 16 << 10
+	maxPooledBlocks = 64 << 10
+)
+
 var (
-	smallPool = sync.Pool{New: func() any { return new([smallCopy]byte) }}
-	largePool = sync.Pool{New: func() any { return new([largeCopy]byte) }}
+	smallPool   = sync.Pool{New: func() any { return new([smallCopy]byte) }}
+	largePool   = sync.Pool{New: func() any { return new([largeCopy]byte) }}
+	scratchPool = sync.Pool{New: func() any { return new([scratchSize]byte) }}
+	blockPool   = sync.Pool{New: func() any { return new([]byte) }}
 )
 
 // copyBuf is the buffer of one ReadFrom or WriteTo call: pooled, small until a read fills it,

@@ -1,0 +1,6 @@
+//go:build race
+
+package camo
+
+// raceEnabled: the race detector is on, which makes tests much slower.
+const raceEnabled = true
