@@ -17,7 +17,7 @@ BENCH_TTFB_CONNS=${BENCH_TTFB_CONNS:-500}
 BENCH_ECHO=${BENCH_ECHO:-1000}
 BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-2000}
 BENCH_IDLE_WAIT=${BENCH_IDLE_WAIT:-3s}
-BENCH_SYSTEMS=${BENCH_SYSTEMS:-"direct forwarder xray burrow"}
+BENCH_SYSTEMS=${BENCH_SYSTEMS:-"direct forwarder xray burrow burrow-vision burrow-xhttp"}
 BENCH_TESTS=${BENCH_TESTS:-idle,ttfb,rtt,plain1,plainN,tls1,tlsN}
 BENCH_OUT=${BENCH_OUT:-$ROOT/bench/results/latest.json}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-3600}     # seconds, whole measurement phase
@@ -29,9 +29,9 @@ say() { printf '%s bench: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 has() { [[ " $BENCH_SYSTEMS " == *" $1 "* ]]; }
 for s in $BENCH_SYSTEMS; do
 	case $s in
-	direct | forwarder | xray | burrow) ;;
+	direct | forwarder | xray | burrow | burrow-vision | burrow-xhttp) ;;
 	*)
-		echo "bench: unknown system '$s' in BENCH_SYSTEMS (have: direct forwarder xray burrow)" >&2
+		echo "bench: unknown system '$s' in BENCH_SYSTEMS (have: direct forwarder xray burrow burrow-vision burrow-xhttp)" >&2
 		exit 2
 		;;
 	esac
@@ -96,7 +96,9 @@ if has xray; then
 		fi
 	fi
 fi
-if has burrow; then
+any_burrow() { has burrow || has burrow-vision || has burrow-xhttp; }
+drop_burrow() { drop burrow; drop burrow-vision; drop burrow-xhttp; }
+if any_burrow; then
 	if [[ -n $BENCH_BURROW ]]; then
 		BURROW=$BENCH_BURROW
 	else
@@ -105,7 +107,7 @@ if has burrow; then
 		if ! timeout 600 go build -o "$BURROW" ./cmd/burrow >"$WORK/burrow-build.log" 2>&1; then
 			say "burrow does not build; leaving it out:"
 			tail -5 "$WORK/burrow-build.log" >&2
-			drop burrow
+			drop_burrow
 		fi
 	fi
 fi
@@ -160,18 +162,34 @@ EOF
             {\"role\": \"client\", \"argv\": [$(q "$XRAY"), \"run\", \"-c\", $(q "$WORK/xray-client.json")], \"ready\": $(q "$XSOCKS")}]}")
 fi
 
-if has burrow; then
+# Burrow's systems share one server data directory (the load tool runs one
+# system at a time): "burrow" is the link as `server init` prints it (plain
+# streams as mux sessions of an open Vision connection, TLS streams on a
+# Vision connection each), "burrow-vision" the same link with --no-mux (every
+# stream its own connection, as Xray), "burrow-xhttp" the XHTTP transport
+# (rotation off: budget=0; with the default 12 KiB budget it measures the
+# REALITY handshake rate instead, see bench/rotation_test.go).
+if any_burrow; then
 	say "burrow server init"
 	if timeout 60 "$BURROW" server init --data "$WORK/burrow-data" --listen "$BSRV" --cover "$COVER" --sni cover.test \
 		--public-addr 127.0.0.1 --allow-private-egress >"$WORK/burrow-init.log" 2>&1 &&
-		LINK=$(grep -m1 '^vless://' "$WORK/burrow-init.log"); then
-		entries+=("{\"name\": \"burrow\", \"desc\": \"burrow server run + burrow connect (REALITY+VLESS+Vision over TCP), SOCKS5\", \"socks\": $(q "$BSOCKS"),
+		LINK=$(grep -m1 '^vless://' "$WORK/burrow-init.log") &&
+		XLINK=$(timeout 60 "$BURROW" user show owner --data "$WORK/burrow-data" --transport xhttp 2>&1 | grep -m1 '^vless://'); then
+		XLINK=$(printf '%s' "$XLINK" | sed 's/&budget=[0-9]*//')
+		bsys() { # name, description, link, extra client flag
+			local extra=""
+			[[ -n $4 ]] && extra=", $(q "$4")"
+			entries+=("{\"name\": \"$1\", \"desc\": $(q "$2"), \"socks\": $(q "$BSOCKS"),
   \"procs\": [{\"role\": \"server\", \"argv\": [$(q "$BURROW"), \"server\", \"run\", \"--data\", $(q "$WORK/burrow-data")], \"ready\": $(q "$BSRV")},
-            {\"role\": \"client\", \"argv\": [$(q "$BURROW"), \"connect\", $(q "$LINK"), \"--socks\", $(q "$BSOCKS"), \"--http\", \"\"], \"ready\": $(q "$BSOCKS")}]}")
+            {\"role\": \"client\", \"argv\": [$(q "$BURROW"), \"connect\", $(q "$3"), \"--socks\", $(q "$BSOCKS"), \"--http\", \"\"$extra], \"ready\": $(q "$BSOCKS")}]}")
+		}
+		has burrow && bsys burrow "burrow server run + burrow connect, default link (REALITY+VLESS+Vision over TCP; plain streams inside mux), SOCKS5" "$LINK" ""
+		has burrow-vision && bsys burrow-vision "the same with --no-mux: a Vision connection per stream" "$LINK" "--no-mux"
+		has burrow-xhttp && bsys burrow-xhttp "burrow over XHTTP (user show --transport xhttp, rotation off), SOCKS5" "$XLINK" ""
 	else
 		say "burrow server init failed; leaving burrow out:"
 		tail -5 "$WORK/burrow-init.log" >&2
-		drop burrow
+		drop_burrow
 	fi
 fi
 

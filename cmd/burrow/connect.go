@@ -26,6 +26,7 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tunName := fs.String("tun-name", "burrow0", "with --tun: TUN interface name")
 	dnsAddr := fs.String("dns", "1.1.1.1:53", "with --tun: resolver all DNS queries are relayed to, through the tunnel")
 	tunRestore := fs.Bool("tun-restore", false, "undo the routes and resolver settings a crashed --tun run left behind, then exit")
+	noMux := fs.Bool("no-mux", false, "give every TCP stream a connection of its own, even when the link allows plain-text streams inside one (tcpmux=1)")
 	rulesArg := fs.String("rules", "", "route rules: a rule file, or a preset ("+strings.Join(route.Presets(), ", ")+")")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -59,6 +60,7 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	c.Tunnel.NoMux = *noMux
 	if *tunOn {
 		fmt.Fprintf(stderr, "full-device mode on %s (kill switch %v); DNS relayed to %s through the tunnel\n", *tunName, *killSwitch, *dnsAddr)
 	}

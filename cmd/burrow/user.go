@@ -47,6 +47,7 @@ func userLink(cfg *server.Config, u *access.User) (*links.VLESS, error) {
 		ShortID:     sid,
 		Flow:        "xtls-rprx-vision",
 		Type:        "tcp",
+		TCPMux:      true,
 		Name:        u.Name,
 	}, nil
 }
@@ -65,7 +66,7 @@ func printXHTTPLink(w io.Writer, cfg *server.Config, ui *admin.UserInfo, qrFile 
 		return err
 	}
 	sum := sha256.Sum256(append([]byte("burrow xhttp path "), l.PublicKey...))
-	l.Type, l.Flow = links.TypeXHTTP, ""
+	l.Type, l.Flow, l.TCPMux = links.TypeXHTTP, "", false
 	l.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/" + hex.EncodeToString(sum[:6]), Budget: xhttp.DefaultBudget}
 	return writeLink(w, l.String(), qrFile)
 }

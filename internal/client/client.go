@@ -124,6 +124,7 @@ func (c *Client) Run(ctx context.Context) error {
 		g.Go(func() error { return c.runTUN(ctx) })
 	}
 	defer c.Tunnel.closeSpare()
+	defer c.Tunnel.mux.close()
 	return g.Wait()
 }
 

@@ -85,6 +85,9 @@ type Tunnel struct {
 	// use, so a new proxied connection skips the REALITY handshake
 	// (spare.go). Off by default; New turns it on. Close ends it.
 	Spare bool
+	// NoMux keeps every TCP stream on a Vision connection of its own even
+	// when the link says the server carries TCP inside mux (tcpmux=1).
+	NoMux bool
 	// Dial, if set, opens the TCP connections to the server in place of
 	// the default net.Dialer (the censor lab dials from the client's
 	// network namespace with it). Set before the first dial.
@@ -94,7 +97,8 @@ type Tunnel struct {
 	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
 	fallback atomic.Bool   // a tcp link switched to the rotating transport
 	watcher  watcher
-	spare    spare // the warm spare connection (spare.go)
+	spare    spare   // the warm spare connection (spare.go)
+	mux      muxPool // mux connections for plain-text streams (muxpool.go)
 }
 
 // NewTunnel returns a tunnel for link. It does not dial.
@@ -117,6 +121,11 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 	}
 	return t, nil
+}
+
+// useMux says whether plain-text TCP streams ride mux connections.
+func (t *Tunnel) useMux() bool {
+	return t.link.TCPMux && !t.NoMux && t.link.Flow == vless.FlowVision && t.link.Type != links.TypeXHTTP
 }
 
 // Server returns host:port of the server.
@@ -156,6 +165,9 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 	}
 	if t.Transport() == TransportXHTTP {
 		return t.dialXHTTP(ctx, req)
+	}
+	if req.Command == vless.CommandTCP && t.useMux() {
+		return t.newLazyConn(req, address), nil // lazy.go
 	}
 	tconn, err := t.tlsConn(ctx) // the warm spare, if any (spare.go)
 	if err != nil {

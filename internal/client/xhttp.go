@@ -135,9 +135,10 @@ func (t *Tunnel) XHTTPStats() xhttp.Stats {
 	return t.xh.Stats()
 }
 
-// Close ends the tunnel's XHTTP sessions and connections, if any.
+// Close ends the tunnel's XHTTP sessions, mux connections and spare, if any.
 func (t *Tunnel) Close() error {
 	t.closeSpare()
+	t.mux.close()
 	t.stopWatch()
 	t.xhMu.Lock()
 	d := t.xh

@@ -26,6 +26,10 @@
 //	               before the client rotates to a fresh one, 4096..16777216; 0 or
 //	               absent = no rotation. Other clients ignore it.
 //	             flow must be absent with xhttp.
+//	   tcpmux    Burrow only: "1" = the server carries TCP streams inside mux.cool on a
+//	             Vision connection, so Burrow's client sends plain-text streams as
+//	             sessions of an open connection (type=tcp with Vision only). Other
+//	             clients ignore it.
 //	   NAME        percent-encoded UTF-8 display name (optional)
 //
 // Other query parameters (headerType=none, serviceName, pqv, …) are kept in

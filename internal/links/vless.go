@@ -48,6 +48,11 @@ type VLESS struct {
 	Encryption  string     // EncryptionNone
 	Extra       url.Values // unknown parameters that change nothing we speak; nil if none
 	XHTTP       *XHTTP     // type=xhttp parameters; nil for tcp
+	// TCPMux says the server is Burrow's and carries TCP streams inside
+	// mux.cool on a Vision connection (tcpmux=1, Burrow only; other
+	// clients ignore it). Burrow's client then sends plain-text streams
+	// as sessions of an open connection instead of a handshake each.
+	TCPMux bool
 }
 
 // Error is a link that could not be parsed: Part names the piece that is
@@ -341,6 +346,20 @@ func (l *VLESS) parseQuery(query string) error {
 		return bad("type", "%.40q transport is not supported yet; want tcp (or raw) or xhttp", l.Type)
 	}
 
+	if v, err = one("tcpmux"); err != nil {
+		return err
+	}
+	switch v {
+	case "", "0":
+	case "1":
+		if l.Type == TypeXHTTP || l.Flow != FlowVision {
+			return bad("tcpmux", "only applies to type=tcp with flow=xtls-rprx-vision")
+		}
+		l.TCPMux = true
+	default:
+		return bad("tcpmux", "want 1 or 0")
+	}
+
 	if ht := q["headerType"]; len(ht) > 1 || len(ht) == 1 && ht[0] != "" && ht[0] != "none" {
 		return bad("headerType", "only none is supported (HTTP header obfuscation changes the wire format)")
 	}
@@ -410,6 +429,9 @@ func (l *VLESS) format(uuid string) string {
 	}
 	param("type", typ)
 	l.formatXHTTP(param)
+	if l.TCPMux {
+		param("tcpmux", "1")
+	}
 	keys := make([]string, 0, len(l.Extra))
 	for k := range l.Extra {
 		keys = append(keys, k)

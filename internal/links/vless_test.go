@@ -212,6 +212,7 @@ func FuzzParseVLESS(f *testing.F) {
 	q := "?encryption=none&security=reality&sni=www.microsoft.com&fp=chrome&pbk=" + testPBK
 	for _, s := range []string{
 		"vless://" + testUUID + "@example.com:443" + q + "&sid=e5c4d84fb339fb92&spx=%2F&flow=xtls-rprx-vision&type=tcp#name",
+		"vless://" + testUUID + "@example.com:443" + q + "&flow=xtls-rprx-vision&type=tcp&tcpmux=1",
 		"vless://" + testUUID + "@[2001:db8::1]:443" + q + "&headerType=none&serviceName=x#%F0%9F%87%A9%F0%9F%87%AA",
 		"vless://" + testUUID + "@1.2.3.4:1" + q + "&type=raw&x=a+b&x=c#a b",
 		"vless://" + testUUID + "@host:443/?security=reality&sni=a.com&pbk=" + testPBK,
@@ -245,4 +246,30 @@ func FuzzParseVLESS(f *testing.F) {
 			t.Fatalf("ParseVLESS(%q) accepted invalid fields: %+v", s, l)
 		}
 	})
+}
+
+func TestTCPMux(t *testing.T) {
+	q := "?security=reality&sni=www.microsoft.com&pbk=" + testPBK
+	base := "vless://" + testUUID + "@example.com:443" + q
+	l, err := ParseVLESS(base + "&flow=xtls-rprx-vision&tcpmux=1")
+	if err != nil || !l.TCPMux {
+		t.Fatalf("ParseVLESS(tcpmux=1) = %+v, %v, want TCPMux", l, err)
+	}
+	if s := l.String(); !strings.Contains(s, "&tcpmux=1") {
+		t.Errorf("String() = %q, want tcpmux=1 in it", s)
+	}
+	l, err = ParseVLESS(base + "&flow=xtls-rprx-vision&tcpmux=0")
+	if err != nil || l.TCPMux || strings.Contains(l.String(), "tcpmux") {
+		t.Errorf("ParseVLESS(tcpmux=0) = %+v, %v, want TCPMux off and not written back", l, err)
+	}
+	for _, tc := range []struct{ link, want string }{
+		{base + "&tcpmux=1", "tcpmux: only applies to type=tcp with flow=xtls-rprx-vision"},
+		{base + "&type=xhttp&tcpmux=1", "tcpmux: only applies"},
+		{base + "&flow=xtls-rprx-vision&tcpmux=yes", "tcpmux: want 1 or 0"},
+		{base + "&flow=xtls-rprx-vision&tcpmux=1&tcpmux=1", "tcpmux: given 2 times"},
+	} {
+		if _, err := ParseVLESS(tc.link); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseVLESS(%q) error = %v, want %q", tc.link, err, tc.want)
+		}
+	}
 }

@@ -1,7 +1,9 @@
 package mux
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,20 @@ var ErrClientFull = errors.New("mux: too many streams on one connection")
 // (the server refused or failed the destination).
 var ErrSessionFailed = errors.New("mux: session ended with an error by the server")
 
+// Sizes of the client's buffers.
+const (
+	// readBufSize is the buffer of the connection's reader: frame headers come out of it
+	// without a read call each, and the Keep frames of one stream found in it together
+	// reach the stream as one chunk.
+	readBufSize = 64 << 10
+	// writeBatch is the most stream data a Write hands to the writer at once (8 frames).
+	writeBatch = 8 * chunkSize
+)
+
+// streamBuffer is how much buffer space (counted by capacity) a stream holds for its
+// application before the reader loop waits for it.
+var streamBuffer = 1 << 20
+
 // Client is the client end of one mux.cool connection (a VLESS CommandMux conn to an Xray
 // or Burrow server): Dial opens a stream over it and returns it as a net.Conn.
 //
@@ -26,29 +42,30 @@ var ErrSessionFailed = errors.New("mux: session ended with an error by the serve
 // of at most 8 KiB; a UDP stream is plain mux UDP (not XUDP): one Write is one datagram of at
 // most 8 KiB to the dialed address, one Read one datagram from it. There is no half close
 // (mux.cool has none: End ends both directions) and no flow control besides TCP's: a stream
-// buffers a few frames, then the reader waits for the application, stalling every stream
+// buffers about 1 MiB, then the reader waits for the application, stalling every stream
 // of the connection as Xray's client does.
 type Client struct {
 	conn      net.Conn
-	frames    chan []byte   // to writeLoop, unbuffered: a frame is sent once writeLoop takes it
-	ctrl      chan []byte   // End frames to writeLoop, buffered so that Close never waits
+	frames    chan *[]byte  // whole frames to writeLoop, unbuffered: handed over once it takes them
+	ctrl      chan uint16   // ids to send End for, buffered so that Close never waits
 	done      chan struct{} // closed when the reader loop has ended every stream
 	quit      chan struct{} // closed by Close
 	closeOnce sync.Once
 	wg        sync.WaitGroup // readLoop
 	wwg       sync.WaitGroup // writeLoop
 
-	mu      sync.Mutex // guards the fields below
-	streams map[uint16]*stream
-	lastID  uint16
-	err     error // why the connection ended
+	mu        sync.Mutex // guards the fields below
+	streams   map[uint16]*stream
+	lastID    uint16
+	idleSince time.Time // when streams last became empty
+	err       error     // why the connection ended
 }
 
 // NewClient starts serving conn. The Client owns conn: Close (or a failure of conn) closes
 // it and ends every stream.
 func NewClient(conn net.Conn) *Client {
-	c := &Client{conn: conn, frames: make(chan []byte), ctrl: make(chan []byte, 2*maxSessions), done: make(chan struct{}), quit: make(chan struct{}),
-		streams: make(map[uint16]*stream)}
+	c := &Client{conn: conn, frames: make(chan *[]byte), ctrl: make(chan uint16, 2*maxSessions),
+		done: make(chan struct{}), quit: make(chan struct{}), streams: make(map[uint16]*stream), idleSince: time.Now()}
 	c.wg.Go(c.readLoop)
 	c.wwg.Go(c.writeLoop)
 	return c
@@ -58,25 +75,73 @@ func NewClient(conn net.Conn) *Client {
 // resolve) on network "tcp" or "udp". It sends the New frame and returns without waiting
 // for the server: a refused destination shows as an error from the stream's Read.
 func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	return c.DialData(ctx, network, address, nil)
+}
+
+// DialData is Dial with the stream's first data in its New frame, as Xray's client sends
+// its first payload: for TCP the first 8 KiB of data (the rest follows in Keep frames, in
+// the same write when it fits), for UDP the first datagram (at most 8 KiB). Empty data is
+// none. ctx bounds the handover of the frames; when the rest of the data cannot be handed
+// over the stream is closed and the error returned.
+func (c *Client) DialData(ctx context.Context, network, address string, data []byte) (net.Conn, error) {
 	var nb byte
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 		nb = netTCP
 	case "udp", "udp4", "udp6":
 		nb = netUDP
+		if len(data) > maxPacketData {
+			return nil, fmt.Errorf("mux: dial %s %s: datagram of %d bytes, over %d", network, address, len(data), maxPacketData)
+		}
 	default:
 		return nil, fmt.Errorf("mux: dial %s: unsupported network", network)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var first []byte
+	if len(data) > 0 {
+		first = data[:min(len(data), chunkSize)]
+	}
+	rest := data[len(first):]
+	b := getBuf(maxNewHeader + len(first) + keepsSize(min(len(rest), writeBatch-len(first))))
+	nbuf, err := appendNewFrame((*b)[:0], 0, nb, address, first)
+	if err != nil {
+		putBuf(b)
+		return nil, fmt.Errorf("mux: dial %s %s: %w", network, address, err)
+	}
+	*b = nbuf
+	st, err := c.open(nb == netUDP, address)
+	if err != nil {
+		putBuf(b)
+		return nil, err
+	}
+	binary.BigEndian.PutUint16((*b)[2:], st.id)
+	sent := 0
+	if len(rest) > 0 {
+		*b, sent = appendKeeps(*b, st.id, rest, writeBatch-len(first))
+	}
+	if err := c.write(b, ctx.Done()); err != nil {
+		c.forget(st.id, st) // the server never heard of it
+		return nil, fmt.Errorf("mux: dial %s %s: %w", network, address, err)
+	}
+	if sent < len(rest) {
+		if _, err := st.write(rest[sent:], ctx.Done()); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("mux: dial %s %s: %w", network, address, err)
+		}
+	}
+	return st, nil
+}
+
+// open registers a new stream under the next free id.
+func (c *Client) open(udp bool, address string) (*stream, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.err != nil {
-		c.mu.Unlock()
 		return nil, fmt.Errorf("mux: dial: %w", c.err)
 	}
 	if len(c.streams) >= maxSessions {
-		c.mu.Unlock()
 		return nil, ErrClientFull
 	}
 	id := c.lastID + 1
@@ -84,18 +149,30 @@ func (c *Client) Dial(ctx context.Context, network, address string) (net.Conn, e
 		id++
 	}
 	c.lastID = id
-	st := newStream(c, id, nb == netUDP, address)
+	st := newStream(c, id, udp, address)
 	c.streams[id] = st
-	c.mu.Unlock()
-	b, err := appendNewFrame(nil, id, nb, address, nil)
-	if err == nil {
-		err = c.write(b, ctx.Done())
-	}
-	if err != nil {
-		c.forget(id, st)
-		return nil, fmt.Errorf("mux: dial %s %s: %w", network, address, err)
-	}
 	return st, nil
+}
+
+// Len is the number of live streams: dialed, and ended by neither side.
+func (c *Client) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams)
+}
+
+// Done is closed when the connection has ended (it failed, the server closed it, or Close):
+// Dial fails from then on.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Idle is how long the client has had no live stream, 0 while it has one.
+func (c *Client) Idle() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.streams) > 0 {
+		return 0
+	}
+	return time.Since(c.idleSince)
 }
 
 // Close ends every stream and closes the connection, after writing the End frames of
@@ -112,17 +189,20 @@ func (c *Client) Close() error {
 	return err
 }
 
-// write hands a frame to writeLoop, giving up when the connection ends or stop (may be nil)
-// is closed.
-func (c *Client) write(b []byte, stop <-chan struct{}) error {
+// write hands b, whole frames, to writeLoop, giving up when the connection ends or stop
+// (may be nil) is closed; b is writeLoop's if it returns nil, back in the pool if not.
+func (c *Client) write(b *[]byte, stop <-chan struct{}) error {
 	select {
 	case c.frames <- b:
 		return nil
 	case <-c.done:
+		putBuf(b)
 		return net.ErrClosed
 	case <-c.quit:
+		putBuf(b)
 		return net.ErrClosed
 	case <-stop:
+		putBuf(b)
 		return os.ErrDeadlineExceeded
 	}
 }
@@ -132,55 +212,104 @@ func (c *Client) write(b []byte, stop <-chan struct{}) error {
 // the connection ends.
 func (c *Client) sendEnd(id uint16) {
 	select {
-	case c.ctrl <- appendFrame(nil, id, statusEnd, 0, netip.AddrPort{}, nil):
+	case c.ctrl <- id:
 	default:
 	}
 }
 
-// writeLoop writes frames one at a time, End frames first; a failed write closes the
-// connection, which ends the reader loop and with it every stream. On Close it writes the
-// End frames still queued, then returns.
+// writeLoop writes what the streams hand over, End frames first, gathering frames already
+// queued into the same conn.Write while they fit its buffer; a failed write closes the
+// connection, which ends the reader loop and with it every stream. On Close it writes what
+// it holds and the End frames still queued, then returns.
 func (c *Client) writeLoop() {
-	write := func(b []byte) bool {
-		if _, err := c.conn.Write(b); err != nil {
-			c.conn.Close()
-			return false
-		}
-		return true
-	}
+	var next *[]byte // taken from frames, not written yet: it goes before any later End
+	defer func() { putBuf(next) }()
 	for {
-		var b []byte
-		select {
-		case b = <-c.ctrl:
-		default:
+		out := next
+		next = nil
+		if out == nil {
 			select {
-			case b = <-c.ctrl:
-			case b = <-c.frames:
-			case <-c.done:
-				return
-			case <-c.quit:
-				for {
-					select {
-					case b := <-c.ctrl:
-						if !write(b) {
-							return
-						}
-					default:
-						return
-					}
+			case id := <-c.ctrl:
+				out = endFrame(id)
+			default:
+				select {
+				case id := <-c.ctrl:
+					out = endFrame(id)
+				case out = <-c.frames:
+				case <-c.done:
+					return
+				case <-c.quit:
+					out = getBuf(0)
 				}
 			}
 		}
-		if !write(b) {
+		out, next = c.gather(out)
+		if next == nil {
+			select {
+			case <-c.quit: // write what is queued, then stop
+				out = c.gatherEnds(out)
+				if len(*out) > 0 {
+					c.conn.Write(*out)
+				}
+				putBuf(out)
+				return
+			default:
+			}
+		}
+		_, err := c.conn.Write(*out)
+		putBuf(out)
+		if err != nil {
+			c.conn.Close()
 			return
 		}
 	}
+}
+
+// endFrame returns a buffer holding the End frame of id.
+func endFrame(id uint16) *[]byte {
+	b := getBuf(0)
+	*b = appendFrame(*b, id, statusEnd, 0, netip.AddrPort{}, nil)
+	return b
+}
+
+// gather appends to out the End frames and frames already queued while they fit; it
+// returns the frame that did not fit, if it took one.
+func (c *Client) gather(out *[]byte) (*[]byte, *[]byte) {
+	for {
+		out = c.gatherEnds(out)
+		select {
+		case b := <-c.frames:
+			if len(*out)+len(*b) > cap(*out) {
+				return out, b
+			}
+			*out = append(*out, *b...)
+			putBuf(b)
+		default:
+			return out, nil
+		}
+	}
+}
+
+// gatherEnds appends the queued End frames that fit to out.
+func (c *Client) gatherEnds(out *[]byte) *[]byte {
+	for cap(*out)-len(*out) >= keepHeader {
+		select {
+		case id := <-c.ctrl:
+			*out = appendFrame(*out, id, statusEnd, 0, netip.AddrPort{}, nil)
+		default:
+			return out
+		}
+	}
+	return out
 }
 
 func (c *Client) forget(id uint16, st *stream) {
 	c.mu.Lock()
 	if c.streams[id] == st {
 		delete(c.streams, id)
+		if len(c.streams) == 0 {
+			c.idleSince = time.Now()
+		}
 	}
 	c.mu.Unlock()
 }
@@ -193,33 +322,15 @@ func (c *Client) stream(id uint16) *stream {
 
 // readLoop dispatches the server's frames to the streams until conn fails.
 func (c *Client) readLoop() {
-	fr := &frameReader{r: c.conn}
+	br := bufio.NewReaderSize(c.conn, readBufSize)
+	fr := &frameReader{r: br}
+	f := new(frame)
 	var err error
 	for err == nil {
-		var f *frame
-		if f, err = fr.read(); err != nil {
+		if err = fr.next(f); err != nil {
 			break
 		}
-		switch f.status {
-		case statusKeep:
-			if f.option&optData == 0 {
-				continue
-			}
-			if st := c.stream(f.id); st != nil {
-				st.push(f.data)
-			} else {
-				c.sendEnd(f.id)
-			}
-		case statusEnd:
-			if st := c.stream(f.id); st != nil {
-				c.forget(f.id, st)
-				st.remoteEnd(f.option&optError != 0)
-			}
-		case statusNew, statusKeepAlive:
-			// Xray's client discards both.
-		default:
-			err = fmt.Errorf("%w: status %d", ErrFrame, f.status)
-		}
+		err = c.handle(br, f)
 	}
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
@@ -229,6 +340,9 @@ func (c *Client) readLoop() {
 	c.err = err
 	all := c.streams
 	c.streams = map[uint16]*stream{}
+	if len(all) > 0 {
+		c.idleSince = time.Now()
+	}
 	c.mu.Unlock()
 	close(c.done)
 	for _, st := range all {
@@ -236,215 +350,62 @@ func (c *Client) readLoop() {
 	}
 }
 
-// stream is one session of a Client, as a net.Conn.
-type stream struct {
-	c      *Client
-	id     uint16
-	udp    bool
-	remote muxAddr
-	in     chan []byte   // data from the server; the reader loop sends, Read receives
-	ended  chan struct{} // closed on the server's End (or the connection's end)
-	closed chan struct{} // closed by Close
-
-	endOnce, closeOnce sync.Once
-	failed             bool // End carried the error option; written before ended is closed
-
-	rmu  sync.Mutex // serialises Read; guards rbuf
-	rbuf []byte     // rest of the chunk being read (TCP)
-
-	rdl, wdl deadline
-}
-
-func newStream(c *Client, id uint16, udp bool, address string) *stream {
-	network := "tcp"
-	if udp {
-		network = "udp"
+// handle acts on frame f, whose data is next in br.
+func (c *Client) handle(br *bufio.Reader, f *frame) error {
+	var st *stream
+	if f.status == statusKeep || f.status == statusEnd {
+		st = c.stream(f.id)
 	}
-	return &stream{
-		c: c, id: id, udp: udp, remote: muxAddr{network, address},
-		in: make(chan []byte, 16), ended: make(chan struct{}), closed: make(chan struct{}),
-		rdl: newDeadline(), wdl: newDeadline(),
-	}
-}
-
-// push hands a copy of data to the stream, waiting while its buffer is full.
-func (st *stream) push(data []byte) {
-	b := append([]byte(nil), data...)
-	select {
-	case st.in <- b:
-	case <-st.closed:
-	case <-st.c.quit:
-	}
-}
-
-func (st *stream) remoteEnd(failed bool) {
-	st.endOnce.Do(func() {
-		st.failed = failed
-		close(st.ended)
-	})
-}
-
-func (st *stream) Read(p []byte) (int, error) {
-	st.rmu.Lock()
-	defer st.rmu.Unlock()
-	if len(st.rbuf) == 0 {
-		b, err := st.next()
+	switch {
+	case f.status == statusKeep && f.option&optData != 0 && st != nil:
+		if f.size == 0 && !st.udp {
+			return nil
+		}
+		b, err := readChunk(br, f, st.udp)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if st.udp {
-			return copy(p, b), nil
-		}
-		st.rbuf = b
+		st.push(b)
+		return nil
+	case f.status == statusKeep && f.option&optData != 0:
+		c.sendEnd(f.id)
+	case f.status == statusEnd && st != nil:
+		c.forget(f.id, st)
+		st.remoteEnd(f.option&optError != 0)
+	case f.status > statusKeepAlive || f.status == 0:
+		return fmt.Errorf("%w: status %d", ErrFrame, f.status)
 	}
-	n := copy(p, st.rbuf)
-	st.rbuf = st.rbuf[n:]
-	return n, nil
+	// New and KeepAlive (Xray's client discards both), and data for no stream.
+	_, err := br.Discard(f.size)
+	return noEOF(err)
 }
 
-// next waits for the next chunk of data; data that arrived before an End is read first.
-func (st *stream) next() ([]byte, error) {
-	wake := st.rdl.wait()
-	select {
-	case <-st.closed:
-		return nil, net.ErrClosed
-	case b := <-st.in:
-		return b, nil
-	default:
+// readChunk reads the data of f, a Keep frame for a stream, into a pooled buffer. For a TCP
+// stream, the data of the Keep frames for the same stream right behind it that br already
+// holds is read into the same buffer, up to 64 KiB.
+func readChunk(br *bufio.Reader, f *frame, udp bool) (*[]byte, error) {
+	size := f.size
+	if !udp && br.Buffered() > f.size {
+		size = largeBuf
 	}
-	select {
-	case b := <-st.in:
-		return b, nil
-	case <-st.closed:
-		return nil, net.ErrClosed
-	case <-wake:
-		return nil, os.ErrDeadlineExceeded
-	case <-st.ended:
-		select {
-		case b := <-st.in:
-			return b, nil
-		default:
+	b := getBuf(max(size, f.size))
+	*b = (*b)[:f.size]
+	if _, err := io.ReadFull(br, *b); err != nil {
+		putBuf(b)
+		return nil, noEOF(err)
+	}
+	for !udp && br.Buffered() >= keepHeader {
+		h, _ := br.Peek(keepHeader)
+		if binary.BigEndian.Uint16(h) != 4 || binary.BigEndian.Uint16(h[2:]) != f.id || h[4] != statusKeep || h[5] != optData {
+			break
 		}
-		if st.failed {
-			return nil, ErrSessionFailed
+		n, have := int(binary.BigEndian.Uint16(h[6:])), len(*b)
+		if have+n > cap(*b) || br.Buffered() < keepHeader+n {
+			break
 		}
-		return nil, io.EOF
+		br.Discard(keepHeader)
+		*b = (*b)[:have+n]
+		br.Read((*b)[have:]) // buffered: all of it, at once
 	}
+	return b, nil
 }
-
-// Write sends p in Keep frames: for TCP in chunks of at most 8 KiB, for UDP as one datagram
-// (at most 8 KiB, Xray's limit). A frame counts as written once the connection's writer
-// has taken it.
-func (st *stream) Write(p []byte) (int, error) {
-	if st.udp && len(p) > maxPacketData {
-		return 0, fmt.Errorf("mux: datagram of %d bytes, over %d", len(p), maxPacketData)
-	}
-	n := 0
-	for first := true; first || n < len(p); first = false {
-		wake := st.wdl.wait()
-		select {
-		case <-st.closed:
-			return n, net.ErrClosed
-		case <-st.ended:
-			return n, io.ErrClosedPipe
-		case <-wake:
-			return n, os.ErrDeadlineExceeded
-		default:
-		}
-		chunk := p[n:min(len(p), n+chunkSize)]
-		frame := appendFrame(nil, st.id, statusKeep, optData, netip.AddrPort{}, chunk)
-		select {
-		case st.c.frames <- frame:
-		case <-st.closed:
-			return n, net.ErrClosed
-		case <-st.ended:
-			return n, io.ErrClosedPipe
-		case <-wake:
-			return n, os.ErrDeadlineExceeded
-		case <-st.c.done:
-			return n, net.ErrClosed
-		}
-		n += len(chunk)
-	}
-	return n, nil
-}
-
-// Close ends the session: an End frame unless the server ended it first.
-func (st *stream) Close() error {
-	st.closeOnce.Do(func() {
-		close(st.closed)
-		st.c.forget(st.id, st)
-		select {
-		case <-st.ended:
-		default:
-			st.c.sendEnd(st.id)
-		}
-		st.rdl.set(time.Time{})
-		st.wdl.set(time.Time{})
-	})
-	return nil
-}
-
-func (st *stream) LocalAddr() net.Addr  { return st.c.conn.LocalAddr() }
-func (st *stream) RemoteAddr() net.Addr { return st.remote }
-
-func (st *stream) SetDeadline(t time.Time) error {
-	st.rdl.set(t)
-	st.wdl.set(t)
-	return nil
-}
-
-func (st *stream) SetReadDeadline(t time.Time) error  { st.rdl.set(t); return nil }
-func (st *stream) SetWriteDeadline(t time.Time) error { st.wdl.set(t); return nil }
-
-// deadline is a settable deadline whose wait channel is closed when it passes.
-type deadline struct {
-	mu    *sync.Mutex // guards the fields below
-	timer *time.Timer
-	gen   int           // counts changes; a timer fires only for its own
-	ch    chan struct{} // closed when the deadline passes; replaced on reset
-}
-
-func newDeadline() deadline { return deadline{mu: new(sync.Mutex), ch: make(chan struct{})} }
-
-func (d *deadline) wait() <-chan struct{} {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.ch
-}
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
-	}
-	d.gen++
-	select {
-	case <-d.ch: // passed before: a fresh channel for the new deadline
-		d.ch = make(chan struct{})
-	default:
-	}
-	if t.IsZero() {
-		return
-	}
-	if left := time.Until(t); left <= 0 {
-		close(d.ch)
-		return
-	}
-	gen := d.gen
-	d.timer = time.AfterFunc(time.Until(t), func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if d.gen == gen { // not reset since
-			close(d.ch)
-		}
-	})
-}
-
-// muxAddr is a stream's remote address: the destination it was dialed for.
-type muxAddr struct{ network, address string }
-
-func (a muxAddr) Network() string { return a.network }
-func (a muxAddr) String() string  { return a.address }

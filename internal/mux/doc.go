@@ -30,7 +30,8 @@
 //	End  : 00 04 | id | 03 | 00 or 02 (error)                              (both ways)
 //
 // Ids count up from 1 on each connection (0 is XUDP's). Stream data travels in Keep frames
-// of at most 8 KiB (Xray's writer splits at 8 KiB; this package does too). End ends the
+// of at most 8 KiB (Xray's writer splits at 8 KiB; this package does too, but puts several
+// of them in one write: see Buffers). End ends the
 // session in both directions: mux.cool has no half close (an Xray client forgets the
 // session as it sends End, and answers any later Keep for it with End). The server sends
 // End when the target's stream ends, End+error when the dial failed or was refused or the
@@ -40,11 +41,12 @@
 // connection without sessions, that opens none for a whole IdleConnCheck period (60 s), is
 // ended, as Xray's server worker does.
 //
-// Flow control: none beyond TCP's, as in Xray. Each session buffers a few frames; then the
-// reader of the whole connection waits for the slow side, so one stalled target (or
-// application) stalls every session of the connection until it drains, ends, or is idle
-// for IdleTimeout. The server carries at most 128 sessions per connection; a New frame
-// beyond that is answered with End+error (Xray sets no limit).
+// Flow control: none beyond TCP's, as in Xray. A server session buffers 8 frames (64 KiB)
+// for its target, a Client stream about 1 MiB for its application; then the reader of the
+// whole connection waits for the slow side, so one stalled target (or application) stalls
+// every session of the connection until it drains, ends, or is idle for IdleTimeout. The
+// server carries at most 128 sessions per connection; a New frame beyond that is answered
+// with End+error (Xray sets no limit).
 //
 // # UDP sessions
 //
@@ -63,13 +65,32 @@
 // idle session with an End frame (00 04 | id | 03 | 00). XUDP's global id (moving a
 // session between connections) is read but not used.
 //
+// # Buffers
+//
+// Stream data passes through pooled buffers (8 KiB and 64 KiB) that return to their pool
+// once written or read, so an idle session holds none: 500 idle TCP sessions cost 4 to
+// 6 KiB of heap each, Client, ServerMux and target conn together (TestIdleSessionMemory).
+//
+// The server reads up to 64 KiB from a target, lays it out as up to 8 Keep frames in the
+// same buffer, and sends them with one write on the mux conn. Between reads it waits for
+// the target's socket to become readable without a buffer (a non-blocking MSG_PEEK
+// through the runtime's poller, for the stdlib's TCP and UDP conns on Unix; other conns
+// are read with a buffer at once). Per TCP session it runs two goroutines (upload and
+// download), per UDP session one plus one per destination.
+//
+// A Client runs a reader and a writer per connection and none per stream. The reader reads
+// through a 64 KiB buffer and hands a stream the Keep frames for it that are already
+// buffered as one chunk; the writer gathers frames queued by several streams into one
+// write. A stream's Write hands over up to 8 frames (64 KiB) at once.
+//
 // # Using Client in burrow connect
 //
-// The client does not use Client yet. It would dial one VLESS conn with CommandMux (flow ""
-// over XHTTP), wrap it with NewClient, and make Client.Dial the Dialer of the SOCKS5 and
-// HTTP frontends, opening a new mux connection when a Client reports ErrClientFull or its
-// connection fails (Xray's client uses concurrency 8 per connection and at most 128
-// sessions in a connection's life). TCP streams work against Burrow servers only: Xray's
-// servers carry TCP inside mux neither for Vision users on plain REALITY nor over XHTTP
-// (Xray-core #4128), so against them only UDP streams could use it.
+// Burrow's client would dial one VLESS conn with CommandMux, wrap it with NewClient, and
+// open streams with Client.Dial or DialData (which sends the first data in the New frame,
+// as Xray's client does), opening a new mux connection when a Client reports ErrClientFull
+// or its Done is closed, and closing one whose Idle grows long; Len tells how loaded one
+// is (Xray's client uses concurrency 8 per connection and at most 128 sessions in a
+// connection's life). TCP streams work against Burrow servers only: Xray's servers carry
+// TCP inside mux neither for Vision users on plain REALITY nor over XHTTP (Xray-core
+// #4128), so against them only UDP streams could use it.
 package mux

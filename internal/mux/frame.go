@@ -44,47 +44,70 @@ type frame struct {
 	network  byte   // netTCP/netUDP when the frame names a destination
 	dest     string // host:port, "" if the frame names none
 	globalID [8]byte
-	data     []byte // payload when option has optData (aliases the reader's buffer)
+	size     int    // length of the data when option has optData
+	data     []byte // the data, once read (aliases the reader's buffer)
 }
 
 // frameReader decodes frames from a stream; data slices are valid until the next read.
 type frameReader struct {
 	r    io.Reader
+	l    [2]byte // a length being read
 	meta [maxMeta]byte
 	data []byte
 }
 
+// read reads a whole frame.
 func (fr *frameReader) read() (*frame, error) {
-	var l [2]byte
-	if _, err := io.ReadFull(fr.r, l[:]); err != nil {
+	f := new(frame)
+	if err := fr.next(f); err != nil {
 		return nil, err
+	}
+	if err := fr.readData(f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// next reads a frame's metadata and data length into f; its f.size bytes of data are next
+// on the stream, for readData or for the caller to read or skip.
+func (fr *frameReader) next(f *frame) error {
+	l := &fr.l
+	if _, err := io.ReadFull(fr.r, l[:]); err != nil {
+		return err
 	}
 	n := int(binary.BigEndian.Uint16(l[:]))
 	if n > maxMeta {
-		return nil, fmt.Errorf("%w: metadata length %d", ErrFrame, n)
+		return fmt.Errorf("%w: metadata length %d", ErrFrame, n)
 	}
 	meta := fr.meta[:n]
 	if _, err := io.ReadFull(fr.r, meta); err != nil {
-		return nil, noEOF(err)
+		return noEOF(err)
 	}
-	f, err := parseMeta(meta)
-	if err != nil {
-		return nil, err
+	if err := parseMeta(meta, f); err != nil {
+		return err
 	}
 	if f.option&optData != 0 {
 		if _, err := io.ReadFull(fr.r, l[:]); err != nil {
-			return nil, noEOF(err)
+			return noEOF(err)
 		}
-		dn := int(binary.BigEndian.Uint16(l[:]))
-		if cap(fr.data) < dn {
-			fr.data = make([]byte, dn, max(dn, 2048))
-		}
-		f.data = fr.data[:dn]
-		if _, err := io.ReadFull(fr.r, f.data); err != nil {
-			return nil, noEOF(err)
-		}
+		f.size = int(binary.BigEndian.Uint16(l[:]))
 	}
-	return f, nil
+	return nil
+}
+
+// readData reads the data of f, which next returned, into the reader's buffer.
+func (fr *frameReader) readData(f *frame) error {
+	if f.option&optData == 0 {
+		return nil
+	}
+	if cap(fr.data) < f.size {
+		fr.data = make([]byte, f.size, max(f.size, 2048))
+	}
+	f.data = fr.data[:f.size]
+	if _, err := io.ReadFull(fr.r, f.data); err != nil {
+		return noEOF(err)
+	}
+	return nil
 }
 
 func noEOF(err error) error {
@@ -94,25 +117,25 @@ func noEOF(err error) error {
 	return err
 }
 
-// parseMeta decodes the metadata as Xray's FrameMetadata.UnmarshalFromBuffer does (without
-// the reverse-proxy source/local extension).
-func parseMeta(m []byte) (*frame, error) {
+// parseMeta decodes the metadata into f (all of whose fields it sets) as Xray's
+// FrameMetadata.UnmarshalFromBuffer does (without the reverse-proxy source/local extension).
+func parseMeta(m []byte, f *frame) error {
 	if len(m) < 4 {
-		return nil, fmt.Errorf("%w: metadata of %d bytes", ErrFrame, len(m))
+		return fmt.Errorf("%w: metadata of %d bytes", ErrFrame, len(m))
 	}
-	f := &frame{id: binary.BigEndian.Uint16(m), status: m[2], option: m[3]}
+	*f = frame{id: binary.BigEndian.Uint16(m), status: m[2], option: m[3]}
 	rest := m[4:]
 	if f.status == statusNew || f.status == statusKeep && len(rest) > 0 && rest[0] == netUDP {
 		if len(m) < 8 {
-			return nil, fmt.Errorf("%w: short destination", ErrFrame)
+			return fmt.Errorf("%w: short destination", ErrFrame)
 		}
 		f.network = rest[0]
 		if f.network != netTCP && f.network != netUDP {
-			return nil, fmt.Errorf("%w: network %d", ErrFrame, f.network)
+			return fmt.Errorf("%w: network %d", ErrFrame, f.network)
 		}
 		dest, n, err := parseAddrPort(rest[1:])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		f.dest = dest
 		rest = rest[1+n:]
@@ -120,7 +143,7 @@ func parseMeta(m []byte) (*frame, error) {
 			copy(f.globalID[:], rest)
 		}
 	}
-	return f, nil
+	return nil
 }
 
 // parseAddrPort reads port (2 bytes BE), type (1 IPv4, 2 domain, 3 IPv6) and address, and
@@ -174,9 +197,27 @@ func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
 	return append(append(b, 3), v[:]...)
 }
 
+// Header sizes: a Keep frame of a TCP stream, the longest frame header a server sends (a
+// Keep frame from an IPv6 source), and the longest New frame header a client sends (a
+// 255-byte domain).
+const (
+	keepHeader   = 8
+	maxSrcHeader = 2 + 4 + 1 + 19 + 2
+	maxNewHeader = 2 + 4 + 1 + 2 + 1 + 1 + 255 + 2
+)
+
 // appendFrame appends a frame: metadata (id, status, option, and for UDP data from src, the
 // network byte and source address), then the data length and data if option has optData.
 func appendFrame(b []byte, id uint16, status, option byte, src netip.AddrPort, data []byte) []byte {
+	b = appendHeader(b, id, status, option, src, len(data))
+	if option&optData != 0 {
+		b = append(b, data...)
+	}
+	return b
+}
+
+// appendHeader appends what appendFrame puts before the data, for n bytes of data.
+func appendHeader(b []byte, id uint16, status, option byte, src netip.AddrPort, n int) []byte {
 	start := len(b)
 	b = append(b, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, id)
@@ -187,11 +228,26 @@ func appendFrame(b []byte, id uint16, status, option byte, src netip.AddrPort, d
 	}
 	binary.BigEndian.PutUint16(b[start:], uint16(len(b)-start-2))
 	if option&optData != 0 {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(data)))
-		b = append(b, data...)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
 	}
 	return b
 }
+
+// appendKeeps appends Keep frames of at most 8 KiB carrying the start of p, up to limit
+// bytes of it (at least one frame, empty if p is), and returns how many bytes of p they
+// carry.
+func appendKeeps(b []byte, id uint16, p []byte, limit int) ([]byte, int) {
+	n := 0
+	for first := true; first || n < len(p) && n < limit; first = false {
+		chunk := p[n:min(len(p), n+chunkSize, limit)]
+		b = appendFrame(b, id, statusKeep, optData, netip.AddrPort{}, chunk)
+		n += len(chunk)
+	}
+	return b, n
+}
+
+// keepsSize is the length of the Keep frames appendKeeps makes for n bytes.
+func keepsSize(n int) int { return n + keepHeader*max(1, (n+chunkSize-1)/chunkSize) }
 
 // appendDest appends a frame's destination as a client sends it in a New frame: the network
 // byte, then port and address (an IP as atype 1 or 3, anything else as a domain).

@@ -76,10 +76,10 @@ func ServerMux(ctx context.Context, conn net.Conn, dial Dial) error {
 
 // muxSession is a TCP or UDP session as the reader loop sees it.
 type muxSession interface {
-	// deliver hands the data of a Keep (or New) frame to the session; dest is the XUDP
-	// destination the frame names, or "". It may block (TCP back-pressure) until the
-	// session or the server ends; data is only valid during the call.
-	deliver(dest string, data []byte)
+	// deliver hands the data of a Keep (or New) frame to the session, which owns the pooled
+	// buffer from then on; dest is the XUDP destination the frame names, or "". It may
+	// block (TCP back-pressure) until the session or the server ends.
+	deliver(dest string, data *[]byte)
 	// end handles the client's End frame.
 	end()
 	// close ends the session at once; notify sends an End frame (the session ended on our
@@ -123,40 +123,61 @@ func (s *server) idleLoop(cancel context.CancelFunc) {
 	}
 }
 
-// readLoop handles frames until the conn fails.
+// readLoop handles frames until the conn fails. A frame's data is read into a pooled
+// buffer that goes to its session (or back to the pool).
 func (s *server) readLoop() error {
 	fr := &frameReader{r: s.conn}
+	f := new(frame)
 	for {
-		f, err := fr.read()
-		if err != nil {
+		if err := fr.next(f); err != nil {
 			return err
 		}
-		switch f.status {
-		case statusNew:
-			s.handleNew(f)
-		case statusKeep:
-			// Xray: data for an unknown session is discarded and answered with End.
-			if ss := s.session(f.id); ss != nil {
-				if f.option&optData != 0 {
-					ss.deliver(f.dest, f.data)
-				}
-			} else if f.option&optData != 0 {
-				if err := s.writeFrame(f.id, statusEnd, 0, netip.AddrPort{}, nil); err != nil {
-					return err
-				}
+		var data *[]byte
+		if f.option&optData != 0 {
+			data = getBuf(f.size)
+			if _, err := io.ReadFull(fr.r, *data); err != nil {
+				putBuf(data)
+				return noEOF(err)
 			}
-		case statusEnd:
-			// The client is done with the session in both directions (an Xray client
-			// forgets it as it sends End), so this is a full close.
-			if ss := s.session(f.id); ss != nil {
-				ss.end()
-			}
-		case statusKeepAlive:
-			// Ignored, as Xray does; its data (if any) was read and is dropped.
-		default:
-			return fmt.Errorf("%w: status %d", ErrFrame, f.status)
+		}
+		if err := s.handle(f, data); err != nil {
+			return err
 		}
 	}
+}
+
+// handle acts on one frame; data is its data (nil without the data option), which it hands
+// to the session or returns to the pool.
+func (s *server) handle(f *frame, data *[]byte) error {
+	switch f.status {
+	case statusNew:
+		s.handleNew(f, data)
+	case statusKeep:
+		// Xray: data for an unknown session is discarded and answered with End.
+		if data == nil {
+			return nil
+		}
+		if ss := s.session(f.id); ss != nil {
+			ss.deliver(f.dest, data)
+			return nil
+		}
+		putBuf(data)
+		return s.writeFrame(f.id, statusEnd, 0, netip.AddrPort{}, nil)
+	case statusEnd:
+		// The client is done with the session in both directions (an Xray client
+		// forgets it as it sends End), so this is a full close.
+		putBuf(data)
+		if ss := s.session(f.id); ss != nil {
+			ss.end()
+		}
+	case statusKeepAlive:
+		// Ignored, as Xray does; its data (if any) is dropped.
+		putBuf(data)
+	default:
+		putBuf(data)
+		return fmt.Errorf("%w: status %d", ErrFrame, f.status)
+	}
+	return nil
 }
 
 func (s *server) session(id uint16) muxSession {
@@ -174,13 +195,16 @@ func (s *server) remove(id uint16, ss muxSession) {
 	s.mu.Unlock()
 }
 
-func (s *server) handleNew(f *frame) {
+// handleNew opens the session of a New frame and hands it data (nil without the data
+// option).
+func (s *server) handleNew(f *frame, data *[]byte) {
 	if old := s.session(f.id); old != nil {
 		old.close(false) // a reused id replaces its session
 	}
 	s.mu.Lock()
 	if len(s.sessions) >= maxSessions || s.ctx.Err() != nil {
 		s.mu.Unlock()
+		putBuf(data)
 		s.writeFrame(f.id, statusEnd, optError, netip.AddrPort{}, nil)
 		return
 	}
@@ -198,14 +222,22 @@ func (s *server) handleNew(f *frame) {
 	s.opened++
 	s.mu.Unlock()
 	s.wg.Go(run)
-	if f.option&optData != 0 {
-		ss.deliver(f.dest, f.data)
+	if data != nil {
+		ss.deliver(f.dest, data)
 	}
 }
 
 // writeFrame sends one frame as a single write.
 func (s *server) writeFrame(id uint16, status, option byte, src netip.AddrPort, data []byte) error {
-	b := appendFrame(make([]byte, 0, 32+len(data)), id, status, option, src, data)
+	b := getBuf(maxSrcHeader + len(data))
+	*b = appendFrame((*b)[:0], id, status, option, src, data)
+	err := s.write(*b)
+	putBuf(b)
+	return err
+}
+
+// write sends b, whole frames, with one conn.Write.
+func (s *server) write(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	_, err := s.conn.Write(b)

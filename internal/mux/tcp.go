@@ -22,7 +22,7 @@ type tcpSession struct {
 	dest   string
 	ctx    context.Context
 	cancel context.CancelFunc
-	queue  chan []byte  // client → target; closed by the reader loop on the client's End
+	queue  chan *[]byte // client → target (pooled buffers); closed by the reader loop on the client's End
 	last   atomic.Int64 // unix nanoseconds of the last data either way
 	closed atomic.Bool  // no more frames for this session
 	ended  atomic.Bool  // the client sent End
@@ -33,22 +33,24 @@ type tcpSession struct {
 
 func newTCPSession(s *server, id uint16, dest string) *tcpSession {
 	ctx, cancel := context.WithCancel(s.ctx)
-	ss := &tcpSession{srv: s, id: id, dest: dest, ctx: ctx, cancel: cancel, queue: make(chan []byte, tcpQueueLen)}
+	ss := &tcpSession{srv: s, id: id, dest: dest, ctx: ctx, cancel: cancel, queue: make(chan *[]byte, tcpQueueLen)}
 	ss.touch()
 	return ss
 }
 
 func (ss *tcpSession) touch() { ss.last.Store(time.Now().UnixNano()) }
 
-// deliver queues a copy of data for the target, waiting while the queue is full.
-func (ss *tcpSession) deliver(_ string, data []byte) {
-	if len(data) == 0 || ss.ended.Load() {
+// deliver queues data for the target, waiting while the queue is full.
+func (ss *tcpSession) deliver(_ string, data *[]byte) {
+	if len(*data) == 0 || ss.ended.Load() {
+		putBuf(data)
 		return
 	}
 	select {
-	case ss.queue <- append([]byte(nil), data...):
+	case ss.queue <- data:
 		ss.touch()
 	case <-ss.ctx.Done():
+		putBuf(data)
 	}
 }
 
@@ -129,7 +131,9 @@ func (ss *tcpSession) run() {
 			if !ok {
 				return // the client's End, drained
 			}
-			if _, err := c.Write(b); err != nil {
+			_, err := c.Write(*b)
+			putBuf(b)
+			if err != nil {
 				ss.shutdown(true, true)
 				return
 			}
@@ -138,25 +142,54 @@ func (ss *tcpSession) run() {
 	}
 }
 
-// downLoop frames what the target sends back to the client, in chunks of at most 8 KiB as
-// Xray's writer does, and ends the session when the target ends.
+// downRead is the most a download read takes from the target: 8 frames of 8 KiB, which
+// fit a largeBuf with their headers.
+const downRead = 8 * chunkSize
+
+// downLoop frames what the target sends back to the client, in frames of at most 8 KiB as
+// Xray's writer does, and ends the session when the target ends. Each read takes up to
+// 64 KiB into a pooled buffer, lays it out as frames in place, and sends them with one
+// write; between reads it waits for the target without a buffer where it can.
 func (ss *tcpSession) downLoop(c net.Conn) {
-	buf := make([]byte, chunkSize)
+	wait := readyWaiter(c)
 	for {
-		n, err := c.Read(buf)
+		if wait != nil {
+			wait() // an error shows in the Read below
+		}
+		b := getBuf(largeBuf)
+		n, err := c.Read((*b)[keepHeader : keepHeader+downRead])
 		if n > 0 {
 			if ss.closed.Load() || ss.ended.Load() {
+				putBuf(b)
 				return
 			}
 			ss.touch()
-			if ss.srv.writeFrame(ss.id, statusKeep, optData, netip.AddrPort{}, buf[:n]) != nil {
+			werr := ss.srv.write(layoutKeeps(*b, ss.id, n))
+			if werr != nil {
+				putBuf(b)
 				ss.shutdown(false, false)
 				return
 			}
 		}
+		putBuf(b)
 		if err != nil {
 			ss.shutdown(true, !errors.Is(err, io.EOF))
 			return
 		}
 	}
+}
+
+// layoutKeeps turns n bytes of stream data at b[keepHeader:] into Keep frames of at most
+// 8 KiB in place and returns them. The first frame's data stays where it is; each later
+// one moves up by a header's length per frame before it, last first, so that nothing is
+// overwritten before it has moved. b must have room for the headers behind the data.
+func layoutKeeps(b []byte, id uint16, n int) []byte {
+	frames := max(1, (n+chunkSize-1)/chunkSize)
+	for i := frames - 1; i >= 0; i-- {
+		size := min(chunkSize, n-i*chunkSize)
+		at := i * (keepHeader + chunkSize) // where frame i starts
+		copy(b[at+keepHeader:at+keepHeader+size], b[keepHeader+i*chunkSize:][:size])
+		appendHeader(b[at:at], id, statusKeep, optData, netip.AddrPort{}, size)
+	}
+	return b[:n+frames*keepHeader]
 }

@@ -11,7 +11,7 @@ import (
 
 type packet struct {
 	dest string
-	data []byte
+	data *[]byte // pooled
 }
 
 // udpSession is one UDP session: datagrams from the client go to its destinations (the New
@@ -49,15 +49,16 @@ func newUDPSession(s *server, id uint16, dest string) *udpSession {
 
 func (ss *udpSession) touch() { ss.last.Store(time.Now().UnixNano()) }
 
-// deliver copies a client datagram into the session's queue, dropping it if the queue is
-// full (UDP semantics: the mux reader never waits for a UDP session).
-func (ss *udpSession) deliver(dest string, data []byte) {
+// deliver queues a client datagram, dropping it if the queue is full (UDP semantics: the
+// mux reader never waits for a UDP session).
+func (ss *udpSession) deliver(dest string, data *[]byte) {
 	if dest == "" {
 		dest = ss.dest
 	}
 	select {
-	case ss.queue <- packet{dest, append([]byte(nil), data...)}:
+	case ss.queue <- packet{dest, data}:
 	default:
+		putBuf(data)
 	}
 }
 
@@ -103,30 +104,47 @@ func (ss *udpSession) sendLoop() {
 			if c == nil {
 				var err error
 				if c, err = ss.srv.dial(ss.ctx, "udp", p.dest); err != nil {
+					putBuf(p.data)
 					continue // dropped, like any undeliverable datagram
 				}
 				ss.conns[p.dest] = c
 				ss.wg.Go(func() { ss.receiveLoop(c) })
 			}
-			c.Write(p.data)
+			c.Write(*p.data)
+			putBuf(p.data)
 		}
 	}
 }
 
+// udpRoom is the room a receive buffer keeps for the frame header before the datagram.
+const udpRoom = 32
+
 // receiveLoop frames datagrams arriving on c back to the client. Datagrams over 8 KiB are
-// dropped: an Xray client would tear the whole mux connection down for one.
+// dropped: an Xray client would tear the whole mux connection down for one. It reads each
+// into a pooled buffer, one byte over the limit to see those, behind room for the header,
+// and holds no buffer while it waits.
 func (ss *udpSession) receiveLoop(c net.Conn) {
 	src := sourceOf(c)
-	buf := make([]byte, 65535)
+	wait := readyWaiter(c)
 	for {
-		n, err := c.Read(buf)
+		if wait != nil {
+			wait()
+		}
+		b := getBuf(smallBuf)
+		n, err := c.Read((*b)[udpRoom : udpRoom+maxPacketData+1])
 		if n > 0 && n <= maxPacketData {
 			ss.touch()
-			if ss.srv.writeFrame(ss.id, statusKeep, optData, src, buf[:n]) != nil {
+			var h [maxSrcHeader]byte
+			hdr := appendHeader(h[:0], ss.id, statusKeep, optData, src, n)
+			start := udpRoom - len(hdr)
+			copy((*b)[start:], hdr)
+			if ss.srv.write((*b)[start:udpRoom+n]) != nil {
+				putBuf(b)
 				ss.close(false)
 				return
 			}
 		}
+		putBuf(b)
 		if err != nil {
 			return
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // errMuxTCP refuses a TCP session inside mux.
-var errMuxTCP = errors.New("server: tcp inside mux is only carried over xhttp")
+var errMuxTCP = errors.New("server: tcp inside mux needs xhttp, or vision over tcp")
 
 // muxTCPOverXHTTP carries TCP sessions inside mux over XHTTP. Xray's server
 // does not ("XHTTP server: Forbid Mux.Cool except pure XUDP", Xray-core
@@ -25,14 +25,20 @@ const muxTCPOverXHTTP = true
 // the egress policy; the bytes of the mux stream count against the user's
 // quota.
 //
-// TCP sessions are carried only when overXHTTP (see muxTCPOverXHTTP) and the
-// request has no flow: on plain REALITY,
-// Xray servers restrict the mux of a Vision user to UDP (a TCP session inside
-// would be TLS in TLS without Vision's padding), and so does Burrow. A
-// refused TCP session is answered with End and the error option, where Xray
-// breaks the whole mux connection; UDP sessions go on.
+// TCP sessions are carried
+//   - over XHTTP when the request has no flow (see muxTCPOverXHTTP);
+//   - over plain REALITY when the request has Vision's flow: Burrow's client
+//     (links with tcpmux=1) sends its plain-text streams this way, so a new
+//     stream does not pay a handshake. It never puts a TLS stream there
+//     (that would be TLS in TLS without Vision's padding; TLS streams get a
+//     Vision connection each). Xray's clients send no TCP inside the mux of
+//     a Vision user, and Xray's servers refuse it.
+//
+// A refused TCP session is answered with End and the error option, where
+// Xray breaks the whole mux connection; UDP sessions go on.
 func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Request, sess *Session, overXHTTP bool) {
-	tcpAllowed := muxTCPOverXHTTP && overXHTTP && req.Flow == ""
+	tcpAllowed := overXHTTP && muxTCPOverXHTTP && req.Flow == "" ||
+		!overXHTTP && req.Flow == vless.FlowVision
 	conn := meter.NewConn(vless.ServerConn(tconn, req),
 		counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
 	ctx, cancel := context.WithCancel(ctx)
@@ -41,6 +47,9 @@ func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Reques
 	err := mux.ServerMux(ctx, conn, func(ctx context.Context, network, address string) (net.Conn, error) {
 		if network == "tcp" && !tcpAllowed {
 			return nil, errMuxTCP
+		}
+		if s.opts.LogDestinations {
+			s.log.Info("proxy", "user", sess.lu.user.Name, "cmd", "mux "+network, "dest", address)
 		}
 		c, err := s.egress.DialContext(ctx, network, address)
 		if err != nil && isRefused(err) {

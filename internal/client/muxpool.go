@@ -1,0 +1,189 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/mux"
+	"github.com/burrow-vpn/burrow/internal/vless"
+)
+
+// Plain-text streams over open connections.
+//
+// A new proxied connection that would pay a REALITY handshake before its
+// first byte instead becomes a mux.cool session of a connection already
+// open, when the server is Burrow's (the link says tcpmux=1) and the stream
+// is not TLS (lazy.go decides from the application's first bytes). The
+// mux connections are ordinary Vision connections with command Mux: Vision
+// pads their first packets, and their record sizes follow the streams'
+// data, not handshakes. Each carries at most muxStreams live streams; one is
+// closed after muxIdle without streams (before the server's 60 s check). A
+// burst of new streams waits for the one connection being opened rather
+// than opening one each, so the connection count stays low.
+const (
+	muxStreams = 32
+	muxIdle    = 30 * time.Second
+)
+
+// errTunnelClosed is returned for streams asked for after the client stopped.
+var errTunnelClosed = errors.New("client: tunnel closed")
+
+// muxPool holds a tunnel's mux connections.
+type muxPool struct {
+	mu      sync.Mutex
+	conns   []*mux.Client // guarded by mu; open connections, oldest first
+	dialing chan struct{} // guarded by mu; closed when the connection being opened is ready or failed; nil if none
+	dialErr error         // guarded by mu; the last failed open's error
+	reaper  *time.Timer   // guarded by mu; closes idle connections while there are any
+	closed  bool          // guarded by mu
+}
+
+// muxDial opens a TCP stream to address over a mux connection, sending
+// first in its New frame.
+func (t *Tunnel) muxDial(ctx context.Context, address string, first []byte) (net.Conn, error) {
+	p := &t.mux
+	for attempt := 0; ; attempt++ {
+		mc, wait, err := p.pick()
+		if err != nil {
+			return nil, err
+		}
+		if mc != nil {
+			st, err := mc.DialData(ctx, "tcp", address, first)
+			if err == nil {
+				return st, nil
+			}
+			// Full since pick looked, or ended just now: pick again.
+			if ctx.Err() != nil || attempt >= 8 {
+				return nil, err
+			}
+			continue
+		}
+		if wait != nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		// This caller opens the next connection.
+		mc, err = t.openMux(ctx)
+		p.opened(mc, err)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// pick returns a live connection with room for a stream; or, if none, the
+// channel of the connection being opened; or (nil, nil) after making the
+// caller the one to open a new connection.
+func (p *muxPool) pick() (*mux.Client, <-chan struct{}, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, nil, errTunnelClosed
+	}
+	live := p.conns[:0]
+	var found *mux.Client
+	for _, mc := range p.conns {
+		select {
+		case <-mc.Done():
+			mc.Close()
+			continue
+		default:
+		}
+		live = append(live, mc)
+		if found == nil && mc.Len() < muxStreams {
+			found = mc
+		}
+	}
+	clear(p.conns[len(live):])
+	p.conns = live
+	if found != nil {
+		return found, nil, nil
+	}
+	if p.dialing != nil {
+		return nil, p.dialing, nil
+	}
+	p.dialing = make(chan struct{})
+	return nil, nil, nil
+}
+
+// opened records the outcome of the open pick asked for.
+func (p *muxPool) opened(mc *mux.Client, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.dialing)
+	p.dialing = nil
+	p.dialErr = err
+	if err != nil {
+		return
+	}
+	if p.closed {
+		go mc.Close()
+		return
+	}
+	p.conns = append(p.conns, mc)
+	if p.reaper == nil {
+		p.reaper = time.AfterFunc(muxIdle/3, p.reap)
+	}
+}
+
+// reap closes connections idle for muxIdle, and runs again while any are open.
+func (p *muxPool) reap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	live := p.conns[:0]
+	for _, mc := range p.conns {
+		if mc.Idle() >= muxIdle {
+			go mc.Close()
+			continue
+		}
+		live = append(live, mc)
+	}
+	clear(p.conns[len(live):])
+	p.conns = live
+	if len(p.conns) == 0 || p.closed {
+		p.reaper = nil
+		return
+	}
+	p.reaper.Reset(muxIdle / 3)
+}
+
+// close ends every mux connection (and the streams on them).
+func (p *muxPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.conns
+	p.conns = nil
+	if p.reaper != nil {
+		p.reaper.Stop()
+		p.reaper = nil
+	}
+	p.mu.Unlock()
+	for _, mc := range conns {
+		mc.Close()
+	}
+}
+
+// openMux opens one mux connection: a REALITY connection (the warm spare if
+// there is one) with a VLESS Mux request under Vision.
+func (t *Tunnel) openMux(ctx context.Context) (*mux.Client, error) {
+	tconn, err := t.tlsConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req := &vless.Request{UUID: t.link.UUID, Command: vless.CommandMux, Flow: vless.FlowVision}
+	return mux.NewClient(vless.ClientConn(tconn, req)), nil
+}
+
+// muxConns returns how many mux connections are open (for tests and status).
+func (t *Tunnel) muxConns() int {
+	t.mux.mu.Lock()
+	defer t.mux.mu.Unlock()
+	return len(t.mux.conns)
+}
