@@ -56,7 +56,7 @@ func pattern(n int) []byte {
 	return b
 }
 
-func startBed(t *testing.T) *testBed {
+func startBed(t testing.TB) *testBed {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cover, err := coversite.Start("127.0.0.1:0", "cover.test")

@@ -18,7 +18,7 @@ import (
 )
 
 // TestDialDataWire checks the frames Dial and DialData send: the first data in the New
-// frame (8 KiB at most for TCP), the rest in Keep frames.
+// frame (chunkSize at most for TCP), the rest in Keep frames.
 func TestDialDataWire(t *testing.T) {
 	cl, peer := net.Pipe()
 	c := NewClient(cl)
@@ -36,7 +36,7 @@ func TestDialDataWire(t *testing.T) {
 		{"dial", "tcp", nil, nil, nil},
 		{"empty data is none", "tcp", []byte{}, nil, nil},
 		{"small", "tcp", []byte("GET / HTTP/1.1\r\n"), []byte("GET / HTTP/1.1\r\n"), nil},
-		{"20 KiB", "tcp", big, big[:8<<10], []string{string(big[8<<10 : 16<<10]), string(big[16<<10:])}},
+		{"20 KiB", "tcp", big, big[:chunkSize], []string{string(big[chunkSize : 2*chunkSize]), string(big[2*chunkSize:])}},
 		{"udp datagram", "udp", []byte("dns?"), []byte("dns?"), nil},
 	}
 	for _, tt := range tests {

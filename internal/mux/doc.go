@@ -30,8 +30,9 @@
 //	End  : 00 04 | id | 03 | 00 or 02 (error)                              (both ways)
 //
 // Ids count up from 1 on each connection (0 is XUDP's). Stream data travels in Keep frames
-// of at most 8 KiB (Xray's writer splits at 8 KiB; this package does too, but puts several
-// of them in one write: see Buffers). End ends the
+// of at most 8184 bytes (Xray's writer splits at 8 KiB and its reader takes any length;
+// 8184 makes two frames with their headers fill one 16 KiB TLS record exactly), several of
+// them in one write: see Buffers. End ends the
 // session in both directions: mux.cool has no half close (an Xray client forgets the
 // session as it sends End, and answers any later Keep for it with End). The server sends
 // End when the target's stream ends, End+error when the dial failed or was refused or the
@@ -85,12 +86,10 @@
 //
 // # Using Client in burrow connect
 //
-// Burrow's client would dial one VLESS conn with CommandMux, wrap it with NewClient, and
-// open streams with Client.Dial or DialData (which sends the first data in the New frame,
-// as Xray's client does), opening a new mux connection when a Client reports ErrClientFull
-// or its Done is closed, and closing one whose Idle grows long; Len tells how loaded one
-// is (Xray's client uses concurrency 8 per connection and at most 128 sessions in a
-// connection's life). TCP streams work against Burrow servers only: Xray's servers carry
-// TCP inside mux neither for Vision users on plain REALITY nor over XHTTP (Xray-core
-// #4128), so against them only UDP streams could use it.
+// internal/client (muxpool.go, lazy.go) opens a VLESS conn with CommandMux under Vision,
+// wraps it with NewClient, and sends each plain-text TCP stream of a link with tcpmux=1 as
+// a session with DialData (the application's first bytes in the New frame), opening another
+// connection when every open one carries 32 streams and closing one idle for 30 s. TCP
+// streams work against Burrow servers only: Xray's servers carry TCP inside mux neither for
+// Vision users on plain REALITY nor over XHTTP (Xray-core #4128).
 package mux

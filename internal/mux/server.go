@@ -40,10 +40,13 @@ var (
 	tcpQueueLen = 8
 )
 
-// Sizes Xray uses: it splits stream data into frames of at most 8 KiB, and its packet
-// reader refuses a datagram over 8 KiB (buf.Size), breaking the whole mux connection.
+// Frame sizes. Xray splits stream data into frames of at most 8 KiB and reads stream frames
+// of any length; its packet reader refuses a datagram over 8 KiB (buf.Size), breaking the
+// whole mux connection. Stream frames here carry at most 8184 bytes so that two of them with
+// their 8-byte headers fill one 16 KiB TLS record exactly: a batch of 8 frames is 4 full
+// records, where 8 KiB frames would leave a 64-byte record (and a syscall) behind each batch.
 const (
-	chunkSize     = 8 << 10
+	chunkSize     = 16<<10/2 - keepHeader
 	maxPacketData = 8 << 10
 )
 

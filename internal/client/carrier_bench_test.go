@@ -1,0 +1,128 @@
+package client
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+)
+
+// startSink serves loopback connections that read an 8-byte n and send n bytes.
+func startSink(b testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	block := make([]byte, 256<<10)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				var nb [8]byte
+				if _, err := io.ReadFull(c, nb[:]); err != nil {
+					return
+				}
+				for n := int64(binary.BigEndian.Uint64(nb[:])); n > 0; {
+					k, err := c.Write(block[:min(n, int64(len(block)))])
+					n -= int64(k)
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	b.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// BenchmarkCarrier downloads through the tunnel as SOCKS5 would (io.Copy to
+// a TCP conn) over a mux session and over a Vision connection of its own.
+func BenchmarkCarrier(b *testing.B) {
+	bed := startBed(b)
+	sink := startSink(b)
+	for _, tc := range []struct {
+		name string
+		mux  bool
+	}{{"mux", true}, {"vision", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := bed.link
+			l.TCPMux = tc.mux
+			tun, err := NewTunnel(&l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tun.Close()
+			const n = 64 << 20
+			b.SetBytes(n)
+			for b.Loop() {
+				c, err := tun.DialContext(context.Background(), "tcp", sink)
+				if err != nil {
+					b.Fatal(err)
+				}
+				// The application end: a loopback TCP pair, as the SOCKS5 frontend has.
+				ln, _ := net.Listen("tcp", "127.0.0.1:0")
+				app, _ := net.Dial("tcp", ln.Addr().String())
+				local, _ := ln.Accept()
+				ln.Close()
+				go func() { io.Copy(c, local) }()
+				go func() { io.Copy(local, c); local.Close() }()
+				var nb [8]byte
+				binary.BigEndian.PutUint64(nb[:], n)
+				app.Write(nb[:])
+				got, err := io.CopyBuffer(io.Discard, app, make([]byte, 256<<10))
+				if err != nil || got != n {
+					b.Fatalf("got %d bytes, %v; want %d", got, err, n)
+				}
+				app.Close()
+				c.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkFirstByte opens a stream, sends a request and reads the first
+// byte of the answer, one stream after another (the benchmark's TTFB test
+// without SOCKS).
+func BenchmarkFirstByte(b *testing.B) {
+	bed := startBed(b)
+	sink := startSink(b)
+	for _, tc := range []struct {
+		name string
+		mux  bool
+	}{{"mux", true}, {"vision-spare", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := bed.link
+			l.TCPMux = tc.mux
+			tun, err := NewTunnel(&l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tun.Spare = true
+			defer tun.Close()
+			var nb [8]byte
+			binary.BigEndian.PutUint64(nb[:], 1)
+			var one [1]byte
+			for b.Loop() {
+				c, err := tun.DialContext(context.Background(), "tcp", sink)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Write(nb[:]); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, one[:]); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
