@@ -126,3 +126,40 @@ func BenchmarkFirstByte(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEcho times a 64-byte round trip on an established stream.
+func BenchmarkEcho(b *testing.B) {
+	bed := startBed(b)
+	echo := startEcho(b, "")
+	for _, tc := range []struct {
+		name string
+		mux  bool
+	}{{"mux", true}, {"vision", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			l := bed.link
+			l.TCPMux = tc.mux
+			tun, err := NewTunnel(&l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tun.Close()
+			c, err := tun.DialContext(context.Background(), "tcp", echo)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg, back := make([]byte, 64), make([]byte, 64)
+			for i := range 100 + b.N {
+				if i == 100 {
+					b.ResetTimer()
+				}
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, back); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -34,7 +34,7 @@ func (f *freezer) count() int {
 
 // startEcho serves loopback connections that echo what they read; with
 // greet, each first sends greet (a server-first protocol).
-func startEcho(t *testing.T, greet string) string {
+func startEcho(t testing.TB, greet string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
