@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -48,7 +50,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	stopProfile := startProfile(os.Getenv("BURROW_CPUPROFILE"))
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stopProfile()
 	stop()
 	if err == nil {
 		return
@@ -162,4 +166,32 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// startProfile writes a CPU profile of the whole run to path, or to
+// path/burrow-PID.pprof if path is a directory (the BURROW_CPUPROFILE
+// environment variable; for `go tool pprof`, as the profiling recipe in
+// bench/README.md uses it). An empty path, or one that cannot be created,
+// profiles nothing (the latter says so).
+func startProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, fmt.Sprintf("burrow-%d.pprof", os.Getpid()))
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "burrow: BURROW_CPUPROFILE:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "burrow: BURROW_CPUPROFILE:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }

@@ -44,14 +44,16 @@ func startSink(b testing.TB) string {
 }
 
 // BenchmarkCarrier downloads through the tunnel as SOCKS5 would (io.Copy to
-// a TCP conn) over a mux session and over a Vision connection of its own.
+// a TCP conn) over mux sessions and over Vision connections of their own,
+// with one stream and with 8 at once.
 func BenchmarkCarrier(b *testing.B) {
 	bed := startBed(b)
 	sink := startSink(b)
 	for _, tc := range []struct {
-		name string
-		mux  bool
-	}{{"mux", true}, {"vision", false}} {
+		name    string
+		mux     bool
+		streams int
+	}{{"mux", true, 1}, {"vision", false, 1}, {"mux-x8", true, 8}, {"vision-x8", false, 8}} {
 		b.Run(tc.name, func(b *testing.B) {
 			l := bed.link
 			l.TCPMux = tc.mux
@@ -63,28 +65,42 @@ func BenchmarkCarrier(b *testing.B) {
 			const n = 64 << 20
 			b.SetBytes(n)
 			for b.Loop() {
-				c, err := tun.DialContext(context.Background(), "tcp", sink)
-				if err != nil {
-					b.Fatal(err)
+				var wg sync.WaitGroup
+				for range tc.streams {
+					wg.Go(func() { download(b, tun, sink, n/int64(tc.streams)) })
 				}
-				// The application end: a loopback TCP pair, as the SOCKS5 frontend has.
-				ln, _ := net.Listen("tcp", "127.0.0.1:0")
-				app, _ := net.Dial("tcp", ln.Addr().String())
-				local, _ := ln.Accept()
-				ln.Close()
-				go func() { io.Copy(c, local) }()
-				go func() { io.Copy(local, c); local.Close() }()
-				var nb [8]byte
-				binary.BigEndian.PutUint64(nb[:], n)
-				app.Write(nb[:])
-				got, err := io.CopyBuffer(io.Discard, app, make([]byte, 256<<10))
-				if err != nil || got != n {
-					b.Fatalf("got %d bytes, %v; want %d", got, err, n)
-				}
-				app.Close()
-				c.Close()
+				wg.Wait()
 			}
 		})
+	}
+}
+
+// download fetches n bytes from sink through tun, the application end being a
+// loopback TCP pair as the SOCKS5 frontend has.
+func download(b *testing.B, tun *Tunnel, sink string, n int64) {
+	c, err := tun.DialContext(context.Background(), "tcp", sink)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer c.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	app, _ := net.Dial("tcp", ln.Addr().String())
+	local, _ := ln.Accept()
+	ln.Close()
+	defer app.Close()
+	go func() { io.Copy(c, local) }()
+	go func() { io.Copy(local, c); local.Close() }()
+	var nb [8]byte
+	binary.BigEndian.PutUint64(nb[:], uint64(n))
+	app.Write(nb[:])
+	got, err := io.CopyBuffer(io.Discard, app, make([]byte, 256<<10))
+	if err != nil || got != n {
+		b.Errorf("got %d bytes, %v; want %d", got, err, n)
 	}
 }
 

@@ -72,7 +72,7 @@
 // once written or read, so an idle session holds none: 500 idle TCP sessions cost 4 to
 // 6 KiB of heap each, Client, ServerMux and target conn together (TestIdleSessionMemory).
 //
-// The server reads up to 64 KiB from a target, lays it out as up to 8 Keep frames in the
+// The server reads up to 32 KiB from a target, lays it out as up to 4 Keep frames in the
 // same buffer, and sends them with one write on the mux conn. Between reads it waits for
 // the target's socket to become readable without a buffer (a non-blocking MSG_PEEK
 // through the runtime's poller, for the stdlib's TCP and UDP conns on Unix; other conns

@@ -246,13 +246,15 @@ func (st *stream) ReadFrom(r io.Reader) (int64, error) {
 		return io.Copy(writerOnly{st}, r)
 	}
 	wait := readyWaiter(r)
+	full := false // the last read filled its buffer: more is likely there, skip the wait
 	var total int64
 	for {
-		if wait != nil {
+		if wait != nil && !full {
 			wait()
 		}
 		b := getBuf(writeBatch)
 		n, err := r.Read(*b)
+		full = n == len(*b)
 		if n > 0 {
 			m, werr := st.Write((*b)[:n])
 			total += int64(m)

@@ -83,7 +83,7 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 	s.stats.Active.Add(1)
 	defer s.stats.Active.Add(-1)
 	if s.opts.LogDestinations {
-		s.log.Info("proxy", "user", sess.lu.user.Name, "cmd", req.Command, "dest", req.Dest.String())
+		s.log.Info("proxy", "user", sess.UserName(), "cmd", req.Command, "dest", req.Dest.String())
 	}
 
 	switch req.Command {

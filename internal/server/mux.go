@@ -49,7 +49,7 @@ func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Reques
 			return nil, errMuxTCP
 		}
 		if s.opts.LogDestinations {
-			s.log.Info("proxy", "user", sess.lu.user.Name, "cmd", "mux "+network, "dest", address)
+			s.log.Info("proxy", "user", sess.UserName(), "cmd", "mux "+network, "dest", address)
 		}
 		c, err := s.egress.DialContext(ctx, network, address)
 		if err != nil && isRefused(err) {

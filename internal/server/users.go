@@ -127,8 +127,13 @@ func (s *Session) Close() {
 	})
 }
 
-// UserID returns the store id of the session's user (for metrics opt-in).
-func (s *Session) UserID() int64 { return s.lu.user.ID }
+// UserName returns the session's user's name (the registry refreshes the
+// user's record under its lock while sessions run).
+func (s *Session) UserName() string {
+	s.r.mu.Lock()
+	defer s.r.mu.Unlock()
+	return s.lu.user.Name
+}
 
 // Up and Down are the counters for client→server and server→client bytes.
 func (s *Session) Up() *Direction   { return &Direction{s: s, up: true} }

@@ -61,7 +61,7 @@ func (s *Server) handleXHTTPSession(ctx context.Context, conn net.Conn) {
 	s.stats.Active.Add(1)
 	defer s.stats.Active.Add(-1)
 	if s.opts.LogDestinations {
-		s.log.Info("proxy", "user", sess.lu.user.Name, "transport", "xhttp", "cmd", req.Command, "dest", req.Dest.String())
+		s.log.Info("proxy", "user", sess.UserName(), "transport", "xhttp", "cmd", req.Command, "dest", req.Dest.String())
 	}
 	switch req.Command {
 	case vless.CommandTCP:
