@@ -13,19 +13,25 @@ import (
 
 // tcpSession is one TCP session: the client's Keep frames are written to a conn dialed for
 // the New frame's destination, and what that conn reads comes back as Keep frames of at most
-// 8 KiB. Either side's end is a full close, as in Xray: the target's EOF is answered with
-// End, a read error with End+error; the client's End lets the queued data reach the target,
-// then closes it.
+// chunkSize bytes. Either side's end is a full close, as in Xray: the target's EOF is
+// answered with End, a read error with End+error; the client's End lets the queued data
+// reach the target, then closes it.
+//
+// An idle session runs one goroutine (the download loop, which also dialed the target)
+// and holds no buffer; the client's data is written to the target by a goroutine that
+// runs only while there is some queued, and the idle timeout is a timer.
 type tcpSession struct {
-	srv    *server
-	id     uint16
-	dest   string
-	ctx    context.Context
-	cancel context.CancelFunc
-	queue  chan *[]byte // client → target (pooled buffers); closed by the reader loop on the client's End
-	last   atomic.Int64 // unix nanoseconds of the last data either way
-	closed atomic.Bool  // no more frames for this session
-	ended  atomic.Bool  // the client sent End
+	srv     *server
+	id      uint16
+	dest    string
+	ctx     context.Context
+	cancel  context.CancelFunc
+	queue   chan *[]byte // client → target (pooled buffers); closed by the reader loop on the client's End
+	last    atomic.Int64 // unix nanoseconds of the last data either way
+	closed  atomic.Bool  // no more frames for this session
+	ended   atomic.Bool  // the client sent End
+	writing atomic.Bool  // a writeLoop runs
+	idle    *time.Timer  // IdleTimeout; set before the session is published
 
 	mu     sync.Mutex // guards target
 	target net.Conn   // nil until dialed
@@ -35,10 +41,23 @@ func newTCPSession(s *server, id uint16, dest string) *tcpSession {
 	ctx, cancel := context.WithCancel(s.ctx)
 	ss := &tcpSession{srv: s, id: id, dest: dest, ctx: ctx, cancel: cancel, queue: make(chan *[]byte, tcpQueueLen)}
 	ss.touch()
+	ss.idle = time.AfterFunc(IdleTimeout, ss.checkIdle)
 	return ss
 }
 
 func (ss *tcpSession) touch() { ss.last.Store(time.Now().UnixNano()) }
+
+// checkIdle ends the session if nothing moved for IdleTimeout, else checks again then.
+func (ss *tcpSession) checkIdle() {
+	if ss.closed.Load() {
+		return
+	}
+	if left := IdleTimeout - time.Since(time.Unix(0, ss.last.Load())); left > 0 {
+		ss.idle.Reset(left)
+		return
+	}
+	ss.shutdown(true, false)
+}
 
 // deliver queues data for the target, waiting while the queue is full.
 func (ss *tcpSession) deliver(_ string, data *[]byte) {
@@ -49,6 +68,7 @@ func (ss *tcpSession) deliver(_ string, data *[]byte) {
 	select {
 	case ss.queue <- data:
 		ss.touch()
+		ss.kick()
 	case <-ss.ctx.Done():
 		putBuf(data)
 	}
@@ -64,6 +84,7 @@ func (ss *tcpSession) end() {
 	}
 	ss.srv.remove(ss.id, ss)
 	close(ss.queue)
+	ss.kick()
 }
 
 func (ss *tcpSession) close(notify bool) { ss.shutdown(notify, false) }
@@ -74,6 +95,7 @@ func (ss *tcpSession) shutdown(notify, failed bool) {
 	if ss.closed.Swap(true) {
 		return
 	}
+	ss.idle.Stop()
 	ss.cancel()
 	ss.srv.remove(ss.id, ss)
 	ss.mu.Lock()
@@ -90,9 +112,8 @@ func (ss *tcpSession) shutdown(notify, failed bool) {
 	}
 }
 
-// run dials the target, starts the download loop, and writes the client's data to the
-// target until the session ends, is idle for IdleTimeout, or the client's End has been
-// drained.
+// run dials the target, then runs the download loop until the session ends. Whatever ends
+// the session (the server too) closes the target, which unblocks both loops.
 func (ss *tcpSession) run() {
 	dctx, cancel := context.WithTimeout(ss.ctx, DialTimeout)
 	c, err := ss.srv.dial(dctx, "tcp", ss.dest)
@@ -108,28 +129,33 @@ func (ss *tcpSession) run() {
 		c.Close()
 		return
 	}
-	// Whatever ends the session (the server too) must unblock a write to the target.
 	stop := context.AfterFunc(ss.ctx, func() { c.Close() })
 	defer stop()
-	defer ss.shutdown(false, false)
-	ss.srv.wg.Go(func() { ss.downLoop(c) })
+	ss.kick() // data that came with the New frame, or while dialing
+	ss.downLoop(c)
+}
 
-	idle := time.NewTimer(IdleTimeout)
-	defer idle.Stop()
+// kick starts a writeLoop unless one runs or the target is not dialed yet (run kicks once
+// it is).
+func (ss *tcpSession) kick() {
+	ss.mu.Lock()
+	dialed := ss.target != nil
+	ss.mu.Unlock()
+	if dialed && ss.writing.CompareAndSwap(false, true) {
+		ss.srv.wg.Go(ss.writeLoop)
+	}
+}
+
+// writeLoop writes the queued data to the target and returns when the queue is empty; after
+// the client's End it drains the queue and closes the session.
+func (ss *tcpSession) writeLoop() {
+	c := ss.targetConn()
 	for {
 		select {
-		case <-ss.ctx.Done():
-			return
-		case <-idle.C:
-			if left := IdleTimeout - time.Since(time.Unix(0, ss.last.Load())); left > 0 {
-				idle.Reset(left)
-				continue
-			}
-			ss.shutdown(true, false)
-			return
 		case b, ok := <-ss.queue:
 			if !ok {
-				return // the client's End, drained
+				ss.shutdown(false, false) // the client's End, drained
+				return
 			}
 			_, err := c.Write(*b)
 			putBuf(b)
@@ -138,8 +164,25 @@ func (ss *tcpSession) run() {
 				return
 			}
 			ss.touch()
+			continue
+		case <-ss.ctx.Done():
+			ss.writing.Store(false)
+			return
+		default:
+		}
+		// Empty: stop, unless something was queued (or the queue closed) between the look
+		// and the flag going down, and no other writeLoop took it.
+		ss.writing.Store(false)
+		if len(ss.queue) == 0 && !ss.ended.Load() || !ss.writing.CompareAndSwap(false, true) {
+			return
 		}
 	}
+}
+
+func (ss *tcpSession) targetConn() net.Conn {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.target
 }
 
 // downRead is the most a download read takes from the target: 4 frames, two full TLS

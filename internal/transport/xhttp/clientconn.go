@@ -40,6 +40,8 @@ type clientConn struct {
 	ubuf     []byte        // guarded by mu
 	uClose   string        // close kind to send after ubuf; guarded by mu
 	uDone    bool          // the upload ended; guarded by mu
+	uRunning bool          // an uploadLoop runs (packet-up); guarded by mu
+	uSeq     uint64        // SEQ of the next packet-up POST; owned by the running uploadLoop
 	uErr     error         // guarded by mu
 	closed   bool          // guarded by mu
 	rdl, wdl time.Time     // guarded by mu
@@ -97,9 +99,6 @@ func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 			c.cancel()
 			return nil, err
 		}
-	} else {
-		d.wg.Add(1)
-		go c.uploadLoop()
 	}
 	d.wg.Add(1)
 	go c.downloadLoop(resp, pc)
@@ -271,10 +270,12 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 	}
 }
 
-// readBody copies a response body into dbuf, waiting for room.
+// readBody copies a response body into dbuf, waiting for room. An idle
+// download waits here, holding only a small buffer (see readBuf).
 func (c *clientConn) readBody(body io.Reader) (int64, error) {
 	var got int64
-	buf := make([]byte, 32<<10)
+	var rb readBuf
+	defer rb.release()
 	for {
 		c.mu.Lock()
 		for len(c.dbuf) >= dbufMax && !c.closed {
@@ -288,6 +289,7 @@ func (c *clientConn) readBody(body io.Reader) (int64, error) {
 		if closed {
 			return got, net.ErrClosed
 		}
+		buf := rb.get()
 		n, err := body.Read(buf)
 		if n > 0 {
 			c.mu.Lock()
@@ -297,6 +299,7 @@ func (c *clientConn) readBody(body io.Reader) (int64, error) {
 			c.mu.Unlock()
 			got += int64(n)
 		}
+		rb.adapt(n)
 		if err == io.EOF {
 			return got, nil
 		}
@@ -315,18 +318,41 @@ func (c *clientConn) endDownload(err error) {
 	c.mu.Unlock()
 }
 
+// kickUploadLocked starts an uploadLoop for what Write, CloseWrite or
+// Close just left to do, unless one runs. A session has no upload
+// goroutine while it has nothing to send: most sessions are idle most of
+// the time, and each goroutine costs its stack.
+func (c *clientConn) kickUploadLocked() {
+	if c.streamW != nil || c.uRunning || c.uDone {
+		return
+	}
+	if c.d.ctx.Err() != nil { // the dialer is closed and no longer waits for goroutines
+		c.uDone = true
+		if c.uErr == nil {
+			c.uErr = net.ErrClosed
+		}
+		return
+	}
+	c.uRunning = true
+	c.d.wg.Add(1)
+	go c.uploadLoop()
+}
+
 // uploadLoop sends written bytes as packet-up POSTs, one at a time, and
-// the close marker (Burrow servers) after the last.
+// the close marker (Burrow servers) after the last. It returns when there
+// is nothing left to send; the next Write starts another.
 func (c *clientConn) uploadLoop() {
 	defer c.d.wg.Done()
-	var seq uint64
 	for {
 		c.mu.Lock()
-		for len(c.ubuf) == 0 && c.uClose == "" && !(c.closed && !c.ranged) {
-			c.waitLocked(context.Background(), time.Time{})
+		if len(c.ubuf) == 0 && c.uClose == "" && !(c.closed && !c.ranged) {
+			c.uRunning = false
+			c.mu.Unlock()
+			return
 		}
 		if c.closed && !c.ranged || len(c.ubuf) == 0 && c.uClose != "" && !c.ranged {
 			c.uDone = true
+			c.uRunning = false
 			c.broadcastLocked()
 			c.mu.Unlock()
 			return
@@ -340,9 +366,10 @@ func (c *clientConn) uploadLoop() {
 		if n == len(c.ubuf) {
 			marker = c.uClose
 		}
+		seq := c.uSeq
+		c.uSeq++
 		c.mu.Unlock()
 		err := c.post(seq, chunk, marker)
-		seq++
 		c.mu.Lock()
 		c.ubuf = c.ubuf[n:]
 		if len(c.ubuf) == 0 {
@@ -354,6 +381,7 @@ func (c *clientConn) uploadLoop() {
 		done := err != nil || marker != ""
 		if done {
 			c.uDone = true
+			c.uRunning = false
 		}
 		c.broadcastLocked()
 		c.mu.Unlock()
@@ -431,13 +459,25 @@ func (c *clientConn) startStreamUp(ctx context.Context) error {
 		defer c.d.wg.Done()
 		resp, err := pc.cc.RoundTrip(req)
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			drain(resp.Body)
 			resp.Body.Close()
 		}
 		pr.CloseWithError(net.ErrClosed)
 		c.d.release(pc, 0, err != nil)
 	}()
 	return nil
+}
+
+// drain reads r to its end. The response to a stream-up POST stays open
+// and empty for the session's life; a small buffer is all it needs
+// (io.Discard would hold a pooled 8 KiB one all that time).
+func drain(r io.Reader) {
+	b := make([]byte, 64)
+	for {
+		if _, err := r.Read(b); err != nil {
+			return
+		}
+	}
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -491,6 +531,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 			k := min(room, len(p)-n)
 			c.ubuf = append(c.ubuf, p[n:n+k]...)
 			n += k
+			c.kickUploadLocked()
 			c.broadcastLocked()
 			continue
 		}
@@ -510,6 +551,7 @@ func (c *clientConn) CloseWrite() error {
 	defer c.mu.Unlock()
 	if c.uClose == "" {
 		c.uClose = closeWrite
+		c.kickUploadLocked()
 		c.broadcastLocked()
 	}
 	return nil
@@ -530,6 +572,7 @@ func (c *clientConn) Close() error {
 	if c.uDone {
 		c.uClose = ""
 	}
+	c.kickUploadLocked()
 	c.broadcastLocked()
 	c.mu.Unlock()
 	if c.streamW != nil {

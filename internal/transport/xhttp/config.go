@@ -155,10 +155,6 @@ func parseRange(h string) (start, end int64, ok bool, err error) {
 	return start, end, true, nil
 }
 
-// padding returns n X's. HPACK's Huffman code gives 'X' 8 bits, so the
-// length on the wire is n.
-func padding(n int) string { return strings.Repeat("X", n) }
-
 // paddingOK checks the x_padding of a request (in the Referer's query, or
 // the URL's when there is no Referer), as Xray's server does, with the
 // range widened to what either client sends.

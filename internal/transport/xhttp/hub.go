@@ -239,7 +239,7 @@ func (h *Hub) session(sid string, r *http.Request) (*session, error) {
 }
 
 func (h *Hub) newSessionLocked(sid string, r *http.Request) *session {
-	s := &session{hub: h, id: sid, changed: make(chan struct{}), done: make(chan struct{})}
+	s := &session{hub: h, id: sid, changed: make(chan struct{})}
 	s.local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
 	if a, err := net.ResolveTCPAddr("tcp", r.RemoteAddr); err == nil {
 		s.remote = a
@@ -484,32 +484,27 @@ func (h *Hub) serveStreamUp(w http.ResponseWriter, r *http.Request, sid string) 
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	http.NewResponseController(w).Flush()
-	stop := context.AfterFunc(sessionContext(s), func() { r.Body.Close() })
-	defer stop()
+	// Closing the session ends the body's Read below; no goroutine waits
+	// for it (see session.onClose).
+	s.setOnClose(func() { r.Body.Close() })
+	defer s.setOnClose(nil)
 	h.copyUpload(r, s)
-}
-
-// sessionContext is done when s closes.
-func sessionContext(s *session) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-s.done
-		cancel()
-	}()
-	return ctx
 }
 
 // copyUpload moves a request body into the session's upload; the end of
 // the body is the end of the upload.
 func (h *Hub) copyUpload(r *http.Request, s *session) {
-	buf := make([]byte, 32<<10)
+	var rb readBuf
+	defer rb.release()
 	for {
+		buf := rb.get()
 		n, err := r.Body.Read(buf)
 		if n > 0 {
 			if s.pushStream(r.Context(), buf[:n]) != nil {
 				return
 			}
 		}
+		rb.adapt(n)
 		if err == io.EOF {
 			s.endUpload()
 			return

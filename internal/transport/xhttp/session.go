@@ -21,6 +21,10 @@ const (
 // wait beyond it, which slows the client down.
 const upMax = 1 << 20
 
+// compactMin is the capacity above which a download buffer mostly
+// acknowledged is copied into a smaller one.
+const compactMin = 64 << 10
+
 // maxPending bounds out-of-order upload packets per session (Xray: 30).
 const maxPending = 64
 
@@ -34,7 +38,6 @@ type session struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change; guarded by mu
-	done    chan struct{} // closed when the session closes
 	// download: bytes [base, base+len(down)) are kept until acknowledged.
 	down      []byte
 	base      int64
@@ -53,6 +56,7 @@ type session struct {
 	lastGen   int64
 	resumable bool // a ranged download was seen: GET ends do not end the session
 	idle      *time.Timer
+	onClose   func() // run once when the session closes (stream-up: ends the POST body)
 	rdl, wdl  time.Time
 	local     net.Addr
 	remote    net.Addr
@@ -160,6 +164,10 @@ func (s *session) ack(off int64) error {
 		s.down = s.down[n:]
 		if len(s.down) == 0 {
 			s.down = nil
+		} else if cap(s.down) > compactMin && len(s.down) < cap(s.down)/4 {
+			// The acknowledged head still pins the whole array, which
+			// can be RetainMax: keep only what is unacknowledged.
+			s.down = append([]byte(nil), s.down...)
 		}
 		s.base = off
 		s.broadcastLocked()
@@ -223,6 +231,9 @@ func (s *session) push(ctx context.Context, seq uint64, p packet) error {
 	for {
 		q, ok := s.pending[s.nextSeq]
 		if !ok {
+			if len(s.pending) == 0 {
+				s.pending = nil // an idle session keeps no map
+			}
 			return nil
 		}
 		for len(s.up) > upMax && !s.closed && !s.hclosed {
@@ -292,13 +303,30 @@ func (s *session) close() {
 		return
 	}
 	s.closed = true
-	close(s.done)
 	if s.idle != nil {
 		s.idle.Stop()
 	}
+	f := s.onClose
+	s.onClose = nil
 	s.broadcastLocked()
 	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
 	s.hub.remove(s)
+}
+
+// setOnClose makes f what close runs (nil: nothing). If the session is
+// already closed, f runs now.
+func (s *session) setOnClose(f func()) {
+	s.mu.Lock()
+	if s.closed && f != nil {
+		s.mu.Unlock()
+		f()
+		return
+	}
+	s.onClose = f
+	s.mu.Unlock()
 }
 
 // expired reports whether deadline dl has passed.
