@@ -82,4 +82,13 @@
 //	+ X-Budget = everything the server writes after the handshake:
 //	  SETTINGS, response HEADERS, WINDOW_UPDATEs, DATA frames, TLS record overhead (estimated)
 //	  with DATA stopped 600 bytes + 40 per open download short of X-Budget.
+//
+// Opening a connection: the client sends one PING and waits for its answer before the first
+// request, and the server holds its first response until the client has acknowledged its
+// SETTINGS (at most 500 ms). Both keep the first flights after the REALITY handshake small,
+// so a request and its answer never take the sizes of a TLS handshake carried inside TLS
+// (hello, server flight, short Finished), which the censor lab's TLS-in-TLS detector (and
+// the GFW's) looks for at the start of a connection. The PING makes it independent of
+// timing: without it, a client whose SETTINGS acknowledgement travelled with its first
+// request got the pattern now and then under CPU load.
 package xhttp
