@@ -167,9 +167,11 @@ func fetchParallel(t *testing.T, socksAddr string, site *contentSite) {
 //     and UDP travels in the same mux; the server saw Mux requests only.
 //   - over plain REALITY with flow empty: TCP sessions inside mux are
 //     refused, as Xray's server refuses them for a Vision user.
-//   - over plain REALITY with Vision: the same (Xray's client sends TCP in
-//     mux with Vision; Xray's server breaks such connections), while UDP
-//     sessions in that mux are carried.
+//   - over plain REALITY with Vision (Xray's client sends TCP in mux with
+//     Vision; Xray's server breaks such connections): plain-text sessions
+//     are carried, as for Burrow's own client; a session that starts with a
+//     TLS record (HTTPS) is refused, since it would be TLS in TLS without
+//     Vision's padding; UDP sessions in that mux are carried.
 func TestXrayMuxBurrowServer(t *testing.T) {
 	cover := startCover(t)
 	site := startContent(t)
@@ -222,7 +224,18 @@ func TestXrayMuxBurrowServer(t *testing.T) {
 		startXray(t, withMux(t, xrayClientConfig(t, xrayClientFromLink(socksPort, bs.Link)), muxParallel))
 		socksAddr := "127.0.0.1:" + strconv.Itoa(socksPort)
 		waitTCP(t, socksAddr, 5*time.Second)
-		expectNoTunnel(t, socksAddr, "http://"+site.HTTPAddr+"/blob")
+		c := parallelClient(t, socksAddr, site)
+		if err := getSum(c, "http://"+site.HTTPAddr+"/blob", site.Sum); err != nil {
+			t.Errorf("plain HTTP through an Xray mux with Vision: %v", err)
+		}
+		c.Timeout = 30 * time.Second
+		if resp, err := c.Get("https://" + site.HTTPSAddr + "/blob"); err == nil {
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			t.Errorf("HTTPS through an Xray mux with Vision = %s with %d body bytes, want refused (TLS in TLS)", resp.Status, n)
+		} else {
+			t.Logf("HTTPS through an Xray mux with Vision refused as it should: %v", err)
+		}
 		// UDP sessions in the same Vision mux are carried, as by Xray's server.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -236,8 +249,8 @@ func TestXrayMuxBurrowServer(t *testing.T) {
 // TestXrayMuxXrayServer is the reference for TestXrayMuxBurrowServer: the
 // same Xray mux clients against Xray's own servers (a Vision user on plain
 // REALITY, a user without flow on XHTTP). Xray's server carries TCP inside
-// mux on neither; Burrow mirrors it on plain REALITY and, deliberately, carries
-// it over XHTTP.
+// mux on neither; Burrow, deliberately, carries it over XHTTP, and its
+// plain-text sessions (not TLS ones) on plain REALITY with Vision.
 func TestXrayMuxXrayServer(t *testing.T) {
 	cover := startCover(t)
 	site := startContent(t)

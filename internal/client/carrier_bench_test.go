@@ -11,36 +11,33 @@ import (
 
 // startSink serves loopback connections that read an 8-byte n and send n bytes.
 func startSink(b testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	block := make([]byte, 256<<10)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
+	return serveLoopback(b, func(c net.Conn) {
+		var nb [8]byte
+		if _, err := io.ReadFull(c, nb[:]); err != nil {
+			return
+		}
+		for n := int64(binary.BigEndian.Uint64(nb[:])); n > 0; {
+			k, err := c.Write(block[:min(n, int64(len(block)))])
+			n -= int64(k)
 			if err != nil {
 				return
 			}
-			wg.Go(func() {
-				defer c.Close()
-				var nb [8]byte
-				if _, err := io.ReadFull(c, nb[:]); err != nil {
-					return
-				}
-				for n := int64(binary.BigEndian.Uint64(nb[:])); n > 0; {
-					k, err := c.Write(block[:min(n, int64(len(block)))])
-					n -= int64(k)
-					if err != nil {
-						return
-					}
-				}
-			})
 		}
 	})
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+}
+
+// benchTunnel returns a tunnel over bed's server, carrying plain-text
+// streams as mux sessions if mux, else each on a Vision connection.
+func benchTunnel(b *testing.B, bed *testBed, mux bool) *Tunnel {
+	l := bed.link
+	l.TCPMux = mux
+	tun, err := NewTunnel(&l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tun.Close() })
+	return tun
 }
 
 // BenchmarkCarrier downloads through the tunnel as SOCKS5 would (io.Copy to
@@ -55,13 +52,7 @@ func BenchmarkCarrier(b *testing.B) {
 		streams int
 	}{{"mux", true, 1}, {"vision", false, 1}, {"mux-x8", true, 8}, {"vision-x8", false, 8}} {
 		b.Run(tc.name, func(b *testing.B) {
-			l := bed.link
-			l.TCPMux = tc.mux
-			tun, err := NewTunnel(&l)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tun.Close()
+			tun := benchTunnel(b, bed, tc.mux)
 			const n = 64 << 20
 			b.SetBytes(n)
 			for b.Loop() {
@@ -115,14 +106,8 @@ func BenchmarkFirstByte(b *testing.B) {
 		mux  bool
 	}{{"mux", true}, {"vision-spare", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			l := bed.link
-			l.TCPMux = tc.mux
-			tun, err := NewTunnel(&l)
-			if err != nil {
-				b.Fatal(err)
-			}
+			tun := benchTunnel(b, bed, tc.mux)
 			tun.Spare = true
-			defer tun.Close()
 			var nb [8]byte
 			binary.BigEndian.PutUint64(nb[:], 1)
 			var one [1]byte
@@ -152,13 +137,7 @@ func BenchmarkEcho(b *testing.B) {
 		mux  bool
 	}{{"mux", true}, {"vision", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			l := bed.link
-			l.TCPMux = tc.mux
-			tun, err := NewTunnel(&l)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer tun.Close()
+			tun := benchTunnel(b, bed, tc.mux)
 			c, err := tun.DialContext(context.Background(), "tcp", echo)
 			if err != nil {
 				b.Fatal(err)

@@ -35,29 +35,12 @@ func (f *freezer) count() int {
 // startEcho serves loopback connections that echo what they read; with
 // greet, each first sends greet (a server-first protocol).
 func startEcho(t testing.TB, greet string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				if greet != "" {
-					c.Write([]byte(greet))
-				}
-				io.Copy(c, c)
-			})
+	return serveLoopback(t, func(c net.Conn) {
+		if greet != "" {
+			c.Write([]byte(greet))
 		}
+		io.Copy(c, c)
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
 }
 
 func TestMuxCarriesPlainStreams(t *testing.T) {

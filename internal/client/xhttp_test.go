@@ -63,26 +63,12 @@ func startBed(t testing.TB) *testBed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := tl.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				var nb [8]byte
-				if _, err := io.ReadFull(c, nb[:]); err != nil {
-					return
-				}
-				c.Write(pattern(int(binary.BigEndian.Uint64(nb[:]))))
-			})
+	target := serveLoopback(t, func(c net.Conn) {
+		var nb [8]byte
+		if _, err := io.ReadFull(c, nb[:]); err != nil {
+			return
 		}
+		c.Write(pattern(int(binary.BigEndian.Uint64(nb[:]))))
 	})
 	priv, pub, err := camo.GenerateKey()
 	if err != nil {
@@ -121,17 +107,41 @@ func startBed(t testing.TB) *testBed {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		tl.Close()
-		wg.Wait()
 		cover.Close()
 	})
 	return &testBed{
 		server: addr,
-		target: tl.Addr().String(),
+		target: target,
 		link: links.VLESS{UUID: uuid, Host: "127.0.0.1", Port: addr.Port(), SNI: "cover.test", Fingerprint: "chrome",
 			PublicKey: pub, ShortID: []byte{0xab, 0xcd}, Flow: links.FlowVision, Type: links.TypeTCP,
 			Security: links.SecurityReality, Encryption: links.EncryptionNone},
 	}
+}
+
+// serveLoopback serves each connection to a new loopback listener with
+// handle (which need not close it) until the test ends, and returns the
+// listener's address.
+func serveLoopback(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String()
 }
 
 // freezer is a TCP relay to the server that stops forwarding towards the

@@ -59,9 +59,23 @@ const (
 // goroutines have stopped and every dialed conn is closed. It does not close conn, but sets
 // its deadlines in the past on the way out to unblock its own writers.
 func ServerMux(ctx context.Context, conn net.Conn, dial Dial) error {
+	return ServeMux(ctx, conn, dial, ServerOptions{})
+}
+
+// ServerOptions change how ServeMux serves a connection.
+type ServerOptions struct {
+	// RefuseTLS ends a TCP session whose first bytes from the client are a TLS handshake
+	// record (0x16) with End and the error option, before anything reaches the target: a
+	// TLS connection inside mux on a plain TLS tunnel is TLS in TLS without Vision's
+	// padding, the record-size pattern censors look for. Other sessions go on.
+	RefuseTLS bool
+}
+
+// ServeMux is ServerMux with options.
+func ServeMux(ctx context.Context, conn net.Conn, dial Dial, opts ServerOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &server{ctx: ctx, conn: conn, dial: dial, sessions: make(map[uint16]muxSession)}
+	s := &server{ctx: ctx, conn: conn, dial: dial, opts: opts, sessions: make(map[uint16]muxSession)}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	s.wg.Go(func() { s.idleLoop(cancel) })
@@ -94,6 +108,7 @@ type server struct {
 	ctx  context.Context
 	conn net.Conn
 	dial Dial
+	opts ServerOptions
 	wg   sync.WaitGroup // session goroutines
 
 	wmu sync.Mutex // serialises frames on conn

@@ -32,6 +32,7 @@ type tcpSession struct {
 	ended   atomic.Bool  // the client sent End
 	writing atomic.Bool  // a writeLoop runs
 	idle    *time.Timer  // IdleTimeout; set before the session is published
+	started bool         // data from the client arrived; touched only by the reader loop
 
 	mu     sync.Mutex // guards target
 	target net.Conn   // nil until dialed
@@ -64,6 +65,14 @@ func (ss *tcpSession) deliver(_ string, data *[]byte) {
 	if len(*data) == 0 || ss.ended.Load() {
 		putBuf(data)
 		return
+	}
+	if !ss.started {
+		ss.started = true
+		if ss.srv.opts.RefuseTLS && (*data)[0] == 0x16 {
+			putBuf(data)
+			ss.shutdown(true, true)
+			return
+		}
 	}
 	select {
 	case ss.queue <- data:

@@ -98,11 +98,13 @@ func blob(seed byte, n int) []byte {
 
 // serve runs ServerMux on one end of a pipe and returns the other; the test ends by closing
 // it and checks ServerMux returned nil.
-func serve(t *testing.T, dial Dial) net.Conn {
+func serve(t *testing.T, dial Dial) net.Conn { return serveWith(t, dial, ServerOptions{}) }
+
+func serveWith(t *testing.T, dial Dial, opts ServerOptions) net.Conn {
 	t.Helper()
 	client, server := net.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- ServerMux(context.Background(), server, dial) }()
+	go func() { done <- ServeMux(context.Background(), server, dial, opts) }()
 	t.Cleanup(func() {
 		client.Close()
 		select {
@@ -254,6 +256,60 @@ func TestServerMuxTCPRefused(t *testing.T) {
 	go fc.send(keep(5, []byte("more")))
 	if f := fc.next(); f.id != 5 || f.status != statusEnd {
 		t.Fatalf("answer to Keep after refusal = %+v, want End for 5", *f)
+	}
+}
+
+// TestServerMuxRefuseTLS: with RefuseTLS a TCP session that starts with a TLS handshake
+// record ends with End+error and the target gets nothing; plain-text sessions, and a 0x16
+// that is not the session's first byte, go through.
+func TestServerMuxRefuseTLS(t *testing.T) {
+	checkGoroutines(t)
+	var mu sync.Mutex
+	var got [][]byte
+	target := tcpTarget(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c)
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+	})
+	echo := tcpTarget(t, echoTCP)
+	c := NewClient(serveWith(t, dialLoopback, ServerOptions{RefuseTLS: true}))
+	defer c.Close()
+
+	hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}
+	st, err := c.DialData(context.Background(), "tcp", target, hello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := st.Read(make([]byte, 10)); !errors.Is(err, ErrSessionFailed) {
+		t.Errorf("Read of a session that started with a TLS record = %v, want %v", err, ErrSessionFailed)
+	}
+	st.Close()
+
+	for _, first := range [][]byte{[]byte("GET / HTTP/1.1\r\n\r\n"), []byte("x")} {
+		st, err := c.DialData(context.Background(), "tcp", echo, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := st.Write(hello); err != nil { // TLS-looking bytes later on are data
+			t.Fatal(err)
+		}
+		want := append(append([]byte(nil), first...), hello...)
+		back := make([]byte, len(want))
+		if _, err := io.ReadFull(st, back); err != nil || !bytes.Equal(back, want) {
+			t.Errorf("plain-text session starting %q: echo %q, %v, want %q", first, back, err, want)
+		}
+		st.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, b := range got {
+		if len(b) > 0 {
+			t.Errorf("the refused session's target received %q, want nothing", b)
+		}
 	}
 }
 

@@ -29,10 +29,12 @@ const muxTCPOverXHTTP = true
 //   - over XHTTP when the request has no flow (see muxTCPOverXHTTP);
 //   - over plain REALITY when the request has Vision's flow: Burrow's client
 //     (links with tcpmux=1) sends its plain-text streams this way, so a new
-//     stream does not pay a handshake. It never puts a TLS stream there
-//     (that would be TLS in TLS without Vision's padding; TLS streams get a
-//     Vision connection each). Xray's clients send no TCP inside the mux of
-//     a Vision user, and Xray's servers refuse it.
+//     stream does not pay a handshake. A session that starts with a TLS
+//     record is refused (TLS in TLS without Vision's padding; Burrow's client
+//     gives TLS streams a Vision connection each). Xray's clients with "mux"
+//     on send their TCP this way too; Xray's servers break such a
+//     connection, Burrow carries their plain-text streams and refuses the
+//     TLS ones.
 //
 // A refused TCP session is answered with End and the error option, where
 // Xray breaks the whole mux connection; UDP sessions go on.
@@ -44,7 +46,11 @@ func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Reques
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess.OnCut(cancel)
-	err := mux.ServerMux(ctx, conn, func(ctx context.Context, network, address string) (net.Conn, error) {
+	// On plain REALITY a TLS stream inside the mux is refused (RefuseTLS): Burrow's client
+	// never sends one there, and an Xray client with "mux" on would otherwise carry HTTPS
+	// as TLS in TLS without Vision's padding. Its plain-text streams are carried.
+	opts := mux.ServerOptions{RefuseTLS: !overXHTTP}
+	err := mux.ServeMux(ctx, conn, func(ctx context.Context, network, address string) (net.Conn, error) {
 		if network == "tcp" && !tcpAllowed {
 			return nil, errMuxTCP
 		}
@@ -56,7 +62,7 @@ func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Reques
 			s.stats.Refused.Add(1)
 		}
 		return c, err
-	})
+	}, opts)
 	if err != nil {
 		s.log.Debug("mux ended", "err", err)
 	}
