@@ -132,7 +132,7 @@ func (s *Server) proxyTCP(ctx context.Context, tconn net.Conn, req *vless.Reques
 	defer target.Close()
 	sess.OnCut(func() { target.Close() })
 	client := vless.ServerConn(tconn, req)
-	relay(client, target, req.Flow == vless.FlowVision, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
+	relay(client, target, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
 }
 
 // counted adds a server-wide byte counter to a session direction.
@@ -146,17 +146,19 @@ func (c counted) Add(n int64) { c.Direction.Add(n); c.total.Add(n) }
 // relay copies both ways between the client's VLESS conn and the target,
 // counting up (client→target) and down (target→client) bytes, half-closing
 // each side as the other finishes, until both directions end.
-// With vision, the up direction goes through client's WriteTo
-// (meter.CopyWriterTo), which splices the raw socket once Vision went direct;
-// otherwise (XHTTP) through target's ReadFrom, as it always did. The down
-// direction goes through client's ReadFrom. The down copy runs on the calling
-// goroutine, one goroutine less per idle connection.
-func relay(client, target net.Conn, vision bool, up, down meter.Counter) {
+// The up direction goes through client's WriteTo (meter.CopyWriterTo), which
+// splices the raw socket once Vision went direct and otherwise reads into a
+// buffer that is small while the conn is idle (the target's ReadFrom would
+// hold io.Copy's 32 KiB for the conn's whole life: 64 MiB for 2,000 idle
+// XHTTP sessions). The down direction goes through client's ReadFrom. The
+// down copy runs on the calling goroutine, one goroutine less per idle
+// connection.
+func relay(client, target net.Conn, up, down meter.Counter) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		var err error
-		if wt, ok := client.(io.WriterTo); ok && vision {
+		if wt, ok := client.(io.WriterTo); ok {
 			_, err = meter.CopyWriterTo(target, wt, up)
 		} else {
 			_, err = meter.Copy(target, client, up)

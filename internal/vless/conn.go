@@ -409,7 +409,7 @@ func (c *Conn) decode(in []byte) {
 // itself), else to w.ReadFrom. With w a *net.TCPConn, Linux splices. Until then it copies
 // through a buffer that is small while the conn is idle (see copyBuf).
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	buf := copyBuf{fixed: !c.vision}
+	buf := copyBuf{fixed: c.udp}
 	defer buf.release()
 	var total int64
 	for {
@@ -465,10 +465,10 @@ func (c *Conn) rawReady() bool {
 // Vision goes direct on a write of whole application-data records, and a read from a TCP
 // socket ends on a record boundary only by chance.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	// The first read is large, as are all of a conn without Vision: how reads cut the data
-	// is how writes cut it on the wire (a ClientHello stays whole, an XHTTP stream keeps its
-	// write sizes). Later Vision reads adapt: a conn that sits idle holds a small buffer.
-	buf := copyBuf{fixed: !c.vision}
+	// The first read is large: how reads cut the data is how writes cut it on the wire (a
+	// ClientHello stays whole). Later reads adapt, except a UDP conn's (one datagram each):
+	// a conn that sits idle holds a small buffer.
+	buf := copyBuf{fixed: c.udp}
 	buf.startLarge()
 	defer buf.release()
 	var total int64
