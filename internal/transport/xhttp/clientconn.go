@@ -48,8 +48,12 @@ type clientConn struct {
 
 	streamW *io.PipeWriter // stream-up upload; nil in packet-up
 
-	moved      context.Context // the current download request's; guarded by mu
-	unpark     func()          // unregisters and ends the current download request; guarded by mu
+	// The current download request: its context, and funcs that
+	// unregister it from its connection (and end it). Both funcs hold the
+	// connection, so they are cleared once used: a session that kept one
+	// would keep a connection closed long ago, buffers and all.
+	moved      context.Context // guarded by mu
+	unpark     func()          // unregisters and ends the request; guarded by mu
 	unparkOnly func()          // unregisters it only; guarded by mu
 }
 
@@ -57,7 +61,7 @@ type clientConn struct {
 func (c *clientConn) unparkNow() {
 	c.mu.Lock()
 	f := c.unpark
-	c.unpark = nil
+	c.unpark, c.unparkOnly = nil, nil
 	c.mu.Unlock()
 	if f != nil {
 		f()
@@ -82,6 +86,7 @@ func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 		// An Xray server: its download cannot move to another connection.
 		c.mu.Lock()
 		c.unparkOnly()
+		c.unparkOnly = nil
 		c.mu.Unlock()
 		if d.cfg.Budget > 0 && !d.warned.Swap(true) {
 			d.log.Warn("xhttp: the server does not resume downloads (not Burrow?); streaming without rotation")
@@ -225,8 +230,16 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 		resp.Body.Close()
 		c.mu.Lock()
 		moved := c.moved != nil && c.moved.Err() != nil
+		closed := c.closed
 		c.mu.Unlock()
 		c.unparkNow()
+		if err != nil && (closed || c.ctx.Err() != nil) {
+			// The session ended, not the connection: it goes on carrying
+			// the other sessions' streams.
+			c.d.release(pc, getCost, false)
+			c.endDownload(net.ErrClosed)
+			return
+		}
 		if !c.ranged {
 			c.d.release(pc, getCost, false)
 			if err == nil {
@@ -239,10 +252,6 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 			c.d.release(pc, getCost, true) // the connection was spent; go on elsewhere
 		} else if err != nil {
 			c.d.release(pc, getCost, true)
-			if c.ctx.Err() != nil {
-				c.endDownload(net.ErrClosed)
-				return
-			}
 			c.d.kill(pc)
 			if got == 0 {
 				fails++

@@ -39,8 +39,12 @@ type DialerConfig struct {
 	// server ignores it; the client then logs a warning and streams
 	// without rotating). 0, the default, is off. At least MinBudget.
 	Budget int64
-	// MaxConns caps the concurrent TCP connections to the server,
-	// however many sessions are open. Default 3.
+	// MaxConns caps the concurrent TCP connections to the server while
+	// they carry the sessions: a session is an HTTP/2 stream, so however
+	// many are open the dialer stays at MaxConns connections until every
+	// one of them is at the server's stream limit; only then does it open
+	// more, one at a time, and it closes them again when the load is gone.
+	// Default 3.
 	MaxConns int
 	// Logger receives warnings; nil discards.
 	Logger *slog.Logger
@@ -96,6 +100,7 @@ type pconn struct {
 	rx      func() int64
 	hs      int64         // received when the handshake finished
 	linger  time.Duration // how long a closed connection still counts against MaxConns
+	limit   int           // the server's SETTINGS_MAX_CONCURRENT_STREAMS
 	streams int           // guarded by Dialer.mu
 	owed    int64         // guarded by Dialer.mu: downstream bytes the open requests may still cost
 	spent   bool          // guarded by Dialer.mu: take no new requests
@@ -172,6 +177,14 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 			ReadIdleTimeout:    45 * time.Second,
 			PingTimeout:        15 * time.Second,
 			DisableCompression: true,
+			// A connection at the server's stream limit is full, not
+			// broken. Without this, x/net reports it unable to take
+			// requests (we retired it and moved its downloads: churn) and
+			// fails a RoundTrip on it (we closed it with every stream on
+			// it). acquire never puts more than the limit on a
+			// connection; x/net may still count a stream we ended until
+			// the server confirms its reset, and RoundTrip waits for that.
+			StrictMaxConcurrentStreams: true,
 		},
 	}
 	return d, nil
@@ -231,7 +244,8 @@ func postCost(n int) int64 { return 200 + 50*int64(n/4096+1) }
 const getCost = 256
 
 // usableLocked reports whether pc may take a new request that costs need,
-// retiring it if it cannot take any.
+// retiring it if it cannot take any. A connection at the server's stream
+// limit is not usable for now, but not retired.
 func (d *Dialer) usableLocked(pc *pconn, need int64) bool {
 	if pc.spent {
 		return false
@@ -240,11 +254,32 @@ func (d *Dialer) usableLocked(pc *pconn, need int64) bool {
 		pc.retireLocked()
 		return false
 	}
-	return d.left(pc) >= minRoom+need
+	return pc.streams < pc.limit && d.left(pc) >= minRoom+need
 }
 
-// gcLocked drops and closes connections that are spent and idle, or dead.
+// gcLocked drops and closes connections that are spent and idle, or dead,
+// and retires idle connections opened beyond MaxConns once the others
+// have room for half of what one carries: the count follows the load down
+// as it followed it up, without reopening one for every request at the
+// edge.
 func (d *Dialer) gcLocked() {
+	extra := -d.cfg.MaxConns
+	free := 0 // streams the unspent connections can still take
+	for _, pc := range d.conns {
+		d.usableLocked(pc, 0)
+		if !pc.spent {
+			extra++
+			free += max(0, pc.limit-pc.streams)
+		}
+	}
+	for i := len(d.conns) - 1; i >= 0 && extra > 0; i-- {
+		pc := d.conns[i]
+		if !pc.spent && pc.streams == 0 && free-pc.limit >= pc.limit/2 {
+			pc.retireLocked()
+			free -= pc.limit
+			extra--
+		}
+	}
 	kept := d.conns[:0]
 	for _, pc := range d.conns {
 		d.usableLocked(pc, 0)
@@ -295,19 +330,38 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 		}
 		d.gcLocked()
 		var best *pconn
-		fresh := 0 // usable connections with more than half the budget left
+		fresh := 0              // usable connections with more than half the budget left
+		taking, atLimit := 0, 0 // connections not retired; of them, at the server's stream limit
+		// Beyond MaxConns, fill the oldest connections first, so the
+		// newest go idle and close when the load drops.
+		pack := len(d.conns) > d.cfg.MaxConns
 		for _, pc := range d.conns {
-			if !d.usableLocked(pc, need) {
+			ok := d.usableLocked(pc, need)
+			if !pc.spent {
+				taking++
+				if pc.streams >= pc.limit {
+					atLimit++
+				}
+			}
+			if !ok {
 				continue
 			}
 			if d.left(pc) > d.cfg.Budget/2 {
 				fresh++
 			}
-			if best == nil || pc.streams < best.streams {
+			if best == nil || !pack && pc.streams < best.streams {
 				best = pc
 			}
 		}
 		full := len(d.conns)+d.dialing+d.closing >= d.cfg.MaxConns
+		// Every connection is at the server's stream limit: more sessions
+		// than MaxConns connections can carry. Waiting would hold new
+		// sessions until old ones end, and queue the uploads of open ones
+		// behind them; a connection more, opened one at a time, carries
+		// them, so the connection count follows the real load (the tcp
+		// transport opens one per session). Burrow's server allows
+		// DefaultMaxStreams streams, so this takes thousands of sessions.
+		overflow := best == nil && taking > 0 && atLimit == taking && d.dialing == 0
 		if best != nil && (best.streams < streamsPerConn || full) {
 			best.streams++
 			best.owed += need
@@ -329,7 +383,7 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			d.mu.Unlock()
 			return best, nil
 		}
-		if !full {
+		if !full || overflow {
 			d.dialing++
 			d.mu.Unlock()
 			pc, err := d.dial(ctx)
@@ -441,7 +495,12 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: first ping: %w", err)
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, linger: linger}, nil
+	// The server's SETTINGS came before its PING answer.
+	limit := int(cc.State().MaxConcurrentStreams)
+	if limit == 0 {
+		limit = 100 // what x/net assumes until SETTINGS arrive
+	}
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, linger: linger, limit: limit}, nil
 }
 
 type countingReader struct {

@@ -73,7 +73,13 @@
 // fresh connection, and closes it once idle. At most MaxConns connections
 // are open to the server at once, however many sessions run — sessions are
 // HTTP/2 streams — and a closed connection keeps its slot for about a round
-// trip, until an observer on the path has seen the server's FIN too.
+// trip, until an observer on the path has seen the server's FIN too. The
+// one exception is more sessions than MaxConns connections carry at the
+// server's SETTINGS_MAX_CONCURRENT_STREAMS (a Burrow server advertises
+// DefaultMaxStreams, 1000; servers built on Go's HTTP/2 default to 250):
+// the client then opens further connections one at a time as each is
+// filled, and closes them as the load drops. A connection at the stream
+// limit is full, never retired for it.
 //
 // Byte budget on the wire, per connection (what a censor counting bytes
 // towards the client sees):

@@ -28,9 +28,20 @@ type HubConfig struct {
 	// ResumeTimeout is how long a session lives with no download request
 	// attached (also before the first one). Default 30s, as Xray.
 	ResumeTimeout time.Duration
+	// MaxStreams is the SETTINGS_MAX_CONCURRENT_STREAMS the server
+	// advertises on each connection. Default DefaultMaxStreams.
+	MaxStreams uint32
 	// Logger receives debug messages; nil discards.
 	Logger *slog.Logger
 }
+
+// DefaultMaxStreams is the hub's default stream limit per connection.
+// Every open session holds a stream (its download), so x/net's default of
+// 250 let three connections, a Burrow client's usual pool, carry only 750
+// sessions. Xray clients open few streams per connection and are not
+// affected; browser-facing servers allow 100 to 1000; and only a client
+// that passed REALITY authentication ever sees the value.
+const DefaultMaxStreams = 1000
 
 // Hub is the server side: it serves XHTTP on any number of connections
 // and keeps the sessions, which outlive the connections that carried
@@ -50,11 +61,14 @@ func NewHub(ctx context.Context, cfg HubConfig) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxStreams == 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
 	return &Hub{
 		cfg:      cfg,
 		ctx:      ctx,
 		sessions: make(map[string]*session),
-		h2:       http2.Server{IdleTimeout: 5 * time.Minute, MaxReadFrameSize: 1 << 20},
+		h2:       http2.Server{IdleTimeout: 5 * time.Minute, MaxReadFrameSize: 1 << 20, MaxConcurrentStreams: cfg.MaxStreams},
 	}
 }
 
