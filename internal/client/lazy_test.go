@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -236,4 +237,56 @@ func TestMuxThroughRelayCopy(t *testing.T) {
 	if n := relay.count(); n != 2 {
 		t.Errorf("connections = %d, want 2 (one mux, one Vision)", n)
 	}
+}
+
+// TestMuxServerDown: a burst of plain-text streams to a server that fails
+// every handshake fails together, on one attempt or a few, not one each.
+func TestMuxServerDown(t *testing.T) {
+	bed := startBed(t)
+	var mu sync.Mutex
+	attempts := 0
+	down := serveLoopback(t, func(c net.Conn) {
+		mu.Lock()
+		attempts++
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond) // then close: the handshake fails
+	})
+	l := bed.link
+	l.TCPMux = true
+	_, port, _ := net.SplitHostPort(down)
+	p, _ := strconv.Atoi(port)
+	l.Port = uint16(p)
+	tun, err := NewTunnel(&l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const streams = 20
+	errs := make([]error, streams)
+	var wg sync.WaitGroup
+	for i := range streams {
+		wg.Go(func() {
+			c, err := tun.DialContext(ctx, "tcp", bed.target)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer c.Close()
+			_, errs[i] = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("stream %d: no error with the server down", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts > 5 {
+		t.Errorf("%d streams made %d connection attempts to a failing server, want a few at most", streams, attempts)
+	}
+	t.Logf("%d streams, %d attempts", streams, attempts)
 }

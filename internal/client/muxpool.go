@@ -35,10 +35,16 @@ var errTunnelClosed = errors.New("client: tunnel closed")
 type muxPool struct {
 	mu      sync.Mutex
 	conns   []*mux.Client // guarded by mu; open connections, oldest first
-	dialing chan struct{} // guarded by mu; closed when the connection being opened is ready or failed; nil if none
-	dialErr error         // guarded by mu; the last failed open's error
+	dialing *muxOpen      // guarded by mu; the connection being opened, nil if none
 	reaper  *time.Timer   // guarded by mu; closes idle connections while there are any
 	closed  bool          // guarded by mu
+}
+
+// muxOpen is one connection being opened; the streams waiting for it share
+// its outcome.
+type muxOpen struct {
+	done chan struct{} // closed when it is open or failed
+	err  error         // set before done is closed
 }
 
 // muxDial opens a TCP stream to address over a mux connection, sending
@@ -63,9 +69,12 @@ func (t *Tunnel) muxDial(ctx context.Context, address string, first []byte) (net
 		}
 		if wait != nil {
 			select {
-			case <-wait:
+			case <-wait.done:
 			case <-ctx.Done():
 				return nil, ctx.Err()
+			}
+			if wait.err != nil {
+				return nil, wait.err // the server is unreachable for all of us
 			}
 			continue
 		}
@@ -79,9 +88,9 @@ func (t *Tunnel) muxDial(ctx context.Context, address string, first []byte) (net
 }
 
 // pick returns a live connection with room for a stream; or, if none, the
-// channel of the connection being opened; or (nil, nil) after making the
-// caller the one to open a new connection.
-func (p *muxPool) pick() (*mux.Client, <-chan struct{}, error) {
+// connection being opened; or neither after making the caller the one to
+// open a new connection.
+func (p *muxPool) pick() (*mux.Client, *muxOpen, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -109,7 +118,7 @@ func (p *muxPool) pick() (*mux.Client, <-chan struct{}, error) {
 	if p.dialing != nil {
 		return nil, p.dialing, nil
 	}
-	p.dialing = make(chan struct{})
+	p.dialing = &muxOpen{done: make(chan struct{})}
 	return nil, nil, nil
 }
 
@@ -117,9 +126,9 @@ func (p *muxPool) pick() (*mux.Client, <-chan struct{}, error) {
 func (p *muxPool) opened(mc *mux.Client, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	close(p.dialing)
+	p.dialing.err = err
+	close(p.dialing.done)
 	p.dialing = nil
-	p.dialErr = err
 	if err != nil {
 		return
 	}
