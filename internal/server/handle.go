@@ -66,6 +66,13 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 		return
 	}
 	tconn.SetReadDeadline(time.Time{})
+	s.serveRequest(ctx, tconn, req, false)
+}
+
+// serveRequest carries req, read from conn (a REALITY conn, or one XHTTP
+// session when overXHTTP): the user's session, the transport's flow rule,
+// then the command.
+func (s *Server) serveRequest(ctx context.Context, conn net.Conn, req *vless.Request, overXHTTP bool) {
 	sess, err := s.users.Acquire(req.UUID)
 	if err != nil {
 		// Unknown, revoked, expired or over quota: the same silent close as a failed dial.
@@ -74,8 +81,12 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 		return
 	}
 	defer sess.Close()
-	sess.OnCut(func() { tconn.Close() })
-	if !flowAllowed(req) {
+	sess.OnCut(func() { conn.Close() })
+	switch {
+	case overXHTTP && req.Flow != "":
+		s.log.Debug("request refused: flow " + req.Flow + " over xhttp")
+		return
+	case !overXHTTP && !flowAllowed(req):
 		s.log.Debug("request refused: TCP without flow " + vless.FlowVision)
 		return
 	}
@@ -83,16 +94,20 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 	s.stats.Active.Add(1)
 	defer s.stats.Active.Add(-1)
 	if s.opts.LogDestinations {
-		s.log.Info("proxy", "user", sess.UserName(), "cmd", req.Command, "dest", req.Dest.String())
+		attrs := []any{"user", sess.UserName()}
+		if overXHTTP {
+			attrs = append(attrs, "transport", "xhttp")
+		}
+		s.log.Info("proxy", append(attrs, "cmd", req.Command, "dest", req.Dest.String())...)
 	}
 
 	switch req.Command {
 	case vless.CommandTCP:
-		s.proxyTCP(ctx, tconn, req, sess)
+		s.proxyTCP(ctx, conn, req, sess)
 	case vless.CommandUDP:
-		s.proxyUDP(ctx, tconn, req, sess)
+		s.proxyUDP(ctx, conn, req, sess)
 	case vless.CommandMux:
-		s.proxyMux(ctx, tconn, req, sess, false)
+		s.proxyMux(ctx, conn, req, sess, overXHTTP)
 	}
 }
 

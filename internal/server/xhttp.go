@@ -46,29 +46,5 @@ func (s *Server) handleXHTTPSession(ctx context.Context, conn net.Conn) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
-	sess, err := s.users.Acquire(req.UUID)
-	if err != nil {
-		s.stats.Rejected.Add(1)
-		s.log.Debug("request refused", "reason", err)
-		return
-	}
-	defer sess.Close()
-	sess.OnCut(func() { conn.Close() })
-	if req.Flow != "" {
-		s.log.Debug("request refused: flow " + req.Flow + " over xhttp")
-		return
-	}
-	s.stats.Active.Add(1)
-	defer s.stats.Active.Add(-1)
-	if s.opts.LogDestinations {
-		s.log.Info("proxy", "user", sess.UserName(), "transport", "xhttp", "cmd", req.Command, "dest", req.Dest.String())
-	}
-	switch req.Command {
-	case vless.CommandTCP:
-		s.proxyTCP(ctx, conn, req, sess)
-	case vless.CommandUDP:
-		s.proxyUDP(ctx, conn, req, sess)
-	case vless.CommandMux:
-		s.proxyMux(ctx, conn, req, sess, true)
-	}
+	s.serveRequest(ctx, conn, req, true)
 }
