@@ -65,8 +65,9 @@ func ServerMux(ctx context.Context, conn net.Conn, dial Dial) error {
 // ServerOptions change how ServeMux serves a connection.
 type ServerOptions struct {
 	// RefuseTLS ends a TCP session whose first bytes from the client are a TLS handshake
-	// record (0x16) with End and the error option, before anything reaches the target: a
-	// TLS connection inside mux on a plain TLS tunnel is TLS in TLS without Vision's
+	// record (0x16) with End and the error option, before anything reaches the target (and
+	// before it is dialled when those bytes ride in the New frame, as Xray's and Burrow's
+	// clients send them): a TLS connection inside mux on a plain TLS tunnel is TLS in TLS without Vision's
 	// padding, the record-size pattern censors look for. Other sessions go on.
 	RefuseTLS bool
 }
@@ -219,8 +220,10 @@ func (s *server) handleNew(f *frame, data *[]byte) {
 	if old := s.session(f.id); old != nil {
 		old.close(false) // a reused id replaces its session
 	}
+	// A TLS session refused by its first bytes is refused before its target is dialled.
+	refused := f.network != netUDP && data != nil && s.refusesFirst(*data)
 	s.mu.Lock()
-	if len(s.sessions) >= maxSessions || s.ctx.Err() != nil {
+	if refused || len(s.sessions) >= maxSessions || s.ctx.Err() != nil {
 		s.mu.Unlock()
 		putBuf(data)
 		s.writeFrame(f.id, statusEnd, optError, netip.AddrPort{}, nil)
@@ -243,6 +246,12 @@ func (s *server) handleNew(f *frame, data *[]byte) {
 	if data != nil {
 		ss.deliver(f.dest, data)
 	}
+}
+
+// refusesFirst reports whether a TCP session whose client data starts with first is
+// refused (ServerOptions.RefuseTLS).
+func (s *server) refusesFirst(first []byte) bool {
+	return s.opts.RefuseTLS && len(first) > 0 && first[0] == 0x16
 }
 
 // writeFrame sends one frame as a single write.

@@ -68,7 +68,7 @@ func (ss *tcpSession) deliver(_ string, data *[]byte) {
 	}
 	if !ss.started {
 		ss.started = true
-		if ss.srv.opts.RefuseTLS && (*data)[0] == 0x16 {
+		if ss.srv.refusesFirst(*data) { // a New frame without data; the New frame's own is checked in handleNew
 			putBuf(data)
 			ss.shutdown(true, true)
 			return
