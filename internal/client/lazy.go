@@ -105,8 +105,8 @@ func (c *lazyConn) start(first []byte) (sent bool, err error) {
 	return sent, err
 }
 
-// carrier waits for the carrier, starting it after firstWait (or at once if
-// wait is false) when the application has not written.
+// carrier waits for the carrier, starting it after firstWait when the
+// application has not written (a server-first protocol).
 func (c *lazyConn) carrier() (net.Conn, error) {
 	select {
 	case <-c.ready:

@@ -96,24 +96,18 @@ func (p *muxPool) pick() (*mux.Client, *muxOpen, error) {
 	if p.closed {
 		return nil, nil, errTunnelClosed
 	}
-	live := p.conns[:0]
-	var found *mux.Client
-	for _, mc := range p.conns {
+	p.keepLocked(func(mc *mux.Client) bool {
 		select {
 		case <-mc.Done():
-			mc.Close()
-			continue
+			return false
 		default:
+			return true
 		}
-		live = append(live, mc)
-		if found == nil && mc.Len() < muxStreams {
-			found = mc
+	})
+	for _, mc := range p.conns {
+		if mc.Len() < muxStreams {
+			return mc, nil, nil
 		}
-	}
-	clear(p.conns[len(live):])
-	p.conns = live
-	if found != nil {
-		return found, nil, nil
 	}
 	if p.dialing != nil {
 		return nil, p.dialing, nil
@@ -146,21 +140,27 @@ func (p *muxPool) opened(mc *mux.Client, err error) {
 func (p *muxPool) reap() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	live := p.conns[:0]
-	for _, mc := range p.conns {
-		if mc.Idle() >= muxIdle {
-			go mc.Close()
-			continue
-		}
-		live = append(live, mc)
-	}
-	clear(p.conns[len(live):])
-	p.conns = live
+	p.keepLocked(func(mc *mux.Client) bool { return mc.Idle() < muxIdle })
 	if len(p.conns) == 0 || p.closed {
 		p.reaper = nil
 		return
 	}
 	p.reaper.Reset(muxIdle / 3)
+}
+
+// keepLocked keeps the connections keep approves of, in order, and closes the
+// others (p.mu held).
+func (p *muxPool) keepLocked(keep func(*mux.Client) bool) {
+	live := p.conns[:0]
+	for _, mc := range p.conns {
+		if keep(mc) {
+			live = append(live, mc)
+		} else {
+			go mc.Close()
+		}
+	}
+	clear(p.conns[len(live):])
+	p.conns = live
 }
 
 // close ends every mux connection (and the streams on them).
