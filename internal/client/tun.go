@@ -29,10 +29,11 @@ type TUNConfig struct {
 	// (it is never contacted directly). Default "1.1.1.1:53".
 	DNS string
 	// StateFile records the changes to undo after a crash. Default
-	// /run/burrow/tun-NAME.json.
+	// /run/burrow/tun-NETNS-NAME.json, one per network namespace.
 	StateFile string
 	// ResolvConf is the resolver file pointed at the TUN. Default
-	// /etc/resolv.conf.
+	// /etc/resolv.conf; where systemd-resolved manages it, the TUN's link
+	// settings are used instead and the file is not written.
 	ResolvConf string
 }
 
@@ -64,11 +65,18 @@ func (c *Client) openTUN(ctx context.Context, cfg TUNConfig) error {
 	c.Tunnel.dialer.Control = ctl
 	c.router.Direct = &net.Dialer{Timeout: 10 * time.Second, Control: ctl}
 	if cfg.StateFile == "" {
-		cfg.StateFile = tun.StateFile(cfg.Name)
+		f, err := tun.StateFile(cfg.Name)
+		if err != nil {
+			return err
+		}
+		cfg.StateFile = f
 	}
 	// Leftovers of a crashed run first: its blackhole routes would
 	// otherwise hide the network from the checks below.
 	if err := tun.Restore(cfg.StateFile); err != nil {
+		if errors.Is(err, tun.ErrRunning) {
+			return err
+		}
 		if errors.Is(err, os.ErrPermission) {
 			return errors.New("tun: --tun needs root (or CAP_NET_ADMIN) to change routes and the resolver; run with sudo")
 		}
@@ -88,7 +96,8 @@ func (c *Client) openTUN(ctx context.Context, cfg TUNConfig) error {
 	if err != nil {
 		return err
 	}
-	undo, err := tun.Setup(tun.NetConfig{Device: cfg.Name, KillSwitch: cfg.KillSwitch, StateFile: cfg.StateFile, ResolvConf: cfg.ResolvConf})
+	undo, err := tun.Setup(tun.NetConfig{Device: cfg.Name, KillSwitch: cfg.KillSwitch,
+		StateFile: cfg.StateFile, ResolvConf: cfg.ResolvConf, Logger: c.cfg.Logger})
 	if err != nil {
 		dev.Close()
 		return err
@@ -116,11 +125,16 @@ func (c *Client) runTUN(ctx context.Context) error {
 	return err
 }
 
-// RestoreTUN undoes what a crashed `connect --tun` left behind (routes,
-// rules, resolver), per its state file.
+// RestoreTUN undoes what a crashed `connect --tun` on interface name left
+// behind in this network namespace (routes, rules, resolver), per its
+// state file.
 func RestoreTUN(name string) error {
 	if name == "" {
 		name = tun.DefaultName
 	}
-	return tun.Restore(tun.StateFile(name))
+	f, err := tun.StateFile(name)
+	if err != nil {
+		return err
+	}
+	return tun.Restore(f)
 }

@@ -3,6 +3,7 @@ package tun
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -22,7 +23,9 @@ func Open(name string, mtu int) (*LinuxDevice, error) {
 	if len(name) >= unix.IFNAMSIZ || name == "" {
 		return nil, fmt.Errorf("tun: interface name %q: want 1 to %d characters", name, unix.IFNAMSIZ-1)
 	}
-	if _, err := os.Stat("/sys/class/net/" + name); err == nil {
+	// By netlink, not /sys/class/net: a process that entered a namespace
+	// by setns still sees the machine's sysfs.
+	if _, err := net.InterfaceByName(name); err == nil {
 		return nil, fmt.Errorf("tun: an interface named %s already exists (another VPN, or a burrow that did not exit); pick another with --tun-name", name)
 	}
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)

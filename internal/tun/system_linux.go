@@ -1,14 +1,13 @@
 package tun
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -43,20 +42,34 @@ var (
 // routes that outlive the device: if burrow dies, traffic is dropped rather
 // than sent in the clear until the next start (or `--tun-restore`) undoes
 // them.
+//
+// DNS: where systemd-resolved manages /etc/resolv.conf, the device gets
+// per-link DNS (DNSAddr) and the "~." routing domain, and the file is never
+// written; otherwise the file is rewritten, its original kept in the state
+// file. In a network namespace that shares the machine's resolver file (a
+// process that entered it by setns, not `ip netns exec`), the file is left
+// alone and Logger says so. Either way the TUN answers every query to port
+// 53, so no query leaves around the tunnel.
 type NetConfig struct {
 	Device     string // interface name (already created by Open)
 	Table      int
 	Mark       uint32
 	KillSwitch bool
 	// ResolvConf is the resolver file to point at DNSAddr. Default
-	// /etc/resolv.conf ("-" leaves it alone).
+	// /etc/resolv.conf ("-" leaves DNS settings alone).
 	ResolvConf string
 	// StateFile records what was changed, so a later start undoes it after
-	// a crash. Default /run/burrow/tun-DEVICE.json.
+	// a crash. Default StateFile(Device): one per network namespace and
+	// interface.
 	StateFile string
+	// Logger receives warnings (the resolver left alone, and why).
+	// Default: discarded.
+	Logger *slog.Logger
+
+	env resolverEnv // the system's, unless a test sets it
 }
 
-func (c *NetConfig) defaults() {
+func (c *NetConfig) defaults() error {
 	if c.Device == "" {
 		c.Device = DefaultName
 	}
@@ -69,53 +82,68 @@ func (c *NetConfig) defaults() {
 	if c.ResolvConf == "" {
 		c.ResolvConf = "/etc/resolv.conf"
 	}
-	if c.StateFile == "" {
-		c.StateFile = StateFile(c.Device)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-}
-
-// StateFile is the default state file for device name.
-func StateFile(device string) string {
-	return filepath.Join("/run/burrow", "tun-"+device+".json")
-}
-
-// state is what Setup changed, written before each change is made.
-type state struct {
-	Device      string
-	Table       int
-	Mark        uint32
-	IPv6        bool
-	ResolvConf  string
-	ResolvSaved bool   // ResolvData/ResolvLink hold the original
-	ResolvData  []byte // original content (regular file)
-	ResolvLink  string // original symlink target, if it was a symlink
+	if c.env.resolvConf == "" {
+		c.env = systemResolverEnv(c.ResolvConf)
+	}
+	if c.StateFile == "" {
+		f, err := StateFile(c.Device)
+		if err != nil {
+			return err
+		}
+		c.StateFile = f
+	}
+	return nil
 }
 
 // Setup routes everything into the device and points the resolver at
-// DNSAddr. It first undoes anything a previous run left behind (per the
-// state file). The returned undo restores what Setup changed; call it
-// before closing the device. On error, Setup has undone its own changes.
+// DNSAddr. It first undoes anything a previous run in this network
+// namespace left behind (per the state file), unless that run is still
+// alive (ErrRunning). The returned undo restores what Setup changed; call
+// it before closing the device. On error, Setup has undone its own changes.
 func Setup(cfg NetConfig) (undo func() error, err error) {
-	cfg.defaults()
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
 	if err := Restore(cfg.StateFile); err != nil {
+		if errors.Is(err, ErrRunning) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("tun: undo the previous run's changes: %w", err)
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, errors.New("tun: the `ip` command (iproute2) is needed to set up routes; install iproute2")
 	}
-	st := &state{Device: cfg.Device, Table: cfg.Table, Mark: cfg.Mark, IPv6: ipv6Enabled()}
+	ns, err := netnsID("/proc/self/ns/net")
+	if err != nil {
+		return nil, err
+	}
+	start, err := processStart(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("tun: own start time: %w", err)
+	}
+	st := &state{PID: os.Getpid(), PIDStart: start, NetNS: ns, Device: cfg.Device, Table: cfg.Table, Mark: cfg.Mark, IPv6: ipv6Enabled()}
 	table := strconv.Itoa(cfg.Table)
 	if out, err := ipOut("-4", "route", "show", "table", table); err == nil && strings.TrimSpace(out) != "" {
-		return nil, fmt.Errorf("tun: routing table %d is already in use (another VPN, or a burrow started with a different state file); pick another, or remove it with `ip route flush table %d`", cfg.Table, cfg.Table)
+		return nil, fmt.Errorf("tun: routing table %d is already in use (another VPN, or leftovers of a burrow whose state file is gone); pick another, or remove it with `ip route flush table %d`", cfg.Table, cfg.Table)
 	}
 	if err := writeState(cfg.StateFile, st); err != nil {
 		return nil, err
 	}
-	undo = func() error { return Restore(cfg.StateFile) }
-	fail := func(err error) (func() error, error) {
-		undo()
-		return nil, err
+	undo = func() error { return restoreOwn(cfg.StateFile, st, cfg.env.resolvectl) }
+	if err := setupRoutes(cfg, st); err != nil {
+		return nil, errors.Join(err, undo())
 	}
+	if err := pointDNS(cfg, st); err != nil {
+		return nil, errors.Join(err, undo())
+	}
+	return undo, nil
+}
+
+func setupRoutes(cfg NetConfig, st *state) error {
+	table := strconv.Itoa(cfg.Table)
 	mark := fmt.Sprintf("0x%x", cfg.Mark)
 	fams := []string{"-4"}
 	if st.IPv6 {
@@ -139,78 +167,95 @@ func Setup(cfg NetConfig) (undo func() error, err error) {
 	}
 	for _, s := range steps {
 		if err := ip(s...); err != nil {
-			return fail(err)
+			return err
 		}
-	}
-	if cfg.ResolvConf != "-" {
-		if err := pointResolver(cfg.ResolvConf, cfg.StateFile, st); err != nil {
-			return fail(err)
-		}
-		if err := writeState(cfg.StateFile, st); err != nil {
-			return fail(err)
-		}
-	}
-	return undo, nil
-}
-
-// pointResolver saves the resolver file into st and rewrites it in place
-// (a bind mount, as `ip netns exec` makes, cannot be replaced by rename).
-func pointResolver(path, stateFile string, st *state) error {
-	st.ResolvConf = path
-	if target, err := os.Readlink(path); err == nil {
-		st.ResolvLink = target
-	} else if b, err := os.ReadFile(path); err == nil {
-		st.ResolvData = b
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("tun: read %s: %w", path, err)
-	}
-	st.ResolvSaved = true
-	if err := writeState(stateFile, st); err != nil {
-		return err
-	}
-	if st.ResolvLink != "" {
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("tun: replace %s: %w", path, err)
-		}
-	}
-	body := "# written by burrow connect --tun; restored when it exits\nnameserver " + DNSAddr.String() + "\noptions edns0 trust-ad\n"
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		return fmt.Errorf("tun: write %s: %w", path, err)
 	}
 	return nil
 }
 
-func writeState(path string, st *state) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("tun: state dir: %w", err)
+// pointDNS points the resolver at DNSAddr by the method chooseResolver
+// picks, recording in the state file (synced) what it is about to change
+// before it changes it.
+func pointDNS(cfg NetConfig, st *state) error {
+	if cfg.ResolvConf == "-" {
+		return nil
 	}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("tun: write state: %w", err)
+	method, why, err := chooseResolver(cfg.env)
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("tun: write state: %w", err)
+	switch method {
+	case resolverNone:
+		cfg.Logger.Warn("tun: " + why + "; DNS still goes through the tunnel, since the TUN answers every query to port 53")
+		return nil
+	case resolverResolved:
+		st.Resolver = resolverResolved
+		if err := writeState(cfg.StateFile, st); err != nil {
+			return err
+		}
+		return pointResolved(cfg.env.resolvectl, cfg.Device)
+	}
+	b, err := backupFile(cfg.ResolvConf)
+	if err != nil {
+		return err
+	}
+	st.Resolver, st.ResolvConf, st.Resolv = resolverFile, cfg.ResolvConf, b
+	if err := writeState(cfg.StateFile, st); err != nil {
+		return err
+	}
+	if err := replaceFile(cfg.ResolvConf, b.Written, b.Mode); err != nil {
+		return fmt.Errorf("tun: write %s: %w", cfg.ResolvConf, err)
 	}
 	return nil
 }
 
 // Restore undoes what the run that wrote stateFile changed: rules, routes,
-// the device if it is still there, and the resolver file. A missing state
-// file means there is nothing to undo. Each step is attempted even if an
-// earlier one failed; the state file is removed only when all succeeded.
+// the device if it is still there, and the resolver. A missing state file
+// means there is nothing to undo; a state file whose run is still alive is
+// left alone (ErrRunning). Each step is attempted even if an earlier one
+// failed; the state file is removed only when all succeeded.
 func Restore(stateFile string) error {
-	b, err := os.ReadFile(stateFile)
+	st, err := readState(stateFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("read %s: %w", stateFile, err)
+		return err
 	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil || st.Table == 0 {
-		return fmt.Errorf("state file %s is damaged; remove it after checking `ip rule` and %s", stateFile, "/etc/resolv.conf")
+	if st.ownerAlive() {
+		return fmt.Errorf("%w: pid %d has %s up in this network namespace; stop it first (its state: %s)", ErrRunning, st.PID, st.Device, stateFile)
 	}
+	return restoreOwn(stateFile, st, systemResolverEnv("").resolvectl)
+}
+
+// restoreOwn undoes st's changes, then removes stateFile.
+func restoreOwn(stateFile string, st *state, resolvectl func(...string) error) error {
+	if ns, err := netnsID("/proc/self/ns/net"); err != nil || ns != st.NetNS {
+		return fmt.Errorf("state file %s belongs to another network namespace (%d); run --tun-restore there", stateFile, st.NetNS)
+	}
+	errs := undoRoutes(st)
+	switch st.Resolver {
+	case resolverResolved:
+		if err := revertResolved(resolvectl, st.Device); err != nil {
+			errs = append(errs, err)
+		}
+	case resolverFile:
+		if st.Resolv != nil {
+			if err := restoreFile(st.ResolvConf, st.Resolv); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := os.Remove(stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func undoRoutes(st *state) []error {
 	var errs []error
 	table := strconv.Itoa(st.Table)
 	mark := fmt.Sprintf("0x%x", st.Mark)
@@ -230,46 +275,12 @@ func Restore(stateFile string) error {
 			errs = append(errs, err)
 		}
 	}
-	if _, err := os.Stat("/sys/class/net/" + st.Device); err == nil {
+	if _, err := net.InterfaceByName(st.Device); err == nil {
 		// Only a TUN device of ours: it vanishes with its fd, so one still
 		// here belongs to a burrow still running or a stuck process.
 		ip("link", "set", st.Device, "down")
 	}
-	if st.ResolvSaved {
-		if err := restoreResolver(&st); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	return os.Remove(stateFile)
-}
-
-func restoreResolver(st *state) error {
-	path := st.ResolvConf
-	if st.ResolvLink != "" {
-		os.Remove(path)
-		if err := os.Symlink(st.ResolvLink, path); err != nil {
-			return fmt.Errorf("restore %s: %w", path, err)
-		}
-		return nil
-	}
-	if st.ResolvData == nil {
-		// There was no file before.
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("restore %s: %w", path, err)
-		}
-		return nil
-	}
-	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, st.ResolvData) {
-		return nil
-	}
-	// Write in place (bind mounts), not by rename.
-	if err := os.WriteFile(path, st.ResolvData, 0o644); err != nil {
-		return fmt.Errorf("restore %s: %w", path, err)
-	}
-	return nil
+	return errs
 }
 
 func ipv6Enabled() bool {

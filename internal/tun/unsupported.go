@@ -2,7 +2,13 @@
 
 package tun
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+)
+
+// ErrRunning: see system_linux.go.
+var ErrRunning = errors.New("tun: another burrow is running")
 
 var errUnsupported = errors.New("tun: full-device mode (--tun) is only available on Linux so far")
 
@@ -23,9 +29,10 @@ type NetConfig struct {
 	Table                         int
 	Mark                          uint32
 	KillSwitch                    bool
+	Logger                        *slog.Logger
 }
 
 func Open(name string, mtu int) (*LinuxDevice, error)    { return nil, errUnsupported }
 func Setup(cfg NetConfig) (undo func() error, err error) { return nil, errUnsupported }
 func Restore(stateFile string) error                     { return nil }
-func StateFile(device string) string                     { return "" }
+func StateFile(device string) (string, error)            { return "", errUnsupported }
