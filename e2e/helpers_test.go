@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(checkHostResolv(m.Run))
 }
 
 func helperMain(mode string, args []string) error {

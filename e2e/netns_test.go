@@ -79,6 +79,10 @@ func newLab(t *testing.T) *lab {
 	t.Cleanup(l.destroy)
 	for _, ns := range []string{l.client, l.router, l.server, l.site} {
 		l.ip("netns", "add", ns)
+		// Every namespace gets a resolver file of its own, which `ip netns
+		// exec` mounts over /etc/resolv.conf: nothing run inside can
+		// change the machine's. Only the client's names a server (below).
+		l.writeNSFile(ns, "resolv.conf", "# burrow e2e namespace "+ns+": no resolver\nnameserver 127.0.0.1\n")
 		l.in(ns, "ip", "link", "set", "lo", "up")
 		// No duplicate address detection: addresses (link-local too) are
 		// final at once, so before/after snapshots compare equal.
@@ -86,7 +90,7 @@ func newLab(t *testing.T) *lab {
 	}
 	// The client's resolver points at the site's DNS server, so without the
 	// tunnel queries would go there in the clear.
-	l.writeResolv("nameserver " + siteAddr4 + "\n")
+	l.writeNSFile(l.client, "resolv.conf", "nameserver "+siteAddr4+"\n")
 	links := []struct{ ns, dev, peer, addr4, addr6, raddr4, raddr6 string }{
 		{l.client, "c0", "r1", "10.200.1.2/24", "fd00:200:1::2/64", "10.200.1.1/24", "fd00:200:1::1/64"},
 		{l.server, "s0", "r2", "10.200.2.2/24", "fd00:200:2::2/64", "10.200.2.1/24", "fd00:200:2::1/64"},
@@ -113,11 +117,15 @@ func newLab(t *testing.T) *lab {
 
 func (l *lab) resolvPath() string { return filepath.Join("/etc/netns", l.client, "resolv.conf") }
 
-func (l *lab) writeResolv(s string) {
-	if err := os.MkdirAll(filepath.Dir(l.resolvPath()), 0o755); err != nil {
+// writeNSFile writes /etc/netns/NS/NAME, which `ip netns exec NS` mounts
+// over /etc/NAME.
+func (l *lab) writeNSFile(ns, name, body string) {
+	l.t.Helper()
+	dir := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		l.t.Fatal(err)
 	}
-	if err := os.WriteFile(l.resolvPath(), []byte(s), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 }
@@ -125,8 +133,8 @@ func (l *lab) writeResolv(s string) {
 func (l *lab) destroy() {
 	for _, ns := range []string{l.client, l.router, l.server, l.site} {
 		exec.Command("ip", "netns", "del", ns).Run()
+		os.RemoveAll(filepath.Join("/etc/netns", ns))
 	}
-	os.RemoveAll(filepath.Join("/etc/netns", l.client))
 }
 
 func (l *lab) ip(args ...string) {
@@ -198,8 +206,14 @@ func (p *proc) Output() string {
 // (if ready is not empty). The process is killed at cleanup if still running.
 func (l *lab) start(name, ns, ready string, args ...string) *proc {
 	l.t.Helper()
+	return l.startCommand(name, ready, append([]string{"ip", "netns", "exec", ns}, args...)...)
+}
+
+// startCommand is start for a command line that enters a namespace itself.
+func (l *lab) startCommand(name, ready string, argv ...string) *proc {
+	l.t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		l.t.Fatalf("start %s: %v", name, err)
@@ -274,6 +288,82 @@ func (l *lab) netState() string {
 	resolv, _ := os.ReadFile(l.resolvPath())
 	fmt.Fprintf(&b, "$ cat resolv.conf\n%s", resolv)
 	return b.String()
+}
+
+// checkClean fails the test if the client namespace still holds anything
+// of a --tun run: our policy rule, a route in our table, a blackhole route
+// (the kill switch), a burrow interface, or a resolver file other than
+// resolvBefore.
+func (l *lab) checkClean(t *testing.T, phase string, resolvBefore []byte) {
+	t.Helper()
+	for _, fam := range []string{"-4", "-6"} {
+		if out := l.in(l.client, "ip", fam, "rule", "show", "priority", fmt.Sprint(tunRulePriority)); strings.TrimSpace(out) != "" {
+			t.Errorf("%s: ip %s rule at priority %d left behind:\n%s", phase, fam, tunRulePriority, out)
+		}
+		for _, line := range strings.Split(l.in(l.client, "ip", fam, "route", "show", "table", "all"), "\n") {
+			if strings.Contains(line, fmt.Sprintf("table %d ", tunTable)) || strings.HasPrefix(line, "blackhole") || strings.Contains(line, "dev burrow") {
+				t.Errorf("%s: ip %s route left behind: %s", phase, fam, line)
+			}
+		}
+	}
+	if out := l.in(l.client, "ip", "-br", "link"); strings.Contains(out, "burrow") {
+		t.Errorf("%s: interface left behind:\n%s", phase, out)
+	}
+	if got, _ := os.ReadFile(l.resolvPath()); !bytes.Equal(got, resolvBefore) {
+		t.Errorf("%s: the namespace's resolv.conf = %q, want %q as before", phase, got, resolvBefore)
+	}
+}
+
+// What a --tun run adds (internal/tun's defaults).
+const (
+	tunRulePriority = 5210
+	tunTable        = 0x4255
+)
+
+// hostResolv is the machine's resolver file, which no test may change.
+const hostResolv = "/etc/resolv.conf"
+
+// fileSnapshot describes a file exactly: a symlink's target, or a regular
+// file's mode and bytes.
+func fileSnapshot(path string) string {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return "missing: " + err.Error()
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		target, _ := os.Readlink(path)
+		return "symlink to " + target
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return fmt.Sprintf("%v %q", fi.Mode(), b)
+}
+
+// checkHostResolv runs the tests and fails the run if the machine's
+// /etc/resolv.conf differs afterwards (a namespace test that rewrote it
+// would move the whole machine's DNS to a test address); it then puts the
+// original bytes back, so one failed run does not break the machine.
+func checkHostResolv(run func() int) int {
+	before := fileSnapshot(hostResolv)
+	orig, origErr := os.ReadFile(hostResolv)
+	origLink, linkErr := os.Readlink(hostResolv)
+	code := run()
+	after := fileSnapshot(hostResolv)
+	if after == before {
+		return code
+	}
+	fmt.Fprintf(os.Stderr, "FAIL: the e2e tests changed the machine's %s:\n  before: %s\n  after:  %s\n", hostResolv, before, after)
+	switch {
+	case linkErr == nil:
+		os.Remove(hostResolv)
+		os.Symlink(origLink, hostResolv)
+	case origErr == nil:
+		os.WriteFile(hostResolv, orig, 0o644)
+	}
+	fmt.Fprintf(os.Stderr, "  put back:  %s\n", fileSnapshot(hostResolv))
+	return 1
 }
 
 var _ io.Writer = (*proc)(nil)

@@ -171,6 +171,9 @@ func TestTUN(t *testing.T) {
 	tl := newTUNLab(t)
 	before := tl.netState()
 	resolvBefore, _ := os.ReadFile(tl.resolvPath())
+	if !strings.Contains(string(resolvBefore), siteAddr4) {
+		t.Fatalf("the client namespace's resolv.conf = %q, want it to name %s", resolvBefore, siteAddr4)
+	}
 
 	// Without the tunnel the site is reachable directly (so a leak would show).
 	if out, err := tl.curl("http://" + siteAddr4 + "/plain"); err != nil || !strings.Contains(out, "from="+clientAddr4) {
@@ -282,12 +285,20 @@ func TestTUN(t *testing.T) {
 	if after := tl.netState(); after != before {
 		t.Errorf("after exit the client namespace differs:\n--- before\n%s\n--- after\n%s", before, after)
 	}
-	if got, _ := os.ReadFile(tl.resolvPath()); string(got) != string(resolvBefore) {
-		t.Errorf("resolv.conf after exit = %q, want %q", got, resolvBefore)
+	tl.checkClean(t, "after SIGTERM", resolvBefore)
+
+	// Stop from the terminal (Ctrl-C): the same.
+	stopped := tl.startClient()
+	if got, _ := os.ReadFile(tl.resolvPath()); !strings.Contains(string(got), "written by burrow") {
+		t.Errorf("resolv.conf while the tunnel is up = %q, want burrow's", got)
 	}
+	if err := stopped.stop(syscall.SIGINT); err != nil {
+		t.Errorf("client exit after SIGINT: %v\n%s", err, stopped.Output())
+	}
+	tl.checkClean(t, "after SIGINT", resolvBefore)
 
 	// Crash: kill -9 leaves the kill switch in place (no traffic leaves in
-	// the clear), and --tun-restore (or the next start) undoes it.
+	// the clear), and the next start undoes it first, then comes up.
 	crashed := tl.startClient()
 	if out, err := tl.curl("http://" + siteAddr4 + "/pre-crash"); err != nil || !strings.Contains(out, "from="+serverAddr4) {
 		t.Errorf("curl with the second client = %q, %v", out, err)
@@ -296,7 +307,24 @@ func TestTUN(t *testing.T) {
 	if out, err := tl.curl("-m", "3", "http://"+siteAddr4+"/crashed"); err == nil {
 		t.Errorf("curl after the client was killed = %q, want a failure (kill switch)", out)
 	}
-	tl.checkCapture(t, "after crash", capture, mark, false, true)
+	mark = tl.checkCapture(t, "after crash", capture, mark, false, true)
+	restarted := tl.startClient()
+	if out, err := tl.curl("http://" + siteAddr4 + "/restarted"); err != nil || !strings.Contains(out, "from="+serverAddr4) {
+		t.Errorf("curl after a restart over a crashed run = %q, %v; want from=%s\n%s", out, err, serverAddr4, restarted.Output())
+	}
+	// --tun-restore leaves a running burrow's settings alone.
+	if out, err := tl.try(tl.client, tl.bin, "connect", "--tun-restore"); err == nil || !strings.Contains(out, "running") {
+		t.Errorf("connect --tun-restore while a client runs: %v\n%s\nwant an error saying one is running", err, out)
+	}
+	if err := restarted.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("restarted client exit after SIGTERM: %v\n%s", err, restarted.Output())
+	}
+	tl.checkClean(t, "after kill -9, restart and SIGTERM", resolvBefore)
+
+	// Crash again, and undo it with --tun-restore instead of a start.
+	crashed = tl.startClient()
+	crashed.stop(syscall.SIGKILL)
+	tl.checkCapture(t, "after the second crash", capture, mark, false, false)
 	capture.stop(syscall.SIGTERM)
 	if out, err := tl.try(tl.client, tl.bin, "connect", "--tun-restore"); err != nil {
 		t.Fatalf("connect --tun-restore: %v\n%s", err, out)
@@ -304,8 +332,46 @@ func TestTUN(t *testing.T) {
 	if after := tl.netState(); after != before {
 		t.Errorf("after --tun-restore the client namespace differs:\n--- before\n%s\n--- after\n%s", before, after)
 	}
+	tl.checkClean(t, "after kill -9 and --tun-restore", resolvBefore)
 	if out, err := tl.curl("http://" + siteAddr4 + "/restored"); err != nil || !strings.Contains(out, "from="+clientAddr4) {
 		t.Errorf("direct fetch after restore = %q, %v; want from=%s", out, err, clientAddr4)
+	}
+}
+
+// TestTUNSetns: a burrow that entered the client's network namespace by
+// setns alone (nsenter --net, no mount namespace) sees the machine's
+// /etc/resolv.conf. It must leave that file alone — DNS is still carried,
+// since the TUN answers every query to port 53 — and its state must be the
+// namespace's, so stopping it leaves nothing behind.
+func TestTUNSetns(t *testing.T) {
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		t.Skip("e2e: nsenter (util-linux) is missing")
+	}
+	tl := newTUNLab(t)
+	resolvBefore, _ := os.ReadFile(tl.resolvPath())
+	host := fileSnapshot(hostResolv)
+	// The machine's hosts file does not name the server: give its address.
+	link := strings.Replace(tl.link, "@"+serverName+":", "@"+serverAddr4+":", 1)
+	client := tl.startCommand("client", "full-device mode", "nsenter", "--net=/run/netns/"+tl.client,
+		tl.bin, "connect", link, "--tun", "--dns", siteAddr4+":53", "--socks", "", "--http", "")
+	if got := fileSnapshot(hostResolv); got != host {
+		t.Errorf("the machine's %s while a setns client runs = %s, want %s as before", hostResolv, got, host)
+	}
+	if !strings.Contains(client.Output(), "left alone") {
+		t.Errorf("client log says nothing about leaving the resolver alone:\n%s", client.Output())
+	}
+	if out, err := tl.helper(tl.client, "dnsq", siteName, "A", "[2001:db8::53]:53"); err != nil || !strings.Contains(out, siteAddr4) {
+		t.Errorf("DNS A %s via an unreachable resolver = %q, %v; want %s (the TUN answers every query)", siteName, out, err, siteAddr4)
+	}
+	if out, err := tl.curl("-4", "http://"+siteName+"/setns"); err != nil || !strings.Contains(out, "from="+serverAddr4) {
+		t.Errorf("curl through the setns client = %q, %v; want from=%s\n%s", out, err, serverAddr4, client.Output())
+	}
+	if err := client.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("client exit after SIGTERM: %v\n%s", err, client.Output())
+	}
+	tl.checkClean(t, "after SIGTERM of the setns client", resolvBefore)
+	if got := fileSnapshot(hostResolv); got != host {
+		t.Errorf("the machine's %s after the setns client = %s, want %s", hostResolv, got, host)
 	}
 }
 

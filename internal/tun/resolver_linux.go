@@ -28,6 +28,9 @@ type resolverEnv struct {
 	selfNetNS  string // "/proc/self/ns/net"
 	initNetNS  string // "/proc/1/ns/net": the namespace the machine's resolver serves
 	initRoot   string // "/proc/1/root": the file system as PID 1 sees it
+	// namedNetNS and netnsEtc are where `ip netns` keeps named namespaces
+	// ("/run/netns/NAME") and their own files ("/etc/netns/NAME/").
+	namedNetNS, netnsEtc string
 	// resolvedDir is where systemd-resolved keeps the files
 	// /etc/resolv.conf links to, "/run/systemd/resolve".
 	resolvedDir string
@@ -37,7 +40,7 @@ type resolverEnv struct {
 
 func systemResolverEnv(resolvConf string) resolverEnv {
 	env := resolverEnv{resolvConf: resolvConf, selfNetNS: "/proc/self/ns/net", initNetNS: "/proc/1/ns/net",
-		initRoot: "/proc/1/root", resolvedDir: "/run/systemd/resolve"}
+		initRoot: "/proc/1/root", namedNetNS: "/run/netns", netnsEtc: "/etc/netns", resolvedDir: "/run/systemd/resolve"}
 	if _, err := exec.LookPath("resolvectl"); err == nil {
 		env.resolvectl = runResolvectl
 	}
@@ -64,26 +67,53 @@ func runResolvectl(args ...string) error {
 // reach. Then the file is left alone, and why is returned. (resolved serves
 // the initial namespace only: its link indexes are not ours.)
 func chooseResolver(env resolverEnv) (method, why string, err error) {
-	self, err := netnsID(env.selfNetNS)
+	self, err := os.Stat(env.selfNetNS)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("tun: network namespace of this process: %w", err)
 	}
-	initNS, ierr := netnsID(env.initNetNS)
-	if ierr != nil || self != initNS {
-		own, err := privateFile(env.resolvConf, filepath.Join(env.initRoot, env.resolvConf))
-		if err != nil {
-			return resolverNone, fmt.Sprintf("%s left alone: burrow runs in a network namespace of its own and cannot tell whether that file is the machine's (%v)", env.resolvConf, err), nil
+	name := namedNetNS(env.namedNetNS, self)
+	initNS, ierr := os.Stat(env.initNetNS)
+	// Without access to PID 1 (hardened /proc, some sandboxes), a named
+	// namespace (`ip netns add`) is known not to be the initial one.
+	if ierr == nil && !os.SameFile(self, initNS) || ierr != nil && name != "" {
+		if own(env, name) {
+			return resolverFile, "", nil
 		}
-		if !own {
-			return resolverNone, fmt.Sprintf("%s left alone: burrow runs in a network namespace of its own, but that file is the machine's "+
-				"(give the namespace its own with /etc/netns/NAME/resolv.conf and start burrow with `ip netns exec NAME`)", env.resolvConf), nil
-		}
-		return resolverFile, "", nil
+		return resolverNone, fmt.Sprintf("%s left alone: burrow runs in a network namespace of its own, but that file is the machine's "+
+			"(give the namespace its own with /etc/netns/NAME/resolv.conf and start burrow with `ip netns exec NAME`)", env.resolvConf), nil
 	}
 	if resolvedManages(env) {
 		return resolverResolved, "", nil
 	}
 	return resolverFile, "", nil
+}
+
+// namedNetNS is the name under dir (/run/netns) of the namespace self, or "".
+func namedNetNS(dir string, self os.FileInfo) string {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && os.SameFile(fi, self) {
+			return e.Name()
+		}
+	}
+	return ""
+}
+
+// own says whether the resolver file this process sees is its network
+// namespace's own: the namespace's /etc/netns/NAME/resolv.conf (mounted
+// there by `ip netns exec`), or at least another file than PID 1 sees.
+func own(env resolverEnv, name string) bool {
+	mine, err := os.Stat(env.resolvConf)
+	if err != nil {
+		return false
+	}
+	if name != "" {
+		if fi, err := os.Stat(filepath.Join(env.netnsEtc, name, filepath.Base(env.resolvConf))); err == nil && os.SameFile(fi, mine) {
+			return true
+		}
+	}
+	private, err := privateFile(env.resolvConf, filepath.Join(env.initRoot, env.resolvConf))
+	return err == nil && private
 }
 
 // privateFile says whether path, as this process sees it, is another file

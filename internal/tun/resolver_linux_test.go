@@ -22,7 +22,7 @@ func newFakeSystem(t *testing.T) *fakeSystem {
 	t.Helper()
 	dir := t.TempDir()
 	fs := &fakeSystem{dir: dir}
-	for _, d := range []string{"ns", "etc", "resolve"} {
+	for _, d := range []string{"ns", "etc", "resolve", "netns", "etc-netns/bwc1"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -37,6 +37,8 @@ func newFakeSystem(t *testing.T) *fakeSystem {
 		selfNetNS:   filepath.Join(dir, "ns/self"),
 		initNetNS:   filepath.Join(dir, "ns/self"),
 		initRoot:    "/", // the same file system: PID 1 sees our file
+		namedNetNS:  filepath.Join(dir, "netns"),
+		netnsEtc:    filepath.Join(dir, "etc-netns"),
 		resolvedDir: filepath.Join(dir, "resolve"),
 		resolvectl: func(args ...string) error {
 			fs.calls = append(fs.calls, args)
@@ -44,6 +46,15 @@ func newFakeSystem(t *testing.T) *fakeSystem {
 		},
 	}
 	return fs
+}
+
+// name makes this process's namespace the named namespace name, as
+// `ip netns add` does (a bind mount of the namespace file: the same inode).
+func (fs *fakeSystem) name(t *testing.T, name string) {
+	t.Helper()
+	if err := os.Link(fs.env.selfNetNS, filepath.Join(fs.env.namedNetNS, name)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (fs *fakeSystem) write(t *testing.T, rel, body string) string {
@@ -112,10 +123,27 @@ func TestChooseResolver(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, resolverFile, ""},
-		{"unknown initial namespace (no /proc/1 access): the machine's file", func(t *testing.T, fs *fakeSystem) {
+		{"no /proc/1 access, named namespace entered by setns", func(t *testing.T, fs *fakeSystem) {
+			fs.write(t, "etc/resolv.conf", "nameserver 192.0.2.53\n")
+			fs.write(t, "etc-netns/bwc1/resolv.conf", "nameserver 10.200.3.2\n")
+			fs.env.initNetNS = filepath.Join(fs.dir, "ns/missing")
+			fs.name(t, "bwc1")
+		}, resolverNone, "that file is the machine's"},
+		{"no /proc/1 access, named namespace without a file of its own", func(t *testing.T, fs *fakeSystem) {
 			fs.write(t, "etc/resolv.conf", "nameserver 192.0.2.53\n")
 			fs.env.initNetNS = filepath.Join(fs.dir, "ns/missing")
+			fs.name(t, "bwc1")
 		}, resolverNone, "that file is the machine's"},
+		{"no /proc/1 access, named namespace by ip netns exec", func(t *testing.T, fs *fakeSystem) {
+			// The bind mount makes /etc/resolv.conf the namespace's file.
+			fs.env.resolvConf = fs.write(t, "etc-netns/bwc1/resolv.conf", "nameserver 10.200.3.2\n")
+			fs.env.initNetNS = filepath.Join(fs.dir, "ns/missing")
+			fs.name(t, "bwc1")
+		}, resolverFile, ""},
+		{"no /proc/1 access, not a named namespace (a container's own)", func(t *testing.T, fs *fakeSystem) {
+			fs.write(t, "etc/resolv.conf", "nameserver 192.0.2.53\n")
+			fs.env.initNetNS = filepath.Join(fs.dir, "ns/missing")
+		}, resolverFile, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
