@@ -63,7 +63,9 @@ func burrowBinary(t *testing.T) string {
 //	site   t0 10.200.3.2,.3 fd00:200:3::2 ── r3 10.200.3.1 fd00:200:3::1  router
 type lab struct {
 	t                            *testing.T
+	id                           string
 	client, router, server, site string
+	clients2                     []string // more client namespaces (addClient)
 }
 
 const serverAddr = "10.200.2.2:443"
@@ -75,7 +77,7 @@ func newLab(t *testing.T) *lab {
 	t.Helper()
 	labCount++
 	id := fmt.Sprintf("%d%d", os.Getpid()%100000, labCount)
-	l := &lab{t: t, client: "bwc" + id, router: "bwr" + id, server: "bws" + id, site: "bwt" + id}
+	l := &lab{t: t, id: id, client: "bwc" + id, router: "bwr" + id, server: "bws" + id, site: "bwt" + id}
 	t.Cleanup(l.destroy)
 	for _, ns := range []string{l.client, l.router, l.server, l.site} {
 		l.ip("netns", "add", ns)
@@ -130,8 +132,31 @@ func (l *lab) writeNSFile(ns, name, body string) {
 	}
 }
 
+// addClient adds another client namespace, linked to the router as the
+// first is: c0 10.200.4.2 fd00:200:4::2 ── r4 10.200.4.1 fd00:200:4::1, with
+// its own resolv.conf naming the site's DNS server. It returns its name.
+func (l *lab) addClient() string {
+	l.t.Helper()
+	ns := "bwd" + l.id
+	l.clients2 = append(l.clients2, ns)
+	l.ip("netns", "add", ns)
+	l.writeNSFile(ns, "resolv.conf", "nameserver "+siteAddr4+"\n")
+	l.in(ns, "ip", "link", "set", "lo", "up")
+	l.in(ns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0")
+	l.ip("link", "add", "c0", "netns", ns, "type", "veth", "peer", "name", "r4", "netns", l.router)
+	l.in(ns, "ip", "addr", "add", "10.200.4.2/24", "dev", "c0")
+	l.in(ns, "ip", "-6", "addr", "add", "fd00:200:4::2/64", "dev", "c0", "nodad")
+	l.in(ns, "ip", "link", "set", "c0", "up")
+	l.in(l.router, "ip", "addr", "add", "10.200.4.1/24", "dev", "r4")
+	l.in(l.router, "ip", "-6", "addr", "add", "fd00:200:4::1/64", "dev", "r4", "nodad")
+	l.in(l.router, "ip", "link", "set", "r4", "up")
+	l.in(ns, "ip", "route", "add", "default", "via", "10.200.4.1")
+	l.in(ns, "ip", "-6", "route", "add", "default", "via", "fd00:200:4::1")
+	return ns
+}
+
 func (l *lab) destroy() {
-	for _, ns := range []string{l.client, l.router, l.server, l.site} {
+	for _, ns := range append([]string{l.client, l.router, l.server, l.site}, l.clients2...) {
 		exec.Command("ip", "netns", "del", ns).Run()
 		os.RemoveAll(filepath.Join("/etc/netns", ns))
 	}
@@ -296,21 +321,35 @@ func (l *lab) netState() string {
 // resolvBefore.
 func (l *lab) checkClean(t *testing.T, phase string, resolvBefore []byte) {
 	t.Helper()
+	l.checkCleanIn(t, l.client, phase, resolvBefore)
+}
+
+// checkCleanIn is checkClean for client namespace ns; it also checks that
+// the run's state file is gone.
+func (l *lab) checkCleanIn(t *testing.T, ns, phase string, resolvBefore []byte) {
+	t.Helper()
 	for _, fam := range []string{"-4", "-6"} {
-		if out := l.in(l.client, "ip", fam, "rule", "show", "priority", fmt.Sprint(tunRulePriority)); strings.TrimSpace(out) != "" {
+		if out := l.in(ns, "ip", fam, "rule", "show", "priority", fmt.Sprint(tunRulePriority)); strings.TrimSpace(out) != "" {
 			t.Errorf("%s: ip %s rule at priority %d left behind:\n%s", phase, fam, tunRulePriority, out)
 		}
-		for _, line := range strings.Split(l.in(l.client, "ip", fam, "route", "show", "table", "all"), "\n") {
+		for _, line := range strings.Split(l.in(ns, "ip", fam, "route", "show", "table", "all"), "\n") {
 			if strings.Contains(line, fmt.Sprintf("table %d ", tunTable)) || strings.HasPrefix(line, "blackhole") || strings.Contains(line, "dev burrow") {
 				t.Errorf("%s: ip %s route left behind: %s", phase, fam, line)
 			}
 		}
 	}
-	if out := l.in(l.client, "ip", "-br", "link"); strings.Contains(out, "burrow") {
+	if out := l.in(ns, "ip", "-br", "link"); strings.Contains(out, "burrow") {
 		t.Errorf("%s: interface left behind:\n%s", phase, out)
 	}
-	if got, _ := os.ReadFile(l.resolvPath()); !bytes.Equal(got, resolvBefore) {
+	if got, _ := os.ReadFile(filepath.Join("/etc/netns", ns, "resolv.conf")); !bytes.Equal(got, resolvBefore) {
 		t.Errorf("%s: the namespace's resolv.conf = %q, want %q as before", phase, got, resolvBefore)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join("/run/netns", ns), &st); err != nil {
+		t.Fatal(err)
+	}
+	if state := fmt.Sprintf("/run/burrow/tun-%d-burrow0.json", st.Ino); fileSnapshot(state)[:7] != "missing" {
+		t.Errorf("%s: state file %s left behind: %s", phase, state, fileSnapshot(state))
 	}
 }
 

@@ -81,7 +81,11 @@ func (tl *tunLab) startClient() *proc {
 
 // curl fetches url from the client namespace with no proxy settings.
 func (tl *tunLab) curl(args ...string) (string, error) {
-	return tl.try(tl.client, append([]string{"curl", "-sS", "--noproxy", "*", "-m", "10"}, args...)...)
+	return tl.curlIn(tl.client, args...)
+}
+
+func (tl *tunLab) curlIn(ns string, args ...string) (string, error) {
+	return tl.try(ns, append([]string{"curl", "-sS", "--noproxy", "*", "-m", "10"}, args...)...)
 }
 
 // captureOK says whether a capture line is allowed on the client–router
@@ -373,6 +377,44 @@ func TestTUNSetns(t *testing.T) {
 	if got := fileSnapshot(hostResolv); got != host {
 		t.Errorf("the machine's %s after the setns client = %s, want %s", hostResolv, got, host)
 	}
+}
+
+// TestTUNTwoNamespaces: two clients, each with its own burrow0 in its own
+// network namespace, run at once; stopping one leaves the other's routes,
+// resolver and state alone, and stopping both leaves neither namespace
+// changed (their state files are not one shared file).
+func TestTUNTwoNamespaces(t *testing.T) {
+	tl := newTUNLab(t)
+	ns2 := tl.addClient()
+	tl.writeNSFile(ns2, "hosts", "127.0.0.1 localhost\n"+serverAddr4+" "+serverName+"\n")
+	nss := []string{tl.client, ns2}
+	var before [2][]byte
+	var clients [2]*proc
+	for i, ns := range nss {
+		before[i], _ = os.ReadFile(filepath.Join("/etc/netns", ns, "resolv.conf"))
+		clients[i] = tl.start("client "+ns, ns, "full-device mode", tl.bin, "connect", tl.link, "--tun",
+			"--dns", siteAddr4+":53", "--socks", "", "--http", "")
+	}
+	fetch := func(phase string, i int) {
+		t.Helper()
+		if out, err := tl.curlIn(nss[i], "-4", "http://"+siteName+"/"+nss[i]); err != nil || !strings.Contains(out, "from="+serverAddr4) {
+			t.Errorf("%s: curl in %s = %q, %v; want from=%s\n%s", phase, nss[i], out, err, serverAddr4, clients[i].Output())
+		}
+		if got, _ := os.ReadFile(filepath.Join("/etc/netns", nss[i], "resolv.conf")); !strings.Contains(string(got), "written by burrow") {
+			t.Errorf("%s: resolv.conf of %s = %q, want burrow's", phase, nss[i], got)
+		}
+	}
+	fetch("both up", 0)
+	fetch("both up", 1)
+	if err := clients[0].stop(syscall.SIGTERM); err != nil {
+		t.Errorf("first client exit after SIGTERM: %v\n%s", err, clients[0].Output())
+	}
+	tl.checkCleanIn(t, nss[0], "first client stopped", before[0])
+	fetch("first client stopped", 1)
+	if err := clients[1].stop(syscall.SIGTERM); err != nil {
+		t.Errorf("second client exit after SIGTERM: %v\n%s", err, clients[1].Output())
+	}
+	tl.checkCleanIn(t, nss[1], "both stopped", before[1])
 }
 
 // TestTUNErrors: the user-facing failures are plain.
