@@ -9,6 +9,11 @@
 // doubles as the helper programs it runs inside the namespaces (see
 // helperMain), so nothing is downloaded.
 //
+// Every namespace gets its own /etc/netns/NAME/resolv.conf, which `ip netns
+// exec` mounts over /etc/resolv.conf; TestMain fails the run if the
+// machine's /etc/resolv.conf is not byte-identical afterwards (and puts it
+// back).
+//
 // Run: go test -count=1 -v ./e2e   (as root)
 // Benchmark figures: BURROW_TUN_BENCH=1 go test -count=1 -run TestTUNBench -v ./e2e
 // (bench/tun.sh does this).
