@@ -143,10 +143,11 @@ func tags(ls []*links.VLESS) []string {
 	return out
 }
 
-// SingBoxCarries reports whether the sing-box format can carry l: sing-box
-// (1.12, and the 1.13 series) has no XHTTP transport — its V2Ray transports
-// are http, ws, quic, grpc and httpupgrade — so only REALITY over TCP links
-// go into a sing-box configuration.
+// SingBoxCarries reports whether the sing-box format can carry l. Upstream
+// sing-box has no XHTTP transport (its V2Ray transports are http, ws, quic,
+// grpc and httpupgrade; XHTTP exists only in forks such as
+// sing-box-extended), so only REALITY over TCP links go into a sing-box
+// configuration.
 func SingBoxCarries(l *links.VLESS) bool {
 	return l.Type == "" || l.Type == links.TypeTCP || l.Type == links.TypeRaw
 }
