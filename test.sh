@@ -3,12 +3,17 @@
 # the race detector, short fuzzing of every parser of untrusted bytes, and the
 # Xray-core interop tests. Run from the repository root: ./test.sh
 #   FUZZTIME=5s  how long each fuzz target runs (0 skips fuzzing)
+#   FUZZMINIMIZETIME=100x  how much of that window one new input may spend being
+#       minimized (Go's default, 60s, lets one large input eat the whole window)
+#   FUZZMINEXECS=1000  executions each target must reach in its window
 #   SKIP_INTEROP=1  skip the Xray-core interop module (it builds Xray-core)
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="/usr/local/go/bin:$PATH"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 FUZZTIME="${FUZZTIME:-5s}"
+FUZZMINIMIZETIME="${FUZZMINIMIZETIME:-100x}"
+FUZZMINEXECS="${FUZZMINEXECS:-1000}"
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -29,25 +34,34 @@ go run ./cmd/burrow lab
 go test -count=1 -timeout 15m -run 'Lab' ./internal/censorlab/tunnels/ ./e2e/
 
 if [ "$FUZZTIME" != "0" ]; then
-  step "fuzz (each target $FUZZTIME)"
+  step "fuzz (each target $FUZZTIME, at least $FUZZMINEXECS executions)"
+  log=$(mktemp)
+  trap 'rm -f "$log"' EXIT
+  slow=""
   for pkg in $(go list ./...); do
     dir=$(go list -f '{{.Dir}}' "$pkg")
     for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
-      echo "-- $pkg $t"
-      fuzz() { go test -run='^$' -fuzz="^$t\$" -fuzztime="$FUZZTIME" "$pkg" >/tmp/burrow-fuzz.log 2>&1; }
+      fuzz() { go test -run='^$' -fuzz="^$t\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZMINIMIZETIME" "$pkg" >"$log" 2>&1; }
       # Go's fuzzer sometimes reports "context deadline exceeded" when -fuzztime runs
       # out while a worker is busy, with no failing input: that run is repeated once.
       # A real failure names its input ("Failing input written to ...") and fails at once.
       if ! fuzz; then
-        if grep -q 'context deadline exceeded' /tmp/burrow-fuzz.log && ! grep -q 'Failing input' /tmp/burrow-fuzz.log; then
+        if grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input' "$log"; then
           echo "   (fuzzer deadline hiccup, running $t again)"
-          fuzz || { cat /tmp/burrow-fuzz.log; exit 1; }
+          fuzz || { cat "$log"; exit 1; }
         else
-          cat /tmp/burrow-fuzz.log; exit 1
+          cat "$log"; exit 1
         fi
       fi
+      # The fuzzer's last status line: "fuzz: elapsed: 5s, execs: 12345 (2469/sec), ...".
+      execs=$(sed -n 's/^fuzz: elapsed: .*, execs: \([0-9]*\) .*/\1/p' "$log" | tail -n 1)
+      printf '%10s execs  %s %s\n' "${execs:-?}" "${pkg#github.com/burrow-vpn/burrow/}" "$t"
+      if [ "${execs:-0}" -lt "$FUZZMINEXECS" ]; then slow="$slow ${pkg#github.com/burrow-vpn/burrow/}.$t"; fi
     done
   done
+  if [ -n "$slow" ]; then
+    echo "fuzz targets below $FUZZMINEXECS executions in $FUZZTIME:$slow"; exit 1
+  fi
 fi
 
 if [ "${SKIP_INTEROP:-0}" != "1" ] && [ -f interop/go.mod ]; then

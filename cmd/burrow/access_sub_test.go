@@ -18,42 +18,50 @@ import (
 )
 
 // TestAccessSubscriptions: with --subscribe, `user show` prints the
-// subscription URL; each format, chosen by ?format= or by User-Agent,
-// parses back with our parser, and the link in it carries traffic through
-// the server. A wrong token gets the very bytes of any missing page.
+// subscription URL, with --transport xhttp too; each format, chosen by
+// ?format= or by User-Agent, parses back with our parser: base64 and clash
+// with the tcp and the xhttp link, sing-box with the tcp link only; and
+// each link in it carries traffic through the server. A wrong token gets
+// the very bytes of any missing page.
 func TestAccessSubscriptions(t *testing.T) {
 	site := testSite(t)
 	sp, _ := freePort()
 	subAddr := "127.0.0.1:" + sp
 	e := deployServer(t, true, "--subscribe", subAddr, "--subscribe-url-base", "http://"+subAddr+"/sub/", "--subscribe-title", "Семья")
 	e.addUser(t, "erin", "--quota", "1GB", "--expires", "2099-01-01")
-	out, err := e.user("show", "erin")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var subURL string
-	for _, line := range strings.Split(out, "\n") {
-		if u, ok := strings.CutPrefix(line, "subscription: "); ok {
-			subURL = u
+	for _, args := range [][]string{{"show", "erin"}, {"show", "erin", "--transport", "xhttp"}} {
+		out, err := e.user(args...)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !strings.HasPrefix(subURL, "http://"+subAddr+"/sub/") || len(subURL) != len("http://"+subAddr+"/sub/")+43 {
-		t.Fatalf("user show erin:\n%s\nwant a subscription: line with http://%s/sub/TOKEN", out, subAddr)
+		var got string
+		for _, line := range strings.Split(out, "\n") {
+			if u, ok := strings.CutPrefix(line, "subscription: "); ok {
+				got = u
+			}
+		}
+		if !strings.HasPrefix(got, "http://"+subAddr+"/sub/") || len(got) != len("http://"+subAddr+"/sub/")+43 ||
+			subURL != "" && got != subURL {
+			t.Fatalf("user %s:\n%s\nwant a subscription: line with http://%s/sub/TOKEN (the same for tcp and xhttp)", strings.Join(args, " "), out, subAddr)
+		}
+		subURL = got
 	}
 	target := fmt.Sprintf("http://%s/data?n=300000", site)
 	want := streamSum(300000)
 	for _, tc := range []struct {
 		query, ua string
 		parse     func([]byte) ([]*links.VLESS, error)
+		xhttp     bool // the xhttp link is in this format
 	}{
-		{"?format=base64", "", subscribe.ParseBase64},
-		{"?format=sing-box", "", subscribe.ParseSingBox},
-		{"?format=clash", "", subscribe.ParseClash},
-		{"", "v2rayNG/1.9.16", subscribe.ParseBase64},
-		{"", "Happ/1.11", subscribe.ParseBase64},
-		{"", "SFA/1.11.4 (Android; sing-box 1.11.4)", subscribe.ParseSingBox},
-		{"", "clash-verge/v1.7.7", subscribe.ParseClash},
-		{"", "mihomo/1.18", subscribe.ParseClash},
+		{"?format=base64", "", subscribe.ParseBase64, true},
+		{"?format=sing-box", "", subscribe.ParseSingBox, false},
+		{"?format=clash", "", subscribe.ParseClash, true},
+		{"", "v2rayNG/1.9.16", subscribe.ParseBase64, true},
+		{"", "Happ/1.11", subscribe.ParseBase64, true},
+		{"", "SFA/1.11.4 (Android; sing-box 1.11.4)", subscribe.ParseSingBox, false},
+		{"", "clash-verge/v1.7.7", subscribe.ParseClash, true},
+		{"", "mihomo/1.18", subscribe.ParseClash, true},
 	} {
 		req, _ := http.NewRequest("GET", subURL+tc.query, nil)
 		req.Header.Set("User-Agent", tc.ua)
@@ -70,25 +78,34 @@ func TestAccessSubscriptions(t *testing.T) {
 		if got := resp.Header.Get("Subscription-Userinfo"); !strings.HasPrefix(got, "upload=") || !strings.Contains(got, "total=1000000000; expire=") {
 			t.Errorf("%s: subscription-userinfo = %q", what, got)
 		}
-		if title, err := subscribe.DecodeTitle(resp.Header.Get("Profile-Title")); err != nil || title != "Семья" {
-			t.Errorf("%s: profile-title %q decodes to %q, %v", what, resp.Header.Get("Profile-Title"), title, err)
+		wantTitle := "Семья"
+		if !tc.xhttp {
+			wantTitle += subscribe.TCPOnlySuffix
+		}
+		if title, err := subscribe.DecodeTitle(resp.Header.Get("Profile-Title")); err != nil || title != wantTitle {
+			t.Errorf("%s: profile-title %q decodes to %q, %v; want %q", what, resp.Header.Get("Profile-Title"), title, err, wantTitle)
 		}
 		if resp.Header.Get("Profile-Update-Interval") == "" {
 			t.Errorf("%s: no profile-update-interval", what)
 		}
 		ls, err := tc.parse(body)
-		if err != nil || len(ls) != 1 {
-			t.Fatalf("%s: parse: %v, %v\n%s", what, ls, err, body)
+		if wantN := map[bool]int{false: 1, true: 2}[tc.xhttp]; err != nil || len(ls) != wantN {
+			t.Fatalf("%s: parse: %v, %v; want %d links\n%s", what, ls, err, wantN, body)
 		}
-		if ls[0].Name != "erin" {
-			t.Errorf("%s: link name %q, want erin", what, ls[0].Name)
+		if ls[0].Name != "erin" || ls[0].Type != links.TypeTCP {
+			t.Errorf("%s: first link %q over %s, want erin over tcp", what, ls[0].Name, ls[0].Type)
+		}
+		if tc.xhttp && (ls[1].Name != "erin (xhttp)" || ls[1].Type != links.TypeXHTTP) {
+			t.Errorf("%s: second link %q over %s, want \"erin (xhttp)\" over xhttp", what, ls[1].Name, ls[1].Type)
 		}
 		if tc.ua != "" {
-			continue // the three ?format= cases already used their links
+			continue // the same bodies as the three ?format= cases, whose links carried traffic
 		}
-		proxy := connect(t, ls[0].String())
-		if sum, n, err := get(proxy, target); err != nil || sum != want {
-			t.Errorf("%s: download through the parsed link: %d bytes, %v; want the right 300000", what, n, err)
+		for _, l := range ls {
+			proxy := connect(t, l.String())
+			if sum, n, err := get(proxy, target); err != nil || sum != want {
+				t.Errorf("%s: download through the parsed %s link: %d bytes, %v; want the right 300000", what, l.Type, n, err)
+			}
 		}
 	}
 

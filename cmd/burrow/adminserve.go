@@ -84,7 +84,11 @@ func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg 
 		if err != nil {
 			return nil, err
 		}
-		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Servers: []links.VLESS{*tmpl}, Title: f.subTitle})
+		xtmpl, err := userXHTTPLink(cfg, &access.User{})
+		if err != nil {
+			return nil, err
+		}
+		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Servers: []links.VLESS{*tmpl, *xtmpl}, Title: f.subTitle})
 		if err != nil {
 			return nil, fmt.Errorf("--subscribe-title: %w", err)
 		}

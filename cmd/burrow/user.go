@@ -52,23 +52,39 @@ func userLink(cfg *server.Config, u *access.User) (*links.VLESS, error) {
 	}, nil
 }
 
-// printXHTTPLink prints u's link for the XHTTP transport with rotation on
+// userXHTTPLink builds u's link for the XHTTP transport with rotation on
 // (budget=, which other clients ignore; they get plain XHTTP packet-up).
 // The server accepts any path; the link's is fixed per server key so it
 // stays the same for everyone.
+func userXHTTPLink(cfg *server.Config, u *access.User) (*links.VLESS, error) {
+	l, err := userLink(cfg, u)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(append([]byte("burrow xhttp path "), l.PublicKey...))
+	l.Type, l.Flow, l.TCPMux = links.TypeXHTTP, "", false
+	l.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/" + hex.EncodeToString(sum[:6]), Budget: xhttp.DefaultBudget}
+	return l, nil
+}
+
+// printXHTTPLink prints u's XHTTP link and, like printUserLink, the
+// subscription URL (the subscription carries both links).
 func printXHTTPLink(w io.Writer, cfg *server.Config, ui *admin.UserInfo, qrFile string) error {
 	u, err := ui.User()
 	if err != nil {
 		return err
 	}
-	l, err := userLink(cfg, u)
+	l, err := userXHTTPLink(cfg, u)
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(append([]byte("burrow xhttp path "), l.PublicKey...))
-	l.Type, l.Flow, l.TCPMux = links.TypeXHTTP, "", false
-	l.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/" + hex.EncodeToString(sum[:6]), Budget: xhttp.DefaultBudget}
-	return writeLink(w, l.String(), qrFile)
+	if err := writeLink(w, l.String(), qrFile); err != nil {
+		return err
+	}
+	if ui.SubscriptionURL != "" {
+		fmt.Fprintf(w, "subscription: %s\n", ui.SubscriptionURL)
+	}
+	return nil
 }
 
 func splitPort(hostport string) (string, uint16, error) {

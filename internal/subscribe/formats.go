@@ -143,8 +143,28 @@ func tags(ls []*links.VLESS) []string {
 	return out
 }
 
-// EncodeSingBox returns a complete sing-box configuration using the links.
-func EncodeSingBox(ls []*links.VLESS) ([]byte, error) {
+// SingBoxCarries reports whether the sing-box format can carry l. Upstream
+// sing-box has no XHTTP transport (its V2Ray transports are http, ws, quic,
+// grpc and httpupgrade; XHTTP exists only in forks such as
+// sing-box-extended), so only REALITY over TCP links go into a sing-box
+// configuration.
+func SingBoxCarries(l *links.VLESS) bool {
+	return l.Type == "" || l.Type == links.TypeTCP || l.Type == links.TypeRaw
+}
+
+// EncodeSingBox returns a complete sing-box configuration using the links
+// sing-box can carry (see SingBoxCarries); the others are left out, and it
+// is an error when none is left.
+func EncodeSingBox(all []*links.VLESS) ([]byte, error) {
+	var ls []*links.VLESS
+	for _, l := range all {
+		if SingBoxCarries(l) {
+			ls = append(ls, l)
+		}
+	}
+	if len(ls) == 0 {
+		return nil, errors.New("subscribe: sing-box: no link over tcp (sing-box has no xhttp transport)")
+	}
 	tg := tags(ls)
 	cfg := singBox{
 		Log: &sbLog{Level: "warn"},
@@ -192,7 +212,9 @@ func ParseSingBox(body []byte) ([]*links.VLESS, error) {
 		if o.TLS.UTLS != nil && o.TLS.UTLS.Enabled {
 			fp = o.TLS.UTLS.Fingerprint
 		}
-		l, err := fromFields(o.Tag, o.UUID, o.Server, o.ServerPort, o.TLS.ServerName, fp, o.TLS.Reality.PublicKey, o.TLS.Reality.ShortID, o.Flow)
+		f := fields{name: o.Tag, uuid: o.UUID, server: o.Server, port: o.ServerPort, sni: o.TLS.ServerName, fp: fp,
+			pbk: o.TLS.Reality.PublicKey, sid: o.TLS.Reality.ShortID, flow: o.Flow}
+		l, err := f.link()
 		if err != nil {
 			return nil, fmt.Errorf("subscribe: sing-box: outbound %d (%.40q): %w", i, o.Tag, err)
 		}
@@ -226,6 +248,16 @@ type clashProxy struct {
 	ServerName        string        `yaml:"servername"`
 	ClientFingerprint string        `yaml:"client-fingerprint,omitempty"`
 	RealityOpts       *clashReality `yaml:"reality-opts,omitempty"`
+	XHTTPOpts         *clashXHTTP   `yaml:"xhttp-opts,omitempty"`
+}
+
+// clashXHTTP is Mihomo's xhttp-opts (Mihomo v1.19.22 and later; older
+// versions and other Clash cores reject network: xhttp). Xray's extra= JSON
+// and Burrow's budget= have no Mihomo field and are not carried.
+type clashXHTTP struct {
+	Path string `yaml:"path,omitempty"`
+	Host string `yaml:"host,omitempty"`
+	Mode string `yaml:"mode,omitempty"` // packet-up, stream-up or stream-one; empty: Mihomo's auto
 }
 
 type clashReality struct {
@@ -234,26 +266,51 @@ type clashReality struct {
 }
 
 type clashGroup struct {
-	Name    string   `yaml:"name"`
-	Type    string   `yaml:"type"`
-	Proxies []string `yaml:"proxies"`
+	Name     string   `yaml:"name"`
+	Type     string   `yaml:"type"`
+	Proxies  []string `yaml:"proxies"`
+	URL      string   `yaml:"url,omitempty"`      // health check of a fallback group
+	Interval int      `yaml:"interval,omitempty"` // seconds between health checks
 }
 
-// EncodeClash returns a Clash/Mihomo configuration using the links.
+// Names of the proxy groups EncodeClash writes.
+const (
+	ClashSelectGroup   = "PROXY" // what the MATCH rule uses; the user may pick in it
+	ClashFallbackGroup = "AUTO"  // the first proxy that answers, in link order
+)
+
+// EncodeClash returns a Clash/Mihomo configuration using the links: one
+// proxy per link (an xhttp link as network: xhttp, which needs Mihomo
+// v1.19.22 or later), and with more than one link a fallback group over
+// them in link order (the first is used while its health check answers),
+// which is the select group's default choice.
 func EncodeClash(ls []*links.VLESS) ([]byte, error) {
 	tg := tags(ls)
-	cfg := clash{MixedPort: 7890, Mode: "rule", Rules: []string{"MATCH,PROXY"},
-		ProxyGroups: []clashGroup{{Name: "PROXY", Type: "select", Proxies: tg}}}
+	cfg := clash{MixedPort: 7890, Mode: "rule", Rules: []string{"MATCH," + ClashSelectGroup},
+		ProxyGroups: []clashGroup{{Name: ClashSelectGroup, Type: "select", Proxies: tg}}}
+	if len(ls) > 1 {
+		cfg.ProxyGroups[0].Proxies = append([]string{ClashFallbackGroup}, tg...)
+		cfg.ProxyGroups = append(cfg.ProxyGroups, clashGroup{Name: ClashFallbackGroup, Type: "fallback", Proxies: tg,
+			URL: "https://www.gstatic.com/generate_204", Interval: 300})
+	}
 	for i, l := range ls {
 		network := l.Type
 		if network == "" || network == links.TypeRaw {
 			network = links.TypeTCP
 		}
-		cfg.Proxies = append(cfg.Proxies, clashProxy{
+		p := clashProxy{
 			Name: tg[i], Type: "vless", Server: l.Host, Port: l.Port, UUID: access.FormatUUID(l.UUID),
 			Network: network, UDP: true, TLS: true, Flow: l.Flow, ServerName: l.SNI, ClientFingerprint: l.Fingerprint,
 			RealityOpts: &clashReality{PublicKey: base64.RawURLEncoding.EncodeToString(l.PublicKey), ShortID: hex.EncodeToString(l.ShortID)},
-		})
+		}
+		if x := l.XHTTP; network == links.TypeXHTTP && x != nil {
+			mode := x.Mode
+			if mode == links.ModeAuto {
+				mode = ""
+			}
+			p.XHTTPOpts = &clashXHTTP{Path: x.Path, Host: x.Host, Mode: mode}
+		}
+		cfg.Proxies = append(cfg.Proxies, p)
 	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
@@ -266,7 +323,7 @@ func EncodeClash(ls []*links.VLESS) ([]byte, error) {
 }
 
 // ParseClash reads a Clash/Mihomo configuration and returns its VLESS
-// REALITY proxies as links. Other proxies are skipped.
+// REALITY proxies over tcp or xhttp as links. Other proxies are skipped.
 func ParseClash(body []byte) ([]*links.VLESS, error) {
 	if len(body) > MaxBody {
 		return nil, fmt.Errorf("subscribe: clash: %d bytes is too long", len(body))
@@ -283,10 +340,19 @@ func ParseClash(body []byte) ([]*links.VLESS, error) {
 		if !p.TLS || p.RealityOpts == nil {
 			return nil, fmt.Errorf("subscribe: clash: proxy %d (%.40q): not TLS with reality-opts", i, p.Name)
 		}
-		if p.Network != "" && p.Network != links.TypeTCP {
-			return nil, fmt.Errorf("subscribe: clash: proxy %d (%.40q): network %.20q is not tcp", i, p.Name, p.Network)
+		f := fields{name: p.Name, uuid: p.UUID, server: p.Server, port: p.Port, sni: p.ServerName, fp: p.ClientFingerprint,
+			pbk: p.RealityOpts.PublicKey, sid: p.RealityOpts.ShortID, flow: p.Flow}
+		switch p.Network {
+		case "", links.TypeTCP:
+		case links.TypeXHTTP:
+			f.xhttp = &links.XHTTP{}
+			if x := p.XHTTPOpts; x != nil {
+				f.xhttp = &links.XHTTP{Path: x.Path, Host: x.Host, Mode: x.Mode}
+			}
+		default:
+			return nil, fmt.Errorf("subscribe: clash: proxy %d (%.40q): network %.20q is neither tcp nor xhttp", i, p.Name, p.Network)
 		}
-		l, err := fromFields(p.Name, p.UUID, p.Server, p.Port, p.ServerName, p.ClientFingerprint, p.RealityOpts.PublicKey, p.RealityOpts.ShortID, p.Flow)
+		l, err := f.link()
 		if err != nil {
 			return nil, fmt.Errorf("subscribe: clash: proxy %d (%.40q): %w", i, p.Name, err)
 		}
@@ -298,23 +364,35 @@ func ParseClash(body []byte) ([]*links.VLESS, error) {
 	return out, nil
 }
 
-// fromFields builds a link from a config's fields and validates it exactly
-// as a vless:// link is validated, by parsing the link it makes.
-func fromFields(name, uuid, server string, port uint16, sni, fp, pbk, sid, flow string) (*links.VLESS, error) {
-	u, err := access.ParseUUID(uuid)
+// fields are a VLESS proxy's settings as a sing-box or Clash config holds them.
+type fields struct {
+	name, uuid, server string
+	port               uint16
+	sni, fp, pbk, sid  string
+	flow               string
+	xhttp              *links.XHTTP // nil: tcp
+}
+
+// link builds the link of f and validates it exactly as a vless:// link is
+// validated, by parsing the link it makes.
+func (f *fields) link() (*links.VLESS, error) {
+	u, err := access.ParseUUID(f.uuid)
 	if err != nil {
 		return nil, err
 	}
-	key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(pbk, "="))
+	key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(f.pbk, "="))
 	if err != nil || len(key) != 32 {
 		return nil, errors.New("public key: want base64url of 32 bytes")
 	}
-	short, err := hex.DecodeString(sid)
+	short, err := hex.DecodeString(f.sid)
 	if err != nil || len(short) > 8 {
 		return nil, errors.New("short id: want 0-16 hex characters")
 	}
-	l := &links.VLESS{UUID: u, Host: server, Port: port, SNI: sni, Fingerprint: fp, PublicKey: key, ShortID: short,
-		Flow: flow, Type: links.TypeTCP, Name: name, Security: links.SecurityReality, Encryption: links.EncryptionNone}
+	l := &links.VLESS{UUID: u, Host: f.server, Port: f.port, SNI: f.sni, Fingerprint: f.fp, PublicKey: key, ShortID: short,
+		Flow: f.flow, Type: links.TypeTCP, Name: f.name, Security: links.SecurityReality, Encryption: links.EncryptionNone}
+	if f.xhttp != nil {
+		l.Type, l.XHTTP = links.TypeXHTTP, f.xhttp
+	}
 	if len(short) == 0 {
 		l.ShortID = nil
 	}

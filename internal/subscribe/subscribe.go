@@ -17,9 +17,16 @@
 //	base64    v2rayN, v2rayNG, Streisand, Happ, anything unknown:
 //	          standard base64 of the vless:// links, one per line
 //	sing-box  sing-box, SFA, SFI, SFM, Hiddify: a sing-box JSON config
-//	          (tun inbound, a selector, the VLESS REALITY outbounds, direct)
+//	          (tun inbound, a selector, the VLESS REALITY outbounds, direct);
+//	          tcp links only: sing-box has no XHTTP transport, and the
+//	          profile title then ends in " (tcp only)"
 //	clash     Clash, Clash Verge, Mihomo, Stash: a Clash/Mihomo YAML config
-//	          (proxies, one select group, MATCH rule)
+//	          (proxies, a select group, with several links a fallback group
+//	          over them, MATCH rule); xhttp proxies need Mihomo v1.19.22+
+//
+// Each server template gives each user one link; a template without a name
+// takes the user's name, with " (xhttp)" added for an xhttp template, so
+// that a user's tcp and xhttp links of one server read apart in the app.
 //
 // Every answer carries the headers clients show to the user:
 //
@@ -40,6 +47,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,10 +142,15 @@ func ValidateTitle(title string) error {
 }
 
 type handler struct {
-	cfg   Config
-	title string // header value
-	hours string
+	cfg      Config
+	title    string // header value
+	tcpTitle string // header value for a format that left xhttp links out
+	hours    string
 }
+
+// TCPOnlySuffix ends the profile title of a sing-box subscription that
+// left the user's xhttp links out.
+const TCPOnlySuffix = " (tcp only)"
 
 // NewHandler returns the subscription server's handler.
 func NewHandler(cfg Config) (http.Handler, error) {
@@ -153,7 +166,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.UpdateInterval == 0 {
 		cfg.UpdateInterval = 12 * time.Hour
 	}
-	return &handler{cfg: cfg, title: headerTitle(cfg.Title),
+	return &handler{cfg: cfg, title: headerTitle(cfg.Title), tcpTitle: headerTitle(cfg.Title + TCPOnlySuffix),
 		hours: strconv.FormatInt(max(int64(cfg.UpdateInterval/time.Hour), 1), 10)}, nil
 }
 
@@ -240,10 +253,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ls := h.links(u)
 	var body []byte
 	var ctype string
+	title := h.title
 	switch f {
 	case FormatSingBox:
 		body, err = EncodeSingBox(ls)
 		ctype = "application/json; charset=utf-8"
+		if slices.ContainsFunc(ls, func(l *links.VLESS) bool { return !SingBoxCarries(l) }) {
+			title = h.tcpTitle
+		}
 	case FormatClash:
 		body, err = EncodeClash(ls)
 		ctype = "text/yaml; charset=utf-8"
@@ -261,7 +278,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Type", ctype)
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("Subscription-Userinfo", UserInfo(u))
-	hd.Set("Profile-Title", h.title)
+	hd.Set("Profile-Title", title)
 	hd.Set("Profile-Update-Interval", h.hours)
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)
@@ -283,6 +300,9 @@ func (h *handler) links(u *access.User) []*links.VLESS {
 		l.UUID = u.UUID
 		if l.Name == "" {
 			l.Name = u.Name
+			if l.Type == links.TypeXHTTP {
+				l.Name += " (xhttp)"
+			}
 		}
 		out = append(out, &l)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/links"
@@ -107,6 +110,102 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// xhttpTemplate is template's server as Burrow's `user show --transport
+// xhttp` link (packet-up, rotation budget), without a name.
+func xhttpTemplate(t testing.TB) links.VLESS {
+	l := template(t)
+	l.Type, l.Flow = links.TypeXHTTP, ""
+	l.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/0a1b2c3d4e5f", Budget: 12288}
+	got, err := links.ParseVLESS(l.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *got
+}
+
+// TestXHTTPSubscription: a server with a tcp and an xhttp template gives
+// the user both links in base64, both proxies and a fallback group in
+// Clash/Mihomo, and only the tcp outbound in sing-box, whose profile title
+// says so.
+func TestXHTTPSubscription(t *testing.T) {
+	u := &access.User{ID: 1, Name: "alice", UUID: access.NewUUID(), SubToken: access.NewSubToken()}
+	h, err := NewHandler(Config{Users: users{u.SubToken: u}, Servers: []links.VLESS{template(t), xhttpTemplate(t)}, Title: "Burrow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(format string) ([]byte, http.Header) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/" + u.SubToken + "?format=" + format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("?format=%s: %s", format, resp.Status)
+		}
+		return body, resp.Header
+	}
+	wantX := xhttpTemplate(t)
+	wantX.UUID, wantX.Name = u.UUID, "alice (xhttp)"
+
+	body, hd := get("base64")
+	ls, err := ParseBase64(body)
+	if err != nil || len(ls) != 2 {
+		t.Fatalf("base64: %v, %v; want 2 links", ls, err)
+	}
+	if ls[0].Type != links.TypeTCP || ls[0].Name != "alice" || ls[1].String() != wantX.String() {
+		t.Errorf("base64 links:\n%s\n%s\nwant alice's tcp link, then\n%s", ls[0], ls[1], &wantX)
+	}
+	if hd.Get("Profile-Title") != "Burrow" {
+		t.Errorf("base64: profile-title %q, want Burrow", hd.Get("Profile-Title"))
+	}
+
+	body, _ = get("clash")
+	var cfg clash
+	if err := yaml.Unmarshal(body, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Proxies) != 2 {
+		t.Fatalf("clash: %d proxies, want 2:\n%s", len(cfg.Proxies), body)
+	}
+	x := cfg.Proxies[1]
+	if x.Name != "alice (xhttp)" || x.Network != "xhttp" || x.Flow != "" || !x.TLS || x.RealityOpts == nil ||
+		x.XHTTPOpts == nil || *x.XHTTPOpts != (clashXHTTP{Path: "/assets/0a1b2c3d4e5f", Mode: "packet-up"}) {
+		t.Errorf("clash xhttp proxy = %+v (opts %+v), want network xhttp, no flow, REALITY, xhttp-opts path and packet-up", x, x.XHTTPOpts)
+	}
+	wantGroups := []clashGroup{
+		{Name: "PROXY", Type: "select", Proxies: []string{"AUTO", "alice", "alice (xhttp)"}},
+		{Name: "AUTO", Type: "fallback", Proxies: []string{"alice", "alice (xhttp)"}, URL: "https://www.gstatic.com/generate_204", Interval: 300},
+	}
+	if fmt.Sprint(cfg.ProxyGroups) != fmt.Sprint(wantGroups) || fmt.Sprint(cfg.Rules) != "[MATCH,PROXY]" {
+		t.Errorf("clash groups %+v, rules %v; want %+v and [MATCH,PROXY]", cfg.ProxyGroups, cfg.Rules, wantGroups)
+	}
+	ls, err = ParseClash(body)
+	wantX.XHTTP.Budget = 0 // Burrow's own parameter: Mihomo has no such field
+	if err != nil || len(ls) != 2 || ls[1].String() != wantX.String() {
+		t.Errorf("ParseClash = %v, %v; want the tcp link and %s", ls, err, &wantX)
+	}
+
+	body, hd = get("sing-box")
+	ls, err = ParseSingBox(body)
+	if err != nil || len(ls) != 1 || ls[0].Type != links.TypeTCP {
+		t.Errorf("sing-box: %v, %v; want only the tcp link", ls, err)
+	}
+	if bytes.Contains(body, []byte("xhttp")) {
+		t.Errorf("sing-box config mentions xhttp:\n%s", body)
+	}
+	if got := hd.Get("Profile-Title"); got != "Burrow (tcp only)" {
+		t.Errorf("sing-box: profile-title %q, want %q", got, "Burrow (tcp only)")
+	}
+	x1 := xhttpTemplate(t)
+	if _, err := EncodeSingBox([]*links.VLESS{&x1}); err == nil {
+		t.Error("EncodeSingBox(only an xhttp link) succeeded, want an error")
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -123,6 +222,8 @@ func TestParseErrors(t *testing.T) {
 		{"clash junk", ParseClash, "proxies: [\n"},
 		{"clash no vless", ParseClash, "proxies:\n  - {name: a, type: ss}\n"},
 		{"clash ws", ParseClash, "proxies:\n  - {name: a, type: vless, network: ws, tls: true, reality-opts: {public-key: x}}\n"},
+		{"clash xhttp flow", ParseClash, "proxies:\n  - {name: a, type: vless, network: xhttp, server: a.b, port: 1, uuid: 0f3c0a7e-3f8a-4b6c-9d2e-5a1b2c3d4e5f, flow: xtls-rprx-vision, tls: true, reality-opts: {public-key: 7Rb6r7sTSaPl3y6RWuV5b0rTqMdcVbHiBrWlTnc6iH4}}\n"},
+		{"clash xhttp mode", ParseClash, "proxies:\n  - {name: a, type: vless, network: xhttp, server: a.b, port: 1, uuid: 0f3c0a7e-3f8a-4b6c-9d2e-5a1b2c3d4e5f, tls: true, reality-opts: {public-key: 7Rb6r7sTSaPl3y6RWuV5b0rTqMdcVbHiBrWlTnc6iH4}, xhttp-opts: {mode: sideways}}\n"},
 	}
 	for _, c := range cases {
 		if got, err := c.parse([]byte(c.in)); err == nil {
@@ -267,8 +368,10 @@ func FuzzParseSingBox(f *testing.F) {
 }
 
 func FuzzParseClash(f *testing.F) {
-	l := template(f)
+	l, x := template(f), xhttpTemplate(f)
 	b, _ := EncodeClash([]*links.VLESS{&l})
+	f.Add(b)
+	b, _ = EncodeClash([]*links.VLESS{&l, &x})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ls, err := ParseClash(b)
