@@ -108,6 +108,10 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 	if link.Flow != "" && link.Flow != vless.FlowVision {
 		return nil, fmt.Errorf("link: flow %q is not supported; use %s", link.Flow, vless.FlowVision)
 	}
+	browser, err := links.FingerprintBrowser(link.Fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("link: fp: %w", err)
+	}
 	t := &Tunnel{
 		link:   link,
 		server: net.JoinHostPort(link.Host, strconv.Itoa(int(link.Port))),
@@ -115,7 +119,7 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 			ServerName:  link.SNI,
 			PublicKey:   link.PublicKey,
 			ShortID:     link.ShortID,
-			Fingerprint: link.Fingerprint,
+			Fingerprint: browser,
 		},
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 	}
