@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -13,18 +14,31 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/client"
 	"github.com/burrow-vpn/burrow/internal/coversite"
+	"github.com/burrow-vpn/burrow/internal/links"
+)
+
+// Default proxy addresses of the demo (variables so tests can point them at
+// ports they hold).
+var (
+	demoSOCKS = "127.0.0.1:1080"
+	demoHTTP  = "127.0.0.1:8080"
 )
 
 // runDemo runs everything on loopback: a local cover site, a freshly
 // initialised server, and a client with SOCKS5 and HTTP proxies; it proves
-// the path with one fetch through the tunnel and keeps running until Ctrl-C.
+// the path with one fetch through each of the client's own proxies and keeps
+// running until Ctrl-C. The client's listeners are bound before anything is
+// announced; a default address another program holds is replaced by a free
+// port (and the demo says so), an address given with --socks or --http is not.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", stderr)
-	socks := fs.String("socks", "127.0.0.1:1080", "SOCKS5 proxy listen address")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP proxy listen address")
+	socks := fs.String("socks", demoSOCKS, "SOCKS5 proxy listen address (if the default is taken, a free port is used and printed)")
+	httpAddr := fs.String("http", demoHTTP, "HTTP proxy listen address (if the default is taken, a free port is used and printed)")
 	keep := fs.String("data", "", "server data dir to create (default: a temporary dir, removed on exit)")
 	once := fs.Bool("once", false, "exit after the self-test instead of serving until Ctrl-C")
 	pos, err := parseArgs(fs, args)
@@ -34,12 +48,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) > 0 {
 		return fmt.Errorf("demo: unexpected argument %q", pos[0])
 	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 	site, err := coversite.Start("127.0.0.1:0", "cover.test")
 	if err != nil {
 		return err
 	}
 	defer site.Close()
-	fmt.Fprintf(stderr, "demo: local cover site https://%s (name cover.test)\n", site.Addr)
 
 	data := *keep
 	if data == "" {
@@ -61,48 +76,94 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	link := strings.TrimSpace(strings.SplitN(linkBuf.String(), "\n", 2)[0])
-	fmt.Fprintf(stderr, "demo: server data in %s, listening on 127.0.0.1:%s\n", data, port)
-	fmt.Fprintf(stdout, "%s\n", link)
+	parsed, err := links.ParseVLESS(link)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	c, notes, err := demoClient(ctx, parsed, *socks, *httpAddr, explicit)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); errs <- serverRun(ctx, []string{"--data", data}, io.Discard, stderr) }()
-	if err := waitListening(ctx, "127.0.0.1:"+port); err != nil {
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("demo: server did not start: %w", err)
-	}
-	go func() {
-		defer wg.Done()
-		errs <- runConnect(ctx, []string{link, "--socks", *socks, "--http", *httpAddr}, io.Discard, io.Discard)
-	}()
 	defer wg.Wait()
 	defer cancel()
+	errs := make(chan error, 2)
+	wg.Go(func() { errs <- c.Run(ctx) })
 
-	// Self-test: fetch the cover site's page through the tunnel, via the SOCKS5 proxy.
-	if err := waitListening(ctx, *socks); err != nil {
-		return fmt.Errorf("demo: client did not start: %w", <-errs)
+	fmt.Fprintf(stderr, "demo: local cover site https://%s (name cover.test)\n", site.Addr)
+	fmt.Fprintf(stderr, "demo: server data in %s, listening on 127.0.0.1:%s\n", data, port)
+	fmt.Fprintf(stdout, "%s\n", link)
+	for _, n := range notes {
+		fmt.Fprintf(stderr, "demo: %s\n", n)
 	}
-	body, err := fetchVia(ctx, "socks5h://"+*socks, "https://"+site.Addr+"/", site.Cert)
-	if err != nil {
-		return fmt.Errorf("demo: self-test fetch through the tunnel failed: %w", err)
+	var proxies []string
+	if a := c.SOCKSAddr(); a != nil {
+		proxies = append(proxies, "socks5h://"+a.String())
+		fmt.Fprintf(stderr, "demo: SOCKS5 proxy on %s\n", a)
 	}
-	if !strings.Contains(body, "Northwind Ceramics") {
-		return errors.New("demo: self-test fetch returned the wrong page")
+	if a := c.HTTPAddr(); a != nil {
+		proxies = append(proxies, "http://"+a.String())
+		fmt.Fprintf(stderr, "demo: HTTP proxy on %s\n", a)
 	}
-	fmt.Fprintf(stderr, "demo: self-test passed: fetched https://%s/ through SOCKS5 → burrow server → site\n", site.Addr)
+
+	wg.Go(func() { errs <- serverRun(ctx, []string{"--data", data}, io.Discard, stderr) })
+	if err := waitListening(ctx, "127.0.0.1:"+port); err != nil {
+		return fmt.Errorf("demo: server did not start: %w", err)
+	}
+	// Self-test: fetch the cover site's page through the tunnel, via each of
+	// the proxies this client listens on (never an address someone else holds).
+	for _, proxy := range proxies {
+		body, err := fetchVia(ctx, proxy, "https://"+site.Addr+"/", site.Cert)
+		if err != nil {
+			return fmt.Errorf("demo: self-test fetch through %s and the tunnel failed: %w", proxy, err)
+		}
+		if !strings.Contains(body, "Northwind Ceramics") {
+			return fmt.Errorf("demo: self-test fetch through %s returned the wrong page", proxy)
+		}
+	}
+	fmt.Fprintf(stderr, "demo: self-test passed: fetched https://%s/ through %s → burrow server → site\n", site.Addr, strings.Join(proxies, " and "))
 	if *once {
 		return nil
 	}
-	fmt.Fprintf(stderr, "\nThe tunnel is up. Try:\n  curl -k -x socks5h://%s https://%s/\n  curl -k -x http://%s https://%s/about\nCtrl-C stops everything.\n", *socks, site.Addr, *httpAddr, site.Addr)
+	fmt.Fprintf(stderr, "\nThe tunnel is up. Try:\n")
+	for _, proxy := range proxies {
+		fmt.Fprintf(stderr, "  curl -k -x %s https://%s/\n", proxy, site.Addr)
+	}
+	fmt.Fprintf(stderr, "Ctrl-C stops everything.\n")
 	select {
 	case <-ctx.Done():
 		return nil
 	case err := <-errs:
 		return err
+	}
+}
+
+// demoClient makes the demo's client, whose proxy listeners client.New binds.
+// A default address (not given with a flag) that another program holds is
+// replaced by a free port on the same host, with a note saying so.
+func demoClient(ctx context.Context, link *links.VLESS, socks, httpAddr string, explicit map[string]bool) (*client.Client, []string, error) {
+	var notes []string
+	for {
+		c, err := client.New(ctx, client.Config{Link: link, SOCKS: socks, HTTP: httpAddr})
+		var le *client.ListenError
+		if err == nil || !errors.As(err, &le) || !errors.Is(err, syscall.EADDRINUSE) || explicit[le.Flag] {
+			return c, notes, err
+		}
+		host, port, _ := net.SplitHostPort(le.Addr)
+		if port == "0" {
+			return nil, notes, err
+		}
+		free := net.JoinHostPort(host, "0")
+		what := "SOCKS5"
+		if le.Flag == "socks" {
+			socks = free
+		} else {
+			what, httpAddr = "HTTP", free
+		}
+		notes = append(notes, fmt.Sprintf("%s is already in use by another program; the %s proxy takes a free port instead (--%s picks one)", le.Addr, what, le.Flag))
 	}
 }
 

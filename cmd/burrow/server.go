@@ -27,7 +27,7 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 	sni := fs.String("sni", "", "server name(s) clients send, comma-separated; default: the cover's host name")
 	publicAddr := fs.String("public-addr", "", "host or IP that invite links point at; default: detected from this machine's interfaces")
 	allowPrivate := fs.Bool("allow-private-egress", false, "let clients reach loopback and private networks through this server (labs and tests only)")
-	fp := fs.String("fingerprint", "chrome", "browser fingerprint put into links: chrome, firefox, safari, ios, edge, random")
+	fp := fs.String("fingerprint", "chrome", "browser fingerprint put into links: chrome, firefox, safari, ios, android, edge, 360, qq, random, or another fp name Xray-core's links use")
 	skipCheck := fs.Bool("skip-cover-check", false, "do not check now that the cover site speaks TLS 1.3 with X25519")
 	pos, err := parseArgs(fs, args)
 	if err != nil {

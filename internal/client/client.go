@@ -91,11 +91,24 @@ func (c *Client) closeListeners() {
 	}
 }
 
-func listenError(flag, addr string, err error) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("--%s %s: the port is already in use by another program; pick another with --%s HOST:PORT, or --%s '' to turn it off", flag, addr, flag, flag)
+// ListenError is a proxy listener New could not open.
+type ListenError struct {
+	Flag string // "socks" or "http": the command-line flag that names the address
+	Addr string // the address as given
+	Err  error  // from net.Listen; errors.Is(err, syscall.EADDRINUSE) when it is taken
+}
+
+func (e *ListenError) Error() string {
+	if errors.Is(e.Err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("--%s %s: the port is already in use by another program; pick another with --%s HOST:PORT, or --%s '' to turn it off", e.Flag, e.Addr, e.Flag, e.Flag)
 	}
-	return fmt.Errorf("--%s %s: %w", flag, addr, err)
+	return fmt.Sprintf("--%s %s: %v", e.Flag, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+func listenError(flag, addr string, err error) error {
+	return &ListenError{Flag: flag, Addr: addr, Err: err}
 }
 
 // SOCKSAddr and HTTPAddr return the bound addresses (nil when off).

@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,6 +108,10 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 	if link.Flow != "" && link.Flow != vless.FlowVision {
 		return nil, fmt.Errorf("link: flow %q is not supported; use %s", link.Flow, vless.FlowVision)
 	}
+	browser, err := links.FingerprintBrowser(link.Fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("link: fp: %w", err)
+	}
 	t := &Tunnel{
 		link:   link,
 		server: net.JoinHostPort(link.Host, strconv.Itoa(int(link.Port))),
@@ -116,7 +119,7 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 			ServerName:  link.SNI,
 			PublicKey:   link.PublicKey,
 			ShortID:     link.ShortID,
-			Fingerprint: link.Fingerprint,
+			Fingerprint: browser,
 		},
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 	}
@@ -243,20 +246,44 @@ func (t *Tunnel) Probe(ctx context.Context) error {
 	return c.Close()
 }
 
+// DestError is a destination the tunnel cannot carry: one a server would refuse (an IPv6
+// zone, a character or a length a name cannot have, see vless.DestAddr) or that is not
+// host:port at all. It is refused here, before anything is sent, so that it cannot cost
+// the other streams of a shared connection. The SOCKS5 frontend answers it with "address
+// type not supported" for a zone and "host unreachable" otherwise; the HTTP proxy with 400.
+type DestError struct {
+	Dest string // the address as given
+	Err  error  // what is wrong with it
+}
+
+func (e *DestError) Error() string { return fmt.Sprintf("bad destination %q: %v", e.Dest, e.Err) }
+func (e *DestError) Unwrap() error { return e.Err }
+
+// SOCKSReply is the SOCKS5 reply code for the error (internal/proxy/socks5).
+func (e *DestError) SOCKSReply() byte {
+	if errors.Is(e.Err, vless.ErrZone) {
+		return 0x08 // address type not supported
+	}
+	return 0x04 // host unreachable
+}
+
+// HTTPStatus is the status the HTTP proxy answers the error with (internal/proxy/httpproxy).
+func (e *DestError) HTTPStatus() int { return 400 }
+
+// parseDest is the one place where a proxied destination (from SOCKS5, the HTTP proxy or
+// the TUN) becomes what the tunnel sends; every error is a *DestError.
 func parseDest(address string) (vless.Addr, error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
-		return vless.Addr{}, fmt.Errorf("client: destination %q: %w", address, err)
+		return vless.Addr{}, &DestError{Dest: address, Err: err}
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
-		return vless.Addr{}, fmt.Errorf("client: destination %q: bad port", address)
+		return vless.Addr{}, &DestError{Dest: address, Err: fmt.Errorf("bad port %q", port)}
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return vless.Addr{IP: ip.Unmap(), Port: uint16(p)}, nil
+	a, err := vless.DestAddr(host, uint16(p))
+	if err != nil {
+		return vless.Addr{}, &DestError{Dest: address, Err: err}
 	}
-	if host == "" || len(host) > 255 {
-		return vless.Addr{}, fmt.Errorf("client: destination %q: bad host", address)
-	}
-	return vless.Addr{Host: host, Port: uint16(p)}, nil
+	return a, nil
 }

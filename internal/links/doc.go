@@ -11,7 +11,11 @@
 //	   encryption  "none" (or absent): VLESS-level encryption is not supported
 //	   security    "reality" (required)
 //	   sni         server name in the ClientHello: a domain the cover site serves (required)
-//	   fp          browser fingerprint for the ClientHello, e.g. chrome (optional)
+//	   fp          browser fingerprint for the ClientHello: chrome, firefox, safari, ios,
+//	               android, edge, 360, qq, random, randomized, randomizednoalpn, or one of
+//	               Xray-core's hello… names (Fingerprints); each stands for the closest
+//	               browser Burrow ships (FingerprintBrowser); anything else, and Xray's
+//	               "unsafe" and "hellogolang" (Go's own hello), is refused (optional)
 //	   pbk         server's X25519 public key, 32 bytes as 43 characters of
 //	               unpadded base64url, as `xray x25519` prints it (required)
 //	   sid         short id, 0..16 hex digits, even count (optional)

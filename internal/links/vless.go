@@ -277,8 +277,8 @@ func (l *VLESS) parseQuery(query string) error {
 		return err
 	}
 	l.Fingerprint = strings.ToLower(v)
-	if len(l.Fingerprint) > 32 || strings.TrimLeft(l.Fingerprint, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
-		return bad("fp", "%.40q is not a fingerprint name like chrome", v)
+	if _, err := FingerprintBrowser(l.Fingerprint); err != nil {
+		return bad("fp", "%v", err)
 	}
 
 	if v, err = one("pbk"); err != nil {

@@ -148,7 +148,6 @@ func TestParseVLESSErrors(t *testing.T) {
 		{base + q + "&sid=abc", "link: sid: must be an even number of hex digits, at most 16, got 3"},
 		{base + q + "&sid=0123456789abcdef01", "link: sid: must be an even number of hex digits, at most 16, got 18"},
 		{base + q + "&sid=zz", "link: sid: not hexadecimal"},
-		{base + q + "&fp=chrome%20120", `link: fp: "chrome 120" is not a fingerprint name like chrome`},
 		{base + q + "&spx=search", "link: spx: must start with /"},
 		{base + q + "&spx=%2F%0A", "link: spx: contains control character U+000A"},
 		{base + q + "&flow=xtls-rprx-direct", `link: flow: "xtls-rprx-direct" is not supported; want xtls-rprx-vision or none`},

@@ -37,7 +37,12 @@
 // session as it sends End, and answers any later Keep for it with End). The server sends
 // End when the target's stream ends, End+error when the dial failed or was refused or the
 // target failed; after a client End it delivers what the client sent before End, then
-// closes the target. A Keep frame for an unknown session is answered with End. KeepAlive
+// closes the target. A Keep frame for an unknown session is answered with End. A New frame
+// whose destination cannot be decoded (an unknown network or address type, a short
+// address, a domain with characters Xray refuses, such as an IPv6 zone) is answered with
+// End+error for its session only, and a UDP Keep frame with such a destination is dropped;
+// only a frame that breaks the framing itself (metadata under 4 or over 512 bytes, an
+// unknown status) ends the connection, where Xray ends it for all of these. KeepAlive
 // frames are read and ignored (Xray sends none of its own and ignores them too). A
 // connection without sessions, that opens none for a whole IdleConnCheck period (60 s), is
 // ended, as Xray's server worker does.

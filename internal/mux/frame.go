@@ -46,6 +46,7 @@ type frame struct {
 	globalID [8]byte
 	size     int    // length of the data when option has optData
 	data     []byte // the data, once read (aliases the reader's buffer)
+	destErr  error  // why the destination the frame carries cannot be used (dest is "")
 }
 
 // frameReader decodes frames from a stream; data slices are valid until the next read.
@@ -117,8 +118,16 @@ func noEOF(err error) error {
 	return err
 }
 
+// errDest reports a New (or UDP Keep) frame whose destination cannot be used although the
+// frame itself is whole: only that session is refused, the connection goes on.
+var errDest = errors.New("mux: invalid destination")
+
 // parseMeta decodes the metadata into f (all of whose fields it sets) as Xray's
 // FrameMetadata.UnmarshalFromBuffer does (without the reverse-proxy source/local extension).
+// Only metadata too short to name the session and its option is an error: the length
+// prefixes still frame what follows, so a destination that cannot be decoded (an unknown
+// network or address type, a short address, a domain Xray would refuse) is left in
+// f.destErr for the session alone.
 func parseMeta(m []byte, f *frame) error {
 	if len(m) < 4 {
 		return fmt.Errorf("%w: metadata of %d bytes", ErrFrame, len(m))
@@ -126,22 +135,29 @@ func parseMeta(m []byte, f *frame) error {
 	*f = frame{id: binary.BigEndian.Uint16(m), status: m[2], option: m[3]}
 	rest := m[4:]
 	if f.status == statusNew || f.status == statusKeep && len(rest) > 0 && rest[0] == netUDP {
-		if len(m) < 8 {
-			return fmt.Errorf("%w: short destination", ErrFrame)
-		}
-		f.network = rest[0]
-		if f.network != netTCP && f.network != netUDP {
-			return fmt.Errorf("%w: network %d", ErrFrame, f.network)
-		}
-		dest, n, err := parseAddrPort(rest[1:])
-		if err != nil {
-			return err
-		}
-		f.dest = dest
-		rest = rest[1+n:]
-		if f.status == statusNew && f.option&optData != 0 && f.network == netUDP && len(rest) >= 8 {
-			copy(f.globalID[:], rest)
-		}
+		f.destErr = parseDest(rest, f)
+	}
+	return nil
+}
+
+// parseDest decodes the network byte, destination and XUDP global id that follow a frame's
+// option byte into f; on error it leaves f.network and f.dest zero.
+func parseDest(rest []byte, f *frame) error {
+	if len(rest) < 4 {
+		return fmt.Errorf("%w: short destination", errDest)
+	}
+	network := rest[0]
+	if network != netTCP && network != netUDP {
+		return fmt.Errorf("%w: network %d", errDest, network)
+	}
+	dest, n, err := parseAddrPort(rest[1:])
+	if err != nil {
+		return err
+	}
+	f.network, f.dest = network, dest
+	rest = rest[1+n:]
+	if f.status == statusNew && f.option&optData != 0 && network == netUDP && len(rest) >= 8 {
+		copy(f.globalID[:], rest)
 	}
 	return nil
 }
@@ -150,39 +166,48 @@ func parseMeta(m []byte, f *frame) error {
 // returns host:port and the bytes used.
 func parseAddrPort(b []byte) (string, int, error) {
 	if len(b) < 4 {
-		return "", 0, fmt.Errorf("%w: short address", ErrFrame)
+		return "", 0, fmt.Errorf("%w: short address", errDest)
 	}
 	port := strconv.Itoa(int(binary.BigEndian.Uint16(b)))
 	switch b[2] {
 	case 1:
 		if len(b) < 7 {
-			return "", 0, fmt.Errorf("%w: short IPv4", ErrFrame)
+			return "", 0, fmt.Errorf("%w: short IPv4", errDest)
 		}
 		return net.JoinHostPort(netip.AddrFrom4([4]byte(b[3:7])).String(), port), 7, nil
 	case 3:
 		if len(b) < 19 {
-			return "", 0, fmt.Errorf("%w: short IPv6", ErrFrame)
+			return "", 0, fmt.Errorf("%w: short IPv6", errDest)
 		}
 		return net.JoinHostPort(netip.AddrFrom16([16]byte(b[3:19])).Unmap().String(), port), 19, nil
 	case 2:
 		n := int(b[3])
 		if n == 0 || len(b) < 4+n {
-			return "", 0, fmt.Errorf("%w: bad domain length", ErrFrame)
+			return "", 0, fmt.Errorf("%w: bad domain length", errDest)
 		}
 		d := string(b[4 : 4+n])
 		if ip, err := netip.ParseAddr(d); err == nil && ip.Zone() == "" {
 			return net.JoinHostPort(ip.Unmap().String(), port), 4 + n, nil
 		}
-		for i := 0; i < len(d); i++ {
-			c := d[i]
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.' || c == '_') {
-				return "", 0, fmt.Errorf("%w: bad domain character", ErrFrame)
-			}
+		if !domainChars(d) {
+			return "", 0, fmt.Errorf("%w: bad domain character", errDest)
 		}
 		return net.JoinHostPort(d, port), 4 + n, nil
 	default:
-		return "", 0, fmt.Errorf("%w: address type %d", ErrFrame, b[2])
+		return "", 0, fmt.Errorf("%w: address type %d", errDest, b[2])
 	}
+}
+
+// domainChars reports whether d has only the characters Xray accepts in a domain
+// ([0-9A-Za-z._-]).
+func domainChars(d string) bool {
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // appendAddrPort encodes an IP source address of a response packet.
@@ -250,7 +275,8 @@ func appendKeeps(b []byte, id uint16, p []byte, limit int) ([]byte, int) {
 func keepsSize(n int) int { return n + keepHeader*max(1, (n+chunkSize-1)/chunkSize) }
 
 // appendDest appends a frame's destination as a client sends it in a New frame: the network
-// byte, then port and address (an IP as atype 1 or 3, anything else as a domain).
+// byte, then port and address (an IP as atype 1 or 3, anything else as a domain of the
+// characters a server accepts; an IPv6 zone cannot be sent).
 func appendDest(b []byte, network byte, address string) ([]byte, error) {
 	host, port, err := net.SplitHostPort(address)
 	if err != nil {
@@ -264,8 +290,8 @@ func appendDest(b []byte, network byte, address string) ([]byte, error) {
 	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() == "" {
 		return appendAddrPort(b, netip.AddrPortFrom(ip, uint16(p))), nil
 	}
-	if host == "" || len(host) > 255 {
-		return nil, fmt.Errorf("mux: address %q: bad host", address)
+	if host == "" || len(host) > 255 || !domainChars(host) {
+		return nil, fmt.Errorf("mux: address %q: bad host (a server refuses it)", address)
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(p))
 	b = append(b, 2, byte(len(host)))

@@ -68,10 +68,6 @@ func TestReadFrameErrors(t *testing.T) {
 	}{
 		{"meta too long", "0201", ErrFrame},
 		{"meta too short", "0003 000001", ErrFrame},
-		{"bad network", "000c 0000 01 01 03 0050 01 7f000001", ErrFrame},
-		{"bad atype", "000c 0000 01 01 02 0050 04 7f000001", ErrFrame},
-		{"short ipv6", "000a 0000 01 01 02 0050 03 2001", ErrFrame},
-		{"bad domain", "000a 0000 01 01 02 0050 02 02 2f2f", ErrFrame},
 		{"truncated data", "0004 0000 02 01 0005 aa", io.ErrUnexpectedEOF},
 		{"truncated meta", "0004 0000", io.ErrUnexpectedEOF},
 		{"empty", "", io.EOF},
@@ -81,6 +77,37 @@ func TestReadFrameErrors(t *testing.T) {
 		if f, err := (&frameReader{r: bytes.NewReader(in)}).read(); !errors.Is(err, tt.want) {
 			t.Errorf("%s: read(%x) = %+v, %v, want error %v", tt.name, in, f, err, tt.want)
 		}
+	}
+}
+
+// TestReadFrameBadDest: a frame whose destination cannot be decoded but whose length
+// prefixes are whole is read, with destErr set and no destination, and the frame after it
+// is read as usual.
+func TestReadFrameBadDest(t *testing.T) {
+	for _, tt := range []struct{ name, wire string }{
+		{"bad network", "000c 0001 01 01 03 0050 01 7f000001 0001 aa"},
+		{"bad atype", "000c 0001 01 01 02 0050 04 7f000001 0001 aa"},
+		{"short ipv6", "000a 0001 01 01 02 0050 03 2001 0001 aa"},
+		{"bad domain", "000b 0001 01 01 02 0050 02 02 2f2f 0001 aa"},
+		{"domain past meta", "000b 0001 01 01 02 0050 02 09 2f2f 0001 aa"},
+		{"no destination", "0004 0001 01 01 0001 aa"},
+		{"ipv6 zone", "0013 0001 01 01 01 0050 02 0a 666538303a3a312576 30 0001 aa"},
+		{"xudp keep bad domain", "000c 0001 02 01 02 0035 02 03 612062 0001 aa"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			in := append(unhex(t, tt.wire), unhex(t, "0004 0002 03 00")...)
+			fr := &frameReader{r: bytes.NewReader(in)}
+			f, err := fr.read()
+			if err != nil {
+				t.Fatalf("read(%x) error %v, want the frame with destErr", in, err)
+			}
+			if !errors.Is(f.destErr, errDest) || f.dest != "" || f.network != 0 || f.id != 1 || !bytes.Equal(f.data, []byte{0xaa}) {
+				t.Errorf("read(%x) = %+v, want session 1, data aa, no destination and destErr", in, *f)
+			}
+			if f, err := fr.read(); err != nil || f.id != 2 || f.status != statusEnd || f.destErr != nil {
+				t.Errorf("frame after it = %+v, %v, want End for session 2", f, err)
+			}
+		})
 	}
 }
 

@@ -176,6 +176,12 @@ func (s *server) handle(f *frame, data *[]byte) error {
 		if data == nil {
 			return nil
 		}
+		if f.destErr != nil {
+			// A datagram to a destination that cannot be decoded is lost, as UDP
+			// allows; the session and the connection go on.
+			putBuf(data)
+			return nil
+		}
 		if ss := s.session(f.id); ss != nil {
 			ss.deliver(f.dest, data)
 			return nil
@@ -220,8 +226,10 @@ func (s *server) handleNew(f *frame, data *[]byte) {
 	if old := s.session(f.id); old != nil {
 		old.close(false) // a reused id replaces its session
 	}
-	// A TLS session refused by its first bytes is refused before its target is dialled.
-	refused := f.network != netUDP && data != nil && s.refusesFirst(*data)
+	// A destination that cannot be decoded ends this session only (the frame's length
+	// prefixes still frame the stream); a TLS session refused by its first bytes is
+	// refused before its target is dialled.
+	refused := f.destErr != nil || f.network != netUDP && data != nil && s.refusesFirst(*data)
 	s.mu.Lock()
 	if refused || len(s.sessions) >= maxSessions || s.ctx.Err() != nil {
 		s.mu.Unlock()

@@ -259,6 +259,46 @@ func TestServerMuxTCPRefused(t *testing.T) {
 	}
 }
 
+// TestServerMuxBadDestination: a New frame naming a destination the server cannot use (an
+// IPv6 zone sent as a domain, as an older client sent fe80::1%v0; a control character; an
+// unknown address type) is answered with End+error for that session alone, while the other
+// sessions of the connection go on, as do new ones.
+func TestServerMuxBadDestination(t *testing.T) {
+	checkGoroutines(t)
+	echo := tcpTarget(t, echoTCP)
+	fc := newFrameConn(t, serve(t, dialLoopback))
+	// Writes block until the server reads them; one that fails shows as a missing answer
+	// (the pipe is closed when the test ends).
+	send := func(b []byte) { go fc.c.Write(b) }
+	send(newTCP(t, 1, echo, []byte("before")))
+	if f := fc.next(); f.id != 1 || string(f.data) != "before" {
+		t.Fatalf("frame = %+v, want the echo of session 1", *f)
+	}
+	badNew := func(id uint16, atype byte, addr string) []byte {
+		meta := []byte{byte(id >> 8), byte(id), statusNew, optData, netTCP, 0, 80, atype, byte(len(addr))}
+		meta = append(meta, addr...)
+		b := append([]byte{0, byte(len(meta))}, meta...)
+		return append(b, 0, 3, 'G', 'E', 'T')
+	}
+	for i, bad := range [][]byte{badNew(2, 2, "fe80::1%v0"), badNew(3, 2, "a\x01b"), badNew(4, 9, "x")} {
+		id := uint16(2 + i)
+		send(append(bad, keep(1, []byte{byte('a' + i)})...))
+		if f := fc.next(); f.id != id || f.status != statusEnd || f.option != optError {
+			t.Fatalf("answer to a New frame with a bad destination = %+v, want End+error for %d", *f, id)
+		}
+		if f := fc.next(); f.id != 1 || string(f.data) != string(rune('a'+i)) {
+			t.Fatalf("after the bad New frame: %+v, want the echo of session 1", *f)
+		}
+	}
+	send(newTCP(t, 9, echo, []byte("after")))
+	if f := fc.next(); f.id != 9 || string(f.data) != "after" {
+		t.Fatalf("frame = %+v, want the echo of a new session 9", *f)
+	}
+	if _, err := appendNewFrame(nil, 1, netTCP, "[fe80::1%v0]:80", nil); err == nil {
+		t.Errorf("appendNewFrame(%q) = nil error, want a refusal", "[fe80::1%v0]:80")
+	}
+}
+
 // TestServerMuxRefuseTLS: with RefuseTLS a TCP session whose New frame starts with a TLS
 // handshake record ends with End+error and its target is not even dialled; plain-text sessions, and a 0x16
 // that is not the session's first byte, go through.

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/burrow-vpn/burrow/internal/links"
 )
 
 // ConfigVersion is the version of the config file format this build writes
@@ -55,7 +57,9 @@ type Config struct {
 	// AllowPrivateEgress lets clients reach loopback, private and reserved
 	// addresses through the server. Off by default: only for labs and tests.
 	AllowPrivateEgress bool `json:"allow_private_egress,omitempty"`
-	// Fingerprint is the fp= put into invite links. Default "chrome".
+	// Fingerprint is the fp= put into invite links: chrome, firefox, safari, ios, android,
+	// edge, 360, qq, random, or another name Xray-core's links use (links.Fingerprints).
+	// Default "chrome".
 	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
@@ -137,10 +141,8 @@ func (c *Config) Validate() error {
 	if c.MaxTimeDiff < 0 {
 		return errors.New("max_time_diff must not be negative")
 	}
-	switch c.Fingerprint {
-	case "chrome", "firefox", "safari", "ios", "edge", "random":
-	default:
-		return fmt.Errorf("fingerprint %q: want chrome, firefox, safari, ios, edge or random", c.Fingerprint)
+	if _, err := links.FingerprintBrowser(c.Fingerprint); err != nil {
+		return fmt.Errorf("fingerprint: %w", err)
 	}
 	return nil
 }

@@ -287,8 +287,7 @@ func domainAddr(d string, port uint16) (Addr, error) {
 		}
 	}
 	for i := 0; i < len(d); i++ {
-		c := d[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.' || c == '_') {
+		if !domainChar(d[i]) {
 			return Addr{}, fmt.Errorf("%w: bad domain character", ErrAddress)
 		}
 	}

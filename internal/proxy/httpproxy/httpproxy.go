@@ -35,7 +35,9 @@
 // origin-form requests (GET /path: not a proxy request) or URLs that are
 // not http://; 431 for request headers over MaxHeaderBytes; 502 with a short
 // plain-text body when the destination cannot be reached or answers with
-// something that is not HTTP/1.x.
+// something that is not HTTP/1.x. A Dialer error with an HTTPStatus() int
+// method chooses the status instead (400 for a destination the Dialer cannot
+// send, say).
 //
 // Upgrade (WebSocket) is supported through CONNECT only: the Upgrade and
 // Connection headers of absolute-URI requests are dropped like all hop-by-hop
@@ -61,6 +63,9 @@ import (
 
 // Dialer opens upstream connections. Network is "tcp"; address is host:port
 // where host may be a domain name, which must not be resolved locally.
+//
+// An error that implements interface{ HTTPStatus() int } chooses the status
+// of the answer (502 otherwise).
 type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
@@ -370,7 +375,7 @@ func (c *clientConn) connect(ctx context.Context, req *http.Request) error {
 	c.dropUpstream()
 	up, err := c.dial(ctx, hostport)
 	if err != nil {
-		c.writeError(req, http.StatusBadGateway, dialFailureText(hostport, err), true)
+		c.writeError(req, dialFailureStatus(err), dialFailureText(hostport, err), true)
 		return fmt.Errorf("httpproxy: CONNECT %s: %w", hostport, err)
 	}
 	c.bw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -391,11 +396,27 @@ func (c *clientConn) connect(ctx context.Context, req *http.Request) error {
 	return relay(ctx, c.conn, up)
 }
 
-// dialFailureText is the body of a 502: short, one line.
+// dialFailureStatus is the status answering a failed dial: the error's own (an error with
+// an HTTPStatus() int method in the 4xx or 5xx range, such as a destination the Dialer
+// cannot send), else 502.
+func dialFailureStatus(err error) int {
+	var s interface{ HTTPStatus() int }
+	if errors.As(err, &s) {
+		if code := s.HTTPStatus(); code >= 400 && code <= 599 {
+			return code
+		}
+	}
+	return http.StatusBadGateway
+}
+
+// dialFailureText is the body answering a failed dial: short, one line.
 func dialFailureText(hostport string, err error) string {
 	msg := err.Error()
 	if len(msg) > 200 {
 		msg = msg[:200]
+	}
+	if dialFailureStatus(err) < 500 {
+		return "burrow: " + msg
 	}
 	return fmt.Sprintf("burrow: cannot reach %s: %s", hostport, msg)
 }

@@ -374,6 +374,32 @@ func TestDialFailure(t *testing.T) {
 	}
 }
 
+// statusError is a dial error that chooses the proxy's answer.
+type statusError int
+
+func (e statusError) Error() string   { return "destination cannot be sent: IPv6 zone" }
+func (e statusError) HTTPStatus() int { return int(e) }
+
+// TestDialFailureStatus: a Dialer error with an HTTPStatus method (a destination the
+// Dialer refuses to send) is answered with that status and its own message, for GET and
+// CONNECT, including a URL with an IPv6 zone.
+func TestDialFailureStatus(t *testing.T) {
+	d := &testDialer{fail: fmt.Errorf("wrapped: %w", statusError(400))}
+	l := startServer(t, &Server{Dialer: d})
+	for _, in := range []string{
+		"GET http://[::1%25lo]:7777/ HTTP/1.1\r\nHost: [::1%25lo]:7777\r\nConnection: close\r\n\r\n",
+		"CONNECT [fe80::1%25v0]:443 HTTP/1.1\r\n\r\n",
+	} {
+		out := rawExchange(t, l.Addr().String(), in, 5*time.Second)
+		if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "burrow: wrapped: destination cannot be sent: IPv6 zone") {
+			t.Errorf("answer to %.40q = %q, want 400 with the dialer's message", in, out)
+		}
+	}
+	if calls, want := d.Calls(), []string{"tcp [::1%lo]:7777", "tcp [fe80::1%v0]:443"}; !slices.Equal(calls, want) {
+		t.Errorf("dialer calls = %q, want %q", calls, want)
+	}
+}
+
 func TestConnectEarlyDataAndHalfClose(t *testing.T) {
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
