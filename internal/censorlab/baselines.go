@@ -53,7 +53,7 @@ func GoTLSProxy() System {
 			cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 			srv, err := listenTCP(ctx, env.IP, func(ctx context.Context, c net.Conn) {
 				tc := tls.Server(c, cfg)
-				tc.SetDeadline(time.Now().Add(10 * time.Second))
+				tc.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
 				target, err := readLine(tc)
 				if err != nil {
 					return
@@ -178,7 +178,7 @@ func ShadowsocksLike() System {
 		Start: func(ctx context.Context, env Env) (*Instance, error) {
 			srv, err := listenTCP(ctx, env.IP, func(ctx context.Context, c net.Conn) {
 				sc := &ssConn{Conn: c}
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
 				var l [1]byte
 				if _, err := io.ReadFull(sc, l[:]); err != nil {
 					return
@@ -212,7 +212,7 @@ func PlainSOCKS5() System {
 		CaughtBy: caught("signatures", "prober"),
 		Start: func(ctx context.Context, env Env) (*Instance, error) {
 			srv, err := listenTCP(ctx, env.IP, func(ctx context.Context, c net.Conn) {
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
 				target, err := socks5Accept(c)
 				if err != nil {
 					return
@@ -281,7 +281,7 @@ func socks5Dial(ctx context.Context, via netip.AddrPort, target string) (net.Con
 	p, _ := strconv.Atoi(port)
 	req := []byte{5, 1, 0, 5, 1, 0, 3, byte(len(host))}
 	req = binary.BigEndian.AppendUint16(append(req, host...), uint16(p))
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.SetDeadline(time.Now().Add(Budget(5 * time.Second)))
 	if _, err := c.Write(req[:3]); err != nil {
 		c.Close()
 		return nil, err
@@ -311,7 +311,7 @@ func PlainHTTPConnect() System {
 		CaughtBy: caught("signatures", "prober"),
 		Start: func(ctx context.Context, env Env) (*Instance, error) {
 			srv, err := listenTCP(ctx, env.IP, func(ctx context.Context, c net.Conn) {
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
 				br := bufio.NewReader(c)
 				req, err := http.ReadRequest(br)
 				if err != nil {
@@ -335,7 +335,7 @@ func PlainHTTPConnect() System {
 					if err != nil {
 						return nil, err
 					}
-					c.SetDeadline(time.Now().Add(5 * time.Second))
+					c.SetDeadline(time.Now().Add(Budget(5 * time.Second)))
 					fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
 					br := bufio.NewReader(c)
 					resp, err := http.ReadResponse(br, nil)

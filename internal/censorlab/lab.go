@@ -185,6 +185,13 @@ type Result struct {
 	MustCatch bool `json:"must_catch,omitempty"`
 	// Detail is the first detection's reason, or the workload's first error.
 	Detail string `json:"detail,omitempty"`
+	// DidNotRun is set when the workload fell short while the censor did
+	// nothing (no event, no block): the system or the machine failed, not the
+	// detector, so the cell says nothing about the censor. Such a cell is run
+	// again up to cellTries times; if it never runs it is not OK.
+	DidNotRun bool `json:"did_not_run,omitempty"`
+	// Tries is how many times the cell ran.
+	Tries int `json:"tries"`
 	// OK reports whether the cell meets the CI rule: a Burrow cell not
 	// marked expected-fail is neither detected nor short of a byte; a
 	// must-catch baseline cell is detected.
@@ -327,7 +334,24 @@ func (l *Lab) close() {
 	}
 }
 
+// cellTries is how many times a cell that did not run is tried.
+const cellTries = 3
+
+// runCell runs a cell until it runs (the censor acted, or the whole workload
+// arrived), at most cellTries times.
 func (l *Lab) runCell(ctx context.Context, sc Scenario, sys System, w Workload) Result {
+	var r Result
+	for try := 1; try <= cellTries; try++ {
+		r = l.runCellOnce(ctx, sc, sys, w)
+		r.Tries = try
+		if !r.DidNotRun || ctx.Err() != nil {
+			break
+		}
+	}
+	return r
+}
+
+func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Workload) Result {
 	inst := l.instances[sys.Name]
 	r := Result{Scenario: sc.Name, System: sys.Name, Baseline: sys.Baseline, BytesExpected: w.Expected(),
 		MustCatch: sys.Baseline && slices.Contains(sys.CaughtBy, sc.Name)}
@@ -347,6 +371,7 @@ func (l *Lab) runCell(ctx context.Context, sc Scenario, sys System, w Workload) 
 	})
 	if err != nil {
 		r.Detail = err.Error()
+		r.DidNotRun = true
 		return r
 	}
 	tally := w.Run(ctx, l.Site, func(ctx context.Context) (conn net.Conn, err error) {
@@ -375,7 +400,10 @@ func (l *Lab) runCell(ctx context.Context, sc Scenario, sys System, w Workload) 
 	case len(tally.Errors) > 0:
 		r.Detail = tally.Errors[0]
 	}
+	r.DidNotRun = !r.Detected && tally.Delivered < tally.Expected && !c.IPBlocked(inst.Server.Addr())
 	switch {
+	case r.DidNotRun:
+		r.OK = false
 	case sys.Baseline:
 		r.OK = !r.MustCatch || r.Detected
 	case r.ExpectedFail:
@@ -397,7 +425,10 @@ func Check(results []Result) error {
 		if r.OK {
 			continue
 		}
-		if r.Baseline {
+		if r.DidNotRun {
+			bad = append(bad, fmt.Sprintf("%s/%s: did not run in %d tries: delivered %d of %d bytes with no censor event (%s)",
+				r.Scenario, r.System, r.Tries, r.BytesDelivered, r.BytesExpected, r.Detail))
+		} else if r.Baseline {
 			bad = append(bad, fmt.Sprintf("%s/%s: baseline no longer caught", r.Scenario, r.System))
 		} else {
 			bad = append(bad, fmt.Sprintf("%s/%s: detected=%v rule=%q delivered %d of %d bytes (%s)",

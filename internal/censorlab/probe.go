@@ -221,8 +221,11 @@ type ProbeResult struct {
 
 // Compare runs every probe against server and cover at once, each pair
 // concurrently so load affects both alike, and repeats a pair that differs
-// once (a real prober also repeats before blocking).
+// once (a real prober also repeats before blocking). Patience is for a quiet
+// machine: Compare stretches it by Budget, so that a busy machine does not turn
+// a slow answer into a timeout on one side only.
 func Compare(ctx context.Context, dial DialFunc, server, cover string, probes []Probe, patience time.Duration) []ProbeResult {
+	patience = Budget(patience)
 	out := make([]ProbeResult, len(probes))
 	var wg sync.WaitGroup
 	for i, p := range probes {

@@ -38,7 +38,7 @@ func (c *Censor) relayTCP(client *net.TCPConn, server netip.AddrPort) {
 		client.Close()
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Budget(5*time.Second))
 	up, err := c.dial(ctx, "tcp", server)
 	cancel()
 	if err != nil {

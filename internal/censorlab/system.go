@@ -106,7 +106,7 @@ func (s *tcpServer) Close() error {
 // directions end. first is sent to the target before anything else.
 func relayTo(ctx context.Context, c io.ReadWriteCloser, target string) error {
 	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	dctx, cancel := context.WithTimeout(ctx, Budget(5*time.Second))
 	t, err := d.DialContext(dctx, "tcp", target)
 	cancel()
 	if err != nil {

@@ -52,6 +52,8 @@ func percent(got, want int64) string {
 
 func verdict(r Result) string {
 	switch {
+	case r.DidNotRun:
+		return "FAIL: did not run: " + strings.TrimSpace(r.Detail)
 	case r.Baseline && r.MustCatch && r.Detected:
 		return "caught (must)"
 	case r.Baseline && r.MustCatch:

@@ -92,7 +92,7 @@ func OpenVPNTCP() System {
 		CaughtBy: caught("signatures", "prober"),
 		Start: func(ctx context.Context, env Env) (*Instance, error) {
 			srv, err := listenTCP(ctx, env.IP, func(ctx context.Context, c net.Conn) {
-				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
 				reset := make([]byte, 16)
 				if _, err := io.ReadFull(c, reset); err != nil || reset[2] != ovpnResetClient {
 					return
@@ -128,7 +128,7 @@ func OpenVPNTCP() System {
 					binary.BigEndian.PutUint16(reset, 14)
 					reset[2] = ovpnResetClient
 					rand.Read(reset[3:11])
-					c.SetDeadline(time.Now().Add(5 * time.Second))
+					c.SetDeadline(time.Now().Add(Budget(5 * time.Second)))
 					if _, err := c.Write(reset); err != nil {
 						c.Close()
 						return nil, err
@@ -225,7 +225,7 @@ func (s *wgStream) sendLoop() {
 		acked := false
 		for try := 0; try < 25 && !acked; try++ {
 			s.transport(wgData, seq, buf[:n])
-			t := time.NewTimer(200 * time.Millisecond)
+			t := time.NewTimer(Budget(200 * time.Millisecond))
 		wait:
 			for {
 				select {
@@ -383,7 +383,7 @@ func startWG(ctx context.Context, env Env) (*Instance, error) {
 			ok := false
 			for try := 0; try < 2 && !ok; try++ {
 				uc.Write(init)
-				uc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				uc.SetReadDeadline(time.Now().Add(Budget(200 * time.Millisecond)))
 				if n, err := uc.Read(buf); err == nil && n == 92 && buf[0] == 2 {
 					ok = true
 				}

@@ -96,7 +96,7 @@ func (s *Site) acceptLoop() {
 		}
 		s.wg.Go(func() {
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(time.Minute))
+			c.SetDeadline(time.Now().Add(Budget(time.Minute)))
 			s.serve(tls.Server(c, s.cfg))
 		})
 	}
@@ -194,11 +194,13 @@ func (v *verifier) Write(p []byte) (int, error) {
 // Workload is what every cell moves through its system. The zero value
 // means the defaults.
 type Workload struct {
-	Download  int64         // bytes from the site on one connection; default 4 MiB
-	Upload    int64         // bytes to the site on one connection; default 256 KiB
-	Exchanges int           // short request/answer exchanges; default 50
-	Conns     int           // connections the exchanges are spread over; default 4
-	Idle      time.Duration // a connection that moves nothing this long has failed; default 1.5s
+	Download  int64 // bytes from the site on one connection; default 4 MiB
+	Upload    int64 // bytes to the site on one connection; default 256 KiB
+	Exchanges int   // short request/answer exchanges; default 50
+	Conns     int   // connections the exchanges are spread over; default 4
+	// Idle is how long a connection may move nothing before it has failed (a
+	// freeze); default 1.5s, on a quiet machine: Run stretches it by Budget.
+	Idle time.Duration
 }
 
 func (w Workload) withDefaults() Workload {
@@ -250,6 +252,7 @@ func (w Workload) Run(ctx context.Context, site *Site, dial func(ctx context.Con
 		t.Errors = append(t.Errors, part+": "+err.Error())
 		mu.Unlock()
 	}
+	idle := Budget(w.Idle)
 	n := 2 + w.Conns
 	conns := make([]*tls.Conn, n)
 	for i := range n { // one after the other, so which rule fires first does not depend on scheduling
@@ -258,7 +261,7 @@ func (w Workload) Run(ctx context.Context, site *Site, dial func(ctx context.Con
 			fail("dial", err)
 			continue
 		}
-		tc := tls.Client(&idleConn{Conn: raw, idle: w.Idle}, site.ClientTLS())
+		tc := tls.Client(&idleConn{Conn: raw, idle: idle}, site.ClientTLS())
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			fail("inner TLS handshake", err)

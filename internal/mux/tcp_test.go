@@ -122,21 +122,29 @@ func serveWith(t *testing.T, dial Dial, opts ServerOptions) net.Conn {
 
 // frameConn reads frames from a raw client end with a deadline.
 type frameConn struct {
-	t  *testing.T
-	c  net.Conn
-	fr *frameReader
+	t       *testing.T
+	c       net.Conn
+	fr      *frameReader
+	senders sync.WaitGroup
 }
 
 func newFrameConn(t *testing.T, c net.Conn) *frameConn {
-	return &frameConn{t: t, c: c, fr: &frameReader{r: c}}
+	fc := &frameConn{t: t, c: c, fr: &frameReader{r: c}}
+	t.Cleanup(fc.senders.Wait)
+	return fc
 }
 
-func (fc *frameConn) send(b []byte) {
-	fc.t.Helper()
-	fc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fc.c.Write(b); err != nil {
-		fc.t.Fatalf("client write: %v", err)
-	}
+// sendAsync writes b from a goroutine of its own (over net.Pipe a write returns only
+// once the server has read it, and the server answers before reading on). A failed
+// write is reported with t.Errorf, as a goroutine may not end the test; the test's
+// next read then fails on its deadline. Cleanup waits for every sender.
+func (fc *frameConn) sendAsync(b []byte) {
+	fc.senders.Go(func() {
+		fc.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := fc.c.Write(b); err != nil {
+			fc.t.Errorf("client write: %v", err)
+		}
+	})
 }
 
 func (fc *frameConn) next() *frame {
@@ -178,7 +186,7 @@ func TestServerMuxTCPFrames(t *testing.T) {
 	fc := newFrameConn(t, serve(t, dialLoopback))
 
 	// New with data, then Keep: echoed back in Keep frames for session 1.
-	go fc.send(append(newTCP(t, 1, echo, []byte("hello ")), keep(1, []byte("world"))...))
+	fc.sendAsync(append(newTCP(t, 1, echo, []byte("hello ")), keep(1, []byte("world"))...))
 	var got []byte
 	for len(got) < len("hello world") {
 		f := fc.next()
@@ -193,7 +201,7 @@ func TestServerMuxTCPFrames(t *testing.T) {
 
 	// A 100 KiB answer comes in frames of at most 8 KiB; the target's EOF is an End
 	// without the error option.
-	go fc.send(newTCP(t, 2, src, []byte{7}))
+	fc.sendAsync(newTCP(t, 2, src, []byte{7}))
 	want := blob(7, 100<<10)
 	got = got[:0]
 	for {
@@ -217,7 +225,7 @@ func TestServerMuxTCPFrames(t *testing.T) {
 	}
 
 	// The client's End: data sent before it reaches the target, then the target sees EOF.
-	go fc.send(append(append(newTCP(t, 3, sink, nil), keep(3, []byte("last words"))...), end(3)...))
+	fc.sendAsync(append(append(newTCP(t, 3, sink, nil), keep(3, []byte("last words"))...), end(3)...))
 	select {
 	case b := <-gotEOF:
 		if string(b) != "last words" {
@@ -228,14 +236,14 @@ func TestServerMuxTCPFrames(t *testing.T) {
 	}
 
 	// KeepAlive (with or without data) is ignored; the echo session still works.
-	go fc.send(append(append(appendFrame(nil, 0, statusKeepAlive, optData, netip.AddrPort{}, []byte("pad")),
+	fc.sendAsync(append(append(appendFrame(nil, 0, statusKeepAlive, optData, netip.AddrPort{}, []byte("pad")),
 		appendFrame(nil, 0, statusKeepAlive, 0, netip.AddrPort{}, nil)...), keep(1, []byte("again"))...))
 	if f := fc.next(); f.id != 1 || string(f.data) != "again" {
 		t.Fatalf("after KeepAlive: frame %+v, want Keep %q for session 1", *f, "again")
 	}
 
 	// Keep for a session that ended is answered with End, as Xray does.
-	go fc.send(keep(3, []byte("late")))
+	fc.sendAsync(keep(3, []byte("late")))
 	if f := fc.next(); f.id != 3 || f.status != statusEnd {
 		t.Fatalf("answer to Keep for an ended session = %+v, want End for 3", *f)
 	}
@@ -247,13 +255,13 @@ func TestServerMuxTCPRefused(t *testing.T) {
 		return nil, fmt.Errorf("refused %s %s", network, address)
 	}
 	fc := newFrameConn(t, serve(t, refuse))
-	go fc.send(newTCP(t, 5, "example.com:443", []byte("GET")))
+	fc.sendAsync(newTCP(t, 5, "example.com:443", []byte("GET")))
 	f := fc.next()
 	if f.id != 5 || f.status != statusEnd || f.option != optError {
 		t.Fatalf("answer to a refused New = %+v, want End with error for 5", *f)
 	}
 	// Data the client had already sent for it is answered with End and dropped.
-	go fc.send(keep(5, []byte("more")))
+	fc.sendAsync(keep(5, []byte("more")))
 	if f := fc.next(); f.id != 5 || f.status != statusEnd {
 		t.Fatalf("answer to Keep after refusal = %+v, want End for 5", *f)
 	}
@@ -373,17 +381,17 @@ func TestServerMuxSessionCap(t *testing.T) {
 	echo := tcpTarget(t, echoTCP)
 	fc := newFrameConn(t, serve(t, dialLoopback))
 	for id := uint16(1); id <= 4; id++ {
-		go fc.send(newTCP(t, id, echo, []byte{byte(id)}))
+		fc.sendAsync(newTCP(t, id, echo, []byte{byte(id)}))
 		if f := fc.next(); f.id != id || !bytes.Equal(f.data, []byte{byte(id)}) {
 			t.Fatalf("session %d: frame %+v, want its echo", id, *f)
 		}
 	}
-	go fc.send(newTCP(t, 5, echo, []byte{5}))
+	fc.sendAsync(newTCP(t, 5, echo, []byte{5}))
 	if f := fc.next(); f.id != 5 || f.status != statusEnd || f.option != optError {
 		t.Fatalf("fifth session: %+v, want End with error", *f)
 	}
 	// Ending one makes room.
-	go fc.send(append(end(1), newTCP(t, 6, echo, []byte{6})...))
+	fc.sendAsync(append(end(1), newTCP(t, 6, echo, []byte{6})...))
 	if f := fc.next(); f.id != 6 || !bytes.Equal(f.data, []byte{6}) {
 		t.Fatalf("session 6 after one ended: %+v, want its echo", *f)
 	}
@@ -397,7 +405,7 @@ func TestServerMuxTCPIdle(t *testing.T) {
 	defer func() { IdleTimeout = old }()
 	echo := tcpTarget(t, echoTCP)
 	fc := newFrameConn(t, serve(t, dialLoopback))
-	go fc.send(newTCP(t, 1, echo, []byte("x")))
+	fc.sendAsync(newTCP(t, 1, echo, []byte("x")))
 	if f := fc.next(); f.status != statusKeep {
 		t.Fatalf("frame %+v, want Keep", *f)
 	}
@@ -649,10 +657,10 @@ func TestServerMuxIdleConn(t *testing.T) {
 
 	echo := tcpTarget(t, echoTCP)
 	fc := newFrameConn(t, serve(t, dialLoopback))
-	go fc.send(newTCP(t, 1, echo, []byte("x")))
+	fc.sendAsync(newTCP(t, 1, echo, []byte("x")))
 	fc.next()
 	time.Sleep(5 * IdleConnCheck)
-	go fc.send(keep(1, []byte("still here")))
+	fc.sendAsync(keep(1, []byte("still here")))
 	if f := fc.next(); f.id != 1 || string(f.data) != "still here" {
 		t.Fatalf("after %v with a live session: %+v, want the echo", 5*IdleConnCheck, *f)
 	}
