@@ -63,7 +63,8 @@ func TestAccessQuotaParallelOvershoot(t *testing.T) {
 	}
 	stopUDP := make(chan struct{})
 	udpDone := make(chan error, 1)
-	go func() { udpDone <- udpFlow(socks, udpAddr, &down, stopUDP) }()
+	live.Add(1)
+	go func() { udpDone <- udpFlow(socks, udpAddr, &down, live.Done, release, stopUDP) }()
 	live.Wait()
 	close(release)
 	ended.Wait()
@@ -74,7 +75,7 @@ func TestAccessQuotaParallelOvershoot(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Errorf("stream: %v", err)
+			t.Errorf("%v\nserver: %s", err, e.srv.stderr)
 		}
 	}
 
@@ -143,9 +144,13 @@ func serveBulk(raw net.Conn, cfg *tls.Config, release <-chan struct{}, upstream 
 func downloadStream(d proxy.Dialer, addr string, useTLS bool, down *atomic.Int64, live func()) error {
 	once := sync.OnceFunc(live)
 	defer once()
+	kind := "plain-text"
+	if useTLS {
+		kind = "TLS"
+	}
 	raw, err := d.Dial("tcp", addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s stream: %w", kind, err)
 	}
 	defer raw.Close()
 	raw.SetDeadline(time.Now().Add(2 * time.Minute))
@@ -154,15 +159,15 @@ func downloadStream(d proxy.Dialer, addr string, useTLS bool, down *atomic.Int64
 		c = tls.Client(c, &tls.Config{InsecureSkipVerify: true})
 	}
 	if _, err := io.WriteString(c, "hello\n"); err != nil {
-		return err
+		return fmt.Errorf("%s stream: hello: %w", kind, err)
 	}
 	if _, err := io.ReadFull(c, make([]byte, 1024)); err != nil {
-		return err
+		return fmt.Errorf("%s stream: greeting: %w", kind, err)
 	}
 	once()
 	_, err = io.Copy(io.Discard, c)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		return err // the quota never ended it
+		return fmt.Errorf("%s stream: %w", kind, err) // the quota never ended it
 	}
 	return nil
 }
@@ -193,8 +198,11 @@ func udpBulkTarget(t *testing.T, upstream *atomic.Int64) string {
 }
 
 // udpFlow sends datagrams to target through the proxy's UDP ASSOCIATE and
-// counts the payload of the replies on down, until stop is closed.
-func udpFlow(socks, target string, down *atomic.Int64, stop <-chan struct{}) error {
+// counts the payload of the replies on down: one until a reply comes back,
+// then (live called) from release until stop is closed.
+func udpFlow(socks, target string, down *atomic.Int64, live func(), release, stop <-chan struct{}) error {
+	once := sync.OnceFunc(live)
+	defer once()
 	ctrl, err := net.Dial("tcp", socks)
 	if err != nil {
 		return err
@@ -238,6 +246,11 @@ func udpFlow(socks, target string, down *atomic.Int64, stop <-chan struct{}) err
 			}
 			if n > 10 {
 				down.Add(int64(n - 10)) // the SOCKS UDP header is ours
+			}
+			if once(); release != nil {
+				<-release
+				release = nil
+				break
 			}
 		}
 	}

@@ -10,10 +10,10 @@
 // Admission is by reservation: before bytes move, the Counter grants up to so
 // many (Reserve), and afterwards it learns how many did move (Settle), so a
 // budget shared by many connections is never overdrawn, whichever of them
-// sends. Bytes already in hand (a buffer just read) are reserved exactly. A
-// chunk that the kernel splices is reserved whole before it starts, and only
-// once its socket has data to read: an idle connection waiting for its next
-// byte holds no reservation.
+// sends. Bytes already in hand (a buffer just read) are reserved exactly; a
+// chunk that the kernel splices is the bytes its socket holds, reserved once
+// they arrived. No reservation waits for data: an idle or slow connection
+// holds none while the user's other connections run down the budget.
 package meter
 
 import (
@@ -67,20 +67,58 @@ func ReserveAll(c Counter, n int64) int64 {
 
 // Copy moves bytes from src to dst until EOF or error, counting them on c.
 // It prefers dst.ReadFrom (so a *net.TCPConn destination can splice from a
-// *net.TCPConn source) and otherwise src.WriteTo, one chunk at a time. When
-// src is a socket, each chunk is reserved once src has data to read.
+// *net.TCPConn source) and otherwise src.WriteTo, one chunk at a time.
+//
+// When src is a socket, no reservation waits for data: each chunk is the
+// bytes the socket holds once it is readable, reserved whole, so a splice
+// moves exactly what was reserved. A dst that aligns its writes on records
+// until it goes direct (a vless.Conn, see directWriter) is instead given a
+// reader that reserves what each read returned, and gets chunks once direct.
 func Copy(dst io.Writer, src io.Reader, c Counter) (int64, error) {
-	var ready func() error
+	var avail func() (int64, error)
 	if _, free := c.(Unlimited); !free {
-		ready = readiness(src)
+		avail = readable(src)
+	}
+	if avail == nil {
+		return copyChunks(dst, src, c)
 	}
 	var total int64
 	for {
-		if ready != nil {
-			if err := ready(); err != nil {
+		if dw, ok := dst.(directWriter); ok && !dw.WritesDirect() {
+			rr := &reservingReader{r: src, c: c, dst: dw}
+			n, err := dw.ReadFrom(rr)
+			total += n
+			if err != nil || !rr.direct {
 				return total, err
 			}
+			continue
 		}
+		k, err := avail()
+		if err != nil {
+			return total, err
+		}
+		allow := c.Reserve(min(max(k, 1), DefaultChunk))
+		if allow <= 0 {
+			return total, ErrBudget
+		}
+		lr := &io.LimitedReader{R: src, N: allow}
+		n, err := copyOnce(dst, lr)
+		total += n
+		c.Settle(allow, n)
+		if err != nil {
+			return total, err
+		}
+		if n < allow {
+			return total, nil // the socket held its end: EOF
+		}
+	}
+}
+
+// copyChunks is Copy from a source it cannot watch: each chunk is reserved
+// before its first byte.
+func copyChunks(dst io.Writer, src io.Reader, c Counter) (int64, error) {
+	var total int64
+	for {
 		allow := c.Reserve(DefaultChunk)
 		if allow <= 0 {
 			return total, ErrBudget
@@ -99,19 +137,54 @@ func Copy(dst io.Writer, src io.Reader, c Counter) (int64, error) {
 	}
 }
 
-// readiness returns a function that waits until src, a socket, has data to
-// read (or its end, or an error: the copy then sees them), or nil when src
-// is not a socket.
-func readiness(src io.Reader) func() error {
+// directWriter is a destination that copies through its own buffer, aligned
+// on records, until it reports that its writes went direct (a vless.Conn
+// with Vision).
+type directWriter interface {
+	io.ReaderFrom
+	WritesDirect() bool
+}
+
+// reservingReader reserves on c the bytes each read returned (they are in
+// hand), and ends with io.EOF, direct set, once dst went direct, so that
+// Copy switches to chunks the kernel can splice.
+type reservingReader struct {
+	r      io.Reader
+	c      Counter
+	dst    directWriter
+	direct bool
+}
+
+func (rr *reservingReader) Read(p []byte) (int, error) {
+	if rr.dst.WritesDirect() {
+		rr.direct = true
+		return 0, io.EOF
+	}
+	n, err := rr.r.Read(p)
+	if n > 0 {
+		g := ReserveAll(rr.c, int64(n))
+		rr.c.Settle(g, g)
+		if g < int64(n) {
+			return int(g), ErrBudget
+		}
+	}
+	return n, err
+}
+
+// readable returns a function that waits until src, a socket, is readable
+// and returns how many bytes it holds (0 at its end or on an error, which
+// the read that follows reports), or nil when src is not a socket or the
+// platform cannot tell.
+func readable(src io.Reader) func() (int64, error) {
 	sc, ok := src.(syscall.Conn)
-	if !ok {
+	if !ok || !canWait {
 		return nil
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}
-	return func() error { return waitReadable(rc) }
+	return func() (int64, error) { return waitReadable(rc) }
 }
 
 // CopyWriterTo is Copy for a source whose fast path is its own WriteTo rather

@@ -1,9 +1,11 @@
-//go:build !unix
+//go:build !linux
 
 package meter
 
 import "syscall"
 
-// waitReadable does not wait where there is no MSG_PEEK to wait with: the
-// chunk is reserved before the read blocks.
-func waitReadable(syscall.RawConn) error { return nil }
+// canWait is false where waitReadable has no SIOCINQ: Copy reserves each
+// chunk before its first byte.
+const canWait = false
+
+func waitReadable(syscall.RawConn) (int64, error) { return 0, nil }

@@ -255,4 +255,3 @@ func copyPackets(dst io.Writer, src net.Conn, c meter.Counter, idle time.Duratio
 		}
 	}
 }
-
