@@ -54,7 +54,7 @@ func (m *memSource) set(id int64, f func(*access.User)) {
 	m.mu.Unlock()
 }
 
-func newTestRegistry(t *testing.T, users ...access.User) (*Registry, *memSource) {
+func newTestRegistry(t testing.TB, users ...access.User) (*Registry, *memSource) {
 	t.Helper()
 	src := &memSource{users: map[int64]*access.User{}}
 	for i := range users {
