@@ -6,17 +6,29 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
+// budget grants bytes from left, at most 64 KiB at a time, as a
+// quota does; added counts what moved.
 type budget struct {
 	left  atomic.Int64
 	added atomic.Int64
 }
 
-func (b *budget) Budget() int64 { return b.left.Load() }
-func (b *budget) Add(n int64)   { b.left.Add(-n); b.added.Add(n) }
+func (b *budget) Reserve(n int64) int64 {
+	g := min(n, max(b.left.Load(), 0), 64<<10)
+	b.left.Add(-g)
+	return g
+}
+
+func (b *budget) Settle(reserved, moved int64) {
+	b.left.Add(reserved - moved)
+	b.added.Add(moved)
+}
 
 func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
@@ -62,6 +74,27 @@ func TestCopyCountsAndStopsAtBudget(t *testing.T) {
 				t.Fatalf("counted %d bytes, copied %d; want %d matching", b.added.Load(), dst.Len(), tt.want)
 			}
 		})
+	}
+}
+
+// spy is a counter that records whether Reserve was called.
+type spy struct{ reserved atomic.Bool }
+
+func (s *spy) Reserve(n int64) int64 { s.reserved.Store(true); return n }
+func (s *spy) Settle(_, _ int64)     {}
+
+// An idle socket holds no reservation: Copy waits for data before it
+// reserves a chunk, so a copy that times out waiting never reserved.
+func TestCopyReservesOnlyOnceDataArrives(t *testing.T) {
+	_, a2 := tcpPair(t)
+	c := &spy{}
+	a2.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	n, err := Copy(io.Discard, a2, c)
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Copy from an idle socket = %d, %v; want 0, deadline exceeded", n, err)
+	}
+	if c.reserved.Load() {
+		t.Error("Copy reserved a chunk while its source had no data")
 	}
 }
 
@@ -131,13 +164,12 @@ func TestCopyWriterTo(t *testing.T) {
 	tests := []struct {
 		name   string
 		budget int64
-		// the copy may run over the budget by up to over bytes
-		want, over int64
-		err        error
+		want   int64
+		err    error
 	}{
-		{"unlimited", 1 << 40, int64(len(data)), 0, nil},
-		{"budget inside data", DefaultChunk + 7, DefaultChunk + 7, 32 << 10, ErrBudget},
-		{"zero budget", 0, 0, 0, ErrBudget},
+		{"unlimited", 1 << 40, int64(len(data)), nil},
+		{"budget inside data", DefaultChunk + 7, DefaultChunk + 7, ErrBudget},
+		{"zero budget", 0, 0, ErrBudget},
 	}
 	for _, tt := range tests {
 		for _, kind := range []string{"buffered", "socket"} {
@@ -147,9 +179,8 @@ func TestCopyWriterTo(t *testing.T) {
 				a1, a2 := tcpPair(t)
 				go func() { a1.Write(data); a1.CloseWrite() }()
 				var src io.WriterTo = bufferedSource{a2}
-				over := tt.over
 				if kind == "socket" {
-					src, over = socketSource{a2}, 0
+					src = socketSource{a2}
 				}
 				b1, b2 := tcpPair(t)
 				got := make(chan []byte, 1)
@@ -157,8 +188,11 @@ func TestCopyWriterTo(t *testing.T) {
 				n, err := CopyWriterTo(b1, src, b)
 				b1.CloseWrite()
 				d := <-got
-				if n < tt.want || n > tt.want+over || !errors.Is(err, tt.err) {
-					t.Fatalf("CopyWriterTo = %d, %v; want %d (+%d), %v", n, err, tt.want, over, tt.err)
+				if n != tt.want || !errors.Is(err, tt.err) {
+					t.Fatalf("CopyWriterTo = %d, %v; want %d, %v", n, err, tt.want, tt.err)
+				}
+				if left := b.left.Load(); left != tt.budget-tt.want {
+					t.Fatalf("budget left %d, want %d (every grant settled)", left, tt.budget-tt.want)
 				}
 				if b.added.Load() != n || !bytes.Equal(d, data[:n]) {
 					t.Fatalf("counted %d bytes, copied %d; want %d matching", b.added.Load(), len(d), n)

@@ -156,7 +156,10 @@ type counted struct {
 	total *atomic.Int64
 }
 
-func (c counted) Add(n int64) { c.Direction.Add(n); c.total.Add(n) }
+func (c counted) Settle(reserved, moved int64) {
+	c.Direction.Settle(reserved, moved)
+	c.total.Add(moved)
+}
 
 // relay copies both ways between the client's VLESS conn and the target,
 // counting up (client→target) and down (target→client) bytes, half-closing
@@ -235,13 +238,17 @@ func copyPackets(dst io.Writer, src net.Conn, c meter.Counter, idle time.Duratio
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
-			if c.Budget() < int64(n) {
+			// A datagram goes whole or not at all: reserve it all before the write.
+			g := meter.ReserveAll(c, int64(n))
+			if g < int64(n) {
+				c.Settle(g, 0)
 				return
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			m, werr := dst.Write(buf[:n])
+			c.Settle(g, int64(m))
+			if werr != nil {
 				return
 			}
-			c.Add(int64(n))
 		}
 		if err != nil {
 			return

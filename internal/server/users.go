@@ -42,11 +42,60 @@ type Registry struct {
 type liveUser struct {
 	user     access.User           // snapshot from the store; guarded by Registry.mu
 	sessions map[*Session]struct{} // guarded by Registry.mu
+	// allow is what budget was last set from: the snapshot's remaining quota
+	// (unlimitedAllow without a quota). Guarded by Registry.mu.
+	allow int64
 
+	// budget is the bytes the user's sessions may still reserve: allow minus
+	// the bytes counted since the last flush (up, down) minus what sessions
+	// reserved and have not settled. Sessions reserve from it without a lock
+	// (reserve); Refresh adds to it what a new snapshot changed.
+	budget atomic.Int64
 	// Bytes counted since the last successful flush.
 	up, down atomic.Int64
 	// seen is set when the user moved any byte since the last flush.
 	seen atomic.Bool
+}
+
+// unlimitedAllow is the allowance of a user without a quota: more than any
+// server will carry, so one budget serves users with and without a quota.
+const unlimitedAllow = 1 << 62
+
+// minGrant is the least a reservation is cut to while budget remains (see reserve).
+const minGrant = 16 << 10
+
+// reserve takes up to n bytes from the user's budget and returns how many (0
+// when the budget is spent). A grant is also at most a 16th of the budget
+// (and at least minGrant), so that near the end of a quota the chunks that
+// streams hold while their data trickles in are small, and a busy stream
+// still finds budget to reserve.
+func (lu *liveUser) reserve(n int64) int64 {
+	for {
+		b := lu.budget.Load()
+		if b <= 0 {
+			return 0
+		}
+		g := min(n, b, max(b/16, minGrant))
+		if lu.budget.CompareAndSwap(b, b-g) {
+			return g
+		}
+	}
+}
+
+// allowance returns the bytes u may still move at now according to the snapshot.
+func allowance(u *access.User, now time.Time) int64 {
+	rem, limited := u.Remaining(now)
+	if !limited {
+		return unlimitedAllow
+	}
+	return rem
+}
+
+// setAllowLocked makes allow the user's allowance and moves the budget by
+// the change, leaving the bytes counted and reserved since in place.
+func (lu *liveUser) setAllowLocked(allow int64) {
+	lu.budget.Add(allow - lu.allow)
+	lu.allow = allow
 }
 
 // NewRegistry returns a registry over src. Call Refresh once before serving
@@ -85,12 +134,10 @@ func (r *Registry) Acquire(uuid [16]byte) (*Session, error) {
 }
 
 func (r *Registry) usableLocked(lu *liveUser) error {
-	u := lu.user
-	now := r.now()
-	if err := u.Usable(now); err != nil {
+	if err := lu.user.Usable(r.now()); err != nil {
 		return err
 	}
-	if rem, limited := u.Remaining(now); limited && rem-lu.up.Load()-lu.down.Load() <= 0 {
+	if lu.allow-lu.up.Load()-lu.down.Load() <= 0 {
 		return access.ErrQuotaExceeded
 	}
 	return nil
@@ -136,41 +183,45 @@ func (s *Session) UserName() string {
 }
 
 // Up and Down are the counters for client→server and server→client bytes.
-func (s *Session) Up() *Direction   { return &Direction{s: s, up: true} }
-func (s *Session) Down() *Direction { return &Direction{s: s} }
+func (s *Session) Up() *Direction   { return &Direction{s: s, lu: s.lu, n: &s.lu.up} }
+func (s *Session) Down() *Direction { return &Direction{s: s, lu: s.lu, n: &s.lu.down} }
 
 // Direction counts one direction of a session and admits bytes against the
-// user's remaining quota. It implements meter.Counter.
+// user's remaining quota, one budget for all the user's sessions and both
+// directions. It implements meter.Counter; it takes no lock.
 type Direction struct {
 	s  *Session
-	up bool
+	lu *liveUser
+	n  *atomic.Int64 // lu.up or lu.down
 }
 
-// Budget returns the bytes the user may still move (shared by all their sessions).
-func (d *Direction) Budget() int64 {
+// Reserve grants up to n bytes from the user's budget; 0 once the session is
+// cut or the budget is spent. A spent budget asks the registry to refresh
+// now, which cuts the user's other sessions (Refresh: over quota).
+func (d *Direction) Reserve(n int64) int64 {
 	select {
 	case <-d.s.cut:
 		return 0
 	default:
 	}
-	r, lu := d.s.r, d.s.lu
-	r.mu.Lock()
-	rem, limited := lu.user.Remaining(r.now())
-	r.mu.Unlock()
-	if !limited {
-		return 1 << 62
+	g := d.lu.reserve(n)
+	if g == 0 {
+		d.s.r.Poke()
 	}
-	return rem - lu.up.Load() - lu.down.Load()
+	return g
 }
 
-// Add records n bytes.
-func (d *Direction) Add(n int64) {
-	if d.up {
-		d.s.lu.up.Add(n)
-	} else {
-		d.s.lu.down.Add(n)
+// Settle counts moved bytes and gives the rest of reserved back to the budget.
+func (d *Direction) Settle(reserved, moved int64) {
+	if reserved != moved {
+		d.lu.budget.Add(reserved - moved)
 	}
-	d.s.lu.seen.Store(true)
+	if moved > 0 {
+		d.n.Add(moved)
+		if !d.lu.seen.Load() {
+			d.lu.seen.Store(true)
+		}
+	}
 }
 
 // Refresh reloads users from the store and cuts the sessions of users who
@@ -198,6 +249,8 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		lu := r.byID[u.ID]
 		if lu == nil {
 			lu = &liveUser{sessions: map[*Session]struct{}{}}
+			lu.allow = allowance(u, now)
+			lu.budget.Store(lu.allow)
 		} else if lu.user.UUID != u.UUID || (u.BytesUp+u.BytesDown < lu.user.BytesUp+lu.user.BytesDown) {
 			// Rotated: the old link dies. Traffic reset: drop nothing, keep counting.
 			if lu.user.UUID != u.UUID {
@@ -207,6 +260,8 @@ func (r *Registry) Refresh(ctx context.Context) error {
 			}
 		}
 		lu.user = *u
+		// A quota raised or traffic reset in the store refills the live budget.
+		lu.setAllowLocked(allowance(u, now))
 		byUUID[u.UUID] = lu
 		byID[u.ID] = lu
 		if r.usableLocked(lu) != nil {
@@ -249,6 +304,7 @@ func (r *Registry) Flush(ctx context.Context) error {
 		// Fold into the snapshot so quota checks stay right until the next refresh.
 		lu.user.BytesUp += up
 		lu.user.BytesDown += down
+		lu.allow -= up + down // the budget already had them taken
 	}
 	r.mu.Unlock()
 	if len(deltas) == 0 {
@@ -261,6 +317,7 @@ func (r *Registry) Flush(ctx context.Context) error {
 			lu := lus[id]
 			lu.user.BytesUp -= d.Up
 			lu.user.BytesDown -= d.Down
+			lu.allow += d.Up + d.Down
 			lu.up.Add(d.Up)
 			lu.down.Add(d.Down)
 			lu.seen.Store(true)

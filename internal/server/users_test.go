@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func (m *memSource) set(id int64, f func(*access.User)) {
 	m.mu.Unlock()
 }
 
-func newTestRegistry(t *testing.T, users ...access.User) (*Registry, *memSource) {
+func newTestRegistry(t testing.TB, users ...access.User) (*Registry, *memSource) {
 	t.Helper()
 	src := &memSource{users: map[int64]*access.User{}}
 	for i := range users {
@@ -144,6 +145,16 @@ func TestRegistryPokeRefreshesAtOnce(t *testing.T) {
 	}
 }
 
+// take reserves n bytes on d and settles them as moved, and returns how many it got.
+func take(d *Direction, n int64) int64 {
+	g := d.Reserve(n)
+	d.Settle(g, g)
+	return g
+}
+
+// left returns what the user's sessions may still reserve.
+func left(s *Session) int64 { return s.lu.budget.Load() }
+
 func TestRegistryQuotaBudgetAndFlush(t *testing.T) {
 	r, src := newTestRegistry(t, access.User{Name: "alice", Quota: 1000})
 	s, err := r.Acquire([16]byte{1})
@@ -151,48 +162,143 @@ func TestRegistryQuotaBudgetAndFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	up, down := s.Up(), s.Down()
-	if b := down.Budget(); b != 1000 {
-		t.Fatalf("Budget() = %d, want 1000", b)
+	if b := left(s); b != 1000 {
+		t.Fatalf("budget = %d, want 1000", b)
 	}
-	up.Add(100)
-	down.Add(500)
-	if b := up.Budget(); b != 400 {
-		t.Errorf("Budget() after 600 bytes = %d, want 400", b)
+	take(up, 100)
+	take(down, 500)
+	if b := left(s); b != 400 {
+		t.Errorf("budget after 600 bytes = %d, want 400", b)
 	}
-	if u := r.Usage()[1]; u != (access.Traffic{Up: 100, Down: 500}) {
-		t.Errorf("Usage() before a flush = %+v, want 100 up, 500 down", u)
+	if g := down.Reserve(300); g != 300 || left(s) != 100 {
+		t.Errorf("Reserve(300) = %d leaving %d, want 300 leaving 100", g, left(s))
+	} else if down.Settle(300, 50); left(s) != 350 {
+		t.Errorf("budget after settling 50 of 300 = %d, want 350", left(s))
+	}
+	if u := r.Usage()[1]; u != (access.Traffic{Up: 100, Down: 550}) {
+		t.Errorf("Usage() before a flush = %+v, want 100 up, 550 down", u)
 	}
 	src.fail = errors.New("disk full")
 	if err := r.Flush(context.Background()); err == nil {
 		t.Fatal("Flush with a failing store succeeded")
 	}
-	if b := up.Budget(); b != 400 {
-		t.Errorf("Budget() after a failed flush = %d, want 400 (nothing lost, nothing counted twice)", b)
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := left(s); b != 350 {
+		t.Errorf("budget after a failed flush = %d, want 350 (nothing lost, nothing counted twice)", b)
 	}
 	src.fail = nil
 	if err := r.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if u := src.users[1]; u.BytesUp != 100 || u.BytesDown != 500 {
-		t.Errorf("stored %d up, %d down; want 100, 500", u.BytesUp, u.BytesDown)
+	if u := src.users[1]; u.BytesUp != 100 || u.BytesDown != 550 {
+		t.Errorf("stored %d up, %d down; want 100, 550", u.BytesUp, u.BytesDown)
 	}
-	if u := r.Usage()[1]; u != (access.Traffic{Up: 100, Down: 500}) {
-		t.Errorf("Usage() after a flush = %+v, want 100 up, 500 down (not counted twice)", u)
+	if u := r.Usage()[1]; u != (access.Traffic{Up: 100, Down: 550}) {
+		t.Errorf("Usage() after a flush = %+v, want 100 up, 550 down (not counted twice)", u)
 	}
 	if err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if b := down.Budget(); b != 400 {
-		t.Errorf("Budget() after flush and refresh = %d, want 400", b)
+	if b := left(s); b != 350 {
+		t.Errorf("budget after flush and refresh = %d, want 350", b)
 	}
-	down.Add(400)
-	if b := down.Budget(); b > 0 {
-		t.Errorf("Budget() at the quota = %d, want <= 0", b)
+	if g := take(down, 1000); g != 350 {
+		t.Errorf("Reserve(1000) with 350 left = %d, want 350", g)
+	}
+	if g := up.Reserve(1); g != 0 {
+		t.Errorf("Reserve(1) at the quota = %d, want 0", g)
 	}
 	if err := r.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if !cutWithin(s, time.Second) {
 		t.Error("session at its quota was not cut by Refresh")
+	}
+}
+
+// A quota raised or traffic reset in the store refills the budget that live
+// sessions reserve from, without cutting them.
+func TestRegistryRefillsLiveBudget(t *testing.T) {
+	r, src := newTestRegistry(t, access.User{Name: "alice", Quota: 1000})
+	s, err := r.Acquire([16]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := s.Down()
+	take(down, 900)
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	held := down.Reserve(50) // a chunk in flight across the refresh
+	src.set(1, func(u *access.User) { u.Quota = 5000 })
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := left(s); b != 5000-900-held {
+		t.Errorf("budget after raising the quota to 5000 = %d, want %d", b, 5000-900-held)
+	}
+	down.Settle(held, held)
+	src.set(1, func(u *access.User) { u.BytesUp, u.BytesDown = 0, 0 })
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b := left(s); b != 5000-held {
+		t.Errorf("budget after a traffic reset = %d, want %d (the unflushed %d stay counted)", b, 5000-held, held)
+	}
+	src.set(1, func(u *access.User) { u.Quota = 0 })
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if g := take(down, 1<<40); g != 1<<40 {
+		t.Errorf("Reserve(1 TiB) without a quota = %d, want all", g)
+	}
+	select {
+	case <-s.Done():
+		t.Error("a session was cut by a quota change")
+	default:
+	}
+}
+
+// Many goroutines reserving from one user's budget never take more than it
+// holds, and get all of it.
+func TestRegistryParallelReserveNeverOverdraws(t *testing.T) {
+	const quota = 10 << 20
+	r, _ := newTestRegistry(t, access.User{Name: "alice", Quota: quota})
+	var total atomic.Int64
+	var sessions []*Session
+	for range 16 {
+		s, err := r.Acquire([16]byte{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		sessions = append(sessions, s)
+	}
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Go(func() {
+			up, down := s.Up(), s.Down()
+			for i := 0; ; i++ {
+				d := up
+				if i%2 == 0 {
+					d = down
+				}
+				g := d.Reserve(64 << 10)
+				if g == 0 {
+					return
+				}
+				d.Settle(g, g-g/8) // some of each chunk goes unused and back
+				total.Add(g - g/8)
+			}
+		})
+	}
+	wg.Wait()
+	if got := total.Load(); got != quota {
+		t.Errorf("moved %d bytes, want exactly the quota %d", got, quota)
+	}
+	if u := r.Usage()[1]; u.Up+u.Down != quota {
+		t.Errorf("Usage() = %+v, want %d in all", u, quota)
 	}
 }

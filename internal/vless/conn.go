@@ -448,6 +448,11 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// WritesDirect reports whether writes have gone direct (Vision): from then on
+// ReadFrom hands its reader to the raw conn, so a byte meter may size its
+// chunks freely; before, ReadFrom aligns what it writes on TLS records.
+func (c *Conn) WritesDirect() bool { return c.wDirect.Load() }
+
 func isWriterTo(r io.Reader) bool   { _, ok := r.(io.WriterTo); return ok }
 func isReaderFrom(w io.Writer) bool { _, ok := w.(io.ReaderFrom); return ok }
 
