@@ -141,7 +141,7 @@ func (c *clientConn) forward(ctx context.Context, req *http.Request) (keepAlive 
 		up, reused, err := c.upstreamFor(ctx, hostport)
 		if err != nil {
 			closeAfter := clientClose || hasBody // an unread body would be taken for the next request
-			c.writeError(req, http.StatusBadGateway, dialFailureText(hostport, err), closeAfter)
+			c.writeError(req, dialFailureStatus(err), dialFailureText(hostport, err), closeAfter)
 			return !closeAfter, fmt.Errorf("httpproxy: %s %s: %w", req.Method, hostport, err)
 		}
 		keepAlive, sent, err := c.roundTrip(req, up, clientClose)

@@ -35,7 +35,8 @@
 // origin-form requests (GET /path: not a proxy request) or URLs that are
 // not http://; 431 for request headers over MaxHeaderBytes; 502 with a short
 // plain-text body when the destination cannot be reached or answers with
-// something that is not HTTP/1.x.
+// something that is not HTTP/1.x, or the status a dial error asks for with
+// an HTTPStatus() int method (403 when the tunnel's server refuses the link).
 //
 // Upgrade (WebSocket) is supported through CONNECT only: the Upgrade and
 // Connection headers of absolute-URI requests are dropped like all hop-by-hop
@@ -370,7 +371,7 @@ func (c *clientConn) connect(ctx context.Context, req *http.Request) error {
 	c.dropUpstream()
 	up, err := c.dial(ctx, hostport)
 	if err != nil {
-		c.writeError(req, http.StatusBadGateway, dialFailureText(hostport, err), true)
+		c.writeError(req, dialFailureStatus(err), dialFailureText(hostport, err), true)
 		return fmt.Errorf("httpproxy: CONNECT %s: %w", hostport, err)
 	}
 	c.bw.WriteString("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -389,6 +390,19 @@ func (c *clientConn) connect(ctx context.Context, req *http.Request) error {
 		}
 	}
 	return relay(ctx, c.conn, up)
+}
+
+// dialFailureStatus is the answer to a failed dial: 502, or the status an
+// error in err's chain asks for with an HTTPStatus() int method (the tunnel's
+// refusal asks for 403).
+func dialFailureStatus(err error) int {
+	var hs interface{ HTTPStatus() int }
+	if errors.As(err, &hs) {
+		if s := hs.HTTPStatus(); s >= 400 && s <= 599 {
+			return s
+		}
+	}
+	return http.StatusBadGateway
 }
 
 // dialFailureText is the body of a 502: short, one line.
