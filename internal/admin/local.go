@@ -299,7 +299,7 @@ func (l *Local) Enable(ctx context.Context, name string) (*UserInfo, error) {
 func (l *Local) Rotate(ctx context.Context, name string) (*UserInfo, error) {
 	return l.modify(ctx, name, func(u *access.User) error {
 		if u.Revoked {
-			return fmt.Errorf("rotate: user %s is revoked, and a new link would not work either; run `burrow user enable %s` first: %w", u.Name, u.Name, access.ErrInvalid)
+			return fmt.Errorf("user %s is revoked, so a new link would not work either; run `burrow user enable %s` first: %w", u.Name, u.Name, access.ErrInvalid)
 		}
 		_, err := l.Store.RotateUUID(ctx, u.ID)
 		return err
