@@ -61,7 +61,7 @@ func printVersion(w io.Writer) {
 	commit := st.Commit
 	switch {
 	case commit == "":
-		commit = "unknown (build in a git checkout with -buildvcs=true, or stamp main.releaseCommit)"
+		commit = "unknown (build in a git clone with -buildvcs=true, or stamp main.releaseCommit)"
 	case st.Modified:
 		commit += " (with uncommitted changes)"
 	}
