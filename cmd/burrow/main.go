@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -27,20 +28,23 @@ Server:
 
 Users (work while the server runs):
   burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
-  burrow user list | show NAME [--qr FILE.png] | set NAME ... | revoke NAME | rotate NAME | reset-traffic NAME
+  burrow user list | show NAME [--qr FILE.png] | set NAME ... | revoke NAME | enable NAME | rotate NAME | reset-traffic NAME
 
 Client:
   burrow connect LINK|FILE [--socks 127.0.0.1:1080] [--http 127.0.0.1:8080] [--rules FILE|ru-direct]
   burrow connect LINK|FILE --tun [--kill-switch=false] [--dns 1.1.1.1:53] [--tun-name burrow0]   (Linux, root)
 
 Try it on one machine (local cover site, server and client, no internet needed):
-  burrow demo
+  burrow demo [--once] [--data DIR]
+  burrow cover --listen 127.0.0.1:8443 --sni NAME   a stand-in HTTPS cover site for a trial server
 
 Censorship checks:
   burrow lab [--json] [--scenario NAME]          run tunnels and baselines through simulated censors
   burrow check HOST:PORT --sni NAME [--cover HOST:PORT]   audit a deployed server as a prober would
 
-Run 'burrow COMMAND -h' for a command's flags.
+  burrow version
+
+Run 'burrow COMMAND -h' or 'burrow help COMMAND' for a command's flags.
 `
 
 // exitError carries an exit status out of a command.
@@ -62,7 +66,7 @@ func main() {
 		os.Exit(ee.code)
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+		return // help was asked for and printed
 	}
 	fmt.Fprintln(os.Stderr, "burrow:", err)
 	os.Exit(1)
@@ -75,34 +79,84 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		// `burrow help CMD [SUB]` is `burrow CMD [SUB] -h`.
+		return run(ctx, append(slices.Clone(rest), "-h"), stdout, stderr)
+	case "version", "--version":
+		printVersion(stdout)
+		return nil
+	}
+	rest = helpWord(cmd, rest)
+	if wantsHelp(rest) {
+		stderr = stdout // asked-for help goes to stdout
+	}
+	switch cmd {
 	case "server":
 		return runServer(ctx, rest, stdout, stderr)
 	case "user", "users":
 		return runUser(rest, stdout, stderr)
 	case "connect":
 		return runConnect(ctx, rest, stdout, stderr)
+	case "cover":
+		return runCover(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "lab":
 		return runLab(ctx, rest, stdout, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "version", "--version":
-		fmt.Fprintln(stdout, "burrow", version)
-		return nil
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
 }
 
-var version = "dev"
+// helpWord turns the word "help" where it can only mean help into -h:
+// `burrow server help`, `burrow user add help`, `burrow connect help`.
+func helpWord(cmd string, rest []string) []string {
+	group := cmd == "server" || cmd == "user" || cmd == "users"
+	switch {
+	case len(rest) == 1 && rest[0] == "help":
+		return []string{"-h"}
+	case group && len(rest) == 2 && rest[1] == "help":
+		return []string{rest[0], "-h"}
+	}
+	return rest
+}
+
+// wantsHelp reports whether args ask for help (-h, -help or --help before any "--").
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// isHelpFlag reports whether a is -h, -help or --help.
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
+
+const serverUsage = `usage: burrow server init --cover HOST:PORT [--sni NAME] [--data DIR] [flags]   create a server
+       burrow server run [--data DIR] [flags]                                    run it
+
+Run 'burrow server init -h' or 'burrow server run -h' for their flags.
+`
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("server: want `burrow server init` or `burrow server run`")
+		fmt.Fprint(stderr, serverUsage)
+		return exitError{2}
+	}
+	if isHelpFlag(args[0]) {
+		fmt.Fprint(stderr, serverUsage) // stdout: run sends asked-for help there
+		return nil
 	}
 	switch args[0] {
 	case "init":
@@ -110,7 +164,8 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "run":
 		return serverRun(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("server: unknown subcommand %q (want init or run)", args[0])
+	fmt.Fprint(stderr, serverUsage)
+	return fmt.Errorf("server: unknown subcommand %.40q (want init or run)", args[0])
 }
 
 // parseArgs parses flags that may come before, between or after positional
@@ -133,10 +188,42 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// newFlagSet returns the flag set of command name ("connect", "user add"),
+// whose -h prints the command's usage line (commandUsage) and its flags.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	line, ok := commandUsage[name]
+	if !ok {
+		line = "burrow " + name + " [flags]"
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n", line)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(fs.Output(), "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
 	return fs
+}
+
+// commandUsage is each command's usage line, printed by -h above its flags.
+var commandUsage = map[string]string{
+	"server init":        "burrow server init --cover HOST:PORT [--sni NAME] [--data DIR] [--listen :443] [--public-addr HOST] [flags]",
+	"server run":         "burrow server run [--data DIR] [flags]",
+	"user add":           "burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]",
+	"user list":          "burrow user list",
+	"user show":          "burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp]",
+	"user set":           "burrow user set NAME [--quota SIZE] [--expires WHEN|never] [--reset monthly|weekly|never] [--note TEXT]",
+	"user revoke":        "burrow user revoke NAME      (cut the user off; 'burrow user enable NAME' undoes it)",
+	"user enable":        "burrow user enable NAME      (lift a revocation: the user's link works again)",
+	"user rotate":        "burrow user rotate NAME      (give the user a new link; the old one stops working)",
+	"user reset-traffic": "burrow user reset-traffic NAME",
+	"connect":            "burrow connect LINK|FILE [flags]\n  LINK is a vless:// link (quote it in the shell), FILE a file holding one",
+	"cover":              "burrow cover [--listen 127.0.0.1:8443] [--sni NAME]",
+	"demo":               "burrow demo [--once] [--data DIR] [--socks ADDR] [--http ADDR]",
 }
 
 func newLogger(w io.Writer, debug bool) *slog.Logger {

@@ -180,7 +180,7 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("server run", stderr)
-	data := fs.String("data", server.DefaultDataDir(), "data directory made by `burrow server init`")
+	data := fs.String("data", server.DefaultDataDir(), "data directory made by 'burrow server init'")
 	debug := fs.Bool("debug", false, "log debug messages")
 	logDest := fs.Bool("debug-log-destinations", false, "log user names together with destinations (privacy risk: for debugging only)")
 	var side sideFlags

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -156,11 +155,27 @@ func openUserEnv(ctx context.Context, data, sock string) (*userEnv, error) {
 	return &userEnv{cfg: cfg, api: &admin.Local{Store: st}, close: func() { st.Close() }}, nil
 }
 
-const userSubcommands = "add, list, show, set, revoke, rotate or reset-traffic"
+const userSubcommands = "add, list, show, set, revoke, enable, rotate or reset-traffic"
+
+const userUsage = `usage: burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
+       burrow user list
+       burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp]
+       burrow user set NAME [--quota SIZE] [--expires WHEN|never] [--reset PERIOD] [--note TEXT]
+       burrow user revoke NAME | enable NAME | rotate NAME | reset-traffic NAME
+
+They work while the server runs (through its admin socket) and while it is
+stopped (on its store). Every one takes --data DIR. Run 'burrow user SUBCOMMAND -h'
+for its flags.
+`
 
 func runUser(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("user: want " + userSubcommands)
+		fmt.Fprint(stderr, userUsage)
+		return exitError{2}
+	}
+	if isHelpFlag(args[0]) {
+		fmt.Fprint(stderr, userUsage) // stdout: run sends asked-for help there
+		return nil
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("user "+sub, stderr)
@@ -176,8 +191,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	case "show":
 		qr = fs.String("qr", "", "also write the link's QR code to this PNG file")
 		transport = fs.String("transport", "tcp", "link for: tcp (REALITY + Vision) or xhttp (XHTTP with connection rotation)")
-	case "list", "revoke", "rotate", "reset-traffic":
+	case "list", "revoke", "enable", "rotate", "reset-traffic":
 	default:
+		fmt.Fprint(stderr, userUsage)
 		return fmt.Errorf("user: unknown subcommand %.40q (want %s)", sub, userSubcommands)
 	}
 	pos, err := parseArgs(fs, args)
@@ -260,7 +276,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		if u, err = api.Revoke(ctx, name); err != nil {
 			return fmt.Errorf("user revoke: %w", err)
 		}
-		fmt.Fprintf(stdout, "Revoked %q: their connections are cut within a second and their link no longer works.\n", u.Name)
+		fmt.Fprintf(stdout, "Revoked %q: their connections are cut within a second and their link no longer works (`burrow user enable %s` undoes it).\n", u.Name, u.Name)
+	case "enable":
+		return enableUser(ctx, api, name, stdout)
 	case "rotate":
 		if u, err = api.Rotate(ctx, name); err != nil {
 			return fmt.Errorf("user rotate: %w", err)
@@ -273,6 +291,28 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "Traffic of %q reset to zero.\n", u.Name)
 	}
+	return nil
+}
+
+// enableUser lifts NAME's revocation and says whether they can connect now.
+func enableUser(ctx context.Context, api admin.API, name string, stdout io.Writer) error {
+	before, err := api.User(ctx, name)
+	if err != nil {
+		return fmt.Errorf("user enable: %w", err)
+	}
+	if !before.Revoked {
+		fmt.Fprintf(stdout, "%q is not revoked; nothing changed (status: %s).\n", before.Name, before.Status)
+		return nil
+	}
+	u, err := api.Enable(ctx, name)
+	if err != nil {
+		return fmt.Errorf("user enable: %w", err)
+	}
+	if u.Status != "active" {
+		fmt.Fprintf(stdout, "Enabled %q, but they still cannot connect: %s (see `burrow user set`, `burrow user reset-traffic`).\n", u.Name, u.Status)
+		return nil
+	}
+	fmt.Fprintf(stdout, "Enabled %q: their link works again.\n", u.Name)
 	return nil
 }
 

@@ -253,6 +253,11 @@ func (s *SQLiteStore) RevokeUser(ctx context.Context, id int64) error {
 	return s.updateOne(ctx, fmt.Sprintf("revoke user %d", id), `UPDATE users SET revoked = 1 WHERE id = ?`, id)
 }
 
+// EnableUser implements Store.
+func (s *SQLiteStore) EnableUser(ctx context.Context, id int64) error {
+	return s.updateOne(ctx, fmt.Sprintf("enable user %d", id), `UPDATE users SET revoked = 0 WHERE id = ?`, id)
+}
+
 // RotateUUID implements Store.
 func (s *SQLiteStore) RotateUUID(ctx context.Context, id int64) (*User, error) {
 	what := fmt.Sprintf("rotate uuid of user %d", id)

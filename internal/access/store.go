@@ -27,6 +27,10 @@ type Store interface {
 	UpdateUser(ctx context.Context, id int64, upd UserUpdate) (*User, error)
 	// RevokeUser marks the user revoked; it stays listed with its counters.
 	RevokeUser(ctx context.Context, id int64) error
+	// EnableUser lifts a revocation: the user's link works again (unless
+	// the user is also expired or over quota). A user not revoked is left
+	// as is.
+	EnableUser(ctx context.Context, id int64) error
 	// RotateUUID gives the user a new random UUID, so links holding the old
 	// one stop working. The subscription token is kept, so a subscribed
 	// client picks up the new link by itself.

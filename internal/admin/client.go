@@ -153,6 +153,11 @@ func (c *Client) Revoke(ctx context.Context, name string) (*UserInfo, error) {
 	return c.named(ctx, http.MethodPost, name, "revoke", nil)
 }
 
+// Enable implements API.
+func (c *Client) Enable(ctx context.Context, name string) (*UserInfo, error) {
+	return c.named(ctx, http.MethodPost, name, "enable", nil)
+}
+
 // Rotate implements API.
 func (c *Client) Rotate(ctx context.Context, name string) (*UserInfo, error) {
 	return c.named(ctx, http.MethodPost, name, "rotate", nil)

@@ -21,7 +21,8 @@
 //	GET   /v1/users/{name}                  → UserInfo
 //	PATCH /v1/users/{name}           SetRequest → UserInfo
 //	POST  /v1/users/{name}/revoke           → UserInfo
-//	POST  /v1/users/{name}/rotate           → UserInfo (new UUID)
+//	POST  /v1/users/{name}/enable           → UserInfo (revocation lifted)
+//	POST  /v1/users/{name}/rotate           → UserInfo (new UUID; 400 for a revoked user)
 //	POST  /v1/users/{name}/reset-traffic    → UserInfo
 //
 // {name} is path-escaped and matched case-insensitively. Errors are

@@ -36,6 +36,7 @@ func Handler(api API, token string) http.Handler {
 	mux.HandleFunc("GET /v1/users/{name}", h.user(api.User))
 	mux.HandleFunc("PATCH /v1/users/{name}", h.set)
 	mux.HandleFunc("POST /v1/users/{name}/revoke", h.user(api.Revoke))
+	mux.HandleFunc("POST /v1/users/{name}/enable", h.user(api.Enable))
 	mux.HandleFunc("POST /v1/users/{name}/rotate", h.user(api.Rotate))
 	mux.HandleFunc("POST /v1/users/{name}/reset-traffic", h.user(api.ResetTraffic))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,10 @@ type API interface {
 	User(ctx context.Context, name string) (*UserInfo, error)
 	SetUser(ctx context.Context, name string, req SetRequest) (*UserInfo, error)
 	Revoke(ctx context.Context, name string) (*UserInfo, error)
+	// Enable lifts a revocation (nothing changes for a user not revoked).
+	Enable(ctx context.Context, name string) (*UserInfo, error)
+	// Rotate gives the user a new UUID; a revoked user is refused (ErrInvalid):
+	// their new link would not work either.
 	Rotate(ctx context.Context, name string) (*UserInfo, error)
 	ResetTraffic(ctx context.Context, name string) (*UserInfo, error)
 	Stats(ctx context.Context) (*Stats, error)
@@ -286,9 +290,17 @@ func (l *Local) Revoke(ctx context.Context, name string) (*UserInfo, error) {
 	return l.modify(ctx, name, func(u *access.User) error { return l.Store.RevokeUser(ctx, u.ID) })
 }
 
+// Enable implements API.
+func (l *Local) Enable(ctx context.Context, name string) (*UserInfo, error) {
+	return l.modify(ctx, name, func(u *access.User) error { return l.Store.EnableUser(ctx, u.ID) })
+}
+
 // Rotate implements API.
 func (l *Local) Rotate(ctx context.Context, name string) (*UserInfo, error) {
 	return l.modify(ctx, name, func(u *access.User) error {
+		if u.Revoked {
+			return fmt.Errorf("user %s is revoked, so a new link would not work either; run `burrow user enable %s` first: %w", u.Name, u.Name, access.ErrInvalid)
+		}
 		_, err := l.Store.RotateUUID(ctx, u.ID)
 		return err
 	})

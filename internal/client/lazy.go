@@ -83,7 +83,7 @@ func (c *lazyConn) start(first []byte) (sent bool, err error) {
 	} else {
 		var tconn net.Conn
 		if tconn, err = c.t.tlsConn(ctx); err == nil {
-			conn = vless.ClientConn(tconn, c.req)
+			conn = c.t.clientConn(tconn, c.req)
 		}
 	}
 	c.mu.Lock()

@@ -187,7 +187,7 @@ func (t *Tunnel) openMux(ctx context.Context) (*mux.Client, error) {
 		return nil, err
 	}
 	req := &vless.Request{UUID: t.link.UUID, Command: vless.CommandMux, Flow: vless.FlowVision}
-	return mux.NewClient(vless.ClientConn(tconn, req)), nil
+	return mux.NewClient(t.clientConn(tconn, req)), nil
 }
 
 // muxConns returns how many mux connections are open (for tests and status).

@@ -42,6 +42,7 @@ const (
 	StateConnecting State = iota // no handshake has completed yet
 	StateConnected               // the last handshake succeeded
 	StateRetrying                // the last handshake failed; new connections retry
+	StateRefused                 // the server refuses the link (revoked, expired, quota used up; refusal.go)
 )
 
 func (s State) String() string {
@@ -50,6 +51,8 @@ func (s State) String() string {
 		return "connected"
 	case StateRetrying:
 		return "reconnecting"
+	case StateRefused:
+		return "refused"
 	}
 	return "connecting"
 }
@@ -98,6 +101,7 @@ type Tunnel struct {
 	watcher  watcher
 	spare    spare   // the warm spare connection (spare.go)
 	mux      muxPool // mux connections for plain-text streams (muxpool.go)
+	refused  refusals
 }
 
 // NewTunnel returns a tunnel for link. It does not dial.
@@ -135,13 +139,22 @@ func (t *Tunnel) useMux() bool {
 func (t *Tunnel) Server() string { return t.server }
 
 // State returns the tunnel state.
-func (t *Tunnel) State() State { return State(t.state.Load()) }
+func (t *Tunnel) State() State {
+	if t.refusal() != nil {
+		return StateRefused
+	}
+	return State(t.state.Load())
+}
 
 // Bytes returns the bytes sent to and received from the server so far.
 func (t *Tunnel) Bytes() (up, down int64) { return t.up.Load(), t.down.Load() }
 
-// LastError returns the last handshake error, if the tunnel is not connected.
+// LastError returns the server's refusal of the link while it holds, else
+// the last handshake error if the tunnel is not connected.
 func (t *Tunnel) LastError() error {
+	if re := t.refusal(); re != nil {
+		return re
+	}
 	t.lastErrMu.Lock()
 	defer t.lastErrMu.Unlock()
 	return t.lastErr
@@ -154,6 +167,11 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 	dest, err := parseDest(address)
 	if err != nil {
 		return nil, err
+	}
+	if t.refusal() != nil {
+		if err := t.recheckAccess(ctx); err != nil {
+			return nil, err
+		}
 	}
 	req := &vless.Request{UUID: t.link.UUID, Dest: dest}
 	switch network {
@@ -176,7 +194,7 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 	if err != nil {
 		return nil, err
 	}
-	return vless.ClientConn(tconn, req), nil
+	return t.clientConn(tconn, req), nil
 }
 
 // handshake dials the server and completes REALITY.

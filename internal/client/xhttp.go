@@ -79,7 +79,7 @@ func (t *Tunnel) dialXHTTP(ctx context.Context, req *vless.Request) (net.Conn, e
 		}
 		return nil, t.fail(fmt.Errorf("xhttp to %s: %w", t.server, err))
 	}
-	return vless.ClientConn(c, &r), nil
+	return t.clientConn(c, &r), nil
 }
 
 // dialSecured opens a TCP + REALITY connection for the XHTTP dialer and

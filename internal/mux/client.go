@@ -345,8 +345,11 @@ func (c *Client) readLoop() {
 	}
 	c.mu.Unlock()
 	close(c.done)
+	// The streams fail with the connection's own error, which says why (a server's
+	// refusal of the VLESS request says what the user should know).
+	failed := fmt.Errorf("%w: connection ended: %w", ErrSessionFailed, err)
 	for _, st := range all {
-		st.remoteEnd(true)
+		st.remoteEnd(failed)
 	}
 }
 
@@ -371,7 +374,11 @@ func (c *Client) handle(br *bufio.Reader, f *frame) error {
 		c.sendEnd(f.id)
 	case f.status == statusEnd && st != nil:
 		c.forget(f.id, st)
-		st.remoteEnd(f.option&optError != 0)
+		var failed error
+		if f.option&optError != 0 {
+			failed = ErrSessionFailed
+		}
+		st.remoteEnd(failed)
 	case f.status > statusKeepAlive || f.status == 0:
 		return fmt.Errorf("%w: status %d", ErrFrame, f.status)
 	}

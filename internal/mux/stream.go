@@ -21,7 +21,7 @@ type stream struct {
 	space    chan struct{} // signalled when Read frees buffer space
 
 	endOnce, closeOnce sync.Once
-	failed             bool // End carried the error option; written before ended is closed
+	failErr            error // why the stream failed (End's error option, or the connection's end); nil: a clean End; written before ended is closed
 
 	rmu sync.Mutex // serialises Read
 
@@ -135,9 +135,11 @@ func (st *stream) popLocked() chunk {
 	return ch
 }
 
-func (st *stream) remoteEnd(failed bool) {
+// remoteEnd ends the stream from the server's side: cleanly (failErr nil) or with failErr
+// for Read to return once the data that arrived before is read.
+func (st *stream) remoteEnd(failErr error) {
 	st.endOnce.Do(func() {
-		st.failed = failed
+		st.failErr = failErr
 		close(st.ended)
 	})
 }
@@ -165,8 +167,8 @@ func (st *stream) Read(p []byte) (int, error) {
 			if n, ok := st.take(p); ok {
 				return n, nil
 			}
-			if st.failed {
-				return 0, ErrSessionFailed
+			if st.failErr != nil {
+				return 0, st.failErr
 			}
 			return 0, io.EOF
 		}
@@ -230,8 +232,8 @@ func (st *stream) nextChunk() (chunk, error) {
 			if ch, ok := pop(); ok {
 				return ch, nil
 			}
-			if st.failed {
-				return chunk{}, ErrSessionFailed
+			if st.failErr != nil {
+				return chunk{}, st.failErr
 			}
 			return chunk{}, io.EOF
 		}

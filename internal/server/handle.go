@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/meter"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
@@ -75,12 +76,22 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 func (s *Server) serveRequest(ctx context.Context, conn net.Conn, req *vless.Request, overXHTTP bool) {
 	sess, err := s.users.Acquire(req.UUID)
 	if err != nil {
-		// Unknown, revoked, expired or over quota: the same silent close as a failed dial.
+		// Unknown, revoked, expired or over quota: the response header says which
+		// (docs/protocol.md), so the user's client can tell them; then the close.
+		// Only a holder of the server's key gets this far.
 		s.stats.Rejected.Add(1)
 		s.log.Debug("request refused", "reason", err)
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		vless.WriteRefusal(conn, refusalOf(err))
 		return
 	}
 	defer sess.Close()
+	if req.IsStatus() {
+		// A refused Burrow client asking whether it is let in again.
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		vless.WriteAccepted(conn)
+		return
+	}
 	sess.OnCut(func() { conn.Close() })
 	switch {
 	case overXHTTP && req.Flow != "":
@@ -109,6 +120,19 @@ func (s *Server) serveRequest(ctx context.Context, conn net.Conn, req *vless.Req
 	case vless.CommandMux:
 		s.proxyMux(ctx, conn, req, sess, overXHTTP)
 	}
+}
+
+// refusalOf maps Acquire's errors to the reason a refused client is told.
+func refusalOf(err error) vless.Refusal {
+	switch {
+	case errors.Is(err, access.ErrRevoked):
+		return vless.RefusedRevoked
+	case errors.Is(err, access.ErrExpired):
+		return vless.RefusedExpired
+	case errors.Is(err, access.ErrQuotaExceeded):
+		return vless.RefusedQuota
+	}
+	return vless.RefusedUnknownUser
 }
 
 func isRefused(err error) bool { return errors.Is(err, ErrEgressRefused) }

@@ -47,9 +47,10 @@ type Conn struct {
 	headerSent atomic.Bool // header == nil (readable without wmu)
 	wDirect    atomic.Bool // writes go to tin.raw (set under wmu)
 
-	rmu      sync.Mutex // guards the fields below it
-	needResp bool       // client: response header not yet read
-	resp     []byte     // client: response header bytes read so far
+	rmu      sync.Mutex  // guards the fields below it
+	needResp bool        // client: response header not yet read
+	resp     []byte      // client: response header bytes read so far
+	onResp   func(error) // client: told once of the response header: nil, or a *RefusedError
 	unpad    unpadder
 	out      []byte // decoded bytes not yet returned
 	outOff   int
@@ -85,6 +86,14 @@ func ServerConn(tls net.Conn, req *Request) net.Conn {
 // FlowVision and req.Command is not CommandUDP: Xray servers refuse Vision for UDP, so UDP
 // requests are sent with no flow (which they accept from Vision users).
 func ClientConn(tls net.Conn, req *Request) net.Conn {
+	return ClientConnWatch(tls, req, nil)
+}
+
+// ClientConnWatch is ClientConn that also calls onResponse (if not nil) once the response
+// header has been read: with nil when the server accepted the request, or with the
+// *RefusedError a Burrow server's refusal makes (refusal.go). It is called from Read, before
+// Read returns.
+func ClientConnWatch(tls net.Conn, req *Request, onResponse func(error)) net.Conn {
 	flow := req.Flow
 	if req.Command == CommandUDP {
 		flow = ""
@@ -95,6 +104,7 @@ func ClientConn(tls net.Conn, req *Request) net.Conn {
 		c.tlsErr = fmt.Errorf("vless: encode request: %w", err)
 	}
 	c.needResp = true
+	c.onResp = onResponse
 	return c
 }
 
@@ -267,10 +277,18 @@ func (c *Conn) readResponse() error {
 			return err
 		}
 	}
-	if _, err := parseAddons(c.resp[2:]); err != nil {
+	_, refusal, err := parseAddons(c.resp[2:])
+	if err != nil {
 		return fmt.Errorf("vless: read response addons: %w", err)
 	}
-	return nil
+	if refusal != 0 {
+		err = &RefusedError{Reason: refusal}
+	}
+	if f := c.onResp; f != nil {
+		c.onResp = nil
+		f(err)
+	}
+	return err
 }
 
 // readDatagram reads one length-prefixed datagram. Progress survives a timeout.

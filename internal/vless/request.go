@@ -176,53 +176,58 @@ func readAddons(r io.Reader, n int) (string, error) {
 	if _, err := io.ReadFull(r, p); err != nil {
 		return "", err
 	}
-	return parseAddons(p)
+	flow, _, err := parseAddons(p)
+	return flow, err
 }
 
-func parseAddons(p []byte) (string, error) {
-	var flow string
+// parseAddons returns the addons' Flow, and the refusal reason a Burrow server puts into a
+// response's addons (refusal.go).
+func parseAddons(p []byte) (flow string, refusal Refusal, err error) {
 	for len(p) > 0 {
 		key, k := uvarint(p)
 		if k <= 0 || key>>3 == 0 || key>>3 > 1<<29-1 {
-			return "", errAddonsProto
+			return "", 0, errAddonsProto
 		}
 		p = p[k:]
 		field, wt := key>>3, key&7
 		switch wt {
 		case 0: // varint
-			_, k = uvarint(p)
+			v, k := uvarint(p)
 			if k <= 0 {
-				return "", errAddonsProto
+				return "", 0, errAddonsProto
 			}
 			p = p[k:]
+			if field == RefusalField {
+				refusal = Refusal(min(v, 1<<32-1))
+			}
 		case 1: // 64-bit
 			if len(p) < 8 {
-				return "", errAddonsProto
+				return "", 0, errAddonsProto
 			}
 			p = p[8:]
 		case 5: // 32-bit
 			if len(p) < 4 {
-				return "", errAddonsProto
+				return "", 0, errAddonsProto
 			}
 			p = p[4:]
 		case 2: // length-delimited
 			l, k := uvarint(p)
 			if k <= 0 || l > uint64(len(p)-k) {
-				return "", errAddonsProto
+				return "", 0, errAddonsProto
 			}
 			v := p[k : k+int(l)]
 			p = p[k+int(l):]
 			if field == 1 {
 				if !utf8.Valid(v) {
-					return "", errAddonsProto
+					return "", 0, errAddonsProto
 				}
 				flow = string(v)
 			}
 		default: // groups (3, 4) and reserved types
-			return "", errAddonsProto
+			return "", 0, errAddonsProto
 		}
 	}
-	return flow, nil
+	return flow, refusal, nil
 }
 
 // uvarint decodes a protobuf varint; k <= 0 means malformed or truncated.

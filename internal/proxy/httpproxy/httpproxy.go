@@ -37,7 +37,7 @@
 // plain-text body when the destination cannot be reached or answers with
 // something that is not HTTP/1.x. A Dialer error with an HTTPStatus() int
 // method chooses the status instead (400 for a destination the Dialer cannot
-// send, say).
+// send, 403 when the tunnel's server refuses the link).
 //
 // Upgrade (WebSocket) is supported through CONNECT only: the Upgrade and
 // Connection headers of absolute-URI requests are dropped like all hop-by-hop
