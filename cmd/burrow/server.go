@@ -227,13 +227,16 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log.Info("burrow server running", "listen", ln.Addr().String(), "cover", cfg.Cover, "sni", strings.Join(cfg.ServerNames, ","))
 	stopSide, err := side.start(*data, cfg, st, reg, srv, log)
 	if err != nil {
 		ln.Close()
-		return err
+		return fmt.Errorf("server run: %w", err)
 	}
 	defer stopSide()
+	// On a stop request the side listeners close at once, as the main one
+	// does, so a restart can bind them while this process drains.
+	defer context.AfterFunc(ctx, stopSide)()
+	log.Info("burrow server running", "listen", ln.Addr().String(), "cover", cfg.Cover, "sni", strings.Join(cfg.ServerNames, ","))
 
 	regCtx, regCancel := context.WithCancel(context.Background())
 	regDone := make(chan struct{})

@@ -108,7 +108,7 @@ func (s *Server) Listen(ctx context.Context) (net.Listener, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
-			return nil, fmt.Errorf("listen %s: the port is already in use by another program; stop it or choose another port in %s (listen)", s.cfg.Listen, ConfigFile)
+			return nil, fmt.Errorf("listen %s: the port is already in use (by another program, or by a burrow server that is still stopping); stop it or choose another port in %s (listen)", s.cfg.Listen, ConfigFile)
 		case errors.Is(err, syscall.EACCES):
 			return nil, fmt.Errorf("listen %s: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap 'cap_net_bind_service=+ep' burrow)", s.cfg.Listen)
 		case errors.Is(err, syscall.EADDRNOTAVAIL):
