@@ -203,6 +203,16 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if files, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("open-file limit", "err", err)
+	} else if files > 0 {
+		conns := server.MaxConnsFor(files)
+		if conns < 10000 {
+			log.Warn("the open-file limit lets the server hold few connections; raise it (LimitNOFILE=1048576 in the systemd unit, or ulimit -Hn)", "open_files", files, "max_conns", conns)
+		} else {
+			log.Debug("open-file limit", "open_files", files, "max_conns", conns)
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	err = camo.CheckCover(cctx, nil, cfg.Cover, cfg.ServerNames[0])
 	cancel()
