@@ -6,12 +6,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -174,7 +177,7 @@ func benchProbe(addr string) error {
 		return err
 	}
 	if !bytes.Equal(c.ConnectionState().PeerCertificates[0].Raw, cert.Certificate[0]) {
-		return errSrvNoEcho
+		return errors.New("certificate is not the cover's")
 	}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+srvCoverName+"\r\nConnection: close\r\n\r\n")
@@ -183,4 +186,48 @@ func benchProbe(addr string) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// TestCoverDialOutOfFiles: when the process has no descriptor left to
+// reach the cover, the client waits (as at a busy site) instead of being
+// reset, and gets the cover's answer once one is free.
+func TestCoverDialOutOfFiles(t *testing.T) {
+	cover := srvStartCover(t, false)
+	priv, _, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failures atomic.Int32
+	var d net.Dialer
+	srv, err := NewServer(ServerConfig{PrivateKey: priv, ShortIDs: [][]byte{{7}}, ServerNames: []string{srvCoverName}, Cover: cover,
+		DialCover: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if failures.Add(1) <= 3 {
+				return nil, &net.OpError{Op: "dial", Net: network, Err: os.NewSyscallError("socket", syscall.EMFILE)}
+			}
+			return d.DialContext(ctx, network, addr)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	handled := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			handled <- err
+			return
+		}
+		_, err = srv.Handshake(t.Context(), c.(*net.TCPConn))
+		handled <- err
+	}()
+	if err := benchProbe(ln.Addr().String()); err != nil {
+		t.Errorf("prober while the server was out of descriptors: %v, want the cover's page", err)
+	}
+	if err := <-handled; !errors.Is(err, ErrFallback) {
+		t.Errorf("Handshake = %v, want ErrFallback", err)
+	}
 }
