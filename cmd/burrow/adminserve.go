@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
@@ -45,40 +47,25 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subTitle, "subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
 }
 
-// start opens the listeners asked for and serves them until the returned
-// stop is called. It fails, having opened nothing, on a bad flag.
-func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg *server.Registry, srv *server.Server, log *slog.Logger) (stop func(), err error) {
-	local := &admin.Local{Store: st, Live: reg, Changed: reg.Poke, Version: version, Started: time.Now(),
-		Counters: func() admin.Counters { return countersOf(srv.Stats()) }}
-	var servers []*http.Server
-	var cleanup []func()
-	stop = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		for _, hs := range servers {
-			if hs.Shutdown(ctx) != nil {
-				hs.Close()
-			}
-		}
-		for _, c := range cleanup {
-			c()
-		}
-	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
-	serve := func(ln net.Listener, h http.Handler) {
-		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: log2discard()}
-		servers = append(servers, hs)
-		go hs.Serve(ln)
-	}
-
+// start opens every listener asked for, then serves them until the returned
+// stop is called. If one cannot be opened it closes those it opened and
+// returns an error naming the flag, having served nothing.
+func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg *server.Registry, srv *server.Server, log *slog.Logger) (func(), error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
+	local := &admin.Local{Store: st, Live: reg, Changed: reg.Poke, Version: version, Started: time.Now(),
+		Counters: func() admin.Counters { return countersOf(srv.Stats()) }}
+	var services []sideService
+	ok := false
+	defer func() {
+		if !ok {
+			for _, s := range services {
+				s.ln.Close() // a unix listener removes its socket file
+			}
+		}
+	}()
+
 	if f.subscribe != "" {
 		tmpl, err := userLink(cfg, &access.User{})
 		if err != nil {
@@ -92,17 +79,16 @@ func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg 
 		if err != nil {
 			return nil, fmt.Errorf("--subscribe-title: %w", err)
 		}
-		ln, err := net.Listen("tcp", f.subscribe)
+		ln, err := listenSide("--subscribe", f.subscribe)
 		if err != nil {
-			return nil, fmt.Errorf("--subscribe: %w", err)
+			return nil, err
 		}
 		base := f.subBase
 		if base == "" {
 			base = "http://" + ln.Addr().String()
 		}
 		local.SubscriptionURL = func(token string) string { return subscribe.URL(base, token) }
-		serve(ln, h)
-		log.Info("subscriptions served", "listen", ln.Addr().String(), "url_base", base)
+		services = append(services, sideService{ln, h, "subscriptions served", []any{"listen", ln.Addr().String(), "url_base", base}})
 	}
 	if f.adminSocket != "off" {
 		path := f.adminSocket
@@ -111,32 +97,79 @@ func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg 
 		}
 		ln, err := admin.ListenUnix(path)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--admin-socket: %w", err)
 		}
-		serve(ln, admin.Handler(local, ""))
+		services = append(services, sideService{ln, admin.Handler(local, ""), "admin API on unix socket", []any{"path", path}})
 	}
 	if f.adminListen != "" {
 		tok, err := admin.LoadOrCreateToken(filepath.Join(data, AdminTokenFile))
 		if err != nil {
 			return nil, err
 		}
-		ln, err := net.Listen("tcp", f.adminListen)
+		ln, err := listenSide("--admin-listen", f.adminListen)
 		if err != nil {
-			return nil, fmt.Errorf("--admin-listen: %w", err)
+			return nil, err
 		}
-		serve(ln, admin.Handler(local, tok))
-		log.Info("admin API on TCP", "listen", ln.Addr().String(), "token_file", filepath.Join(data, AdminTokenFile))
+		services = append(services, sideService{ln, admin.Handler(local, tok), "admin API on TCP",
+			[]any{"listen", ln.Addr().String(), "token_file", filepath.Join(data, AdminTokenFile)}})
 	}
 	if f.metrics != "" {
-		ln, err := net.Listen("tcp", f.metrics)
+		ln, err := listenSide("--metrics", f.metrics)
 		if err != nil {
-			return nil, fmt.Errorf("--metrics: %w", err)
+			return nil, err
 		}
 		perUser := f.metricsPerUser
-		serve(ln, metrics.Handler(func(ctx context.Context) (*metrics.Snapshot, error) { return local.Snapshot(ctx, perUser) }))
-		log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics", "per_user", perUser)
+		h := metrics.Handler(func(ctx context.Context) (*metrics.Snapshot, error) { return local.Snapshot(ctx, perUser) })
+		services = append(services, sideService{ln, h, "metrics served",
+			[]any{"url", "http://" + ln.Addr().String() + "/metrics", "per_user", perUser}})
 	}
-	return stop, nil
+	ok = true
+
+	servers := make([]*http.Server, len(services))
+	for i, s := range services {
+		hs := &http.Server{Handler: s.h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: log2discard()}
+		servers[i] = hs
+		go hs.Serve(s.ln)
+		log.Info(s.msg, s.attrs...)
+	}
+	return sync.OnceFunc(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for i, hs := range servers {
+			if hs.Shutdown(ctx) != nil {
+				hs.Close()
+			}
+			// Serve may not have taken the listener yet; close it here too,
+			// so a unix socket's file is gone when stop returns.
+			services[i].ln.Close()
+		}
+	}), nil
+}
+
+// sideService is one opened side listener, served once all are open.
+type sideService struct {
+	ln    net.Listener
+	h     http.Handler
+	msg   string // logged when it starts serving
+	attrs []any
+}
+
+// listenSide listens on addr for the side service of flag, with errors an
+// operator can act on.
+func listenSide(flag, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("%s %s: the port is already in use (by another program, or by a burrow server that is still stopping); stop it or choose another port", flag, addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("%s %s: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE", flag, addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("%s %s: this machine has no such address", flag, addr)
+	}
+	return nil, fmt.Errorf("%s %s: %w", flag, addr, err)
 }
 
 // validate checks what can be checked before anything starts.

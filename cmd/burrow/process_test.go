@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -180,5 +181,56 @@ func runWithTimeout(cmd *exec.Cmd, d time.Duration) ([]byte, error) {
 		cmd.Process.Kill()
 		<-done
 		return buf.Bytes(), fmt.Errorf("still running after %v", d)
+	}
+}
+
+// TestServerRunSideListenerErrors: a side service (admin API, metrics,
+// subscriptions) that cannot listen stops `server run` with a message that
+// names it and says why, a non-zero exit and no panic; the server never
+// claimed to be running and left no admin socket behind.
+func TestServerRunSideListenerErrors(t *testing.T) {
+	bin := burrowBinary(t)
+	data, port, _ := initBinaryServer(t, bin)
+	busy, err := listenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	held := busy.Addr().String()
+	tests := []struct {
+		flag, value string
+		want        string
+	}{
+		{"--metrics", held, "--metrics " + held + ": the port is already in use"},
+		{"--subscribe", held, "--subscribe " + held + ": the port is already in use"},
+		{"--admin-listen", held, "--admin-listen " + held + ": the port is already in use"},
+		{"--admin-socket", filepath.Join(t.TempDir(), "no-such-dir", "admin.sock"), "no-such-dir does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag, func(t *testing.T) {
+			out, err := runWithTimeout(exec.Command(bin, "server", "run", "--data", data, tt.flag, tt.value), 20*time.Second)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Errorf("server run %s %s: %v; want exit status 1\n%s", tt.flag, tt.value, err, out)
+			}
+			for _, bad := range []string{"panic", "goroutine ", "burrow server running"} {
+				if strings.Contains(string(out), bad) {
+					t.Errorf("server run %s: output has %q:\n%s", tt.flag, bad, out)
+				}
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("server run %s: output %q; want it to say %q", tt.flag, out, tt.want)
+			}
+			if _, err := os.Lstat(filepath.Join(data, "admin.sock")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("server run %s: admin.sock left behind (stat: %v)", tt.flag, err)
+			}
+			// The main port is free again.
+			l, err := listenTCP("127.0.0.1:" + port)
+			if err != nil {
+				t.Errorf("server run %s: listen port still held after exit: %v", tt.flag, err)
+			} else {
+				l.Close()
+			}
+		})
 	}
 }

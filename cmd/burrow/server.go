@@ -203,6 +203,16 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if files, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("open-file limit", "err", err)
+	} else if files > 0 {
+		conns := server.MaxConnsFor(files)
+		if conns < 10000 {
+			log.Warn("the open-file limit lets the server hold few connections; raise it (LimitNOFILE=1048576 in the systemd unit, or ulimit -Hn)", "open_files", files, "max_conns", conns)
+		} else {
+			log.Debug("open-file limit", "open_files", files, "max_conns", conns)
+		}
+	}
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	err = camo.CheckCover(cctx, nil, cfg.Cover, cfg.ServerNames[0])
 	cancel()
@@ -227,13 +237,16 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log.Info("burrow server running", "listen", ln.Addr().String(), "cover", cfg.Cover, "sni", strings.Join(cfg.ServerNames, ","))
 	stopSide, err := side.start(*data, cfg, st, reg, srv, log)
 	if err != nil {
 		ln.Close()
-		return err
+		return fmt.Errorf("server run: %w", err)
 	}
 	defer stopSide()
+	// On a stop request the side listeners close at once, as the main one
+	// does, so a restart can bind them while this process drains.
+	defer context.AfterFunc(ctx, stopSide)()
+	log.Info("burrow server running", "listen", ln.Addr().String(), "cover", cfg.Cover, "sni", strings.Join(cfg.ServerNames, ","))
 
 	regCtx, regCancel := context.WithCancel(context.Background())
 	regDone := make(chan struct{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/server"
 )
 
 type fakeLive map[int64]int
@@ -290,3 +293,73 @@ func TestBearerToken(t *testing.T) {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// TestLiveCounters: with a running server's registry, the API shows each
+// user's bytes as counted in memory, not as last flushed to the store, and
+// judges the quota on them; a traffic reset answers with the new period's.
+func TestLiveCounters(t *testing.T) {
+	dir := t.TempDir()
+	st, err := access.OpenSQLite(filepath.Join(dir, "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if _, err := st.CreateUser(ctx, access.NewUser{Name: "ann", Quota: 50 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	reg := server.NewRegistry(st, slog.New(slog.DiscardHandler))
+	if err := reg.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.UserByName(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := reg.Acquire(u.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	move := func(d *server.Direction, n int64) int64 {
+		g := meter.ReserveAll(d, n)
+		d.Settle(g, g)
+		return g
+	}
+	move(sess.Up(), 1<<20)
+	move(sess.Down(), 30<<20) // counted, not flushed
+	local := &Local{Store: st, Live: reg}
+
+	got, err := local.User(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.BytesUp != 1<<20 || got.BytesDown != 30<<20 || got.Connected != 1 || got.Status != "active" {
+		t.Errorf("User = up %d, down %d, connected %d, %q; want %d, %d, 1, active", got.BytesUp, got.BytesDown,
+			got.Connected, got.Status, 1<<20, 30<<20)
+	}
+	if got := move(sess.Down(), 20<<20); got != 19<<20 { // the rest of the 50 MB quota
+		t.Errorf("moved %d bytes of 20 MiB asked; want the %d left of the quota", got, 19<<20)
+	}
+	list, err := local.ListUsers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].BytesDown != 49<<20 || list[0].Status != "over quota" {
+		t.Errorf("ListUsers = %+v; want ann with %d bytes down, over quota", list, 49<<20)
+	}
+	revoked, err := local.Revoke(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if revoked.BytesUp+revoked.BytesDown != 50<<20 || revoked.Status != "revoked" {
+		t.Errorf("Revoke = %d bytes, %q; want %d, revoked", revoked.BytesUp+revoked.BytesDown, revoked.Status, 50<<20)
+	}
+	reset, err := local.ResetTraffic(ctx, "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reset.BytesUp != 0 || reset.BytesDown != 0 {
+		t.Errorf("ResetTraffic = up %d, down %d; want 0, 0", reset.BytesUp, reset.BytesDown)
+	}
+}

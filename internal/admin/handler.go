@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -181,6 +182,9 @@ func ListenUnix(path string) (net.Listener, error) {
 	if err != nil {
 		if errors.Is(err, syscall.EINVAL) && len(path) > 100 {
 			return nil, fmt.Errorf("admin: listen %s: path too long for a unix socket (pass --admin-socket with a shorter path): %w", path, err)
+		}
+		if errors.Is(err, syscall.ENOENT) {
+			return nil, fmt.Errorf("admin: listen %s: directory %s does not exist", path, filepath.Dir(path))
 		}
 		return nil, fmt.Errorf("admin: listen: %w", err)
 	}

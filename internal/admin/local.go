@@ -148,22 +148,41 @@ func (l *Local) now() time.Time {
 	return time.Now()
 }
 
-func (l *Local) info(u *access.User, active map[int64]int) *UserInfo {
+// info is u as the API shows it. Its bytes (and so its status) are the
+// live ones when the server counts for u: the store lags by up to a flush.
+func (l *Local) info(u *access.User, live liveView) *UserInfo {
+	if t, ok := live.usage[u.ID]; ok {
+		lu := *u
+		lu.BytesUp, lu.BytesDown = t.Up, t.Down
+		u = &lu
+	}
 	ui := &UserInfo{ID: u.ID, Name: u.Name, UUID: access.FormatUUID(u.UUID), SubToken: u.SubToken,
 		CreatedAt: u.CreatedAt, Quota: u.Quota, ExpiresAt: u.ExpiresAt, Reset: u.Reset, Note: u.Note,
 		Revoked: u.Revoked, BytesUp: u.BytesUp, BytesDown: u.BytesDown, LastSeenDay: u.LastSeenDay,
-		PeriodStart: u.PeriodStart, Status: Status(u, l.now()), Connected: active[u.ID]}
+		PeriodStart: u.PeriodStart, Status: Status(u, l.now()), Connected: live.active[u.ID]}
 	if l.SubscriptionURL != nil && !u.Revoked {
 		ui.SubscriptionURL = l.SubscriptionURL(u.SubToken)
 	}
 	return ui
 }
 
-func (l *Local) active() map[int64]int {
+// liveView is the running server's view of its users at one moment.
+type liveView struct {
+	active map[int64]int            // live connections per user id
+	usage  map[int64]access.Traffic // current period's bytes per user id, unflushed ones included
+}
+
+// live reads the running server's in-memory counters; the zero view when
+// no server runs in this process.
+func (l *Local) live() liveView {
 	if l.Live == nil {
-		return nil
+		return liveView{}
 	}
-	return l.Live.Active()
+	v := liveView{active: l.Live.Active()}
+	if us, ok := l.Live.(usageSource); ok {
+		v.usage = us.Usage()
+	}
+	return v
 }
 
 // Status names why a user may not connect, or "active".
@@ -194,10 +213,10 @@ func (l *Local) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	active := l.active()
+	live := l.live()
 	out := make([]UserInfo, 0, len(users))
 	for _, u := range users {
-		out = append(out, *l.info(u, active))
+		out = append(out, *l.info(u, live))
 	}
 	return out, nil
 }
@@ -225,7 +244,7 @@ func (l *Local) AddUser(ctx context.Context, req AddRequest) (*UserInfo, error) 
 		return nil, err
 	}
 	l.changed()
-	return l.info(u, nil), nil
+	return l.info(u, liveView{}), nil
 }
 
 // lookup finds a user by name, refusing names that cannot exist.
@@ -242,7 +261,7 @@ func (l *Local) User(ctx context.Context, name string) (*UserInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.info(u, l.active()), nil
+	return l.info(u, l.live()), nil
 }
 
 // SetUser implements API.
@@ -282,22 +301,22 @@ func (l *Local) SetUser(ctx context.Context, name string, req SetRequest) (*User
 		return nil, err
 	}
 	l.changed()
-	return l.info(u, l.active()), nil
+	return l.info(u, l.live()), nil
 }
 
 // Revoke implements API.
 func (l *Local) Revoke(ctx context.Context, name string) (*UserInfo, error) {
-	return l.modify(ctx, name, func(u *access.User) error { return l.Store.RevokeUser(ctx, u.ID) })
+	return l.modify(ctx, name, true, func(u *access.User) error { return l.Store.RevokeUser(ctx, u.ID) })
 }
 
 // Enable implements API.
 func (l *Local) Enable(ctx context.Context, name string) (*UserInfo, error) {
-	return l.modify(ctx, name, func(u *access.User) error { return l.Store.EnableUser(ctx, u.ID) })
+	return l.modify(ctx, name, true, func(u *access.User) error { return l.Store.EnableUser(ctx, u.ID) })
 }
 
 // Rotate implements API.
 func (l *Local) Rotate(ctx context.Context, name string) (*UserInfo, error) {
-	return l.modify(ctx, name, func(u *access.User) error {
+	return l.modify(ctx, name, true, func(u *access.User) error {
 		if u.Revoked {
 			return fmt.Errorf("user %s is revoked, so a new link would not work either; run `burrow user enable %s` first: %w", u.Name, u.Name, access.ErrInvalid)
 		}
@@ -308,7 +327,9 @@ func (l *Local) Rotate(ctx context.Context, name string) (*UserInfo, error) {
 
 // ResetTraffic implements API.
 func (l *Local) ResetTraffic(ctx context.Context, name string) (*UserInfo, error) {
-	return l.modify(ctx, name, func(u *access.User) error {
+	// The answer shows the stored (zeroed) bytes: the server's counters
+	// still hold the old period's until its refresh, which Changed asks for.
+	return l.modify(ctx, name, false, func(u *access.User) error {
 		// A new period starts now. The store resets only for a start later
 		// than the current one (so concurrent rollovers reset once); a user
 		// created this very second gets a start one second later.
@@ -320,7 +341,9 @@ func (l *Local) ResetTraffic(ctx context.Context, name string) (*UserInfo, error
 	})
 }
 
-func (l *Local) modify(ctx context.Context, name string, f func(*access.User) error) (*UserInfo, error) {
+// modify applies f to the named user and returns the result, with live
+// counters if live.
+func (l *Local) modify(ctx context.Context, name string, live bool, f func(*access.User) error) (*UserInfo, error) {
 	u, err := l.lookup(ctx, name)
 	if err != nil {
 		return nil, err
@@ -332,7 +355,10 @@ func (l *Local) modify(ctx context.Context, name string, f func(*access.User) er
 	if u, err = l.Store.UserByName(ctx, u.Name); err != nil {
 		return nil, err
 	}
-	return l.info(u, l.active()), nil
+	if !live {
+		return l.info(u, liveView{}), nil
+	}
+	return l.info(u, l.live()), nil
 }
 
 // Stats implements API.
@@ -341,7 +367,7 @@ func (l *Local) Stats(ctx context.Context) (*Stats, error) {
 	if l.Counters != nil {
 		st.Totals = l.Counters()
 	}
-	active := l.active()
+	active := l.live().active
 	if len(active) == 0 {
 		return st, nil
 	}
@@ -386,15 +412,11 @@ func (l *Local) Snapshot(ctx context.Context, perUser bool) (*metrics.Snapshot, 
 	if err != nil {
 		return nil, err
 	}
-	active := l.active()
-	var usage map[int64]access.Traffic
-	if lu, ok := l.Live.(usageSource); ok {
-		usage = lu.Usage() // includes bytes not flushed to the store yet
-	}
+	live := l.live()
 	s.Users = make([]metrics.User, 0, len(users))
 	for _, u := range users {
-		mu := metrics.User{Name: u.Name, Up: u.BytesUp, Down: u.BytesDown, Connections: active[u.ID]}
-		if t, ok := usage[u.ID]; ok {
+		mu := metrics.User{Name: u.Name, Up: u.BytesUp, Down: u.BytesDown, Connections: live.active[u.ID]}
+		if t, ok := live.usage[u.ID]; ok {
 			mu.Up, mu.Down = t.Up, t.Down
 		}
 		s.Users = append(s.Users, mu)

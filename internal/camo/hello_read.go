@@ -40,6 +40,22 @@ func startFlight(client *net.TCPConn, cover net.Conn, timeout time.Duration) *fl
 
 func (f *flight) watchCover() {
 	defer close(f.done)
+	// Most connections end their flight before the cover says a word: take
+	// no buffer until it does.
+	if err := waitReadable(f.cover); err != nil {
+		f.mu.Lock()
+		if !(f.stopping && errors.Is(err, os.ErrDeadlineExceeded)) {
+			f.coverErr = err
+			if f.coverAt < 0 {
+				f.coverAt = f.forwarded
+				if f.reading {
+					f.client.SetReadDeadline(time.Now())
+				}
+			}
+		}
+		f.mu.Unlock()
+		return
+	}
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := f.cover.Read(buf)
@@ -96,11 +112,21 @@ func (w *forwarder) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// chunkPool holds the forwarder's read buffers. A connection waiting for
+// its first (or next) bytes holds none: it waits until the socket is
+// readable, reads into a pooled chunk and keeps only the bytes read.
+var chunkPool = sync.Pool{New: func() any { return new([forwarderChunk]byte) }}
+
 func (w *forwarder) fill() error {
 	start := len(w.all)
-	w.all = append(w.all, make([]byte, forwarderChunk)...)[:start]
-	n, err := w.f.client.Read(w.all[start : start+forwarderChunk])
-	w.all = w.all[:start+n]
+	err := waitReadable(w.f.client)
+	n := 0
+	if err == nil {
+		chunk := chunkPool.Get().(*[forwarderChunk]byte)
+		n, err = w.f.client.Read(chunk[:])
+		w.all = append(w.all, chunk[:n]...)
+		chunkPool.Put(chunk)
+	}
 	if n > 0 {
 		w.f.mu.Lock()
 		w.f.forwarded += n

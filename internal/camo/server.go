@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/xtls/reality"
@@ -175,7 +176,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // cover's absence would look: a reset). Handshake owns conn in every case.
 // Cancelling ctx ends a splice.
 func (s *Server) Handshake(ctx context.Context, conn *net.TCPConn) (net.Conn, error) {
-	cover, err := s.dial(ctx, "tcp", s.cover)
+	cover, err := s.dialCover(ctx)
 	if err != nil {
 		resetConn(conn)
 		return nil, fmt.Errorf("camo: dial cover %s: %w", s.cover, err)
@@ -216,4 +217,31 @@ func GenerateKey() (priv, pub []byte, err error) {
 		return nil, nil, fmt.Errorf("camo: generate key: %w", err)
 	}
 	return k.Bytes(), k.PublicKey().Bytes(), nil
+}
+
+// outOfFilesWait bounds how long Handshake waits for a free descriptor to
+// reach the cover with.
+const outOfFilesWait = 10 * time.Second
+
+// dialCover dials the cover. When this process is out of descriptors it
+// retries with backoff for up to outOfFilesWait, so the client sees a slow
+// server, as at a busy site, rather than a reset the cover would not send.
+func (s *Server) dialCover(ctx context.Context) (net.Conn, error) {
+	var delay time.Duration
+	deadline := time.Now().Add(outOfFilesWait)
+	for {
+		c, err := s.dial(ctx, "tcp", s.cover)
+		if err == nil || !(errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) || time.Now().After(deadline) {
+			return c, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		s.log.Debug("camo: out of file descriptors to reach the cover; retrying", "delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+	}
 }

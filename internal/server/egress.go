@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -50,23 +51,33 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 	return out
 }
 
-// EgressPolicy decides which destinations the server may dial for clients.
-// The zero value refuses nothing but the built-in ranges; call Refuses for a
-// decision. It is safe for concurrent use.
+// EgressPolicy decides which destinations the server may dial for clients:
+// never the built-in ranges, nor any address of this machine's interfaces,
+// one added a moment ago included. The zero value is ready to use; call
+// Refuses for a decision. It is safe for concurrent use.
 type EgressPolicy struct {
 	// AllowPrivate turns the policy off (labs and tests).
 	AllowPrivate bool
 
-	mu       sync.Mutex
-	own      map[netip.Addr]bool // the server's own interface addresses
-	ownAt    time.Time
 	ownExtra []netip.Addr
+	// listAddrs lists this machine's addresses; nil means the interfaces'
+	// (interfaceAddrs). Tests inject their own.
+	listAddrs func() ([]netip.Addr, error)
+
+	mu      sync.Mutex
+	watch   *addrWatch          // address-change notifications; nil where there are none
+	watched bool                // watch was set up (or found unavailable)
+	own     map[netip.Addr]bool // last listing of own addresses; nil before the first
 }
 
 // NewEgressPolicy returns a policy that also refuses the given addresses
 // (for example the server's public address when it sits behind NAT).
 func NewEgressPolicy(allowPrivate bool, own ...netip.Addr) *EgressPolicy {
-	return &EgressPolicy{AllowPrivate: allowPrivate, ownExtra: own}
+	extra := make([]netip.Addr, len(own))
+	for i, a := range own {
+		extra[i] = a.Unmap()
+	}
+	return &EgressPolicy{AllowPrivate: allowPrivate, ownExtra: extra}
 }
 
 // Refuses reports whether dialing ip is forbidden.
@@ -96,24 +107,55 @@ func (p *EgressPolicy) Refuses(ip netip.Addr) bool {
 	return p.isOwn(ip)
 }
 
+// isOwn reports whether ip is one of this machine's addresses now. The
+// listing is cached while the kernel reports no address change (on Linux a
+// netlink subscription, read before every decision: the kernel queues the
+// notice before `ip addr add` returns, so no dial slips in between). Without
+// notifications, an address missing from the cache is looked up afresh. A
+// failed listing refuses: the policy fails closed.
 func (p *EgressPolicy) isOwn(ip netip.Addr) bool {
+	if slices.Contains(p.ownExtra, ip) {
+		return true
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.own == nil || time.Since(p.ownAt) > time.Minute {
-		p.own = make(map[netip.Addr]bool)
-		for _, a := range p.ownExtra {
-			p.own[a.Unmap()] = true
-		}
-		if addrs, err := net.InterfaceAddrs(); err == nil {
-			for _, a := range addrs {
-				if pfx, err := netip.ParsePrefix(a.String()); err == nil {
-					p.own[pfx.Addr().Unmap()] = true
-				}
-			}
-		}
-		p.ownAt = time.Now()
+	if !p.watched {
+		// Subscribe before the first listing, so no change falls between.
+		p.watch, p.watched = watchAddrs(), true
+	}
+	stale := p.own == nil || p.watch == nil && !p.own[ip] || p.watch != nil && p.watch.changed()
+	if !stale {
+		return p.own[ip]
+	}
+	list := p.listAddrs
+	if list == nil {
+		list = interfaceAddrs
+	}
+	addrs, err := list()
+	if err != nil {
+		p.own = nil
+		return true
+	}
+	p.own = make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		p.own[a.Unmap()] = true
 	}
 	return p.own[ip]
+}
+
+// interfaceAddrs lists the addresses of this machine's interfaces.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list interface addresses: %w", err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, pfx.Addr())
+		}
+	}
+	return out, nil
 }
 
 // control is a net.Dialer Control hook: it runs after name resolution, on the
@@ -125,7 +167,7 @@ func (p *EgressPolicy) control(network, address string, _ syscall.RawConn) error
 		return fmt.Errorf("%w: unparsable address %q", ErrEgressRefused, address)
 	}
 	if p.Refuses(ap.Addr()) {
-		return fmt.Errorf("%w: %s is a loopback, private or reserved address", ErrEgressRefused, ap.Addr())
+		return fmt.Errorf("%w: %s is a loopback, private or reserved address, or this server's own", ErrEgressRefused, ap.Addr())
 	}
 	return nil
 }

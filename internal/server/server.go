@@ -41,6 +41,23 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Listener, when set, is used instead of listening on Config.Listen.
 	Listener net.Listener
+	// MaxConns is the most connections handled at once; further ones wait
+	// in the kernel's accept queue, as at a busy web server, rather than
+	// being accepted and then reset for want of a descriptor to reach the
+	// cover. Default: what the open-file limit allows (MaxConnsFor).
+	// Negative: no limit.
+	MaxConns int
+}
+
+// MaxConnsFor is the default Options.MaxConns under an open-file limit of
+// files: two descriptors a connection, less a reserve for the store,
+// listeners and multiplexed streams' extra dials. 0 (unknown) means no limit.
+func MaxConnsFor(files uint64) int {
+	reserve := 64 + files/32
+	if files <= reserve {
+		return max(int(files/4), 1)
+	}
+	return int(min((files-reserve)/2, 1<<30))
 }
 
 // Server serves one Config.
@@ -63,6 +80,11 @@ type Server struct {
 func New(cfg *Config, users *Registry, log *slog.Logger, opts Options) (*Server, error) {
 	if opts.ShutdownGrace == 0 {
 		opts.ShutdownGrace = 5 * time.Second
+	}
+	if opts.MaxConns == 0 {
+		if files := fileLimit(); files > 0 {
+			opts.MaxConns = MaxConnsFor(files)
+		}
 	}
 	priv, err := DecodeKey(cfg.PrivateKey)
 	if err != nil {
@@ -108,7 +130,7 @@ func (s *Server) Listen(ctx context.Context) (net.Listener, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
-			return nil, fmt.Errorf("listen %s: the port is already in use by another program; stop it or choose another port in %s (listen)", s.cfg.Listen, ConfigFile)
+			return nil, fmt.Errorf("listen %s: the port is already in use (by another program, or by a burrow server that is still stopping); stop it or choose another port in %s (listen)", s.cfg.Listen, ConfigFile)
 		case errors.Is(err, syscall.EACCES):
 			return nil, fmt.Errorf("listen %s: permission denied; ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap 'cap_net_bind_service=+ep' burrow)", s.cfg.Listen)
 		case errors.Is(err, syscall.EADDRNOTAVAIL):
@@ -121,15 +143,25 @@ func (s *Server) Listen(ctx context.Context) (net.Listener, error) {
 
 // Serve accepts connections on ln until ctx ends, then stops accepting,
 // gives live connections ShutdownGrace to finish, cuts the rest and returns.
+// With Options.MaxConns connections live it accepts no more until one ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
+	var slots chan struct{} // one per live connection
+	if s.opts.MaxConns > 0 {
+		slots = make(chan struct{}, s.opts.MaxConns)
+	}
 	var tempDelay time.Duration
+	var warned time.Time
 	for {
+		if !s.takeSlot(ctx, slots, &warned) {
+			break
+		}
 		c, err := ln.Accept()
 		if err != nil {
+			s.releaseSlot(slots)
 			if ctx.Err() != nil {
 				break
 			}
@@ -146,12 +178,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		tempDelay = 0
 		tc, ok := c.(*net.TCPConn)
 		if !ok {
+			s.releaseSlot(slots)
 			c.Close()
 			continue
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.releaseSlot(slots)
 			s.handle(connCtx, tc)
 		}()
 	}
@@ -166,4 +200,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.closeXHTTP()
 	return nil
+}
+
+// takeSlot waits for room for one more connection (warning at most once a
+// minute that the server is full); false if ctx ended first.
+func (s *Server) takeSlot(ctx context.Context, slots chan struct{}, warned *time.Time) bool {
+	if slots == nil {
+		return true
+	}
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	if time.Since(*warned) > time.Minute {
+		*warned = time.Now()
+		s.log.Warn("connection limit reached; new connections wait in the accept queue until others end (raise the open-file limit, e.g. LimitNOFILE in the systemd unit)",
+			"max_conns", cap(slots))
+	}
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *Server) releaseSlot(slots chan struct{}) {
+	if slots != nil {
+		<-slots
+	}
 }
