@@ -167,12 +167,11 @@ func BenchmarkRotation(b *testing.B) {
 				l.Type, l.Flow = links.TypeXHTTP, ""
 				l.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Budget: tc.budget}
 			}
-			tun, err := client.NewTunnel(&l)
+			tun, err := client.NewTunnel(&l, client.TunnelOptions{NoFallback: true})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer tun.Close()
-			tun.NoFallback = true
 			get(b, tun, sink, 1) // warm up (cover record sizes, pools)
 			var ttfb time.Duration
 			b.SetBytes(size)
@@ -192,11 +191,10 @@ func BenchmarkRotation(b *testing.B) {
 			// fresh TCP + REALITY connection (and, for XHTTP, HTTP/2 set-up).
 			var ct time.Duration
 			for range short {
-				cold, err := client.NewTunnel(&l)
+				cold, err := client.NewTunnel(&l, client.TunnelOptions{NoFallback: true})
 				if err != nil {
 					b.Fatal(err)
 				}
-				cold.NoFallback = true
 				ct += get(b, cold, sink, 1000)
 				cold.Close()
 			}

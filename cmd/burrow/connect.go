@@ -47,7 +47,7 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(stderr, *debug)
-	cfg := client.Config{Link: link, SOCKS: *socks, HTTP: *httpAddr, Logger: log}
+	cfg := client.Config{Link: link, SOCKS: *socks, HTTP: *httpAddr, Logger: log, NoMux: *noMux}
 	if *rulesArg != "" {
 		if cfg.Rules, err = loadRules(*rulesArg); err != nil {
 			return err
@@ -60,7 +60,6 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	c.Tunnel.NoMux = *noMux
 	if *tunOn {
 		fmt.Fprintf(stderr, "full-device mode on %s (kill switch %v); DNS relayed to %s through the tunnel\n", *tunName, *killSwitch, *dnsAddr)
 	}

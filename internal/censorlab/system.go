@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/burrow-vpn/burrow/internal/bidi"
 )
 
 // System is a tunnel or proxy under test: a server started once per lab
@@ -113,28 +115,7 @@ func relayTo(ctx context.Context, c io.ReadWriteCloser, target string) error {
 		return err
 	}
 	defer t.Close()
-	pipe(c, t)
-	return nil
-}
-
-// pipe copies a↔b until both directions are done, half-closing where it can.
-func pipe(a io.ReadWriteCloser, b net.Conn) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		io.Copy(b, a)
-		if cw, ok := b.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			b.Close()
-		}
-	})
-	io.Copy(a, b)
-	if cw, ok := a.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	} else {
-		a.Close()
-	}
-	wg.Wait()
+	return bidi.Copy(ctx, c, t)
 }
 
 // readLine reads one '\n'-terminated line of at most 300 bytes, byte by

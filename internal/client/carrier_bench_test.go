@@ -28,11 +28,11 @@ func startSink(b testing.TB) string {
 }
 
 // benchTunnel returns a tunnel over bed's server, carrying plain-text
-// streams as mux sessions if mux, else each on a Vision connection.
-func benchTunnel(b *testing.B, bed *testBed, mux bool) *Tunnel {
+// streams as mux sessions if mux, else each on a Vision connection, with opts.
+func benchTunnel(b *testing.B, bed *testBed, mux bool, opts TunnelOptions) *Tunnel {
 	l := bed.link
 	l.TCPMux = mux
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func BenchmarkCarrier(b *testing.B) {
 		streams int
 	}{{"mux", true, 1}, {"vision", false, 1}, {"mux-x8", true, 8}, {"vision-x8", false, 8}} {
 		b.Run(tc.name, func(b *testing.B) {
-			tun := benchTunnel(b, bed, tc.mux)
+			tun := benchTunnel(b, bed, tc.mux, TunnelOptions{})
 			const n = 64 << 20
 			b.SetBytes(n)
 			for b.Loop() {
@@ -106,8 +106,7 @@ func BenchmarkFirstByte(b *testing.B) {
 		mux  bool
 	}{{"mux", true}, {"vision-spare", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			tun := benchTunnel(b, bed, tc.mux)
-			tun.Spare = true
+			tun := benchTunnel(b, bed, tc.mux, TunnelOptions{Spare: true})
 			var nb [8]byte
 			binary.BigEndian.PutUint64(nb[:], 1)
 			var one [1]byte
@@ -137,7 +136,7 @@ func BenchmarkEcho(b *testing.B) {
 		mux  bool
 	}{{"mux", true}, {"vision", false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			tun := benchTunnel(b, bed, tc.mux)
+			tun := benchTunnel(b, bed, tc.mux, TunnelOptions{})
 			c, err := tun.DialContext(context.Background(), "tcp", echo)
 			if err != nil {
 				b.Fatal(err)

@@ -31,6 +31,9 @@ type Config struct {
 	TUN *TUNConfig
 	// Logger receives errors; nil discards.
 	Logger *slog.Logger
+	// NoMux keeps every TCP stream on a connection of its own even when the
+	// link says the server carries TCP inside mux (tcpmux=1).
+	NoMux bool
 }
 
 // Client is a running client.
@@ -52,12 +55,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.SOCKS == "" && cfg.HTTP == "" && cfg.TUN == nil {
 		return nil, errors.New("both --socks and --http are off: nothing to serve")
 	}
-	t, err := NewTunnel(cfg.Link)
+	t, err := NewTunnel(cfg.Link, TunnelOptions{Logger: cfg.Logger, Spare: true, NoMux: cfg.NoMux})
 	if err != nil {
 		return nil, err
 	}
-	t.Spare = true
-	t.Logger = cfg.Logger
 	c := &Client{cfg: cfg, Tunnel: t}
 	c.router = &Router{Rules: cfg.Rules, Tunnel: t}
 	var lc net.ListenConfig

@@ -67,7 +67,7 @@ func newWatch() *connWatch {
 // register starts watching w, counting its idle time from now.
 func (t *Tunnel) register(w *connWatch) {
 	w.last.Store(time.Now().UnixNano())
-	if t.link.Type == links.TypeXHTTP || t.NoFallback {
+	if t.link.Type == links.TypeXHTTP || t.opts.NoFallback {
 		return
 	}
 	wt := &t.watcher

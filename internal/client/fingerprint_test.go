@@ -15,7 +15,7 @@ func TestFingerprintNames(t *testing.T) {
 	for _, fp := range []string{"android", "qq", "360", "randomized", "randomizednoalpn", "hellofirefox_99", "helloios_13", "edge"} {
 		l := bed.link
 		l.Fingerprint = fp
-		tun, err := NewTunnel(&l)
+		tun, err := NewTunnel(&l, TunnelOptions{})
 		if err != nil {
 			t.Errorf("NewTunnel(fp=%s) = %v", fp, err)
 			continue
@@ -29,7 +29,7 @@ func TestFingerprintNames(t *testing.T) {
 	}
 	l := bed.link
 	l.Fingerprint = "opera"
-	if _, err := NewTunnel(&l); err == nil || !strings.Contains(err.Error(), "want one of chrome, firefox") {
+	if _, err := NewTunnel(&l, TunnelOptions{}); err == nil || !strings.Contains(err.Error(), "want one of chrome, firefox") {
 		t.Errorf("NewTunnel(fp=opera) = %v, want an error listing the valid names", err)
 	}
 }

@@ -46,7 +46,7 @@ func startEcho(t testing.TB, greet string) string {
 
 func TestMuxCarriesPlainStreams(t *testing.T) {
 	bed, relay, l := muxBed(t)
-	tun, err := NewTunnel(l)
+	tun, err := NewTunnel(l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestMuxServerFirst(t *testing.T) {
 	firstWait = 50 * time.Millisecond
 	defer func() { firstWait = old }()
 	_, relay, l := muxBed(t)
-	tun, err := NewTunnel(l)
+	tun, err := NewTunnel(l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestMuxServerFirst(t *testing.T) {
 
 func TestMuxFailedDestination(t *testing.T) {
 	_, _, l := muxBed(t)
-	tun, err := NewTunnel(l)
+	tun, err := NewTunnel(l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,19 +177,20 @@ func TestNoMuxWithoutLinkFlag(t *testing.T) {
 	bed := startBed(t)
 	for _, tc := range []struct {
 		name  string
-		mod   func(*links.VLESS, *Tunnel)
+		mod   func(*links.VLESS, *TunnelOptions)
 		wantL bool
 	}{
-		{"tcpmux=1", func(l *links.VLESS, _ *Tunnel) { l.TCPMux = true }, true},
-		{"no tcpmux", func(*links.VLESS, *Tunnel) {}, false},
-		{"--no-mux", func(l *links.VLESS, tn *Tunnel) { l.TCPMux = true; tn.NoMux = true }, false},
+		{"tcpmux=1", func(l *links.VLESS, _ *TunnelOptions) { l.TCPMux = true }, true},
+		{"no tcpmux", func(*links.VLESS, *TunnelOptions) {}, false},
+		{"--no-mux", func(l *links.VLESS, o *TunnelOptions) { l.TCPMux = true; o.NoMux = true }, false},
 	} {
 		l := bed.link
-		tun, err := NewTunnel(&l)
+		var opts TunnelOptions
+		tc.mod(&l, &opts)
+		tun, err := NewTunnel(&l, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tc.mod(&l, tun)
 		c, err := tun.DialContext(context.Background(), "tcp", bed.target)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -208,7 +209,7 @@ func TestNoMuxWithoutLinkFlag(t *testing.T) {
 // ReadFrom and WriteTo), over mux and over Vision.
 func TestMuxThroughRelayCopy(t *testing.T) {
 	_, relay, l := muxBed(t)
-	tun, err := NewTunnel(l)
+	tun, err := NewTunnel(l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestMuxServerDown(t *testing.T) {
 	_, port, _ := net.SplitHostPort(down)
 	p, _ := strconv.Atoi(port)
 	l.Port = uint16(p)
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

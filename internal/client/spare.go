@@ -47,7 +47,7 @@ type spare struct {
 // than one handshake, and a burst of them handshakes in parallel as without
 // spares.
 func (t *Tunnel) tlsConn(ctx context.Context) (net.Conn, error) {
-	if !t.Spare {
+	if !t.opts.Spare {
 		return t.handshake(ctx)
 	}
 	if c := t.takeSpare(); c != nil {
@@ -130,7 +130,7 @@ func (t *Tunnel) fillSpareLater() {
 	s := &t.spare
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !t.Spare || s.closed || s.delay != nil || s.conn != nil || s.filled != nil {
+	if !t.opts.Spare || s.closed || s.delay != nil || s.conn != nil || s.filled != nil {
 		return
 	}
 	var d *time.Timer
@@ -159,7 +159,7 @@ func (t *Tunnel) fillSpare() {
 // any more, or nil if spares are off or closed.
 func (t *Tunnel) fillSpareLocked() <-chan struct{} {
 	s := &t.spare
-	if !t.Spare || s.closed {
+	if !t.opts.Spare || s.closed {
 		return nil
 	}
 	if s.delay != nil {

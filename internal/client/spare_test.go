@@ -29,11 +29,10 @@ func waitSpare(t *testing.T, tun *Tunnel, old net.Conn) net.Conn {
 func TestSpare(t *testing.T) {
 	bed := startBed(t)
 	l := bed.link
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, TunnelOptions{Spare: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun.Spare = true
 	defer tun.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -82,11 +81,10 @@ func TestSpareExpires(t *testing.T) {
 	spareIdle = 200 * time.Millisecond
 	defer func() { spareIdle = old }()
 	l := bed.link
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, TunnelOptions{Spare: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun.Spare = true
 	defer tun.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -111,7 +109,7 @@ func TestSpareExpires(t *testing.T) {
 func TestNoSpareByDefault(t *testing.T) {
 	bed := startBed(t)
 	l := bed.link
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,9 +40,9 @@ import (
 type State int32
 
 const (
-	StateConnecting State = iota // no handshake has completed yet
+	StateConnecting State = iota // no handshake has succeeded yet; LastError says why the last one failed
 	StateConnected               // the last handshake succeeded
-	StateRetrying                // the last handshake failed; new connections retry
+	StateRetrying                // a handshake succeeded before, the last one failed; new connections retry
 	StateRefused                 // the server refuses the link (revoked, expired, quota used up; refusal.go)
 )
 
@@ -68,11 +69,23 @@ type Tunnel struct {
 	up, down  atomic.Int64 // bytes on the wire to and from the server
 	lastErrMu sync.Mutex
 	lastErr   error // guarded by lastErrMu
-	fails     atomic.Int32
 
+	opts TunnelOptions // read-only after NewTunnel
+
+	xhMu     sync.Mutex
+	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
+	fallback atomic.Bool   // a tcp link switched to the rotating transport
+	watcher  watcher
+	spare    spare   // the warm spare connection (spare.go)
+	mux      muxPool // mux connections for plain-text streams (muxpool.go)
+	refused  refusals
+}
+
+// TunnelOptions are a Tunnel's settings, read once by NewTunnel; the zero
+// value works.
+type TunnelOptions struct {
 	// Logger receives the transport's warnings (the automatic switch to
-	// the rotating transport); nil means slog.Default(). Set before the
-	// first dial.
+	// the rotating transport); nil means slog.Default().
 	Logger *slog.Logger
 	// MaxConns caps the XHTTP transport's concurrent TCP connections to
 	// the server. 0 = default (3).
@@ -92,20 +105,19 @@ type Tunnel struct {
 	NoMux bool
 	// Dial, if set, opens the TCP connections to the server in place of
 	// the default net.Dialer (the censor lab dials from the client's
-	// network namespace with it). Set before the first dial.
+	// network namespace with it).
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
-
-	xhMu     sync.Mutex
-	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
-	fallback atomic.Bool   // a tcp link switched to the rotating transport
-	watcher  watcher
-	spare    spare   // the warm spare connection (spare.go)
-	mux      muxPool // mux connections for plain-text streams (muxpool.go)
-	refused  refusals
 }
 
-// NewTunnel returns a tunnel for link. It does not dial.
-func NewTunnel(link *links.VLESS) (*Tunnel, error) {
+// NewTunnel returns a tunnel for link with opts. It keeps copies of both:
+// changing them afterwards does not change the tunnel. It does not dial.
+func NewTunnel(link *links.VLESS, opts TunnelOptions) (*Tunnel, error) {
+	if opts.MaxConns < 0 {
+		return nil, fmt.Errorf("client: MaxConns %d: want 0 (the default) or more", opts.MaxConns)
+	}
+	if opts.Budget < -1 {
+		return nil, fmt.Errorf("client: Budget %d: want -1 (no rotation), 0 (the link's) or more", opts.Budget)
+	}
 	if link.Type == links.TypeXHTTP && link.Flow != "" {
 		return nil, fmt.Errorf("link: flow %q cannot be used with type=xhttp", link.Flow)
 	}
@@ -116,6 +128,7 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link: fp: %w", err)
 	}
+	link = cloneLink(link)
 	t := &Tunnel{
 		link:   link,
 		server: net.JoinHostPort(link.Host, strconv.Itoa(int(link.Port))),
@@ -126,13 +139,27 @@ func NewTunnel(link *links.VLESS) (*Tunnel, error) {
 			Fingerprint: browser,
 		},
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		opts:   opts,
 	}
 	return t, nil
 }
 
+// cloneLink copies l deeply enough (every field the tunnel reads) that the
+// caller's later changes to it do not reach the tunnel.
+func cloneLink(l *links.VLESS) *links.VLESS {
+	c := *l
+	c.PublicKey = bytes.Clone(l.PublicKey)
+	c.ShortID = bytes.Clone(l.ShortID)
+	if l.XHTTP != nil {
+		x := *l.XHTTP
+		c.XHTTP = &x
+	}
+	return &c
+}
+
 // useMux says whether plain-text TCP streams ride mux connections.
 func (t *Tunnel) useMux() bool {
-	return t.link.TCPMux && !t.NoMux && t.link.Flow == vless.FlowVision && t.link.Type != links.TypeXHTTP
+	return t.link.TCPMux && !t.opts.NoMux && t.link.Flow == vless.FlowVision && t.link.Type != links.TypeXHTTP
 }
 
 // Server returns host:port of the server.
@@ -229,7 +256,6 @@ func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn
 
 // connected records a successful handshake.
 func (t *Tunnel) connected() {
-	t.fails.Store(0)
 	t.state.Store(int32(StateConnected))
 	t.lastErrMu.Lock()
 	t.lastErr = nil
@@ -237,17 +263,16 @@ func (t *Tunnel) connected() {
 }
 
 func (t *Tunnel) logger() *slog.Logger {
-	if t.Logger == nil {
+	if t.opts.Logger == nil {
 		return slog.Default()
 	}
-	return t.Logger
+	return t.opts.Logger
 }
 
+// fail records a failed handshake: a tunnel that was connected is now
+// retrying; one that never connected stays connecting, and LastError says why.
 func (t *Tunnel) fail(err error) error {
-	t.fails.Add(1)
-	if t.State() == StateConnected || t.fails.Load() > 0 {
-		t.state.Store(int32(StateRetrying))
-	}
+	t.state.CompareAndSwap(int32(StateConnected), int32(StateRetrying))
 	t.lastErrMu.Lock()
 	t.lastErr = err
 	t.lastErrMu.Unlock()

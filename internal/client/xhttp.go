@@ -28,7 +28,7 @@ func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 	cfg := xhttp.DialerConfig{
 		Dial:     t.dialSecured,
 		Host:     t.link.SNI,
-		MaxConns: t.MaxConns,
+		MaxConns: t.opts.MaxConns,
 		Logger:   t.logger(),
 	}
 	if x := t.link.XHTTP; t.link.Type == links.TypeXHTTP && x != nil {
@@ -42,8 +42,8 @@ func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 	} else {
 		cfg.Budget = xhttp.DefaultBudget
 	}
-	if t.Budget != 0 {
-		cfg.Budget = max(t.Budget, 0)
+	if t.opts.Budget != 0 {
+		cfg.Budget = max(t.opts.Budget, 0)
 	}
 	return cfg
 }
@@ -107,12 +107,12 @@ func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error
 	return tconn, rx.Load, nil
 }
 
-// dialServer opens a TCP connection to the server, with t.Dial if set.
+// dialServer opens a TCP connection to the server, with opts.Dial if set.
 // The XHTTP dialer calls it from its own goroutines too (warm-up and
 // rotation connections), not only from DialContext's caller.
 func (t *Tunnel) dialServer(ctx context.Context) (net.Conn, error) {
-	if t.Dial != nil {
-		return t.Dial(ctx, "tcp", t.server)
+	if t.opts.Dial != nil {
+		return t.opts.Dial(ctx, "tcp", t.server)
 	}
 	return t.dialer.DialContext(ctx, "tcp", t.server)
 }

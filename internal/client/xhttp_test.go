@@ -255,7 +255,7 @@ func TestXHTTPEndToEnd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := bed.link
 			l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &tc.x
-			tun, err := NewTunnel(&l)
+			tun, err := NewTunnel(&l, TunnelOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +272,7 @@ func TestXHTTPEndToEnd(t *testing.T) {
 	}
 	// The same port still serves plain REALITY + Vision.
 	l := bed.link
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,11 +292,10 @@ func TestRotationSurvivesFreeze(t *testing.T) {
 
 	plain := bed.link
 	plain.Port = uint16(via.Port)
-	tun, err := NewTunnel(&plain)
+	tun, err := NewTunnel(&plain, TunnelOptions{NoFallback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun.NoFallback = true
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	err = fetch(ctx, tun, bed.target, 256<<10)
 	cancel()
@@ -310,7 +309,7 @@ func TestRotationSurvivesFreeze(t *testing.T) {
 
 	l := plain
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{Budget: 12 << 10}
-	rot, err := NewTunnel(&l)
+	rot, err := NewTunnel(&l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,13 +353,12 @@ func TestFallbackOnFreeze(t *testing.T) {
 	fr := startFreezer(t, bed.server, 16<<10)
 	l := bed.link
 	l.Port = uint16(fr.ln.Addr().(*net.TCPAddr).Port)
-	tun, err := NewTunnel(&l)
+	var logs syncBuf
+	tun, err := NewTunnel(&l, TunnelOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tun.Close()
-	var logs syncBuf
-	tun.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	for i := range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 		err := fetch(ctx, tun, bed.target, 256<<10)
@@ -420,7 +418,7 @@ func TestXHTTPUDP(t *testing.T) {
 	}()
 	l := bed.link
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{Budget: 8 << 10}
-	tun, err := NewTunnel(&l)
+	tun, err := NewTunnel(&l, TunnelOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +450,7 @@ func TestXHTTPUDP(t *testing.T) {
 	}
 }
 
-// TestXHTTPDialHook: with Tunnel.Dial set, every TCP connection of the
+// TestXHTTPDialHook: with TunnelOptions.Dial set, every TCP connection of the
 // rotating transport leaves through it, the warm-up and rotation
 // connections its goroutines open included (the censor lab's netns mode
 // needs them all in the client's network namespace).
@@ -460,20 +458,19 @@ func TestXHTTPDialHook(t *testing.T) {
 	bed := startBed(t)
 	l := bed.link
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{Budget: 12 << 10}
-	tun, err := NewTunnel(&l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tun.Close()
 	var mu sync.Mutex
 	hooked := 0
-	tun.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+	tun, err := NewTunnel(&l, TunnelOptions{Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
 		mu.Lock()
 		hooked++
 		mu.Unlock()
 		var d net.Dialer
 		return d.DialContext(ctx, network, address)
+	}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer tun.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := fetch(ctx, tun, bed.target, 256<<10); err != nil {
@@ -484,6 +481,6 @@ func TestXHTTPDialHook(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if st.Dialed < 2 || int64(hooked) < st.Dialed {
-		t.Errorf("Tunnel.Dial calls = %d, XHTTPStats().Dialed = %d, want every connection (at least 2) dialed with it", hooked, st.Dialed)
+		t.Errorf("TunnelOptions.Dial calls = %d, XHTTPStats().Dialed = %d, want every connection (at least 2) dialed with it", hooked, st.Dialed)
 	}
 }

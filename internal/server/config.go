@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -129,7 +130,9 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("public_key: %w", err)
 	}
-	_, _ = priv, pub
+	if err := matchKeys(priv, pub); err != nil {
+		return err
+	}
 	if len(c.ShortIDs) == 0 {
 		return errors.New("short_ids: at least one short id is needed")
 	}
@@ -157,6 +160,24 @@ func validHostPort(s string) error {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return errors.New("port must be 1-65535")
+	}
+	return nil
+}
+
+// matchKeys checks that pub is the public key of priv. A mismatch would go
+// unnoticed until every client is refused: links carry the public key, the
+// server authenticates with the private one, and an unauthenticated client is
+// handed to the cover site like a prober.
+func matchKeys(priv, pub []byte) error {
+	k, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		return fmt.Errorf("private_key: %w", err)
+	}
+	want := k.PublicKey().Bytes()
+	if !bytes.Equal(pub, want) {
+		return fmt.Errorf("public_key %s does not belong to private_key (whose public key is %s): "+
+			"links would carry the wrong key and clients would only ever reach the cover site; "+
+			"set public_key to %s", EncodeKey(pub), EncodeKey(want), EncodeKey(want))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/meter"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
@@ -171,7 +172,7 @@ func (s *Server) proxyTCP(ctx context.Context, tconn net.Conn, req *vless.Reques
 	defer target.Close()
 	sess.OnCut(func() { target.Close() })
 	client := vless.ServerConn(tconn, req)
-	relay(client, target, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
+	relay(ctx, client, target, counted{sess.Up(), &s.stats.BytesUp}, counted{sess.Down(), &s.stats.BytesDown})
 }
 
 // counted adds a server-wide byte counter to a session direction.
@@ -186,8 +187,9 @@ func (c counted) Settle(reserved, moved int64) {
 }
 
 // relay copies both ways between the client's VLESS conn and the target,
-// counting up (client→target) and down (target→client) bytes, half-closing
-// each side as the other finishes, until both directions end.
+// counting up (client→target) and down (target→client) bytes, until both
+// directions end, under bidi's contract: an EOF is passed on as a half-close,
+// a failed copy (a quota running out, say) or the end of ctx closes both.
 // The up direction goes through client's WriteTo (meter.CopyWriterTo), which
 // splices the raw socket once Vision went direct and otherwise reads into a
 // buffer that is small while the conn is idle (the target's ReadFrom would
@@ -195,34 +197,15 @@ func (c counted) Settle(reserved, moved int64) {
 // XHTTP sessions). The down direction goes through client's ReadFrom. The
 // down copy runs on the calling goroutine, one goroutine less per idle
 // connection.
-func relay(client, target net.Conn, up, down meter.Counter) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var err error
-		if wt, ok := client.(io.WriterTo); ok {
-			_, err = meter.CopyWriterTo(target, wt, up)
-		} else {
-			_, err = meter.Copy(target, client, up)
-		}
-		closeWrite(target, err)
-	}()
-	_, err := meter.Copy(client, target, down)
-	closeWrite(client, err)
-	<-done
-}
-
-// closeWrite ends the write side of c: a half-close after a clean EOF, a
-// full close after an error (so the other direction stops too).
-func closeWrite(c net.Conn, err error) {
-	if err == nil {
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			if cw.CloseWrite() == nil {
-				return
+func relay(ctx context.Context, client, target net.Conn, up, down meter.Counter) {
+	bidi.CopyWith(ctx, client, target,
+		func(dst io.Writer, src io.Reader) (int64, error) {
+			if wt, ok := src.(io.WriterTo); ok {
+				return meter.CopyWriterTo(dst, wt, up)
 			}
-		}
-	}
-	c.Close()
+			return meter.Copy(dst, src, up)
+		},
+		func(dst io.Writer, src io.Reader) (int64, error) { return meter.Copy(dst, src, down) })
 }
 
 // proxyUDP carries one UDP flow: datagrams framed by the VLESS UDP command

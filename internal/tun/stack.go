@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/bidi"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -265,32 +266,7 @@ func (st *Stack) handleTCP(r *tcp.ForwarderRequest) {
 		conn.Close()
 		return
 	}
-	relay(conn, up)
-}
-
-// relay copies both ways and closes both conns when either direction ends
-// with an error, or when both ended cleanly (half-close passed on).
-func relay(a, b net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		io.Copy(b, a)
-		closeWrite(b)
-	}()
-	io.Copy(a, b)
-	closeWrite(a)
-	<-done
-	a.Close()
-	b.Close()
-}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	c.Close()
+	bidi.Copy(st.ctx, conn, up)
 }
 
 // serveDNSTCP answers DNS over TCP (two-byte length prefix) on conn.

@@ -157,7 +157,7 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 				UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
 				Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision,
 				Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
-			})
+			}, client.TunnelOptions{})
 			if err != nil {
 				return nil, err
 			}

@@ -58,15 +58,16 @@ func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, er
 					Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID,
 					Type: links.TypeXHTTP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
 					XHTTP: &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/lab", Budget: xhttp.DefaultBudget},
+				}, client.TunnelOptions{
+					// The transport dials warm-up and rotation connections
+					// from its own goroutines: they must leave from the
+					// client's network too.
+					Dial: env.ClientDial,
 				})
 				if err != nil {
 					mu.Unlock()
 					return nil, err
 				}
-				// The transport dials warm-up and rotation connections
-				// from its own goroutines: they must leave from the
-				// client's network too.
-				t.Dial = env.ClientDial
 				tuns[via] = t
 			}
 			mu.Unlock()

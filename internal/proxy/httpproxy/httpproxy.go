@@ -44,7 +44,8 @@
 // headers. No authentication: the proxy is meant for a loopback listener, and
 // Proxy-Authorization is dropped, never forwarded.
 //
-// The package imports nothing else of Burrow's.
+// Of Burrow's packages it imports only internal/bidi (the copy loop) and
+// internal/proxy/accept (the accept loop).
 package httpproxy
 
 import (
@@ -57,8 +58,10 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"sync"
 	"time"
+
+	"github.com/burrow-vpn/burrow/internal/bidi"
+	"github.com/burrow-vpn/burrow/internal/proxy/accept"
 )
 
 // Dialer opens upstream connections. Network is "tcp"; address is host:port
@@ -102,11 +105,7 @@ type Server struct {
 	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 
-	serving sync.WaitGroup // Serve calls in progress; Add only under mu while !closed
-
-	mu        sync.Mutex
-	closed    bool                      // guarded by mu
-	listeners map[net.Listener]struct{} // guarded by mu
+	listeners accept.Group // the Serve calls in progress
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It
@@ -114,83 +113,22 @@ type Server struct {
 // ErrServerClosed). Before returning it closes l and every connection it
 // accepted, and waits until all their goroutines have ended.
 func (s *Server) Serve(l net.Listener) error {
-	if !s.track(l) {
-		l.Close()
+	err := s.listeners.Serve(l, s.logger().With("frontend", "httpproxy"), func(ctx context.Context, c net.Conn) {
+		if err := s.ServeConn(ctx, c); err != nil {
+			s.logger().Debug("httpproxy: connection ended", "client", c.RemoteAddr().String(), "err", err)
+		}
+	})
+	if errors.Is(err, accept.ErrClosed) {
 		return ErrServerClosed
 	}
-	defer s.serving.Done()
-	defer s.untrack(l)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	defer cancel()
-	defer l.Close()
-
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return ErrServerClosed
-			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() && !errors.Is(err, net.ErrClosed) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Debug("httpproxy: accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("httpproxy: accept: %w", err)
-		}
-		backoff = 0
-		conns.Go(func() {
-			if err := s.ServeConn(ctx, c); err != nil {
-				s.logger().Debug("httpproxy: connection ended", "client", c.RemoteAddr().String(), "err", err)
-			}
-		})
-	}
+	return fmt.Errorf("httpproxy: %w", err)
 }
 
 // Close closes every listener passed to Serve, which makes those Serve calls
 // close their connections, and waits until they have returned. It does not
 // touch connections passed to ServeConn directly; cancel their contexts.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	var errs []error
-	for l := range s.listeners {
-		errs = append(errs, l.Close())
-	}
-	s.mu.Unlock()
-	s.serving.Wait()
-	return errors.Join(errs...)
-}
-
-func (s *Server) track(l net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-	}
-	s.listeners[l] = struct{}{}
-	s.serving.Add(1)
-	return true
-}
-
-func (s *Server) untrack(l net.Listener) {
-	s.mu.Lock()
-	delete(s.listeners, l)
-	s.mu.Unlock()
-}
-
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	return s.listeners.Close()
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -393,7 +331,7 @@ func (c *clientConn) connect(ctx context.Context, req *http.Request) error {
 			return fmt.Errorf("httpproxy: CONNECT %s: %w", hostport, err)
 		}
 	}
-	return relay(ctx, c.conn, up)
+	return bidi.Copy(ctx, c.conn, up)
 }
 
 // dialFailureStatus is the status answering a failed dial: the error's own (an error with

@@ -43,7 +43,8 @@
 // datagrams coming back are wrapped in the UDP header above, whose address is
 // the destination exactly as the client sent it.
 //
-// The package imports nothing else of Burrow's.
+// Of Burrow's packages it imports only internal/bidi (the copy loop) and
+// internal/proxy/accept (the accept loop).
 package socks5
 
 import (
@@ -53,8 +54,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
+
+	"github.com/burrow-vpn/burrow/internal/bidi"
+	"github.com/burrow-vpn/burrow/internal/proxy/accept"
 )
 
 // Dialer opens upstream connections. Network is "tcp" or "udp"; address is
@@ -96,11 +99,7 @@ type Server struct {
 	// DefaultUDPIdleTimeout.
 	UDPIdleTimeout time.Duration
 
-	serving sync.WaitGroup // Serve calls in progress; Add only under mu while !closed
-
-	mu        sync.Mutex
-	closed    bool                      // guarded by mu
-	listeners map[net.Listener]struct{} // guarded by mu
+	listeners accept.Group // the Serve calls in progress
 }
 
 // Serve accepts connections on l and serves each in its own goroutine. It
@@ -108,83 +107,22 @@ type Server struct {
 // ErrServerClosed). Before returning it closes l and every connection it
 // accepted, and waits until all their goroutines have ended.
 func (s *Server) Serve(l net.Listener) error {
-	if !s.track(l) {
-		l.Close()
+	err := s.listeners.Serve(l, s.logger().With("frontend", "socks5"), func(ctx context.Context, c net.Conn) {
+		if err := s.ServeConn(ctx, c); err != nil {
+			s.logger().Debug("socks5: session ended", "client", c.RemoteAddr().String(), "err", err)
+		}
+	})
+	if errors.Is(err, accept.ErrClosed) {
 		return ErrServerClosed
 	}
-	defer s.serving.Done()
-	defer s.untrack(l)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	defer cancel()
-	defer l.Close()
-
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.isClosed() {
-				return ErrServerClosed
-			}
-			var te interface{ Temporary() bool }
-			if errors.As(err, &te) && te.Temporary() && !errors.Is(err, net.ErrClosed) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Debug("socks5: accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("socks5: accept: %w", err)
-		}
-		backoff = 0
-		conns.Go(func() {
-			if err := s.ServeConn(ctx, c); err != nil {
-				s.logger().Debug("socks5: session ended", "client", c.RemoteAddr().String(), "err", err)
-			}
-		})
-	}
+	return fmt.Errorf("socks5: %w", err)
 }
 
 // Close closes every listener passed to Serve, which makes those Serve calls
 // close their connections, and waits until they have returned. It does not
 // touch connections passed to ServeConn directly; cancel their contexts.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	var errs []error
-	for l := range s.listeners {
-		errs = append(errs, l.Close())
-	}
-	s.mu.Unlock()
-	s.serving.Wait()
-	return errors.Join(errs...)
-}
-
-func (s *Server) track(l net.Listener) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false
-	}
-	if s.listeners == nil {
-		s.listeners = make(map[net.Listener]struct{})
-	}
-	s.listeners[l] = struct{}{}
-	s.serving.Add(1)
-	return true
-}
-
-func (s *Server) untrack(l net.Listener) {
-	s.mu.Lock()
-	delete(s.listeners, l)
-	s.mu.Unlock()
-}
-
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	return s.listeners.Close()
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -364,5 +302,5 @@ func (s *Server) connect(ctx context.Context, conn net.Conn, dst addr) error {
 		up.Close()
 		return err
 	}
-	return relay(ctx, conn, up)
+	return bidi.Copy(ctx, conn, up)
 }
