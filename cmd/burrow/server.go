@@ -208,7 +208,7 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if files > 0 {
 		conns := server.MaxConnsFor(files)
 		if conns < 10000 {
-			log.Warn("the open-file limit lets the server hold few connections; raise it (LimitNOFILE=1048576 in the systemd unit, or ulimit -Hn)", "open_files", files, "max_conns", conns)
+			log.Warn("the open-file limit caps the connections the server holds at once below 10,000; raise it (LimitNOFILE=1048576 in the systemd unit, or ulimit -Hn)", "open_files", files, "max_conns", conns)
 		} else {
 			log.Debug("open-file limit", "open_files", files, "max_conns", conns)
 		}
