@@ -17,6 +17,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"sync"
@@ -105,8 +106,6 @@ type realityServer struct {
 	shortID []byte
 }
 
-var detectMu sync.Mutex
-
 func startReality(t *testing.T) *realityServer {
 	t.Helper()
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
@@ -128,23 +127,12 @@ func startReality(t *testing.T) *realityServer {
 
 		SessionTicketsDisabled: true,
 	}
-	// The REALITY server waits for its per-cover record-size probe before
-	// finishing a handshake; run it and wait until it has a result.
-	detectMu.Lock()
-	reality.DetectPostHandshakeRecordsLens(cfg)
-	detectMu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for _, alpn := range []string{"0", "1", "2"} {
-		for {
-			v, _ := reality.GlobalPostHandshakeRecordsLens.Load(cover + " " + coverName + " " + alpn)
-			if _, ok := v.([]int); ok {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("REALITY record-size probe did not finish")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+	// The REALITY server waits for the cover's post-handshake record sizes
+	// before finishing a handshake; measure them and wait for the result.
+	select {
+	case <-startRecordSizeDetection((&net.Dialer{}).DialContext, cover, []string{coverName}, nil, slog.New(slog.DiscardHandler)):
+	case <-time.After(2 * recordSizeDetectTimeout):
+		t.Fatal("record-size detection did not end")
 	}
 	addr := serveLoopback(t, func(c net.Conn) {
 		rc, err := reality.Server(context.Background(), c, cfg)

@@ -72,9 +72,8 @@ type ServerConfig struct {
 	// Default DefaultMaxTimeDiff. The replay cache remembers hellos for
 	// twice this long.
 	MaxTimeDiff time.Duration
-	// DialCover dials the cover site. Default: a net.Dialer. (The
-	// one-time record-size detection of the reality module dials with
-	// net.Dial regardless.)
+	// DialCover dials the cover site, also for the one-time detection of
+	// its post-handshake record sizes. Default: a net.Dialer.
 	DialCover func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives debug and warning messages; nil discards them. No
 	// keys or addresses of clients are logged above debug level.
@@ -97,11 +96,12 @@ type Server struct {
 	log         *slog.Logger
 	replays     *replayCache
 	reality     *reality.Config // shared; the cover conn travels in ctx
+	recordSizes <-chan struct{} // closed when the detection of the cover's record sizes has ended
 }
 
-// NewServer validates cfg and returns a Server. It starts the reality
-// module's one-time detection of the cover's post-handshake record sizes in
-// the background; until it finishes (a few seconds), authenticated
+// NewServer validates cfg and returns a Server. It starts the one-time
+// detection of the cover's post-handshake record sizes in the background
+// (recordsizes.go); until it finishes (a few seconds), authenticated
 // handshakes wait for it rather than sleep.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if len(cfg.PrivateKey) != 32 {
@@ -161,7 +161,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	s.replays = newReplayCache(2*s.maxTimeDiff, replayCacheMax)
 	s.reality = s.realityConfig()
-	reality.DetectPostHandshakeRecordsLens(s.reality)
+	s.recordSizes = s.detectRecordSizes()
 	s.log.Debug("camo: detecting the cover's post-handshake record sizes", "cover", s.cover)
 	return s, nil
 }
