@@ -20,10 +20,11 @@ import (
 // pconnWatch records, by weak pointer, every pooled connection a dialer
 // had, so a test can tell which ones are still reachable.
 type pconnWatch struct {
-	mu   sync.Mutex
-	seen []weak.Pointer[pconn]
-	stop chan struct{}
-	done chan struct{}
+	mu       sync.Mutex
+	seen     []weak.Pointer[pconn]
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 func watchPconns(d *Dialer) *pconnWatch {
@@ -57,10 +58,11 @@ func watchPconns(d *Dialer) *pconnWatch {
 	return w
 }
 
-// retained returns how many recorded connections outside d's pool are
-// still reachable after garbage collection, and how many were recorded.
+// retained stops recording and returns how many recorded connections
+// outside d's pool are still reachable after garbage collection, and how
+// many were recorded. It may be called repeatedly to poll.
 func (w *pconnWatch) retained(d *Dialer) (n, total int) {
-	close(w.stop)
+	w.stopOnce.Do(func() { close(w.stop) })
 	<-w.done
 	runtime.GC()
 	runtime.GC()
@@ -238,11 +240,16 @@ func TestManyIdleSessions(t *testing.T) {
 			if live := d.Stats().Live; live > int64(tc.afterClose) {
 				t.Errorf("Live = %d after most sessions ended, want at most %d", live, tc.afterClose)
 			}
-			time.Sleep(1200 * time.Millisecond) // closed connections linger up to a second
+			// Closed connections linger up to a second; poll until the last
+			// one is collected.
 			kept, total := watch.retained(d)
+			for deadline := time.Now().Add(30 * time.Second); kept > 0 && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond) // polling interval
+				kept, total = watch.retained(d)
+			}
 			t.Logf("%d of %d connections closed but still reachable; %d dialed in all", kept, total, d.Stats().Dialed)
 			if kept > 0 {
-				t.Errorf("%d closed connections still reachable after GC, want 0", kept)
+				t.Errorf("%d closed connections still reachable after GC for 30s, want 0", kept)
 			}
 			runtime.KeepAlive(sessions)
 			for _, s := range byConn[keep] {
