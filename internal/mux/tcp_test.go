@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -313,15 +314,20 @@ func TestServerMuxBadDestination(t *testing.T) {
 func TestServerMuxRefuseTLS(t *testing.T) {
 	checkGoroutines(t)
 	var mu sync.Mutex
-	var got [][]byte
-	target := tcpTarget(t, func(c net.Conn) {
-		b, _ := io.ReadAll(c)
+	var dialled []string
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		mu.Lock()
-		got = append(got, b)
+		dialled = append(dialled, address)
 		mu.Unlock()
-	})
+		return dialLoopback(ctx, network, address)
+	}
+	target := tcpTarget(t, func(c net.Conn) { io.Copy(io.Discard, c) })
 	echo := tcpTarget(t, echoTCP)
-	c := NewClient(serveWith(t, dialLoopback, ServerOptions{RefuseTLS: true}))
+	client, server := net.Pipe()
+	served := make(chan error, 1)
+	go func() { served <- ServeMux(context.Background(), server, dial, ServerOptions{RefuseTLS: true}) }()
+	t.Cleanup(func() { client.Close(); server.Close() })
+	c := NewClient(client)
 	defer c.Close()
 
 	hello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}
@@ -365,11 +371,24 @@ func TestServerMuxRefuseTLS(t *testing.T) {
 		}
 		st.Close()
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Once ServeMux has returned, every session goroutine has ended, so every dial
+	// it would ever make has been made.
+	c.Close()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("ServeMux after the client closed = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeMux did not return after the client closed")
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) > 0 {
-		t.Errorf("the refused session's target was dialled %d times (received %q), want not at all", len(got), got)
+	if slices.Contains(dialled, target) {
+		t.Errorf("the refused session's target was dialled (dials: %q), want not at all", dialled)
+	}
+	if !slices.Contains(dialled, echo) {
+		t.Errorf("dials %q do not include the plain-text sessions' target %s", dialled, echo)
 	}
 }
 
@@ -418,13 +437,13 @@ func TestServerMuxTCPIdle(t *testing.T) {
 // session whose target does not read.
 func TestServerMuxCancelTCP(t *testing.T) {
 	checkGoroutines(t)
-	closed, started := make(chan struct{}), make(chan struct{})
+	closed, started, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	stuck := tcpTarget(t, func(c net.Conn) {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		var b [1]byte
-		c.Read(b[:]) // one byte, then nothing for a while: the session's writes fill the buffers
+		c.Read(b[:]) // one byte, then nothing until ServerMux has returned: the session's writes fill the buffers
 		close(started)
-		time.Sleep(300 * time.Millisecond)
+		<-returned
 		// Drain what the kernel already holds in big reads; only the close
 		// that follows ends the loop.
 		buf := make([]byte, 64<<10)
@@ -434,6 +453,13 @@ func TestServerMuxCancelTCP(t *testing.T) {
 			}
 		}
 		close(closed)
+	})
+	t.Cleanup(func() {
+		select {
+		case <-returned:
+		default:
+			close(returned) // the test failed early; free the target
+		}
 	})
 	client, server := net.Pipe()
 	defer client.Close()
@@ -453,7 +479,8 @@ func TestServerMuxCancelTCP(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the target got nothing")
 	}
-	time.Sleep(100 * time.Millisecond)
+	// The target has read one byte of a 32 KiB frame and reads no more until
+	// ServerMux has returned: the session holds data it cannot deliver.
 	cancel()
 	select {
 	case err := <-done:
@@ -463,6 +490,7 @@ func TestServerMuxCancelTCP(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ServerMux did not return after cancel")
 	}
+	close(returned)
 	select {
 	case <-closed:
 	case <-time.After(5 * time.Second):
