@@ -472,7 +472,15 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 	dial("CONNECT " + hold.Addr().String() + " HTTP/1.1\r\n\r\n")
 	dial("GET http://" + hold.Addr().String() + "/ HTTP/1.1\r\n\r\n") // waits for a response
-	time.Sleep(100 * time.Millisecond)
+	// Both requests to hold are under way once the server has dialled it twice.
+	hold.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+	for range 2 {
+		c, err := hold.Accept()
+		if err != nil {
+			t.Fatalf("the server did not dial the silent target: %v", err)
+		}
+		defer c.Close()
+	}
 
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
