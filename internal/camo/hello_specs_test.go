@@ -57,17 +57,26 @@ func readHelloMsg(r io.Reader) ([]byte, error) {
 // and returns the ClientHello message of the first connection.
 func catchHello(t *testing.T, send func(addr string)) []byte {
 	t.Helper()
+	return catchHelloUntil(t, func(addr string, _ <-chan struct{}) { send(addr) })
+}
+
+// catchHelloUntil is catchHello for a sender that keeps going until told:
+// caught is closed once the catcher is done (the ClientHello read, or the
+// catch failed).
+func catchHelloUntil(t *testing.T, send func(addr string, caught <-chan struct{})) []byte {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	done := make(chan struct{})
+	done, caught := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		send(l.Addr().String())
+		send(l.Addr().String(), caught)
 	}()
 	defer func() { <-done }()
+	defer close(caught)
 	l.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
 	c, err := l.Accept()
 	if err != nil {
@@ -325,16 +334,22 @@ func TestCaptureChromium(t *testing.T) {
 	if err != nil {
 		t.Skipf("chromium not installed: %v", err)
 	}
-	msg := catchHello(t, func(addr string) {
+	msg := catchHelloUntil(t, func(addr string, caught <-chan struct{}) {
 		_, port, _ := net.SplitHostPort(addr)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 			"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 			"--user-data-dir="+t.TempDir(), "--host-resolver-rules=MAP cover.test 127.0.0.1",
 			"https://cover.test:"+port+"/")
-		cmd.Start()
-		time.Sleep(5 * time.Second)
+		if err := cmd.Start(); err != nil {
+			t.Errorf("start chromium: %v", err) // and the catcher's accept times out
+			return
+		}
+		select {
+		case <-caught:
+		case <-ctx.Done():
+		}
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
