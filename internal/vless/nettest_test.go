@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,6 +143,47 @@ func writeUntilError(c net.Conn) error {
 	}
 }
 
+// blockedRead reads from c once; a named function, so that waitParked can find it.
+func blockedRead(c net.Conn) error {
+	_, err := c.Read(make([]byte, 1024))
+	return err
+}
+
+// waitParked waits until, for each of fns (function names as in a stack trace,
+// "vless.writeUntilError"), a goroutine running it is parked: blocked on I/O, a
+// channel or a lock, not merely started. It fails t after visionBound.
+func waitParked(t *testing.T, fns ...string) {
+	t.Helper()
+	deadline := time.Now().Add(visionBound)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		missing := ""
+	fn:
+		for _, f := range fns {
+			for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+				header, _, _ := strings.Cut(g, "\n")
+				if strings.Contains(g, f+"(") && !strings.Contains(header, "[running") && !strings.Contains(header, "[runnable") {
+					continue fn
+				}
+			}
+			missing = f
+			break
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not blocked after %v:\n%s", missing, visionBound, buf[:n])
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
 // TestVisionConnContract checks, for Vision over each outer TLS kind, the parts of the
 // nettest.TestConn contract that a TLS-based conn can meet: deadlines in the past, present
 // and future end blocked and new Reads and Writes with timeout errors, a read timeout is not
@@ -212,9 +254,9 @@ func TestVisionConnContract(t *testing.T) {
 						sc.Close()
 					}
 				}()
-				r := visionCall(func() error { _, err := cc.Read(make([]byte, 1024)); return err })
+				r := visionCall(func() error { return blockedRead(cc) })
 				w := visionCall(func() error { return writeUntilError(cc) })
-				time.Sleep(100 * time.Millisecond)
+				waitParked(t, "vless.blockedRead", "vless.writeUntilError")
 				for _, ch := range []<-chan error{r, w} {
 					select {
 					case err := <-ch:
@@ -237,9 +279,9 @@ func TestVisionConnContract(t *testing.T) {
 						sc.Close()
 					}
 				}()
-				r := visionCall(func() error { _, err := cc.Read(make([]byte, 1024)); return err })
+				r := visionCall(func() error { return blockedRead(cc) })
 				w := visionCall(func() error { return writeUntilError(cc) })
-				time.Sleep(100 * time.Millisecond)
+				waitParked(t, "vless.blockedRead", "vless.writeUntilError")
 				visionWait(t, "Close with Read and Write blocked", visionCall(cc.Close))
 				for name, ch := range map[string]<-chan error{"Read": r, "Write": w} {
 					if err := visionWait(t, "blocked "+name+" after Close", ch); err == nil {
