@@ -126,7 +126,7 @@ func testIdleConnMemory(t *testing.T, mode string) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // let the client readers reach their Read
+	waitParked(t, "camo.idleClientRead", n+1) // the client readers are in their Read
 	after := idleMemStats()
 
 	per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(n) }
@@ -149,6 +149,36 @@ func testIdleConnMemory(t *testing.T, mode string) {
 	}
 	if heap > idleHeapBound {
 		t.Errorf("an idle conn holds %.0f B of heap (client+server), want at most %d", heap, idleHeapBound)
+	}
+}
+
+// waitParked waits until count goroutines running fn (a function name as in
+// a stack trace, "camo.idleClientRead") are parked: blocked, not merely
+// started. It fails t after 30 s.
+func waitParked(t *testing.T, fn string, count int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n == len(buf) {
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		parked := 0
+		for g := range strings.SplitSeq(string(buf[:n]), "\n\n") {
+			header, _, _ := strings.Cut(g, "\n")
+			if strings.Contains(g, fn+"(") && !strings.Contains(header, "[running") && !strings.Contains(header, "[runnable") {
+				parked++
+			}
+		}
+		if parked >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines parked in %s after 30s, want %d", parked, fn, count)
+		}
+		time.Sleep(time.Millisecond) // polling interval
 	}
 }
 
