@@ -120,12 +120,59 @@ func usageBySide() map[string]sideUsage {
 // is what is really held.
 func settle() runtime.MemStats {
 	var ms runtime.MemStats
-	for range 4 {
-		runtime.GC()
-		time.Sleep(20 * time.Millisecond)
-	}
+	runtime.GC()
 	runtime.ReadMemStats(&ms)
+	for range 10 {
+		runtime.Gosched() // let finalizers run
+		runtime.GC()
+		prev := ms.HeapAlloc
+		runtime.ReadMemStats(&ms)
+		if ms.HeapAlloc >= prev {
+			break
+		}
+	}
 	return ms
+}
+
+// readIdle is the test's idle reader of a session; named so that waitIdle
+// can find it.
+func readIdle(c net.Conn, b []byte) error {
+	_, err := c.Read(b)
+	return err
+}
+
+// waitIdle waits until sessions sessions are idle: their handler and the
+// test's reader both parked in Read, and no packet-up upload running. It
+// fails t after 30 s.
+func waitIdle(t *testing.T, sessions int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var handlers, readers, uploads int
+	for {
+		var buf bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&buf, 2)
+		handlers, readers, uploads = 0, 0, 0
+		for g := range strings.SplitSeq(buf.String(), "\n\n") {
+			header, _, _ := strings.Cut(g, "\n")
+			parked := !strings.Contains(header, "[running") && !strings.Contains(header, "[runnable")
+			switch {
+			case strings.Contains(g, "xhttp.(*clientConn).uploadLoop("):
+				uploads++
+			case parked && strings.Contains(g, "xhttp.idleHandle("):
+				handlers++
+			case parked && strings.Contains(g, "xhttp.readIdle("):
+				readers++
+			}
+		}
+		if handlers >= sessions && readers >= sessions && uploads == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: %d handlers and %d readers parked, %d uploads running; want %d, %d, 0",
+				handlers, readers, uploads, sessions, sessions)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
 }
 
 // idleCost is the per-session cost of idle sessions.
@@ -184,20 +231,16 @@ func measureIdle(t *testing.T, mode string, n int) idleCost {
 			t.Fatalf("echo = %q, %v; want \"x\"", b[:], err)
 		}
 		c.SetReadDeadline(time.Time{})
-		go func() {
-			_, err := c.Read(b[:])
-			readers <- err
-		}()
+		go func() { readers <- readIdle(c, b[:]) }()
 	}
 	open()
-	time.Sleep(100 * time.Millisecond)
+	waitIdle(t, 1)
 	before := settle()
 	ubefore := usageBySide()
 	for range n {
 		open()
 	}
-	// Let uploads finish and their requests end.
-	time.Sleep(300 * time.Millisecond)
+	waitIdle(t, n+1) // uploads finished, every session idle
 	after := settle()
 	uafter := usageBySide()
 	if got := hub.Sessions(); got != n+1 {
