@@ -32,12 +32,16 @@ const recordSizeDetectTimeout = 8 * time.Second
 // postHandshakeWindow is how long at most a detection collects the
 // records the cover sends after the handshake (reality's detector always
 // waits this long). It ends earlier when the cover ends the connection or
-// has sent nothing for postHandshakeQuiet: a cover sends its tickets within
-// a round trip of the client's Finished, and an h2 cover its SETTINGS at
-// once.
+// has sent nothing for a quiet spell: a cover sends its tickets within a
+// round trip of the client's Finished, and an h2 cover its SETTINGS at
+// once. The quiet spell is postHandshakeQuiet, or quietPerHandshake times
+// the handshake's own duration when that is longer, so that a slow path or
+// a busy machine (each slowing the handshake as much as the tickets) does
+// not cut the window short.
 const (
 	postHandshakeWindow = 5 * time.Second
 	postHandshakeQuiet  = time.Second
+	quietPerHandshake   = 4
 )
 
 // maxRecordLen bounds a TLS record's body (TLS 1.3 ciphertext: 2^14 + 256).
@@ -133,9 +137,11 @@ func detectRecordSize(ctx context.Context, dial dialFunc, cover, sni string, alp
 		hello = utls.HelloChrome_Auto
 	}
 	uc := utls.UClient(rc, &utls.Config{ServerName: sni, NextProtos: alpn, RootCAs: roots}, hello)
+	start := time.Now()
 	if err := uc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
+	rc.quiet = max(postHandshakeQuiet, quietPerHandshake*time.Since(start))
 	rc.windowEnd = time.Now().Add(postHandshakeWindow)
 	if d, ok := ctx.Deadline(); ok && d.Before(rc.windowEnd) {
 		rc.windowEnd = d
@@ -163,13 +169,14 @@ func detectRecordSize(ctx context.Context, dial dialFunc, cover, sni string, alp
 // next record, so that when the TLS handshake is done, every record after
 // it still passes through here. Once windowEnd is set, it records each
 // record's length, and a read of the next record ends at windowEnd or
-// after postHandshakeQuiet.
+// after quiet.
 type recordConn struct {
 	net.Conn
-	windowEnd time.Time // set by the reader between its reads
-	pending   []byte    // rest of the record being handed out
-	lens      []int     // lengths, header included, of the records after the handshake
-	err       error     // the error that ended reading records from Conn
+	windowEnd time.Time     // set by the reader between its reads
+	quiet     time.Duration // set with windowEnd
+	pending   []byte        // rest of the record being handed out
+	lens      []int         // lengths, header included, of the records after the handshake
+	err       error         // the error that ended reading records from Conn
 }
 
 func (c *recordConn) Read(p []byte) (int, error) {
@@ -179,7 +186,7 @@ func (c *recordConn) Read(p []byte) (int, error) {
 		}
 		after := !c.windowEnd.IsZero()
 		if after {
-			d := time.Now().Add(postHandshakeQuiet)
+			d := time.Now().Add(c.quiet)
 			if c.windowEnd.Before(d) {
 				d = c.windowEnd
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -27,9 +28,10 @@ type rsCover struct {
 	after map[string][]int // guarded by mu; key: alpnClass of the client
 }
 
-// rsStartCover starts a cover with cfg's certificate set to srvCert. The
-// cover closes the TCP connection right after its handshake, without an
-// alert, so that everything it sent is handshake or post-handshake records.
+// rsStartCover starts a cover with cfg's certificate set to srvCert. After
+// its handshake the cover sends nothing more (everything it sent is
+// handshake or post-handshake records) and keeps the connection open until
+// the client ends it, so the detection ends on its quiet spell.
 func rsStartCover(t *testing.T, cfg *tls.Config) *rsCover {
 	t.Helper()
 	cert, err := srvCert()
@@ -60,6 +62,10 @@ func rsStartCover(t *testing.T, cfg *tls.Config) *rsCover {
 		c.mu.Lock()
 		c.after[class] = rec.recordsAfterMark(t)
 		c.mu.Unlock()
+		// Hold the connection until the client ends it: a close here could
+		// race the client's last bytes into a reset that discards the
+		// tickets still unread on the client's side.
+		io.Copy(io.Discard, conn)
 	})
 	return c
 }
