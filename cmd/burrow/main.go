@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 const usage = `burrow — a censorship-resistant VPN (VLESS + REALITY + Vision, Xray-compatible)
@@ -147,14 +147,10 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal (a console on Windows).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
