@@ -109,8 +109,14 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return serverInit(args[1:], stdout, stderr)
 	case "run":
 		return serverRun(ctx, args[1:], stdout, stderr)
+	case "install":
+		return serverInstall(args[1:], stdout, stderr)
+	case "uninstall":
+		return serverUninstall(args[1:], stdout, stderr)
+	case "upgrade":
+		return serverUpgrade(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("server: unknown subcommand %q (want init or run)", args[0])
+	return fmt.Errorf("server: unknown subcommand %q (want init, run, install, uninstall or upgrade)", args[0])
 }
 
 // parseArgs parses flags that may come before, between or after positional

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
@@ -92,7 +91,7 @@ func (c *Client) closeListeners() {
 }
 
 func listenError(flag, addr string, err error) error {
-	if errors.Is(err, syscall.EADDRINUSE) {
+	if errors.Is(err, errAddrInUse) {
 		return fmt.Errorf("--%s %s: the port is already in use by another program; pick another with --%s HOST:PORT, or --%s '' to turn it off", flag, addr, flag, flag)
 	}
 	return fmt.Errorf("--%s %s: %w", flag, addr, err)
