@@ -175,7 +175,7 @@ func serverInstall(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("server install: %w", err)
 	}
-	if err := s.resolve(self); err != nil {
+	if err := s.resolve(self, !*printOnly); err != nil {
 		return fmt.Errorf("server install: %w", err)
 	}
 	if *printOnly {
@@ -192,8 +192,9 @@ func serverInstall(args []string, stdout, stderr io.Writer) error {
 }
 
 // resolve makes the paths absolute and checks them: the data directory
-// must hold a server, and be somewhere the service user can reach.
-func (s *service) resolve(self string) error {
+// must be somewhere the service user can reach, and hold a server when
+// needServer (--print shows the unit for a server not made yet).
+func (s *service) resolve(self string, needServer bool) error {
 	if s.Name == "" || strings.ContainsAny(s.Name, "/ \n") {
 		return fmt.Errorf("--name %q: want a plain unit name such as burrow", s.Name)
 	}
@@ -205,7 +206,7 @@ func (s *service) resolve(self string) error {
 		return fmt.Errorf("--data: %w", err)
 	}
 	s.Data = data
-	if _, err := os.Stat(filepath.Join(data, server.ConfigFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(data, server.ConfigFile)); err != nil && needServer {
 		return fmt.Errorf("%s holds no server (%v): run `burrow server init --data %s ...` first", data, err, data)
 	}
 	for _, home := range []string{"/root", "/home", "/run/user"} {

@@ -60,7 +60,7 @@ func TestServiceInstallUninstall(t *testing.T) {
 	dir := t.TempDir()
 	s := service{Name: "burrow", User: "burrow", Data: tempServer(t), UnitDir: filepath.Join(dir, "units"),
 		Binary: filepath.Join(dir, "bin", "burrow")}
-	if err := s.resolve(self); err != nil {
+	if err := s.resolve(self, true); err != nil {
 		t.Fatal(err)
 	}
 	var ran []string
@@ -122,18 +122,18 @@ func TestServiceResolveRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.s.resolve("/usr/bin/burrow")
+			err := tt.s.resolve("/usr/bin/burrow", true)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("resolve(%+v) = %v, want an error mentioning %q", tt.s, err, tt.want)
 			}
 		})
 	}
 	s := service{Name: "burrow", User: "burrow", Data: tempServer(t)}
-	if err := s.resolve("/usr/bin/burrow"); err != nil || s.Binary != "/usr/bin/burrow" {
+	if err := s.resolve("/usr/bin/burrow", true); err != nil || s.Binary != "/usr/bin/burrow" {
 		t.Errorf("resolve from /usr/bin: binary %q, %v; want the binary used in place", s.Binary, err)
 	}
 	s = service{Name: "burrow", User: "burrow", Data: s.Data}
-	if err := s.resolve("/root/burrow"); err != nil || s.Binary != installedBinary {
+	if err := s.resolve("/root/burrow", true); err != nil || s.Binary != installedBinary {
 		t.Errorf("resolve from /root: binary %q, %v; want a copy at %s", s.Binary, err, installedBinary)
 	}
 }
