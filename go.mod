@@ -11,6 +11,7 @@ require (
 	golang.org/x/net v0.62.0
 	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
+	golang.org/x/term v0.48.0
 	gvisor.dev/gvisor v0.0.0-20260122175437-89a5d21be8f0
 	modernc.org/sqlite v1.62.0
 )

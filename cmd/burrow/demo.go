@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/client"
@@ -149,7 +148,7 @@ func demoClient(ctx context.Context, link *links.VLESS, socks, httpAddr string, 
 	for {
 		c, err := client.New(ctx, client.Config{Link: link, SOCKS: socks, HTTP: httpAddr})
 		var le *client.ListenError
-		if err == nil || !errors.As(err, &le) || !errors.Is(err, syscall.EADDRINUSE) || explicit[le.Flag] {
+		if err == nil || !errors.As(err, &le) || !le.InUse() || explicit[le.Flag] {
 			return c, notes, err
 		}
 		host, port, _ := net.SplitHostPort(le.Addr)

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 const usage = `burrow — a censorship-resistant VPN (VLESS + REALITY + Vision, Xray-compatible)
@@ -145,8 +145,11 @@ func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--hel
 
 const serverUsage = `usage: burrow server init --cover HOST:PORT [--sni NAME] [--data DIR] [flags]   create a server
        burrow server run [--data DIR] [flags]                                    run it
+       burrow server install [--data DIR] [--print]                              run it as a systemd service
+       burrow server uninstall                                                   remove the service (keeps the data)
+       burrow server upgrade BINARY                                              replace the binary, restart the service
 
-Run 'burrow server init -h' or 'burrow server run -h' for their flags.
+Run 'burrow server SUBCOMMAND -h' for its flags.
 `
 
 func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -163,9 +166,15 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return serverInit(args[1:], stdout, stderr)
 	case "run":
 		return serverRun(ctx, args[1:], stdout, stderr)
+	case "install":
+		return serverInstall(args[1:], stdout, stderr)
+	case "uninstall":
+		return serverUninstall(args[1:], stdout, stderr)
+	case "upgrade":
+		return serverUpgrade(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, serverUsage)
-	return fmt.Errorf("server: unknown subcommand %.40q (want init or run)", args[0])
+	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall or upgrade)", args[0])
 }
 
 // parseArgs parses flags that may come before, between or after positional
@@ -213,6 +222,9 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 var commandUsage = map[string]string{
 	"server init":        "burrow server init --cover HOST:PORT [--sni NAME] [--data DIR] [--listen :443] [--public-addr HOST] [flags]",
 	"server run":         "burrow server run [--data DIR] [flags]",
+	"server install":     "burrow server install [--data DIR] [--print] [flags]",
+	"server uninstall":   "burrow server uninstall [flags]",
+	"server upgrade":     "burrow server upgrade BINARY [flags]",
 	"user add":           "burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]",
 	"user list":          "burrow user list",
 	"user show":          "burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp]",
@@ -234,14 +246,10 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal (a console on Windows).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.

@@ -9,9 +9,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // BusyTimeout is how long a statement waits for another connection or process
@@ -34,6 +31,9 @@ var _ Store = (*SQLiteStore)(nil)
 func OpenSQLite(path string) (*SQLiteStore, error) {
 	if path == "" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("access: open %q: path must be non-empty and contain no '?' or '#'", path)
+	}
+	if err := sqliteAvailable(); err != nil {
+		return nil, err
 	}
 	// The database holds credentials: create it private before SQLite does.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -365,8 +365,7 @@ func (s *SQLiteStore) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		var se *sqlite.Error
-		if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		if isUniqueViolation(err) {
 			return ErrExists
 		}
 		return err
@@ -408,9 +407,4 @@ func retryBusy(ctx context.Context, fn func() error) error {
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
-}
-
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }

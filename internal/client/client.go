@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
@@ -96,17 +95,21 @@ func (c *Client) closeListeners() {
 type ListenError struct {
 	Flag string // "socks" or "http": the command-line flag that names the address
 	Addr string // the address as given
-	Err  error  // from net.Listen; errors.Is(err, syscall.EADDRINUSE) when it is taken
+	Err  error  // from net.Listen
 }
 
 func (e *ListenError) Error() string {
-	if errors.Is(e.Err, syscall.EADDRINUSE) {
+	if e.InUse() {
 		return fmt.Sprintf("--%s %s: the port is already in use by another program; pick another with --%s HOST:PORT, or --%s '' to turn it off", e.Flag, e.Addr, e.Flag, e.Flag)
 	}
 	return fmt.Sprintf("--%s %s: %v", e.Flag, e.Addr, e.Err)
 }
 
 func (e *ListenError) Unwrap() error { return e.Err }
+
+// InUse reports whether the address is taken by another socket (EADDRINUSE,
+// or Windows' WSAEADDRINUSE).
+func (e *ListenError) InUse() bool { return errors.Is(e.Err, errAddrInUse) }
 
 func listenError(flag, addr string, err error) error {
 	return &ListenError{Flag: flag, Addr: addr, Err: err}

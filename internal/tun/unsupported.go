@@ -5,12 +5,13 @@ package tun
 import (
 	"errors"
 	"log/slog"
+	"runtime"
 )
 
 // ErrRunning: see system_linux.go.
 var ErrRunning = errors.New("tun: another burrow is running")
 
-var errUnsupported = errors.New("tun: full-device mode (--tun) is only available on Linux so far")
+var errUnsupported = errors.New("tun: full-device mode (--tun) is not supported on " + runtime.GOOS + " yet (Linux only so far); use the SOCKS5 or HTTP proxy")
 
 // Defaults for NetConfig (see system_linux.go).
 const (
