@@ -130,7 +130,8 @@ func TestReleaseHandshakeFailsSafe(t *testing.T) {
 	type conn struct {
 		hand     bytes.Buffer
 		rawInput bytes.Buffer
-		input    bytes.Reader
+		//lint:ignore U1000 reached through reflection, as in crypto/tls's Conn
+		input bytes.Reader
 	}
 	c := &conn{}
 	c.hand.Grow(4096)

@@ -123,7 +123,6 @@ type ssConn struct {
 	net.Conn
 	header   []byte // sent with the first write (client side)
 	enc, dec cipher.Stream
-	rbuf     []byte
 }
 
 // newSalt returns a random salt whose first byte is not printable ASCII.

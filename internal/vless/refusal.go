@@ -72,7 +72,7 @@ func WriteRefusal(w io.Writer, reason Refusal) error {
 
 // appendRefusal appends protobuf field RefusalField (varint) holding r to b.
 func appendRefusal(b []byte, r Refusal) []byte {
-	b = appendUvarint(b, RefusalField<<3|0)
+	b = appendUvarint(b, RefusalField<<3) // wire type 0 (varint) in the low 3 bits
 	return appendUvarint(b, uint64(r))
 }
 

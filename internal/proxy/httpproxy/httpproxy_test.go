@@ -89,7 +89,7 @@ func TestTransportGet(t *testing.T) {
 	if !bytes.Equal(b, big[:100000]) || resp.Header.Get("X-Method") != "POST" {
 		t.Errorf("POST /echo (Content-Length) echoed %d bytes (equal %v), X-Method %q", len(b), bytes.Equal(b, big[:100000]), resp.Header.Get("X-Method"))
 	}
-	resp, b = get("PUT", "http://"+domain+"/echo", io.MultiReader(strings.NewReader("chunked "), strings.NewReader("upload")))
+	_, b = get("PUT", "http://"+domain+"/echo", io.MultiReader(strings.NewReader("chunked "), strings.NewReader("upload")))
 	if string(b) != "chunked upload" {
 		t.Errorf("PUT /echo (chunked) = %q, want %q", b, "chunked upload")
 	}
