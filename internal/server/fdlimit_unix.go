@@ -20,10 +20,10 @@ func RaiseFileLimit() (uint64, error) {
 		cur := l.Cur
 		l.Cur = l.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return cur, fmt.Errorf("server: raise open-file limit to %d: %w", l.Max, err)
+			return uint64(cur), fmt.Errorf("server: raise open-file limit to %d: %w", l.Max, err)
 		}
 	}
-	return l.Cur, nil
+	return uint64(l.Cur), nil
 }
 
 // fileLimit returns the current soft limit of open files, 0 if unknown.
@@ -32,5 +32,5 @@ func fileLimit() uint64 {
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
 		return 0
 	}
-	return l.Cur
+	return uint64(l.Cur) // int64 on FreeBSD, uint64 elsewhere
 }
