@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -166,7 +168,21 @@ func demoClient(ctx context.Context, link *links.VLESS, socks, httpAddr string, 
 	}
 }
 
+// freePort returns a loopback TCP port that is free now, for a listener
+// that a child process opens later. It picks from just below the system's
+// ephemeral range, where neither outgoing connections nor other listeners
+// on port 0 are given ports, so the port is still free when the child binds
+// it (a port-0 pick could be taken by any of them in between).
 func freePort() (string, error) {
+	low := ephemeralLow()
+	span := min(low-1024, 8192)
+	for range 64 {
+		p := strconv.Itoa(low - 1 - rand.IntN(span))
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -174,6 +190,20 @@ func freePort() (string, error) {
 	defer l.Close()
 	_, p, _ := net.SplitHostPort(l.Addr().String())
 	return p, nil
+}
+
+// ephemeralLow is the first port of the system's ephemeral range (Linux's
+// ip_local_port_range; 32768, below the IANA range other systems use, when
+// it cannot be read).
+func ephemeralLow() int {
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
 
 func waitListening(ctx context.Context, addr string) error {

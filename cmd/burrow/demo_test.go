@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,5 +78,27 @@ func TestDemoPortsTaken(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "self-test") {
 		t.Errorf("demo with a taken --socks went on to a self-test:\n%s", stderr.String())
+	}
+}
+
+// TestFreePortBelowEphemeral: freePort's ports come from below the
+// ephemeral range (where port-0 listeners and outgoing connections cannot
+// take them before the child process binds them) and are free.
+func TestFreePortBelowEphemeral(t *testing.T) {
+	low := ephemeralLow()
+	for range 20 {
+		p, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n >= low || n < 1024 {
+			t.Fatalf("freePort() = %q, want a port in [1024, %d)", p, low)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+p)
+		if err != nil {
+			t.Fatalf("freePort() = %s, but listening on it: %v", p, err)
+		}
+		l.Close()
 	}
 }
