@@ -19,7 +19,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,6 +194,24 @@ func startUDPEcho(t *testing.T) netip.AddrPort {
 // burrow take ports in their configs, so the test must choose them.
 func freePort(t *testing.T) int {
 	t.Helper()
+	// From just below the ephemeral range: a port-0 listener or an outgoing
+	// connection elsewhere on the machine cannot take it before the peer
+	// process binds it.
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				low = n
+			}
+		}
+	}
+	for range 64 {
+		p := low - 1 - mrand.IntN(min(low-1024, 8192))
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+			l.Close()
+			return p
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("free port: %v", err)
