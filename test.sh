@@ -53,6 +53,8 @@ if [ "$FUZZTIME" != "0" ]; then
   log=$(mktemp)
   trap 'rm -f "$log"' EXIT
   slow=""
+  # The fuzzer's last status line: "fuzz: elapsed: 5s, execs: 12345 (2469/sec), ...".
+  execs_in_log() { sed -n 's/^fuzz: elapsed: .*, execs: \([0-9]*\) .*/\1/p' "$log" | tail -n 1; }
   for pkg in $(go list ./...); do
     dir=$(go list -f '{{.Dir}}' "$pkg")
     for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
@@ -68,8 +70,7 @@ if [ "$FUZZTIME" != "0" ]; then
           cat "$log"; exit 1
         fi
       fi
-      # The fuzzer's last status line: "fuzz: elapsed: 5s, execs: 12345 (2469/sec), ...".
-      execs=$(sed -n 's/^fuzz: elapsed: .*, execs: \([0-9]*\) .*/\1/p' "$log" | tail -n 1)
+      execs=$(execs_in_log)
       printf '%10s execs  %s %s\n' "${execs:-?}" "${pkg#github.com/burrow-vpn/burrow/}" "$t"
       # On a machine too busy for the floor in FUZZTIME, the window stretches:
       # the target runs again until it has made FUZZMINEXECS executions.
@@ -77,7 +78,7 @@ if [ "$FUZZTIME" != "0" ]; then
         echo "   (busy machine: running $t again for $FUZZMINEXECS executions)"
         if go test -run='^$' -fuzz="^$t\$" -fuzztime="${FUZZMINEXECS}x" -fuzzminimizetime="$FUZZMINIMIZETIME" "$pkg" >"$log" 2>&1; then
           # -fuzztime=Nx passes only after N executions, status line or not.
-          execs=$(sed -n 's/^fuzz: elapsed: .*, execs: \([0-9]*\) .*/\1/p' "$log" | tail -n 1)
+          execs=$(execs_in_log)
           execs=${execs:-$FUZZMINEXECS}
           printf '%10s execs  %s %s\n' "${execs:-?}" "${pkg#github.com/burrow-vpn/burrow/}" "$t"
         else
