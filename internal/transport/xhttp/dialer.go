@@ -85,7 +85,7 @@ type Dialer struct {
 	mu      sync.Mutex
 	conns   []*pconn      // guarded by mu
 	dialing int           // guarded by mu
-	closing int           // guarded by mu: closed connections still in their linger
+	closing int           // guarded by mu: closed connections whose FINs are still on the path
 	changed chan struct{} // guarded by mu; closed on every pool change
 	closed  bool          // guarded by mu
 
@@ -98,12 +98,12 @@ type pconn struct {
 	cc      *http2.ClientConn
 	conn    net.Conn
 	rx      func() int64
-	hs      int64         // received when the handshake finished
-	linger  time.Duration // how long a closed connection still counts against MaxConns
-	limit   int           // the server's SETTINGS_MAX_CONCURRENT_STREAMS
-	streams int           // guarded by Dialer.mu
-	owed    int64         // guarded by Dialer.mu: downstream bytes the open requests may still cost
-	spent   bool          // guarded by Dialer.mu: take no new requests
+	hs      int64           // received when the handshake finished
+	gone    <-chan struct{} // closed when the connection has ended both ways (see finConn)
+	limit   int             // the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	streams int             // guarded by Dialer.mu
+	owed    int64           // guarded by Dialer.mu: downstream bytes the open requests may still cost
+	spent   bool            // guarded by Dialer.mu: take no new requests
 	// parked are the cancel funcs of download requests open on this
 	// connection; they are moved to a fresh connection when it is spent,
 	// so a download waiting for data does not hold a spent connection
@@ -294,20 +294,19 @@ func (d *Dialer) gcLocked() {
 	d.conns = kept
 }
 
-// closeLocked closes pc and keeps its slot for pc.linger: an observer on
-// the path sees the connection until the server's FIN comes back, about
-// a round trip later, and a censor counting connections would count it.
+// closeLocked closes pc and keeps its slot until the connection has ended
+// both ways: an observer on the path sees the connection until FINs have
+// passed in both directions, and a censor counting connections counts it
+// until then.
 func (d *Dialer) closeLocked(pc *pconn) {
 	d.closing++
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		pc.cc.Close()
-		t := time.NewTimer(pc.linger)
 		select {
-		case <-t.C:
+		case <-pc.gone:
 		case <-d.ctx.Done():
-			t.Stop()
 		}
 		d.mu.Lock()
 		d.closing--
@@ -458,13 +457,10 @@ const pingTimeout = 10 * time.Second
 
 // dial opens one connection and starts HTTP/2 on it.
 func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
-	start := time.Now()
 	conn, rx, err := d.cfg.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// TCP and REALITY take about two round trips; the FIN's return takes one.
-	linger := min(max(time.Since(start)/2, 5*time.Millisecond), time.Second)
 	d.dialed.Add(1)
 	if rx == nil {
 		cr := &countingReader{Conn: conn}
@@ -475,7 +471,8 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", d.cfg.Budget, hs)
 	}
-	cc, err := d.h2.NewClientConn(conn)
+	fc := newFinConn(conn)
+	cc, err := d.h2.NewClientConn(fc)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: start HTTP/2: %w", err)
@@ -500,7 +497,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 	if limit == 0 {
 		limit = 100 // what x/net assumes until SETTINGS arrive
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, linger: linger, limit: limit}, nil
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, gone: fc.Gone(), limit: limit}, nil
 }
 
 type countingReader struct {
@@ -512,6 +509,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// CloseWrite half-closes the connection under the counter (see finConn).
+func (c *countingReader) CloseWrite() error {
+	if !halfClose(c.Conn) {
+		return errors.New("xhttp: the connection cannot be half-closed")
+	}
+	return nil
 }
 
 // request builds a request with a browser's fetch() headers and padding.

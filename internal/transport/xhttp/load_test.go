@@ -240,7 +240,7 @@ func TestManyIdleSessions(t *testing.T) {
 			if live := d.Stats().Live; live > int64(tc.afterClose) {
 				t.Errorf("Live = %d after most sessions ended, want at most %d", live, tc.afterClose)
 			}
-			// Closed connections linger up to a second; poll until the last
+			// Closed connections wait for the server's FIN; poll until the last
 			// one is collected.
 			kept, total := watch.retained(d)
 			for deadline := time.Now().Add(30 * time.Second); kept > 0 && time.Now().Before(deadline); {
