@@ -68,6 +68,7 @@ type Flow struct {
 	Server  netip.AddrPort
 	Start   time.Time
 
+	closed sync.Once // the flow's end is told to the middleboxes once
 	mu     sync.Mutex
 	seen   [2][]byte // guarded by mu; first MaxInspect bytes per direction (TCP) or of the datagrams (UDP)
 	count  [2]int64  // guarded by mu; bytes per direction
@@ -330,13 +331,17 @@ func (c *Censor) decided(f *Flow, b Middlebox, v Verdict) Verdict {
 	return v
 }
 
+// closeFlow tells the middleboxes that f has ended; only the first call
+// counts.
 func (c *Censor) closeFlow(f *Flow) {
-	c.mu.Lock()
-	delete(c.live, f.ID)
-	c.mu.Unlock()
-	for _, b := range c.boxes {
-		b.Close(f)
-	}
+	f.closed.Do(func() {
+		c.mu.Lock()
+		delete(c.live, f.ID)
+		c.mu.Unlock()
+		for _, b := range c.boxes {
+			b.Close(f)
+		}
+	})
 }
 
 func (c *Censor) newFlow(network string, client, server netip.AddrPort) *Flow {

@@ -1,6 +1,8 @@
 package censorlab
 
 import (
+	"io"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -63,5 +65,33 @@ func TestIPBlocklist(t *testing.T) {
 	c.BlockIP(netip.MustParseAddr("127.0.2.7"), 0, "prober", "test")
 	if cut != Reset || !c.IPBlocked(netip.MustParseAddr("127.0.2.7")) {
 		t.Fatalf("live flow after its server was blocked: %v, want reset", cut)
+	}
+}
+
+// A connection whose FINs have passed both ways is no longer counted when
+// its client sees the last FIN: a client that opens its next connection at
+// that moment stays within a cap of one. The censor used to forget a flow
+// only after both of its relays had wound down, after the last FIN was
+// passed on, and reset the next connection on a busy machine.
+func TestConnCountForgetsFlowBeforeLastFIN(t *testing.T) {
+	server := serveTCP(t, "127.0.2.41", func(c net.Conn) { io.Copy(io.Discard, c) })
+	c := NewCensor(&ConnCount{Max: 1, BlockFor: time.Minute})
+	via := exposed(t, c, server)
+	for i := range 300 {
+		conn, err := net.Dial("tcp", via)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		conn.Write([]byte("ping"))
+		conn.(*net.TCPConn).CloseWrite()
+		_, err = io.Copy(io.Discard, conn)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("connection %d, opened when the last one had ended: %v (events: %v)", i, err, c.Events())
+		}
+	}
+	if ev := c.Events(); len(ev) > 0 {
+		t.Fatalf("censor acted on one connection at a time: %v", ev)
 	}
 }

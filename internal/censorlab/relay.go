@@ -20,6 +20,22 @@ type tcpPath struct {
 
 	mu     sync.Mutex
 	action Action // guarded by mu; Pass, Freeze or Reset
+	ended  int    // guarded by mu; directions whose sender has ended
+}
+
+// end records that one direction has ended and reports whether the flow is
+// now over. Like a tracker of connection state, the censor forgets the flow
+// once FINs have passed both ways, and it does so before the second FIN is
+// passed on: no endpoint sees a connection end that the censor still counts.
+func (p *tcpPath) end() bool {
+	p.mu.Lock()
+	p.ended++
+	over := p.ended == 2
+	p.mu.Unlock()
+	if over {
+		p.c.closeFlow(p.flow)
+	}
+	return over
 }
 
 // relayTCP carries one client connection to server, showing both
@@ -35,6 +51,7 @@ func (c *Censor) relayTCP(client *net.TCPConn, server netip.AddrPort) {
 	case Freeze:
 		p.cut(Freeze)
 		io.Copy(io.Discard, client)
+		c.closeFlow(p.flow)
 		client.Close()
 		return
 	}
@@ -79,6 +96,7 @@ func (p *tcpPath) cut(a Action) {
 	server := p.server
 	p.mu.Unlock()
 	if a == Reset {
+		p.c.closeFlow(p.flow)
 		resetConn(p.client)
 		if server != nil {
 			resetConn(server)
@@ -121,13 +139,17 @@ func (p *tcpPath) pump(dir Dir, dst, src *net.TCPConn) {
 			switch {
 			case p.state() == Freeze:
 				// The peer gave up on a frozen connection: forget it.
+				p.c.closeFlow(p.flow)
 				src.Close()
 				dst.Close()
 			case errors.Is(err, io.EOF):
+				p.end()
 				dst.CloseWrite()
 			case errors.Is(err, syscall.ECONNRESET):
+				p.c.closeFlow(p.flow)
 				resetConn(dst)
 			default:
+				p.c.closeFlow(p.flow)
 				dst.Close()
 			}
 			return
