@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,7 +35,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(checkHostResolv(m.Run))
+	code := checkHostResolv(m.Run)
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath)) // the binary built for the run
+	}
+	os.Exit(code)
 }
 
 func helperMain(mode string, args []string) error {

@@ -23,6 +23,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildPath != "" {
+		os.RemoveAll(filepath.Dir(buildPath)) // the binary built for the run
+	}
+	os.Exit(code)
+}
+
 // burrowBinary builds the real burrow binary once per test run, for tests
 // that need a separate process (signals, kill -9, concurrent CLI use).
 func burrowBinary(t *testing.T) string {
