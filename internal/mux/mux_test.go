@@ -314,7 +314,7 @@ func TestServerMuxBadFrame(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- ServerMux(context.Background(), server, dialLoopback) }()
 	client.Write(unhex(t, "0004 0000 07 00"))
-	if err := <-done; !errors.Is(err, ErrFrame) {
-		t.Errorf("ServerMux(unknown status) = %v, want ErrFrame", err)
+	if err := <-done; !errors.Is(err, ErrFrame) || strings.Count(err.Error(), "mux:") != 1 {
+		t.Errorf("ServerMux(unknown status) = %v, want ErrFrame, the package named once", err)
 	}
 }

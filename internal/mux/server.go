@@ -86,8 +86,11 @@ func ServeMux(ctx context.Context, conn net.Conn, dial Dial, opts ServerOptions)
 	s.closeAll()
 	conn.SetDeadline(time.Unix(1, 0))
 	s.wg.Wait()
-	if interrupted || errors.Is(err, io.EOF) {
+	switch {
+	case interrupted || errors.Is(err, io.EOF):
 		return nil
+	case errors.Is(err, ErrFrame):
+		return err // says "mux: malformed frame" itself
 	}
 	return fmt.Errorf("mux: %w", err)
 }
