@@ -10,7 +10,8 @@ import (
 )
 
 // Prober is the GFW-style active prober. The first time it sees a TCP flow
-// to a server, it waits Delay and then probes the server directly (not
+// to a server, it waits for that flow's first client flight (until the
+// server's first answer, or the flow's end), then Delay, and then probes the server directly (not
 // through the path) with Probes: a replay of that flow's first client
 // flight, random bytes, TLS with the flight's SNI and with another SNI, and
 // plain HTTP. Each probe also goes to the site the SNI really belongs to
@@ -39,6 +40,7 @@ type Prober struct {
 	idle    *sync.Cond                       // signalled when pending drops to 0
 	pending int                              // guarded by mu; probe goroutines running
 	first   map[netip.AddrPort]*Flow         // guarded by mu; the flow that made the server known
+	seen    map[*Flow]chan struct{}          // guarded by mu; first flows whose client flight is not complete yet
 	flights map[netip.AddrPort][]byte        // guarded by mu; that flow's client bytes before the server's first answer
 	results map[netip.AddrPort][]ProbeResult // guarded by mu
 }
@@ -50,6 +52,7 @@ func (p *Prober) attach(c *Censor) {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.idle = sync.NewCond(&p.mu)
 	p.first = map[netip.AddrPort]*Flow{}
+	p.seen = map[*Flow]chan struct{}{}
 	p.flights = map[netip.AddrPort][]byte{}
 	p.results = map[netip.AddrPort][]ProbeResult{}
 }
@@ -70,8 +73,11 @@ func (p *Prober) Open(f *Flow) Verdict {
 	}
 	p.mu.Lock()
 	_, known := p.first[f.Server]
+	var flight chan struct{}
 	if !known {
 		p.first[f.Server] = f
+		flight = make(chan struct{})
+		p.seen[f] = flight
 		p.pending++
 	}
 	p.mu.Unlock()
@@ -87,6 +93,15 @@ func (p *Prober) Open(f *Flow) Verdict {
 				p.idle.Broadcast()
 				p.mu.Unlock()
 			}()
+			// A prober acts on what it saw: the client's first flight,
+			// however long the path took to carry it. A flow that never
+			// completes its flight is probed after flightWait anyway.
+			select {
+			case <-flight:
+			case <-time.After(Budget(flightWait)):
+			case <-p.ctx.Done():
+				return
+			}
 			select {
 			case <-time.After(delay):
 				p.probe(f.Server)
@@ -97,6 +112,10 @@ func (p *Prober) Open(f *Flow) Verdict {
 	return Verdict{}
 }
 
+// flightWait bounds the wait for a first flow's client flight (scaled to
+// the machine by Budget).
+const flightWait = 5 * time.Second
+
 func (p *Prober) Data(f *Flow, dir Dir, _ []byte) Verdict {
 	if dir != Down || f.Pieces(Down) != 1 {
 		return Verdict{}
@@ -105,11 +124,24 @@ func (p *Prober) Data(f *Flow, dir Dir, _ []byte) Verdict {
 	if p.first[f.Server] == f {
 		p.flights[f.Server] = slices.Clone(f.Seen(Up))
 	}
+	p.flightDoneLocked(f)
 	p.mu.Unlock()
 	return Verdict{}
 }
 
-func (*Prober) Close(*Flow) {}
+// Close ends the wait for a first flow that ended before the server answered.
+func (p *Prober) Close(f *Flow) {
+	p.mu.Lock()
+	p.flightDoneLocked(f)
+	p.mu.Unlock()
+}
+
+func (p *Prober) flightDoneLocked(f *Flow) {
+	if ch, ok := p.seen[f]; ok {
+		close(ch)
+		delete(p.seen, f)
+	}
+}
 
 // Results returns the probe results for server, once probed.
 func (p *Prober) Results(server netip.AddrPort) []ProbeResult {

@@ -115,3 +115,32 @@ func TestAudit(t *testing.T) {
 		}
 	}
 }
+
+// A client slower than the prober's delay (a busy machine, a long path)
+// still has its first flight replayed: the prober waits for the flight,
+// not for a fixed time after the connection opened.
+func TestProberWaitsForFlight(t *testing.T) {
+	cover := startCover(t)
+	own := plainTLS(t, "127.0.2.47")
+	p := &Prober{Delay: 20 * time.Millisecond, Patience: time.Second, Reference: cover.Addr, ReferenceSNI: CoverSNI,
+		Resolve: func(string) string { return cover.Addr }}
+	c := NewCensor(p)
+	conn, err := net.Dial("tcp", exposed(t, c, own))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * p.Delay) // the client is slow to send its hello
+	tc := tls.Client(conn, &tls.Config{ServerName: CoverSNI, InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(3 * time.Second))
+	tc.Handshake()
+	c.Settle()
+	tc.Close()
+	res := p.Results(own)
+	replayed := false
+	for _, r := range res {
+		replayed = replayed || strings.Contains(strings.ToLower(r.Probe), "replay")
+	}
+	if len(res) < 10 || !replayed {
+		t.Errorf("%d probe results (replay among them: %v), want the whole battery with the replayed flight", len(res), replayed)
+	}
+}
