@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,13 +252,27 @@ func TestMuxThroughRelayCopy(t *testing.T) {
 // every handshake fails together, on one attempt or a few, not one each.
 func TestMuxServerDown(t *testing.T) {
 	bed := startBed(t)
+	const streams = 20
 	var mu sync.Mutex
 	attempts := 0
+	// An attempt is held until every stream has asked for a carrier, then
+	// closed (the handshake fails): however slowly a busy machine starts the
+	// streams, they all find the first attempt under way.
+	var asked atomic.Int32
+	allAsked := make(chan struct{})
+	ask := func() {
+		if asked.Add(1) == streams {
+			close(allAsked)
+		}
+	}
 	down := serveLoopback(t, func(c net.Conn) {
 		mu.Lock()
 		attempts++
 		mu.Unlock()
-		time.Sleep(50 * time.Millisecond) // then close: the handshake fails
+		select {
+		case <-allAsked:
+		case <-time.After(30 * time.Second): // a stream that never asked fails the test below
+		}
 	})
 	l := bed.link
 	l.TCPMux = true
@@ -271,17 +286,18 @@ func TestMuxServerDown(t *testing.T) {
 	defer tun.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const streams = 20
 	errs := make([]error, streams)
 	var wg sync.WaitGroup
 	for i := range streams {
 		wg.Go(func() {
 			c, err := tun.DialContext(ctx, "tcp", bed.target)
 			if err != nil {
+				ask()
 				errs[i] = err
 				return
 			}
 			defer c.Close()
+			ask() // the Write asks for the carrier
 			_, errs[i] = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 		})
 	}
