@@ -58,6 +58,8 @@ func helperMain(mode string, args []string) error {
 		return s.Close()
 	case "capture":
 		return runCapture(ctx, args[0])
+	case "mark":
+		return sendMark(args[0], args[1])
 	case "udp":
 		return udpExchange(args[0], args[1])
 	case "dnsq":
@@ -340,6 +342,34 @@ func runCapture(ctx context.Context, iface string) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// markType is the EtherType of the capture's marker frames (IEEE 802 local
+// experimental): no stack handles it, so a marker moves no state.
+const markType = 0x88b5
+
+// sendMark sends one broadcast frame of type markType carrying token out of
+// iface, from a packet socket, so that neither routes nor the kill switch's
+// rules stand in its way. A capture on the same link prints it as
+// "mark TOKEN" after every frame that went over the link before it.
+func sendMark(iface, token string) error {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	bcast := [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	frame := append(bcast[:6:6], ifi.HardwareAddr...)
+	frame = binary.BigEndian.AppendUint16(frame, markType)
+	frame = append(frame, token...)
+	for len(frame) < 60 { // the Ethernet minimum, without the FCS
+		frame = append(frame, 0)
+	}
+	return unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Protocol: htons(markType), Halen: 6, Addr: bcast})
+}
+
 func describeFrame(f []byte) string {
 	if len(f) < 14 {
 		return "short"
@@ -349,6 +379,8 @@ func describeFrame(f []byte) string {
 	switch et {
 	case 0x0806:
 		return "arp"
+	case markType:
+		return "mark " + strings.TrimRight(string(p), "\x00")
 	case 0x0800:
 		if len(p) < 20 {
 			return "ip4 short"

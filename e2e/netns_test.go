@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -282,20 +281,6 @@ func (p *proc) stop(sig syscall.Signal) error {
 		<-p.done
 		return fmt.Errorf("%s did not exit within 15s of %v", p.name, sig)
 	}
-}
-
-// lines returns the output lines after the first n bytes.
-func (p *proc) linesFrom(n int) []string {
-	out := p.Output()
-	if n > len(out) {
-		n = len(out)
-	}
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(out[n:]))
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-	}
-	return lines
 }
 
 // netState is what the client namespace's routing looks like, for

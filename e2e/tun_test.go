@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,8 +141,7 @@ func captureOK(line string, direct bool) bool {
 // (so an empty capture cannot pass).
 func (tl *tunLab) checkCapture(t *testing.T, phase string, c *proc, from int, direct, wantTunnel bool) int {
 	t.Helper()
-	time.Sleep(300 * time.Millisecond) // let the capture print the last frames
-	lines := c.linesFrom(from)
+	lines, next := tl.captureUntilMark(t, phase, c, from)
 	bad, tunnel, around := 0, 0, 0
 	for _, line := range lines {
 		switch {
@@ -168,7 +168,41 @@ func (tl *tunLab) checkCapture(t *testing.T, phase string, c *proc, from int, di
 		t.Errorf("%s: the capture saw no frames to the direct-routed destinations", phase)
 	}
 	t.Logf("%s: capture saw %d frames: %d tunnel, %d direct by rule, %d outside", phase, len(lines), tunnel, around, bad)
-	return len(c.Output())
+	return next
+}
+
+// captureUntilMark sends a marker frame over the client–router link and waits
+// until the capture has printed it: the capture prints the link's frames in
+// order, so by then it has printed every frame of the phase. It returns the
+// lines printed since offset from, before the marker's, and the offset just
+// past the marker's line (frames after it belong to the next phase).
+func (tl *tunLab) captureUntilMark(t *testing.T, phase string, c *proc, from int) ([]string, int) {
+	t.Helper()
+	token := strconv.Itoa(from) // offsets only grow: each phase's marker is its own
+	if out, err := tl.helper(tl.client, "mark", "c0", token); err != nil {
+		t.Fatalf("%s: send the capture's marker frame: %v\n%s", phase, err, out)
+	}
+	mark := "mark " + token + "\n"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rest := c.Output()[from:]
+		if i := strings.Index("\n"+rest, "\n"+mark); i >= 0 {
+			var lines []string
+			if before := strings.TrimSuffix(rest[:i], "\n"); before != "" {
+				lines = strings.Split(before, "\n")
+			}
+			return lines, from + i + len(mark)
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("%s: the capture exited before it saw the marker frame: %v\n%s", phase, c.err, rest)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the capture did not print the marker frame within 30s", phase)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
 }
 
 func TestTUN(t *testing.T) {

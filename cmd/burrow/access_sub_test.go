@@ -157,6 +157,20 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 	return m
 }
 
+// scrapeUntil scrapes addr until ok holds of the metrics, or a budget for a
+// busy machine runs out, and returns the last scrape.
+func scrapeUntil(t *testing.T, addr string, ok func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := scrape(t, addr)
+		if ok(m) || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
 // TestAccessMetrics: the metrics endpoint counts bytes, authenticated
 // handshakes, connections handed to the cover, egress refusals and active
 // connections; per-user series only with --metrics-per-user.
@@ -189,31 +203,47 @@ func TestAccessMetrics(t *testing.T) {
 			t.Fatalf("probe: %v", err)
 		}
 		pc.Close()
-		time.Sleep(200 * time.Millisecond)
-		m := scrape(t, maddr)
+		// The counters settle after the events above (the prober handed to
+		// the cover, the download's connection closed): scrape until they
+		// read as wanted, or a budget runs out, rather than after a pause.
+		var problems []string
+		m := scrapeUntil(t, maddr, func(m map[string]float64) bool {
+			problems = metricsProblems(m, perUser, size)
+			return len(problems) == 0
+		})
 		t.Logf("perUser=%v metrics: %v", perUser, m)
-		if m[`burrow_handshakes_total{result="authenticated"}`] < 1 || m[`burrow_handshakes_total{result="cover"}`] < 1 {
-			t.Errorf("handshake counters %v, want >= 1 authenticated and >= 1 cover", m)
-		}
-		if perUser {
-			if m[`burrow_bytes_total{direction="down"}`] < size || m[`burrow_bytes_total{direction="up"}`] < 50 {
-				t.Errorf("bytes %v, want >= %d down", m, size)
-			}
-			if m["burrow_connections_active"] != 1 || m[`burrow_user_connections_active{user="frank"}`] != 1 {
-				t.Errorf("active %v, want 1 (frank's stream)", m)
-			}
-			if got := m[`burrow_user_bytes{user="frank",direction="down"}`]; got < size {
-				t.Errorf("per-user bytes for frank = %v, want >= %d (unflushed bytes included)", got, size)
-			}
-		} else {
-			if m["burrow_egress_refused_total"] < 1 {
-				t.Errorf("egress refusals %v, want >= 1 (private egress is off)", m["burrow_egress_refused_total"])
-			}
-			for k := range m {
-				if strings.Contains(k, "user=") {
-					t.Errorf("series %s without --metrics-per-user", k)
-				}
-			}
+		for _, p := range problems {
+			t.Error(p)
 		}
 	}
+}
+
+// metricsProblems lists how the metrics m of TestAccessMetrics differ from
+// what they should read after its traffic.
+func metricsProblems(m map[string]float64, perUser bool, size float64) []string {
+	var p []string
+	if m[`burrow_handshakes_total{result="authenticated"}`] < 1 || m[`burrow_handshakes_total{result="cover"}`] < 1 {
+		p = append(p, fmt.Sprintf("handshake counters %v, want >= 1 authenticated and >= 1 cover", m))
+	}
+	if !perUser {
+		if m["burrow_egress_refused_total"] < 1 {
+			p = append(p, fmt.Sprintf("egress refusals %v, want >= 1 (private egress is off)", m["burrow_egress_refused_total"]))
+		}
+		for k := range m {
+			if strings.Contains(k, "user=") {
+				p = append(p, fmt.Sprintf("series %s without --metrics-per-user", k))
+			}
+		}
+		return p
+	}
+	if m[`burrow_bytes_total{direction="down"}`] < size || m[`burrow_bytes_total{direction="up"}`] < 50 {
+		p = append(p, fmt.Sprintf("bytes %v, want >= %v down", m, size))
+	}
+	if m["burrow_connections_active"] != 1 || m[`burrow_user_connections_active{user="frank"}`] != 1 {
+		p = append(p, fmt.Sprintf("active %v, want 1 (frank's stream)", m))
+	}
+	if got := m[`burrow_user_bytes{user="frank",direction="down"}`]; got < size {
+		p = append(p, fmt.Sprintf("per-user bytes for frank = %v, want >= %v (unflushed bytes included)", got, size))
+	}
+	return p
 }

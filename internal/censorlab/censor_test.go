@@ -51,7 +51,7 @@ func exposed(t *testing.T, c *Censor, server netip.AddrPort) string {
 func TestCensorReassemblesSplitHello(t *testing.T) {
 	got := make(chan []byte, 2)
 	server := serveTCP(t, "127.0.2.40", func(c net.Conn) {
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		c.SetReadDeadline(time.Now().Add(30 * time.Second)) // reads until the client closes
 		b, _ := io.ReadAll(c)
 		got <- b
 	})
@@ -71,9 +71,13 @@ func TestCensorReassemblesSplitHello(t *testing.T) {
 		conn.(*net.TCPConn).SetNoDelay(true)
 		for off := 0; off < len(tt.hello); off += 40 {
 			conn.Write(tt.hello[off:min(off+40, len(tt.hello))])
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // spacing the segments
 		}
-		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		wait := Budget(time.Second) // no reset: watched for a scaled window
+		if tt.reset {
+			wait = 30 * time.Second // a reset: awaited, with time for a busy machine
+		}
+		conn.SetReadDeadline(time.Now().Add(wait))
 		_, rerr := conn.Read(make([]byte, 1))
 		conn.Close()
 		events := c.Events()
@@ -106,10 +110,16 @@ func TestCensorFreeze(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	// The budget is awaited as bytes, with time for a busy machine; the
+	// silence after it is watched for a window scaled to the machine.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := io.ReadFull(conn, make([]byte, 16384)); err != nil {
+		t.Fatalf("read %d bytes, then %v; want the 16384 of the budget", n, err)
+	}
+	conn.SetReadDeadline(time.Now().Add(Budget(500 * time.Millisecond)))
 	n, err := io.Copy(io.Discard, conn)
-	if n != 16384 || !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("read %d bytes, then %v; want 16384 bytes, then a timeout", n, err)
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after the budget: read %d bytes, then %v; want nothing, then a timeout", n, err)
 	}
 }
 
@@ -173,7 +183,11 @@ func TestCensorUDP(t *testing.T) {
 			t.Fatal(err)
 		}
 		u.Write(tt.first)
-		u.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		wait := Budget(300 * time.Millisecond) // silence: watched for a scaled window
+		if tt.echo {
+			wait = 30 * time.Second // an echo: awaited, with time for a busy machine
+		}
+		u.SetReadDeadline(time.Now().Add(wait))
 		_, err = u.Read(make([]byte, 2048))
 		u.Close()
 		if (err == nil) != tt.echo {

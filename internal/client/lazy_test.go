@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,16 +97,23 @@ func TestMuxCarriesPlainStreams(t *testing.T) {
 		t.Errorf("after one TLS-looking stream: %d connections to the server, want 2", n)
 	}
 
-	// Closed before writing: nothing is opened.
+	// Closed before writing: nothing is opened. A carrier is only ever opened
+	// by the conn's one start (on its first Write, or a Read after firstWait);
+	// once the Write and a Read after Close have failed with net.ErrClosed that
+	// start has been decided and no later call can open anything, so the
+	// count below is final, not a guess after a pause.
 	c, err = tun.DialContext(ctx, "tcp", echo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
-	if _, err := c.Write([]byte("x")); err == nil {
-		t.Error("Write after Close succeeded")
+	if _, err := c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close = %v, want net.ErrClosed", err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close = %v, want net.ErrClosed", err)
+	}
 	if n := relay.count(); n != 2 {
 		t.Errorf("a stream closed before any byte opened a connection: %d, want 2", n)
 	}
@@ -244,13 +252,27 @@ func TestMuxThroughRelayCopy(t *testing.T) {
 // every handshake fails together, on one attempt or a few, not one each.
 func TestMuxServerDown(t *testing.T) {
 	bed := startBed(t)
+	const streams = 20
 	var mu sync.Mutex
 	attempts := 0
+	// An attempt is held until every stream has asked for a carrier, then
+	// closed (the handshake fails): however slowly a busy machine starts the
+	// streams, they all find the first attempt under way.
+	var asked atomic.Int32
+	allAsked := make(chan struct{})
+	ask := func() {
+		if asked.Add(1) == streams {
+			close(allAsked)
+		}
+	}
 	down := serveLoopback(t, func(c net.Conn) {
 		mu.Lock()
 		attempts++
 		mu.Unlock()
-		time.Sleep(50 * time.Millisecond) // then close: the handshake fails
+		select {
+		case <-allAsked:
+		case <-time.After(30 * time.Second): // a stream that never asked fails the test below
+		}
 	})
 	l := bed.link
 	l.TCPMux = true
@@ -264,17 +286,18 @@ func TestMuxServerDown(t *testing.T) {
 	defer tun.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const streams = 20
 	errs := make([]error, streams)
 	var wg sync.WaitGroup
 	for i := range streams {
 		wg.Go(func() {
 			c, err := tun.DialContext(ctx, "tcp", bed.target)
 			if err != nil {
+				ask()
 				errs[i] = err
 				return
 			}
 			defer c.Close()
+			ask() // the Write asks for the carrier
 			_, errs[i] = c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 		})
 	}

@@ -43,6 +43,11 @@ func TestSpare(t *testing.T) {
 	if err := fetch(ctx, tun, bed.target, 100<<10); err != nil {
 		t.Fatalf("first fetch: %v", err)
 	}
+	// The dial arranged for the next spare before it returned (what
+	// TestNoSpareByDefault relies on to see that none is coming).
+	if c, busy := tun.spareState(); c == nil && !busy && !tun.spareScheduled() {
+		t.Error("after the first fetch: no spare ready, being opened or scheduled")
+	}
 	spare := waitSpare(t, tun, nil)
 
 	// The next connection takes the spare, and a new one is opened behind it.
@@ -119,8 +124,17 @@ func TestNoSpareByDefault(t *testing.T) {
 	if err := fetch(ctx, tun, bed.target, 1000); err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if c, busy := tun.spareState(); c != nil || busy {
-		t.Fatalf("Spare off: spare %v, handshake under way %v; want none", c, busy)
+	// With spares on, the connection's dial leaves a spare ready, being
+	// opened or scheduled (fillSpareLater) before it returns; so right after
+	// the fetch, with none of the three, no spare is coming.
+	if c, busy := tun.spareState(); c != nil || busy || tun.spareScheduled() {
+		t.Fatalf("Spare off: spare %v, handshake under way %v, scheduled %v; want none", c, busy, tun.spareScheduled())
 	}
+}
+
+// spareScheduled reports whether a spare is to be opened after spareDelay.
+func (t *Tunnel) spareScheduled() bool {
+	t.spare.mu.Lock()
+	defer t.spare.mu.Unlock()
+	return t.spare.delay != nil
 }

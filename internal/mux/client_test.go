@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
 )
 
@@ -104,56 +105,60 @@ func TestDialDataServer(t *testing.T) {
 	}
 }
 
-// TestClientLenIdleDone follows Len, Idle and Done through a client's life.
+// TestClientLenIdleDone follows Len, Idle and Done through a client's life. It runs in a
+// synctest bubble: Idle is measured on the bubble's fake clock, so it is exact, and
+// synctest.Wait, not a sleep, says when the client has handled what the peer sent.
 func TestClientLenIdleDone(t *testing.T) {
-	cl, peer := net.Pipe()
-	c := NewClient(cl)
-	defer c.Close()
-	go io.Copy(io.Discard, peer)
-	time.Sleep(20 * time.Millisecond)
-	if n, idle := c.Len(), c.Idle(); n != 0 || idle < 20*time.Millisecond {
-		t.Errorf("new client: Len, Idle = %d, %v, want 0, >= 20ms", n, idle)
-	}
-	st1, err := c.Dial(context.Background(), "tcp", "a.test:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st2, err := c.Dial(context.Background(), "tcp", "b.test:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, idle := c.Len(), c.Idle(); n != 2 || idle != 0 {
-		t.Errorf("two streams: Len, Idle = %d, %v, want 2, 0", n, idle)
-	}
-	st1.Close()
-	if n, idle := c.Len(), c.Idle(); n != 1 || idle != 0 {
-		t.Errorf("one stream closed: Len, Idle = %d, %v, want 1, 0", n, idle)
-	}
-	// The server's End ends the other.
-	peer.Write(end(st2.(*stream).id))
-	for deadline := time.Now().Add(5 * time.Second); c.Len() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("Len after the server's End = %d, want 0", c.Len())
+	synctest.Test(t, func(t *testing.T) {
+		cl, peer := net.Pipe()
+		c := NewClient(cl)
+		defer c.Close()
+		go io.Copy(io.Discard, peer)
+		time.Sleep(20 * time.Millisecond)
+		if n, idle := c.Len(), c.Idle(); n != 0 || idle != 20*time.Millisecond {
+			t.Errorf("new client after 20ms: Len, Idle = %d, %v, want 0, 20ms", n, idle)
 		}
-	}
-	time.Sleep(20 * time.Millisecond)
-	if idle := c.Idle(); idle < 20*time.Millisecond || idle > 5*time.Second {
-		t.Errorf("Idle 20ms after the last stream ended = %v", idle)
-	}
-	select {
-	case <-c.Done():
-		t.Fatal("Done closed on a live connection")
-	default:
-	}
-	peer.Close()
-	select {
-	case <-c.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("Done not closed after the connection ended")
-	}
-	if _, err := c.Dial(context.Background(), "tcp", "a.test:1"); err == nil {
-		t.Error("Dial after Done = nil error, want one")
-	}
+		st1, err := c.Dial(context.Background(), "tcp", "a.test:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st2, err := c.Dial(context.Background(), "tcp", "b.test:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, idle := c.Len(), c.Idle(); n != 2 || idle != 0 {
+			t.Errorf("two streams: Len, Idle = %d, %v, want 2, 0", n, idle)
+		}
+		st1.Close()
+		if n, idle := c.Len(), c.Idle(); n != 1 || idle != 0 {
+			t.Errorf("one stream closed: Len, Idle = %d, %v, want 1, 0", n, idle)
+		}
+		// The server's End ends the other.
+		peer.Write(end(st2.(*stream).id))
+		synctest.Wait()
+		if n := c.Len(); n != 0 {
+			t.Fatalf("Len after the server's End = %d, want 0", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if idle := c.Idle(); idle != 20*time.Millisecond {
+			t.Errorf("Idle 20ms after the last stream ended = %v, want 20ms", idle)
+		}
+		select {
+		case <-c.Done():
+			t.Fatal("Done closed on a live connection")
+		default:
+		}
+		peer.Close()
+		synctest.Wait()
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("Done not closed after the connection ended")
+		}
+		if _, err := c.Dial(context.Background(), "tcp", "a.test:1"); err == nil {
+			t.Error("Dial after Done = nil error, want one")
+		}
+	})
 }
 
 // TestReadChunk: Keep frames of one stream that the reader holds come out as one chunk, up

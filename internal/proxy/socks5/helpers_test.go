@@ -44,10 +44,51 @@ func (d *testDialer) DialContext(ctx context.Context, network, address string) (
 	if err != nil {
 		return nil, err
 	}
+	if network == "udp" {
+		c = &trackedConn{Conn: c, address: address, closed: make(chan struct{})}
+	}
 	d.mu.Lock()
 	d.conns = append(d.conns, c)
 	d.mu.Unlock()
 	return c, nil
+}
+
+// trackedConn is a dialed UDP conn whose closed channel is closed by Close:
+// tests wait for a session's end on it. TCP conns are not wrapped, so the
+// server still sees a *net.TCPConn (CloseWrite, splicing).
+type trackedConn struct {
+	net.Conn
+	address string // as requested, before any rewrite
+	once    sync.Once
+	closed  chan struct{}
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Close()
+}
+
+// waitUDPClosed waits until the first UDP conn dialed to target (as
+// requested, before any rewrite) is closed.
+func (d *testDialer) waitUDPClosed(t *testing.T, target string, budget time.Duration) {
+	t.Helper()
+	var tc *trackedConn
+	d.mu.Lock()
+	for _, c := range d.conns {
+		if c, ok := c.(*trackedConn); ok && c.address == target {
+			tc = c
+			break
+		}
+	}
+	d.mu.Unlock()
+	if tc == nil {
+		t.Fatalf("no UDP conn was dialed to %s", target)
+	}
+	select {
+	case <-tc.closed:
+	case <-time.After(budget):
+		t.Fatalf("the UDP conn to %s is still open after %v", target, budget)
+	}
 }
 
 func (d *testDialer) Calls() []string {

@@ -151,8 +151,10 @@ func TestUDPAssociate(t *testing.T) {
 		}
 	}
 
-	// Idle sessions are closed; the next datagram dials again.
-	time.Sleep(500 * time.Millisecond)
+	// Idle sessions are closed; the next datagram dials again. The close of
+	// the session's upstream is the event waited for (after UDPIdleTimeout;
+	// the budget is for a busy machine).
+	d.waitUDPClosed(t, domainDst.String(), 30*time.Second)
 	exchange(domainDst, 0x0104)
 	var udpDials int
 	for _, c := range d.Calls() {

@@ -195,6 +195,10 @@ func TestManyIdleSessions(t *testing.T) {
 
 			sessions, took := openIdle(t, d, tc.n)
 			opened := d.Stats()
+			// A window to watch for churn while idle, two of the longest
+			// download-retry backoffs (1 s) wide. Not a wait for an event: a
+			// busy machine shows less churn in it, never more, so it cannot
+			// fail a healthy dialer.
 			time.Sleep(2 * time.Second)
 			idle := d.Stats()
 			t.Logf("%d sessions open in %v with %d connections dialed (%d at most at once); %d dials while idle",
@@ -207,9 +211,6 @@ func TestManyIdleSessions(t *testing.T) {
 			}
 			if idle.MaxLive > int64(tc.wantConns) {
 				t.Errorf("MaxLive = %d, want at most %d", idle.MaxLive, tc.wantConns)
-			}
-			if took > 20*time.Second {
-				t.Errorf("opening %d sessions took %v, want well under 20s", tc.n, took)
 			}
 
 			// End the sessions of all connections but the oldest: they were the
