@@ -68,6 +68,8 @@ type Flow struct {
 	Server  netip.AddrPort
 	Start   time.Time
 
+	closed sync.Once // Censor.closeFlow runs once, at whichever end comes first
+
 	mu     sync.Mutex
 	seen   [2][]byte // guarded by mu; first MaxInspect bytes per direction (TCP) or of the datagrams (UDP)
 	count  [2]int64  // guarded by mu; bytes per direction
@@ -330,13 +332,20 @@ func (c *Censor) decided(f *Flow, b Middlebox, v Verdict) Verdict {
 	return v
 }
 
+// closeFlow ends a flow for the block-list and every middlebox, once: a
+// conntrack forgets a TCP flow when FINs have passed both ways or a reset
+// has, before the relay forwards that last FIN or reset (see tcpPath.pump),
+// so a client that saw the end cannot open its next connection while the
+// old one still counts.
 func (c *Censor) closeFlow(f *Flow) {
-	c.mu.Lock()
-	delete(c.live, f.ID)
-	c.mu.Unlock()
-	for _, b := range c.boxes {
-		b.Close(f)
-	}
+	f.closed.Do(func() {
+		c.mu.Lock()
+		delete(c.live, f.ID)
+		c.mu.Unlock()
+		for _, b := range c.boxes {
+			b.Close(f)
+		}
+	})
 }
 
 func (c *Censor) newFlow(network string, client, server netip.AddrPort) *Flow {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -17,6 +18,8 @@ type tcpPath struct {
 	c              *Censor
 	flow           *Flow
 	client, server *net.TCPConn // server is nil until dialed
+
+	eofs atomic.Int32 // directions that ended with a FIN
 
 	mu     sync.Mutex
 	action Action // guarded by mu; Pass, Freeze or Reset
@@ -79,6 +82,7 @@ func (p *tcpPath) cut(a Action) {
 	server := p.server
 	p.mu.Unlock()
 	if a == Reset {
+		p.c.closeFlow(p.flow) // the reset ends the flow before the peers see it
 		resetConn(p.client)
 		if server != nil {
 			resetConn(server)
@@ -124,8 +128,12 @@ func (p *tcpPath) pump(dir Dir, dst, src *net.TCPConn) {
 				src.Close()
 				dst.Close()
 			case errors.Is(err, io.EOF):
+				if p.eofs.Add(1) == 2 {
+					p.c.closeFlow(p.flow) // FINs both ways: closed, before the peer sees the last one
+				}
 				dst.CloseWrite()
 			case errors.Is(err, syscall.ECONNRESET):
+				p.c.closeFlow(p.flow)
 				resetConn(dst)
 			default:
 				dst.Close()
