@@ -17,7 +17,9 @@ import (
 // runLab is `burrow lab`: Burrow's transports and the baselines through the
 // simulated censors, as a table (or JSON lines). Exit status 1 when the CI
 // rule is broken: a Burrow cell not marked expected-fail was detected or lost
-// a byte, or a baseline was not caught where it must be.
+// a byte, an expected fail was caught by another rule or delivered less than
+// its floor, a benign control was flagged, or a baseline was not caught
+// where it must be.
 func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("lab", stderr)
 	asJSON := fs.Bool("json", false, "one JSON object per cell per line instead of the table")
@@ -35,15 +37,18 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if len(pos) > 0 {
 		return fmt.Errorf("lab: unexpected argument %q", pos[0])
 	}
-	systems := append(tunnels.All(), censorlab.Baselines()...)
+	systems := append(append(tunnels.All(), censorlab.Baselines()...), censorlab.Controls()...)
 	if *list {
 		for _, sc := range censorlab.Scenarios() {
 			fmt.Fprintf(stdout, "scenario  %-16s %s\n", sc.Name, sc.Doc)
 		}
 		for _, s := range systems {
 			kind := "burrow"
-			if s.Baseline {
+			switch {
+			case s.Baseline:
 				kind = "baseline"
+			case s.Control:
+				kind = "benign control (browsing, no tunnel)"
 			}
 			fmt.Fprintf(stdout, "system    %-16s %s\n", s.Name, kind)
 		}

@@ -27,6 +27,11 @@ type WhitelistEntry struct {
 	Networks []netip.Prefix
 }
 
+// RuleWhitelist is the rule name of the ClientHelloBox's whitelist mode in
+// events and the table, apart from its block-list and fingerprint rules
+// ("clienthello").
+const RuleWhitelist = "sni-whitelist"
+
 // ClientHelloBox reads the TLS ClientHello at the start of every TCP flow,
 // reassembled from however many segments and records carry it (so
 // splitting the hello does not help), and blocks it on its SNI or its
@@ -51,7 +56,7 @@ func (*ClientHelloBox) Name() string { return "clienthello" }
 
 func (b *ClientHelloBox) Open(f *Flow) Verdict {
 	if b.Whitelist != nil && f.Network == "udp" {
-		return Verdict{Action: Reset, Reason: "whitelist mode: UDP carries no listed SNI"}
+		return Verdict{Action: Reset, Rule: RuleWhitelist, Reason: "whitelist mode: UDP carries no listed SNI"}
 	}
 	return Verdict{}
 }
@@ -84,7 +89,7 @@ func (b *ClientHelloBox) Data(f *Flow, dir Dir, p []byte) Verdict {
 	b.mu.Unlock()
 	if err != nil {
 		if b.Whitelist != nil {
-			return Verdict{Action: Reset, Reason: "whitelist mode: not TLS"}
+			return Verdict{Action: Reset, Rule: RuleWhitelist, Reason: "whitelist mode: not TLS"}
 		}
 		return Verdict{}
 	}
@@ -100,7 +105,7 @@ func (b *ClientHelloBox) Judge(hello *tlshello.ClientHello, server netip.Addr) V
 		}
 	}
 	if b.Whitelist != nil && !b.whitelisted(sni, server) {
-		return Verdict{Action: Reset, Reason: fmt.Sprintf("whitelist mode: SNI %q towards %s is not listed", sni, server)}
+		return Verdict{Action: Reset, Rule: RuleWhitelist, Reason: fmt.Sprintf("whitelist mode: SNI %q towards %s is not listed", sni, server)}
 	}
 	if b.AllowJA4 != nil {
 		ja4 := hello.JA4()

@@ -23,7 +23,7 @@ func TestLabTable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	systems := append(All(), censorlab.Baselines()...)
+	systems := append(append(All(), censorlab.Baselines()...), censorlab.Controls()...)
 	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond}}, nil)
 	if err != nil {
 		t.Fatal(err)
