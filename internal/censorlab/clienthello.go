@@ -17,6 +17,10 @@ import (
 // client sends), Firefox and Safari, as in internal/camo/testdata/fingerprints.golden.
 var BrowserJA4 = map[string]string{
 	"t13d1517h2_8daaf6152771_cb7bf5808d99": "Chrome 156",
+	// Chrome 156's hello for a WebSocket on a connection of its own: ALPN
+	// http/1.1 only, so no ALPS (modelled: the spec above with those two
+	// changes, as the lab's benign control sends it).
+	"t13d1516h1_8daaf6152771_5b37b36a67c0": "Chrome 156 (WebSocket)",
 	"t13d1715h2_5b57614c22b0_a54fffd0eb61": "Firefox",
 	"t13d2013h2_a09f3c656075_7f0f34a4126d": "Safari",
 }

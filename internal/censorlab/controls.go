@@ -26,8 +26,8 @@ import (
 )
 
 // The benign controls: ordinary browsing with no tunnel, shaped like
-// headless Chromium 156 visiting the cover's site on the cover's own
-// network — the exact ClientHello Burrow imitates (camo's Chromium 156 spec,
+// headless Chromium 156 visiting the cover's site (another instance of it,
+// same certificate and pages, on the cover's own network) — the exact ClientHello Burrow imitates (camo's Chromium 156 spec,
 // JA4 t13d1517h2_…), HTTP/2 with Chrome's request headers and one
 // connection per origin reused across pages, a second connection for
 // credential-less fetches (fonts), and a WebSocket on its own HTTP/1.1
@@ -46,19 +46,20 @@ func Controls() []System {
 // chromeUA is Chromium 156's user agent.
 const chromeUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
 
-// browsingSite is a CDN node of the cover: HTTPS for the cover's name,
-// HTTP/2 and HTTP/1.1. A path ending in "-N" serves N bytes of the stream
-// named by the path; /ws is a WebSocket echo.
-func startBrowsingSite(ctx context.Context, ip netip.Addr) (*tcpServer, error) {
-	cert, err := selfSigned(CoverSNI)
-	if err != nil {
-		return nil, err
-	}
+// browsingHandler is what the lab's cover serves besides its own pages,
+// for the controls to browse: a path ending in "-N" serves N bytes of the
+// stream named by the path; /ws is a WebSocket echo (HTTP/1.1 upgrade).
+func browsingHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", serveWebSocket)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		i := strings.LastIndexByte(r.URL.Path, '-')
+		if i < 0 {
+			http.NotFound(w, r)
+			return
+		}
 		n, err := strconv.ParseInt(r.URL.Path[i+1:], 10, 64)
-		if i < 0 || err != nil || n < 0 || n > 64<<20 {
+		if err != nil || n < 0 || n > 64<<20 {
 			http.NotFound(w, r)
 			return
 		}
@@ -66,37 +67,18 @@ func startBrowsingSite(ctx context.Context, ip netip.Addr) (*tcpServer, error) {
 		w.Header().Set("Cache-Control", "max-age=3600")
 		io.Copy(w, io.LimitReader(newStream(r.URL.Path), n))
 	})
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
-	h2 := &http2.Server{}
-	ts, err := listenTCP(ctx, ip, func(ctx context.Context, c net.Conn) {
-		tc := tls.Server(c, cfg)
-		if tc.HandshakeContext(ctx) != nil {
-			return
-		}
-		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			h2.ServeConn(tc, &http2.ServeConnOpts{Context: ctx, Handler: mux})
-			return
-		}
-		// HTTP/1.1 here is the WebSocket's own connection.
-		br := bufio.NewReader(tc)
-		req, err := http.ReadRequest(br)
-		if err != nil {
-			return
-		}
-		serveWebSocket(tc, br, req)
-	})
-	return ts, err
+	return mux
 }
 
 // startControl returns a System.Start that serves the browsing site at the
 // control's address and browses it with browse.
 func startControl(browse func(ctx context.Context, b *browser) error) func(ctx context.Context, env Env) (*Instance, error) {
 	return func(ctx context.Context, env Env) (*Instance, error) {
-		site, err := startBrowsingSite(ctx, env.IP)
+		addr, stop, err := env.CoverSite(env.IP)
 		if err != nil {
 			return nil, err
 		}
-		return &Instance{Server: site.addr(), Close: site.Close,
+		return &Instance{Server: addr, Close: stop,
 			Run: func(ctx context.Context, via netip.AddrPort) Tally {
 				ctx, cancel := context.WithTimeout(ctx, Budget(time.Minute))
 				defer cancel()

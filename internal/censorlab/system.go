@@ -61,6 +61,11 @@ type Env struct {
 	// Cover is the lab's cover site (host:port) and its name.
 	Cover, CoverSNI string
 	Log             *slog.Logger
+	// CoverSite starts another instance of the lab's cover (the same
+	// certificate and pages, and the controls' bigger site) at ip, in the
+	// network of the calling goroutine's thread, and returns its address
+	// and how to stop it.
+	CoverSite func(ip netip.Addr) (netip.AddrPort, func() error, error)
 	// ClientDial dials from the client's network. Instance.Dial runs
 	// there, but a socket belongs to the network of the thread that made
 	// it, so a client that dials later from goroutines of its own (warm-up

@@ -24,14 +24,17 @@ import (
 //	      sent within FinishedGap of the server flight's last record (the inner client
 //	      answers at once; a person reading a page does not).
 //
-// Calibration (on the benign controls, never on Burrow): an HTTP/2 client
-// over TLS sends its preface and SETTINGS in a small first record, later
-// requests compress to well under HelloMin with HPACK, and its control
-// frames (SETTINGS ACK 26 B, WINDOW_UPDATE 30 B, PING 34 B as outer
-// records) stay under SmallMin; so browsing does not make the pattern,
-// while any inner TLS 1.3 handshake does unless something reshapes it. XTLS
-// Vision pads the inner handshake records to 900+ bytes, so C_k+1 never
-// looks small.
+// Calibration (on the benign controls, never on Burrow; each bound below was
+// needed by a control): sliding over the whole connection, the bare size
+// triple (flight total 200..3000 B, server >= 400 B, next record 20..170 B)
+// flags both controls — an HTTP/2 page's first request flight (preface
+// record, then a 300-560 B HEADERS record), the page's first 16-78 KiB, then
+// Chrome's SETTINGS ACK (26 B). So: the server flight is capped at
+// ServerFlightMax (a handshake, not a page); the hello-sized record must be
+// the flight's largest, and the flight short; and the Finished-sized record
+// starts at 40 B, above HTTP/2's control frames as outer records (SETTINGS
+// ACK 26 B, WINDOW_UPDATE 30 B, PING 34 B). Any inner TLS 1.3 handshake still
+// makes the pattern unless something reshapes it.
 //
 // What it cannot see: packet timing finer than the relay's reads, and round
 // trips (every party of the lab is on one host, so the inner handshake's

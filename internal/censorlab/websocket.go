@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 )
 
@@ -99,19 +98,26 @@ func wsRead(r io.Reader) ([]byte, error) {
 	return p, nil
 }
 
-// serveWebSocket answers the upgrade request r, read from c through br, and
-// echoes every frame back until the client closes.
-func serveWebSocket(c net.Conn, br *bufio.Reader, r *http.Request) {
+// serveWebSocket answers an upgrade and echoes every frame back until the
+// client closes.
+func serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Sec-WebSocket-Key")
-	if r.URL.Path != "/ws" || key == "" || r.Header.Get("Upgrade") != "websocket" {
-		io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	hj, ok := w.(http.Hijacker)
+	if !ok || key == "" || r.Header.Get("Upgrade") != "websocket" {
+		http.Error(w, "not a websocket upgrade", http.StatusBadRequest)
 		return
 	}
-	if _, err := fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wsAccept(key)); err != nil {
+	c, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", wsAccept(key))
+	if rw.Flush() != nil {
 		return
 	}
 	for {
-		p, err := wsRead(br)
+		p, err := wsRead(rw)
 		if err != nil {
 			return
 		}
