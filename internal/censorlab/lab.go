@@ -163,15 +163,24 @@ func (l *Lab) clientHello() *ClientHelloBox {
 	return &ClientHelloBox{BlockSNI: []string{".torproject.org", ".psiphon.ca", "blocked.example"}, AllowJA4: BrowserJA4}
 }
 
+// coverNets are the networks the cover's name lives in: the lab's cover, and
+// the controls' instances of it (another prefix in the netns mode).
+func (l *Lab) coverNets() []netip.Prefix {
+	if l.path.CoverNet == CoverNet {
+		return []netip.Prefix{CoverNet}
+	}
+	return []netip.Prefix{CoverNet, l.path.CoverNet}
+}
+
 // sniNetworks is the censor's knowledge of where the cover's name lives.
 func (l *Lab) sniNetworks() *SNINetworks {
-	return &SNINetworks{Known: []WhitelistEntry{{SNI: CoverSNI, Networks: []netip.Prefix{CoverNet, l.path.CoverNet}}}}
+	return &SNINetworks{Known: []WhitelistEntry{{SNI: CoverSNI, Networks: l.coverNets()}}}
 }
 
 // whitelist is the mobile whitelist: only the cover's name, towards its own
 // networks.
 func (l *Lab) whitelist() *ClientHelloBox {
-	return &ClientHelloBox{Whitelist: []WhitelistEntry{{SNI: CoverSNI, Networks: []netip.Prefix{CoverNet, l.path.CoverNet}}}}
+	return &ClientHelloBox{Whitelist: []WhitelistEntry{{SNI: CoverSNI, Networks: l.coverNets()}}}
 }
 
 // russia2026 is every box but the whitelist; mobile puts the whitelist
