@@ -28,8 +28,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	parallel := fs.Int("parallel", 8, "cells run at once")
 	list := fs.Bool("list", false, "list scenarios and systems and exit")
 	netns := fs.Bool("netns", false, "put client, censor and servers in their own network namespaces, linked by veths (root)")
+	setAside := fs.Bool("known-failing", false, "report the Burrow cells known to fail (issue 14) apart instead of failing on them")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns]")
+		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns] [--known-failing]")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -89,6 +90,13 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !*asJSON {
 		censorlab.PrintTable(stdout, results)
 		fmt.Fprintf(stdout, "\n%d cells in %.1fs\n", len(results), time.Since(start).Seconds())
+	}
+	if *setAside {
+		var known []censorlab.Result
+		results, known = tunnels.SetAsideKnown(results)
+		for _, r := range known {
+			fmt.Fprintf(stderr, "known failing (not an expected fail): %s/%s: %s\n", r.Scenario, r.System, tunnels.KnownFailing[r.Scenario+"/"+r.System])
+		}
 	}
 	if err := censorlab.Check(results); err != nil {
 		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), "censorlab: "))
