@@ -25,6 +25,9 @@ type ConnRate struct {
 	// Handshakes is the most TLS ClientHellos client→server in Window.
 	// Default 16.
 	Handshakes int
+	// ClientHandshakes is the most TLS ClientHellos from one client to all
+	// servers in Window. Default 64.
+	ClientHandshakes int
 	// Window is the sliding window. Default 10s.
 	Window time.Duration
 	// BlockFor is how long a caught pair stays blocked. Default 60s.
@@ -35,6 +38,7 @@ type ConnRate struct {
 	pairs      map[pairKey][]time.Time    // guarded by mu; connection opens per pair in the window
 	clients    map[netip.Addr][]time.Time // guarded by mu; connection opens per client in the window
 	handshakes map[pairKey][]time.Time    // guarded by mu; ClientHellos per pair in the window
+	clientHS   map[netip.Addr][]time.Time // guarded by mu; ClientHellos per client in the window
 	helloSeen  map[uint64]bool            // guarded by mu; flows whose first client bytes were judged
 }
 
@@ -87,6 +91,7 @@ func (m *ConnRate) Open(f *Flow) Verdict {
 	if m.pairs == nil {
 		m.pairs, m.clients = map[pairKey][]time.Time{}, map[netip.Addr][]time.Time{}
 		m.handshakes, m.helloSeen = map[pairKey][]time.Time{}, map[uint64]bool{}
+		m.clientHS = map[netip.Addr][]time.Time{}
 	}
 	m.pairs[k] = slide(m.pairs[k], now, window)
 	m.clients[k.client] = slide(m.clients[k.client], now, window)
@@ -106,7 +111,7 @@ func (m *ConnRate) Data(f *Flow, dir Dir, _ []byte) Verdict {
 		return Verdict{}
 	}
 	m.mu.Lock()
-	done := m.helloSeen[f.ID]
+	done := m.helloSeen[f.ID] // nil map before the first Open: not done
 	m.mu.Unlock()
 	if done {
 		return Verdict{}
@@ -116,17 +121,30 @@ func (m *ConnRate) Data(f *Flow, dir Dir, _ []byte) Verdict {
 		return Verdict{}
 	}
 	_, _, hsMax, window, _ := m.defaults()
+	clientMax := m.ClientHandshakes
+	if clientMax == 0 {
+		clientMax = 64
+	}
 	k := pairKey{f.Client.Addr(), f.Server}
+	now := time.Now()
 	m.mu.Lock()
+	if m.helloSeen == nil { // Data before Open: a flow this box did not see open
+		m.mu.Unlock()
+		return Verdict{}
+	}
 	m.helloSeen[f.ID] = true
-	n := 0
+	np, nc := 0, 0
 	if err == nil {
-		m.handshakes[k] = slide(m.handshakes[k], time.Now(), window)
-		n = len(m.handshakes[k])
+		m.handshakes[k] = slide(m.handshakes[k], now, window)
+		m.clientHS[k.client] = slide(m.clientHS[k.client], now, window)
+		np, nc = len(m.handshakes[k]), len(m.clientHS[k.client])
 	}
 	m.mu.Unlock()
-	if n > hsMax {
-		return m.block(f, RuleHandshakeRate, fmt.Sprintf("%d TLS handshakes %s→%s in %v (limit %d)", n, f.Client.Addr(), f.Server, window, hsMax))
+	switch {
+	case np > hsMax:
+		return m.block(f, RuleHandshakeRate, fmt.Sprintf("%d TLS handshakes %s→%s in %v (limit %d)", np, f.Client.Addr(), f.Server, window, hsMax))
+	case nc > clientMax:
+		return m.block(f, RuleHandshakeRate, fmt.Sprintf("%d TLS handshakes from %s in %v (limit %d)", nc, f.Client.Addr(), window, clientMax))
 	}
 	return Verdict{}
 }

@@ -60,7 +60,7 @@ func TestConnRate(t *testing.T) {
 		t.Fatalf("6th connection of the client in the window: %v (%s), want reset for the client's rate", v.Action, v.Reason)
 	}
 
-	hs := &ConnRate{Handshakes: 2, Window: time.Hour}
+	hs := &ConnRate{Handshakes: 2, ClientHandshakes: 3, Window: time.Hour}
 	hs.attach(NewCensor())
 	hello := chromeHello(t)
 	for i := range 3 {
@@ -74,6 +74,11 @@ func TestConnRate(t *testing.T) {
 		if v.Action != want || (want == Reset && v.Rule != RuleHandshakeRate) {
 			t.Fatalf("TLS handshake %d of a pair with a limit of 2: %v by %q, want %v", i+1, v.Action, v.Rule, want)
 		}
+	}
+	f := tcpFlow(20, "127.0.2.10:443")
+	hs.Open(f)
+	if v, _ := feed(f, hs, Up, hello, 0); v.Action != Reset || !strings.Contains(v.Reason, "handshakes from 127.0.0.1") {
+		t.Fatalf("4th TLS handshake of the client (limit 3), to another server: %v (%s), want reset for the client's rate", v.Action, v.Reason)
 	}
 }
 
