@@ -17,7 +17,9 @@ import (
 // runLab is `burrow lab`: Burrow's transports and the baselines through the
 // simulated censors, as a table (or JSON lines). Exit status 1 when the CI
 // rule is broken: a Burrow cell not marked expected-fail was detected or lost
-// a byte, or a baseline was not caught where it must be.
+// a byte, an expected fail was caught by another rule or delivered less than
+// its floor, a benign control was flagged, or a baseline was not caught
+// where it must be.
 func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("lab", stderr)
 	asJSON := fs.Bool("json", false, "one JSON object per cell per line instead of the table")
@@ -26,8 +28,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	parallel := fs.Int("parallel", 8, "cells run at once")
 	list := fs.Bool("list", false, "list scenarios and systems and exit")
 	netns := fs.Bool("netns", false, "put client, censor and servers in their own network namespaces, linked by veths (root)")
+	setAside := fs.Bool("known-failing", false, "report the Burrow cells known to fail (issue 14) apart instead of failing on them")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns]")
+		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns] [--known-failing]")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -35,15 +38,18 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if len(pos) > 0 {
 		return fmt.Errorf("lab: unexpected argument %q", pos[0])
 	}
-	systems := append(tunnels.All(), censorlab.Baselines()...)
+	systems := append(append(tunnels.All(), censorlab.Baselines()...), censorlab.Controls()...)
 	if *list {
 		for _, sc := range censorlab.Scenarios() {
 			fmt.Fprintf(stdout, "scenario  %-16s %s\n", sc.Name, sc.Doc)
 		}
 		for _, s := range systems {
 			kind := "burrow"
-			if s.Baseline {
+			switch {
+			case s.Baseline:
 				kind = "baseline"
+			case s.Control:
+				kind = "benign control (browsing, no tunnel)"
 			}
 			fmt.Fprintf(stdout, "system    %-16s %s\n", s.Name, kind)
 		}
@@ -84,6 +90,13 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !*asJSON {
 		censorlab.PrintTable(stdout, results)
 		fmt.Fprintf(stdout, "\n%d cells in %.1fs\n", len(results), time.Since(start).Seconds())
+	}
+	if *setAside {
+		var known []censorlab.Result
+		results, known = tunnels.SetAsideKnown(results)
+		for _, r := range known {
+			fmt.Fprintf(stderr, "known failing (not an expected fail): %s/%s: %s\n", r.Scenario, r.System, tunnels.KnownFailing[r.Scenario+"/"+r.System])
+		}
 	}
 	if err := censorlab.Check(results); err != nil {
 		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), "censorlab: "))

@@ -21,6 +21,9 @@ type AuditConfig struct {
 	Cover string
 	// Patience is how long each probe waits. Default 3s.
 	Patience time.Duration
+	// Tries is how many times each probe runs; a probe that differs in any
+	// try is flagged, with how often it differed. Default 3.
+	Tries int
 	// Dial reaches server and cover. Default net.Dialer.
 	Dial DialFunc
 	// Resolve looks names up. Default net.DefaultResolver.
@@ -75,6 +78,9 @@ func Audit(ctx context.Context, cfg AuditConfig) (*Report, error) {
 	if cfg.Patience == 0 {
 		cfg.Patience = 3 * time.Second
 	}
+	if cfg.Tries == 0 {
+		cfg.Tries = 3
+	}
 	if cfg.Resolve == nil {
 		cfg.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
@@ -90,17 +96,18 @@ func Audit(ctx context.Context, cfg AuditConfig) (*Report, error) {
 		add(SevOK, fmt.Sprintf("cover %s speaks TLS 1.3 with X25519 for %q", cfg.Cover, cfg.SNI), "")
 	}
 
-	r.Probes = Compare(ctx, cfg.Dial, cfg.Server, cfg.Cover, Probes(nil, cfg.SNI, "www.wikipedia.org"), cfg.Patience)
+	r.Probes = Compare(ctx, cfg.Dial, cfg.Server, cfg.Cover, Probes(nil, cfg.SNI, "www.wikipedia.org"), cfg.Patience, cfg.Tries)
 	differ := 0
 	for _, p := range r.Probes {
 		if p.Differs == "" {
 			continue
 		}
 		differ++
-		add(SevFlag, fmt.Sprintf("probe %s: the server answers %v, the cover %v (%s)", p.Probe, p.Server, p.Cover, p.Differs), probeAdvice(p))
+		add(SevFlag, fmt.Sprintf("probe %s differed in %d of %d tries: the server answers %v, the cover %v (%s)",
+			p.Probe, p.Differed, p.Tries, p.Server, p.Cover, p.Differs), probeAdvice(p))
 	}
 	if differ == 0 {
-		add(SevOK, fmt.Sprintf("all %d probes got the same answers from the server as from the cover", len(r.Probes)), "")
+		add(SevOK, fmt.Sprintf("all %d probes got the same answers from the server as from the cover, %d tries each", len(r.Probes), cfg.Tries), "")
 	}
 
 	host, port, _ := net.SplitHostPort(cfg.Server)

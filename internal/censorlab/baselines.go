@@ -24,7 +24,7 @@ import (
 )
 
 // Scenario names every baseline must be caught in, besides its own.
-var caughtEverywhere = []string{"byte-budget", "conn-count", "ip-blocklist", "russia-2026"}
+var caughtEverywhere = []string{"byte-budget", "conn-count", "ip-blocklist", "russia-2026", "russia-2026-mobile"}
 
 // Baselines returns the known-blockable systems the lab must catch.
 func Baselines() []System {

@@ -68,7 +68,8 @@ type Flow struct {
 	Server  netip.AddrPort
 	Start   time.Time
 
-	closed sync.Once // the flow's end is told to the middleboxes once
+	closed sync.Once // Censor.closeFlow runs once, at whichever end comes first
+
 	mu     sync.Mutex
 	seen   [2][]byte // guarded by mu; first MaxInspect bytes per direction (TCP) or of the datagrams (UDP)
 	count  [2]int64  // guarded by mu; bytes per direction
@@ -331,8 +332,11 @@ func (c *Censor) decided(f *Flow, b Middlebox, v Verdict) Verdict {
 	return v
 }
 
-// closeFlow tells the middleboxes that f has ended; only the first call
-// counts.
+// closeFlow ends a flow for the block-list and every middlebox, once: a
+// conntrack forgets a TCP flow when FINs have passed both ways or a reset
+// has, before the relay forwards that last FIN or reset (see tcpPath.pump),
+// so a client that saw the end cannot open its next connection while the
+// old one still counts.
 func (c *Censor) closeFlow(f *Flow) {
 	f.closed.Do(func() {
 		c.mu.Lock()

@@ -17,6 +17,10 @@ import (
 // client sends), Firefox and Safari, as in internal/camo/testdata/fingerprints.golden.
 var BrowserJA4 = map[string]string{
 	"t13d1517h2_8daaf6152771_cb7bf5808d99": "Chrome 156",
+	// Chrome 156's hello for a WebSocket on a connection of its own: ALPN
+	// http/1.1 only, so no ALPS (modelled: the spec above with those two
+	// changes, as the lab's benign control sends it).
+	"t13d1516h1_8daaf6152771_5b37b36a67c0": "Chrome 156 (WebSocket)",
 	"t13d1715h2_5b57614c22b0_a54fffd0eb61": "Firefox",
 	"t13d2013h2_a09f3c656075_7f0f34a4126d": "Safari",
 }
@@ -26,6 +30,11 @@ type WhitelistEntry struct {
 	SNI      string // exact name, or ".example.com" for the domain and its subdomains
 	Networks []netip.Prefix
 }
+
+// RuleWhitelist is the rule name of the ClientHelloBox's whitelist mode in
+// events and the table, apart from its block-list and fingerprint rules
+// ("clienthello").
+const RuleWhitelist = "sni-whitelist"
 
 // ClientHelloBox reads the TLS ClientHello at the start of every TCP flow,
 // reassembled from however many segments and records carry it (so
@@ -51,7 +60,7 @@ func (*ClientHelloBox) Name() string { return "clienthello" }
 
 func (b *ClientHelloBox) Open(f *Flow) Verdict {
 	if b.Whitelist != nil && f.Network == "udp" {
-		return Verdict{Action: Reset, Reason: "whitelist mode: UDP carries no listed SNI"}
+		return Verdict{Action: Reset, Rule: RuleWhitelist, Reason: "whitelist mode: UDP carries no listed SNI"}
 	}
 	return Verdict{}
 }
@@ -84,7 +93,7 @@ func (b *ClientHelloBox) Data(f *Flow, dir Dir, p []byte) Verdict {
 	b.mu.Unlock()
 	if err != nil {
 		if b.Whitelist != nil {
-			return Verdict{Action: Reset, Reason: "whitelist mode: not TLS"}
+			return Verdict{Action: Reset, Rule: RuleWhitelist, Reason: "whitelist mode: not TLS"}
 		}
 		return Verdict{}
 	}
@@ -100,7 +109,7 @@ func (b *ClientHelloBox) Judge(hello *tlshello.ClientHello, server netip.Addr) V
 		}
 	}
 	if b.Whitelist != nil && !b.whitelisted(sni, server) {
-		return Verdict{Action: Reset, Reason: fmt.Sprintf("whitelist mode: SNI %q towards %s is not listed", sni, server)}
+		return Verdict{Action: Reset, Rule: RuleWhitelist, Reason: fmt.Sprintf("whitelist mode: SNI %q towards %s is not listed", sni, server)}
 	}
 	if b.AllowJA4 != nil {
 		ja4 := hello.JA4()

@@ -39,6 +39,13 @@ type Path struct {
 	// ServerIP returns the address of the i-th system's server. Default: the
 	// (i+1)-th address of ServerNet.
 	ServerIP func(i int) netip.Addr
+	// CoverNet is the cover's own network as the servers' namespace sees it:
+	// the benign controls browse to addresses in it, and the censor knows the
+	// cover's name belongs there (SNI↔IP consistency). Default CoverNet.
+	CoverNet netip.Prefix
+	// ControlIP returns the address of the i-th system's server when that
+	// system is a benign control. Default: the (10+i)-th address of CoverNet.
+	ControlIP func(i int) netip.Addr
 	// InServer, InRouter and InClient run f so that the sockets it creates
 	// belong to the server's, the censor's or the client's network. Default:
 	// just run f.
@@ -58,6 +65,18 @@ func (p Path) withDefaults() Path {
 		p.ServerIP = func(i int) netip.Addr {
 			a := p.ServerNet.Addr()
 			for range i + 1 {
+				a = a.Next()
+			}
+			return a
+		}
+	}
+	if !p.CoverNet.IsValid() {
+		p.CoverNet = CoverNet
+	}
+	if p.ControlIP == nil {
+		p.ControlIP = func(i int) netip.Addr {
+			a := p.CoverNet.Addr()
+			for range i + 10 {
 				a = a.Next()
 			}
 			return a
@@ -144,27 +163,56 @@ func (l *Lab) clientHello() *ClientHelloBox {
 	return &ClientHelloBox{BlockSNI: []string{".torproject.org", ".psiphon.ca", "blocked.example"}, AllowJA4: BrowserJA4}
 }
 
+// coverNets are the networks the cover's name lives in: the lab's cover, and
+// the controls' instances of it (another prefix in the netns mode).
+func (l *Lab) coverNets() []netip.Prefix {
+	if l.path.CoverNet == CoverNet {
+		return []netip.Prefix{CoverNet}
+	}
+	return []netip.Prefix{CoverNet, l.path.CoverNet}
+}
+
+// sniNetworks is the censor's knowledge of where the cover's name lives.
+func (l *Lab) sniNetworks() *SNINetworks {
+	return &SNINetworks{Known: []WhitelistEntry{{SNI: CoverSNI, Networks: l.coverNets()}}}
+}
+
+// whitelist is the mobile whitelist: only the cover's name, towards its own
+// networks.
+func (l *Lab) whitelist() *ClientHelloBox {
+	return &ClientHelloBox{Whitelist: []WhitelistEntry{{SNI: CoverSNI, Networks: l.coverNets()}}}
+}
+
+// russia2026 is every box but the whitelist; mobile puts the whitelist
+// first among the ClientHello rules.
+func (l *Lab) russia2026(mobile bool) []Middlebox {
+	boxes := []Middlebox{&IPBlocklist{}, &Signatures{}, &FullyEncrypted{}}
+	if mobile {
+		boxes = append(boxes, l.whitelist())
+	}
+	return append(boxes, l.clientHello(), l.sniNetworks(), &TLSInTLS{}, &ConnCount{Max: 4}, &ConnRate{},
+		&ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}, l.prober())
+}
+
 // Scenarios returns every scenario: each middlebox alone, then the combined
-// russia-2026 profile.
+// russia-2026 profile, and russia-2026-mobile with the whitelist too.
 func Scenarios() []Scenario {
 	return []Scenario{
 		{"signatures", "WireGuard, OpenVPN, SOCKS, HTTP proxy signatures", func(*Lab) []Middlebox { return []Middlebox{&Signatures{}} }},
 		{"fully-encrypted", "GFW 2023 popcount/printable exemptions on the first packet", func(*Lab) []Middlebox { return []Middlebox{&FullyEncrypted{}} }},
 		{"clienthello", "SNI block-list and JA4 browser allow-list", func(l *Lab) []Middlebox { return []Middlebox{l.clientHello()} }},
-		{"sni-whitelist", "only listed SNIs towards their own networks", func(*Lab) []Middlebox {
-			return []Middlebox{&ClientHelloBox{Whitelist: []WhitelistEntry{{SNI: CoverSNI, Networks: []netip.Prefix{CoverNet}}}}}
-		}},
-		{"prober", "active probing compared with the cover site", func(l *Lab) []Middlebox { return []Middlebox{l.prober()} }},
-		{"tls-in-tls", "record sizes of an inner TLS handshake", func(*Lab) []Middlebox { return []Middlebox{&TLSInTLS{}} }},
+		{"sni-whitelist", "only listed SNIs towards their own networks", func(l *Lab) []Middlebox { return []Middlebox{l.whitelist()} }},
+		{"sni-ip", "a known site's name towards an address outside its networks", func(l *Lab) []Middlebox { return []Middlebox{l.sniNetworks()} }},
+		{"prober", "active probing compared with the cover site, 3 tries each", func(l *Lab) []Middlebox { return []Middlebox{l.prober()} }},
+		{"tls-in-tls", "an inner TLS handshake's record sizes anywhere in the connection", func(*Lab) []Middlebox { return []Middlebox{&TLSInTLS{}} }},
 		{"byte-budget", "freeze after 16 KiB down to a data-centre network", func(l *Lab) []Middlebox {
 			return []Middlebox{&ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}}
 		}},
 		{"conn-count", "more than 4 concurrent connections to one server", func(*Lab) []Middlebox { return []Middlebox{&ConnCount{Max: 4}} }},
+		{"conn-rate", "more than 16 new connections or TLS handshakes to one server (64 to all) in 10 s", func(*Lab) []Middlebox { return []Middlebox{&ConnRate{}} }},
 		{"ip-blocklist", "published VPN endpoints blocked by IP", func(l *Lab) []Middlebox { return []Middlebox{&IPBlocklist{Known: l.BaselineIPs()}} }},
-		{"russia-2026", "all of the above but the whitelist, at once", func(l *Lab) []Middlebox {
-			return []Middlebox{&IPBlocklist{}, &Signatures{}, &FullyEncrypted{}, l.clientHello(), &TLSInTLS{},
-				&ConnCount{Max: 4}, &ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}, l.prober()}
-		}},
+		{"russia-2026", "all of the above but the whitelist, at once", func(l *Lab) []Middlebox { return l.russia2026(false) }},
+		{"russia-2026-mobile", "all of the above and the whitelist, at once", func(l *Lab) []Middlebox { return l.russia2026(true) }},
 	}
 }
 
@@ -181,6 +229,15 @@ type Result struct {
 	Seconds        float64 `json:"seconds"`
 	ExpectedFail   bool    `json:"expected_fail"`
 	Why            string  `json:"why,omitempty"`
+	// ExpectRules and Floor are what an expected fail allows: only these
+	// rules may fire, and at least Floor bytes must arrive.
+	ExpectRules []string `json:"expect_rules,omitempty"`
+	Floor       int64    `json:"floor,omitempty"`
+	// Control is set on benign controls (browsing with no tunnel): a rule
+	// that detects one is not usable by a censor.
+	Control bool `json:"control,omitempty"`
+	// Conns is how many TCP connections (or UDP flows) the cell opened.
+	Conns int `json:"conns"`
 	// MustCatch is set on baseline cells the lab must detect.
 	MustCatch bool `json:"must_catch,omitempty"`
 	// Detail is the first detection's reason, or the workload's first error.
@@ -193,8 +250,10 @@ type Result struct {
 	// Tries is how many times the cell ran.
 	Tries int `json:"tries"`
 	// OK reports whether the cell meets the CI rule: a Burrow cell not
-	// marked expected-fail is neither detected nor short of a byte; a
-	// must-catch baseline cell is detected.
+	// marked expected-fail is neither detected nor short of a byte; an
+	// expected-fail cell is caught by no other rule than its expected ones
+	// and delivers at least its floor; a benign control is neither detected
+	// nor short of a byte; a must-catch baseline cell is detected.
 	OK bool `json:"ok"`
 }
 
@@ -293,7 +352,12 @@ func pickScenarios(names []string) ([]Scenario, error) {
 
 func start(ctx context.Context, cfg Config) (*Lab, error) {
 	l := &Lab{instances: map[string]*Instance{}, systems: cfg.Systems, path: cfg.Path.withDefaults()}
-	cover, err := coversite.Start(netip.AddrPortFrom(CoverNet.Addr().Next(), 0).String(), CoverSNI)
+	cert, err := selfSigned(CoverSNI)
+	if err != nil {
+		return nil, err
+	}
+	coverOpts := coversite.Options{Handler: browsingHandler(), Cert: &cert}
+	cover, err := coversite.StartWith(netip.AddrPortFrom(CoverNet.Addr().Next(), 0).String(), coverOpts, CoverSNI)
 	if err != nil {
 		return nil, fmt.Errorf("censorlab: cover site (the lab needs 127.0.0.0/8 on lo): %w", err)
 	}
@@ -307,10 +371,20 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 			l.close()
 			return nil, fmt.Errorf("censorlab: two systems named %q", sys.Name)
 		}
+		ip := l.path.ServerIP(i)
+		if sys.Control {
+			ip = l.path.ControlIP(i)
+		}
 		var inst *Instance
 		err := l.path.InServer(func() (err error) {
-			inst, err = sys.Start(ctx, Env{IP: l.path.ServerIP(i), Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log,
-				ClientDial: l.clientDial})
+			inst, err = sys.Start(ctx, Env{IP: ip, Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log,
+				ClientDial: l.clientDial, CoverSite: func(ip netip.Addr) (netip.AddrPort, func() error, error) {
+					s, err := coversite.StartWith(netip.AddrPortFrom(ip, 0).String(), coverOpts, CoverSNI)
+					if err != nil {
+						return netip.AddrPort{}, nil, err
+					}
+					return netip.MustParseAddrPort(s.Addr), s.Close, nil
+				}})
 			return err
 		})
 		if err != nil {
@@ -353,9 +427,11 @@ func (l *Lab) runCell(ctx context.Context, sc Scenario, sys System, w Workload) 
 
 func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Workload) Result {
 	inst := l.instances[sys.Name]
-	r := Result{Scenario: sc.Name, System: sys.Name, Baseline: sys.Baseline, BytesExpected: w.Expected(),
+	r := Result{Scenario: sc.Name, System: sys.Name, Baseline: sys.Baseline, Control: sys.Control, BytesExpected: w.Expected(),
 		MustCatch: sys.Baseline && slices.Contains(sys.CaughtBy, sc.Name)}
-	r.Why, r.ExpectedFail = sys.ExpectedFail[sc.Name]
+	var exp Expect
+	exp, r.ExpectedFail = sys.ExpectedFail[sc.Name]
+	r.Why, r.ExpectRules, r.Floor = exp.Why, exp.Rules, exp.Floor
 	c := NewCensor(sc.Boxes(l)...)
 	c.Listen, c.Dial = l.path.RelayListen, l.path.RouterDial
 	defer c.Close()
@@ -374,16 +450,23 @@ func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Worklo
 		r.DidNotRun = true
 		return r
 	}
-	tally := w.Run(ctx, l.Site, func(ctx context.Context) (conn net.Conn, err error) {
-		err = l.path.InClient(func() error {
-			conn, err = inst.Dial(ctx, via, l.Site.Addr)
-			return err
+	var tally Tally
+	if inst.Run != nil {
+		tally = inst.Run(ctx, via)
+	} else {
+		tally = w.Run(ctx, l.Site, func(ctx context.Context) (conn net.Conn, err error) {
+			err = l.path.InClient(func() error {
+				conn, err = inst.Dial(ctx, via, l.Site.Addr)
+				return err
+			})
+			return conn, err
 		})
-		return conn, err
-	})
+	}
+	r.BytesExpected = tally.Expected
 	r.Seconds = time.Since(start).Seconds()
 	c.Settle()
 	r.BytesDelivered = tally.Delivered
+	r.Conns = int(c.nextID.Load())
 	events := c.Events()
 	var rules []string
 	for _, e := range events {
@@ -401,17 +484,23 @@ func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Worklo
 		r.Detail = tally.Errors[0]
 	}
 	r.DidNotRun = !r.Detected && tally.Delivered < tally.Expected && !c.IPBlocked(inst.Server.Addr())
+	r.OK = r.meetsRule(rules)
+	return r
+}
+
+// meetsRule applies the CI rule to a cell whose censor events named rules.
+func (r *Result) meetsRule(rules []string) bool {
 	switch {
 	case r.DidNotRun:
-		r.OK = false
-	case sys.Baseline:
-		r.OK = !r.MustCatch || r.Detected
+		return false
+	case r.Baseline:
+		return !r.MustCatch || r.Detected
 	case r.ExpectedFail:
-		r.OK = true
-	default:
-		r.OK = !r.Detected && !r.Blocked && r.BytesDelivered == r.BytesExpected
+		other := slices.ContainsFunc(rules, func(rule string) bool { return !slices.Contains(r.ExpectRules, rule) })
+		return !other && r.BytesDelivered >= r.Floor
+	default: // Burrow, and the benign controls
+		return !r.Detected && !r.Blocked && r.BytesDelivered == r.BytesExpected
 	}
-	return r
 }
 
 // ErrCIRule is returned by Check when a cell breaks the CI rule.
@@ -430,6 +519,12 @@ func Check(results []Result) error {
 				r.Scenario, r.System, r.Tries, r.BytesDelivered, r.BytesExpected, r.Detail))
 		} else if r.Baseline {
 			bad = append(bad, fmt.Sprintf("%s/%s: baseline no longer caught", r.Scenario, r.System))
+		} else if r.Control && r.Detected {
+			bad = append(bad, fmt.Sprintf("%s/%s: rule %q flags a benign control, so a censor cannot use it (%s)",
+				r.Scenario, r.System, r.Rule, r.Detail))
+		} else if r.ExpectedFail {
+			bad = append(bad, fmt.Sprintf("%s/%s: expected fail by %s with at least %d bytes, got rule=%q and %d of %d bytes (%s)",
+				r.Scenario, r.System, strings.Join(r.ExpectRules, "+"), r.Floor, r.Rule, r.BytesDelivered, r.BytesExpected, r.Detail))
 		} else {
 			bad = append(bad, fmt.Sprintf("%s/%s: detected=%v rule=%q delivered %d of %d bytes (%s)",
 				r.Scenario, r.System, r.Detected, r.Rule, r.BytesDelivered, r.BytesExpected, r.Detail))

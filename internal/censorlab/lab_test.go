@@ -53,3 +53,27 @@ func TestPickScenarios(t *testing.T) {
 		t.Errorf("pickScenarios(nil) = %d scenarios, %v; want all %d", len(got), err, len(Scenarios()))
 	}
 }
+
+// The benign controls browse through every scenario untouched — every rule
+// of the lab is usable by a censor — and move what they planned: three
+// pages of ~40 subresources, a WebSocket, a download and a video stream.
+func TestControlsPassEveryScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every scenario; not in -short")
+	}
+	results, err := Run(context.Background(), Config{Systems: Controls(), Parallel: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(Controls()) * len(Scenarios()); len(results) != want {
+		t.Fatalf("Run returned %d cells, want %d", len(results), want)
+	}
+	if err := Check(results); err != nil {
+		t.Error(err)
+	}
+	for _, r := range results {
+		if r.BytesExpected < 4<<20 || r.Conns == 0 {
+			t.Errorf("%s/%s: expected %d bytes over %d connections, want at least 4 MiB over some", r.Scenario, r.System, r.BytesExpected, r.Conns)
+		}
+	}
+}

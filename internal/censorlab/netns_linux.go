@@ -22,6 +22,7 @@ var ErrNeedRoot = errors.New("censorlab: the netns mode needs root (CAP_SYS_ADMI
 //
 //	ns <name>c  client   10.201.1.2/24 ── veth ── 10.201.1.1/24  ns <name>r  censor (relays listen here)
 //	ns <name>s  servers  10.201.2.10-29/24 ── veth ── 10.201.2.1/24  ns <name>r
+//	            controls 10.201.3.10-29/24 (the cover's network) on the same veth
 //
 // The client reaches the censor's relay, the censor dials the servers: every
 // byte of the censored path crosses two veth links as real packets. Sites
@@ -29,6 +30,7 @@ var ErrNeedRoot = errors.New("censorlab: the netns mode needs root (CAP_SYS_ADMI
 // own namespace, where the servers' outgoing connections go.
 var (
 	netnsServerNet = netip.MustParsePrefix("10.201.2.0/24")
+	netnsCoverNet  = netip.MustParsePrefix("10.201.3.0/24")
 	netnsRouterC   = "10.201.1.1"
 )
 
@@ -67,11 +69,13 @@ func NetnsPath(name string) (Path, func() error, error) {
 		{"-n", r, "addr", "add", "10.201.2.1/24", "dev", r + "1"},
 	}
 	for i := 10; i < 30; i++ {
-		cmds = append(cmds, []string{"-n", s, "addr", "add", fmt.Sprintf("10.201.2.%d/24", i), "dev", s + "0"})
+		cmds = append(cmds, []string{"-n", s, "addr", "add", fmt.Sprintf("10.201.2.%d/24", i), "dev", s + "0"},
+			[]string{"-n", s, "addr", "add", fmt.Sprintf("10.201.3.%d/24", i), "dev", s + "0"})
 	}
 	for _, l := range [][2]string{{c, c + "0"}, {c, "lo"}, {r, r + "0"}, {r, r + "1"}, {r, "lo"}, {s, s + "0"}, {s, "lo"}} {
 		cmds = append(cmds, []string{"-n", l[0], "link", "set", l[1], "up"})
 	}
+	cmds = append(cmds, []string{"-n", r, "route", "add", netnsCoverNet.String(), "dev", r + "1"})
 	for _, args := range cmds {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			cleanup()
@@ -86,6 +90,10 @@ func NetnsPath(name string) (Path, func() error, error) {
 		ServerNet: netnsServerNet,
 		ServerIP: func(i int) netip.Addr {
 			return netip.AddrFrom4([4]byte{10, 201, 2, byte(10 + i%20)})
+		},
+		CoverNet: netnsCoverNet,
+		ControlIP: func(i int) netip.Addr {
+			return netip.AddrFrom4([4]byte{10, 201, 3, byte(10 + i%20)})
 		},
 		InServer:    in(s),
 		InRouter:    inRouter,

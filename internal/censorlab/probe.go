@@ -213,34 +213,50 @@ func errKind(err error) string {
 
 // ProbeResult compares one probe against the server and the cover.
 type ProbeResult struct {
-	Probe   string
-	Server  Outcome
-	Cover   Outcome
-	Differs string // "" when they match
+	Probe string
+	// Server and Cover are the outcomes of the first try that differed, or
+	// of the last try when none did.
+	Server, Cover Outcome
+	Differs       string // "" when every try matched; else what differed first
+	// Tries is how many times the probe ran against both; Differed is in how
+	// many of them the answers differed. One difference is a difference: a
+	// tell that shows one time in three is still a tell.
+	Tries, Differed int
 }
 
-// Compare runs every probe against server and cover at once, each pair
-// concurrently so load affects both alike, and repeats a pair that differs
-// once (a real prober also repeats before blocking). Patience is for a quiet
-// machine: Compare stretches it by Budget, so that a busy machine does not turn
-// a slow answer into a timeout on one side only.
-func Compare(ctx context.Context, dial DialFunc, server, cover string, probes []Probe, patience time.Duration) []ProbeResult {
+// Compare runs every probe tries times (at least once) against server and
+// cover, each pair concurrently so load affects both alike, and reports for
+// each probe how often the answers differed. Nothing is retried away: a
+// probe that differs in any try differs. Patience is for a quiet machine:
+// Compare stretches it by Budget, so that a busy machine does not turn a
+// slow answer into a timeout on one side only.
+func Compare(ctx context.Context, dial DialFunc, server, cover string, probes []Probe, patience time.Duration, tries int) []ProbeResult {
 	patience = Budget(patience)
+	tries = max(tries, 1)
 	out := make([]ProbeResult, len(probes))
 	var wg sync.WaitGroup
 	for i, p := range probes {
 		wg.Go(func() {
-			for try := 0; try < 2; try++ {
+			r := ProbeResult{Probe: p.Name}
+			for range tries {
+				if ctx.Err() != nil {
+					break
+				}
 				var s, c Outcome
 				var pair sync.WaitGroup
 				pair.Go(func() { s = p.Run(ctx, dial, server, patience) })
 				pair.Go(func() { c = p.Run(ctx, dial, cover, patience) })
 				pair.Wait()
-				out[i] = ProbeResult{Probe: p.Name, Server: s, Cover: c, Differs: s.Differs(c)}
-				if out[i].Differs == "" || ctx.Err() != nil {
-					return
+				r.Tries++
+				d := s.Differs(c)
+				if d != "" {
+					r.Differed++
+				}
+				if r.Differs == "" {
+					r.Server, r.Cover, r.Differs = s, c, d
 				}
 			}
+			out[i] = r
 		})
 	}
 	wg.Wait()

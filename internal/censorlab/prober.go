@@ -15,14 +15,17 @@ import (
 // through the path) with Probes: a replay of that flow's first client
 // flight, random bytes, TLS with the flight's SNI and with another SNI, and
 // plain HTTP. Each probe also goes to the site the SNI really belongs to
-// (Resolve), or to Reference when the flight names no site. Any difference —
-// certificate chain, answer bytes, close kind, timing class — puts the
-// server's IP on the block-list for good.
+// (Resolve), or to Reference when the flight names no site. Every probe
+// runs Tries times; one difference in any try — certificate chain, answer
+// bytes, close kind, timing class — puts the server's IP on the block-list
+// for good (no retry forgives an intermittent tell).
 type Prober struct {
 	// Delay before probing a new server. Default 100ms.
 	Delay time.Duration
 	// Patience is how long one probe waits for an answer. Default 1.5s.
 	Patience time.Duration
+	// Tries is how many times each probe runs. Default 3.
+	Tries int
 	// Resolve returns the address of the real site for a server name ("" if unknown).
 	Resolve func(sni string) string
 	// Reference is a web server (host:port) and its name, to compare with
@@ -176,7 +179,11 @@ func (p *Prober) probe(server netip.AddrPort) {
 	if patience == 0 {
 		patience = 1500 * time.Millisecond
 	}
-	res := Compare(p.ctx, p.Dial, server.String(), cover, Probes(flight, sni, other), patience)
+	tries := p.Tries
+	if tries == 0 {
+		tries = 3
+	}
+	res := Compare(p.ctx, p.Dial, server.String(), cover, Probes(flight, sni, other), patience, tries)
 	p.mu.Lock()
 	p.results[server] = res
 	p.mu.Unlock()
@@ -185,7 +192,8 @@ func (p *Prober) probe(server netip.AddrPort) {
 	}
 	for _, r := range res {
 		if r.Differs != "" {
-			reason := fmt.Sprintf("probe %s: server %v, cover %v (%s)", r.Probe, r.Server, r.Cover, r.Differs)
+			reason := fmt.Sprintf("probe %s differed in %d of %d tries: server %v, cover %v (%s)",
+				r.Probe, r.Differed, r.Tries, r.Server, r.Cover, r.Differs)
 			p.c.Record(Event{Server: server, Rule: p.Name(), Action: Reset, Reason: reason})
 			p.c.BlockIP(server.Addr(), 0, p.Name(), reason)
 			return

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,24 +19,10 @@ type tcpPath struct {
 	flow           *Flow
 	client, server *net.TCPConn // server is nil until dialed
 
+	eofs atomic.Int32 // directions that ended with a FIN
+
 	mu     sync.Mutex
 	action Action // guarded by mu; Pass, Freeze or Reset
-	ended  int    // guarded by mu; directions whose sender has ended
-}
-
-// end records that one direction has ended and reports whether the flow is
-// now over. Like a tracker of connection state, the censor forgets the flow
-// once FINs have passed both ways, and it does so before the second FIN is
-// passed on: no endpoint sees a connection end that the censor still counts.
-func (p *tcpPath) end() bool {
-	p.mu.Lock()
-	p.ended++
-	over := p.ended == 2
-	p.mu.Unlock()
-	if over {
-		p.c.closeFlow(p.flow)
-	}
-	return over
 }
 
 // relayTCP carries one client connection to server, showing both
@@ -96,7 +83,7 @@ func (p *tcpPath) cut(a Action) {
 	server := p.server
 	p.mu.Unlock()
 	if a == Reset {
-		p.c.closeFlow(p.flow)
+		p.c.closeFlow(p.flow) // the reset ends the flow before the peers see it
 		resetConn(p.client)
 		if server != nil {
 			resetConn(server)
@@ -143,7 +130,9 @@ func (p *tcpPath) pump(dir Dir, dst, src *net.TCPConn) {
 				src.Close()
 				dst.Close()
 			case errors.Is(err, io.EOF):
-				p.end()
+				if p.eofs.Add(1) == 2 {
+					p.c.closeFlow(p.flow) // FINs both ways: closed, before the peer sees the last one
+				}
 				dst.CloseWrite()
 			case errors.Is(err, syscall.ECONNRESET):
 				p.c.closeFlow(p.flow)

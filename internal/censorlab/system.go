@@ -27,12 +27,30 @@ type System struct {
 	// CaughtBy are the scenarios that must detect this baseline; the CI
 	// rule fails when one stops doing so.
 	CaughtBy []string
-	// ExpectedFail maps a scenario this system cannot survive yet to why;
-	// its cell is shown as "expected fail" and does not fail the build.
-	ExpectedFail map[string]string
+	// Control systems are benign controls: ordinary browsing with no
+	// tunnel, to the cover's own network. A rule that flags one is not
+	// usable by a censor (collateral damage), and the lab's CI rule fails.
+	Control bool
+	// ExpectedFail maps a scenario this system cannot survive yet to the
+	// rules expected to catch it and the bytes that must still arrive; its
+	// cell is shown as "expected fail" and does not fail the build as long
+	// as only those rules fire and at least Floor bytes arrive.
+	ExpectedFail map[string]Expect
 	// Start runs the server. The returned Instance's Dial goes through the
 	// address it is given (the censor's relay).
 	Start func(ctx context.Context, env Env) (*Instance, error)
+}
+
+// Expect is a known weakness of a system in one scenario.
+type Expect struct {
+	// Rules are the rules (Middlebox names, or a Verdict's Rule) expected
+	// to catch the system; any other rule firing fails the cell.
+	Rules []string
+	// Floor is the least the workload still delivers, in bytes; fewer
+	// fails the cell.
+	Floor int64
+	// Why says why, in the table.
+	Why string
 }
 
 // Env is what a system's server gets from the lab.
@@ -43,6 +61,11 @@ type Env struct {
 	// Cover is the lab's cover site (host:port) and its name.
 	Cover, CoverSNI string
 	Log             *slog.Logger
+	// CoverSite starts another instance of the lab's cover (the same
+	// certificate and pages, and the controls' bigger site) at ip, in the
+	// network of the calling goroutine's thread, and returns its address
+	// and how to stop it.
+	CoverSite func(ip netip.Addr) (netip.AddrPort, func() error, error)
 	// ClientDial dials from the client's network. Instance.Dial runs
 	// there, but a socket belongs to the network of the thread that made
 	// it, so a client that dials later from goroutines of its own (warm-up
@@ -59,6 +82,10 @@ type Instance struct {
 	Dial func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error)
 	// Close stops the server.
 	Close func() error
+	// Run, when set, is the system's own traffic through via instead of the
+	// lab's Workload (the benign controls browse). It reports the bytes it
+	// expected and delivered, every byte checked.
+	Run func(ctx context.Context, via netip.AddrPort) Tally
 }
 
 // tcpServer runs handle for every connection on a listener at ip until

@@ -8,12 +8,13 @@ import (
 )
 
 // PrintTable writes the results as a table, one line per cell, then the
+// rules that flagged a benign control (not usable by a censor) and the
 // reasons of the expected failures.
 func PrintTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tSYSTEM\tDETECTED BY\tBLOCKED\tDELIVERED\tSECONDS\tVERDICT")
+	fmt.Fprintln(tw, "SCENARIO\tSYSTEM\tDETECTED BY\tBLOCKED\tDELIVERED\tCONNS\tSECONDS\tVERDICT")
 	whys := map[string]string{}
-	var order []string
+	var order, unusable []string
 	for _, r := range results {
 		rule := r.Rule
 		if !r.Detected {
@@ -23,15 +24,24 @@ func PrintTable(w io.Writer, results []Result) {
 		if r.Blocked {
 			blocked = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f\t%s\n", r.Scenario, r.System, rule, blocked,
-			percent(r.BytesDelivered, r.BytesExpected), r.Seconds, verdict(r))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t%s\n", r.Scenario, r.System, rule, blocked,
+			percent(r.BytesDelivered, r.BytesExpected), r.Conns, r.Seconds, verdict(r))
 		if r.ExpectedFail {
 			k := r.System + " in " + r.Scenario
-			whys[k] = r.Why
+			whys[k] = fmt.Sprintf("%s (expected rule %s, floor %d bytes)", r.Why, strings.Join(r.ExpectRules, "+"), r.Floor)
 			order = append(order, k)
+		}
+		if r.Control && r.Detected {
+			unusable = append(unusable, fmt.Sprintf("%s in %s flags %s: %s", r.Rule, r.Scenario, r.System, r.Detail))
 		}
 	}
 	tw.Flush()
+	if len(unusable) > 0 {
+		fmt.Fprintln(w, "\nNot usable by a censor (flags ordinary browsing, collateral damage):")
+		for _, u := range unusable {
+			fmt.Fprintf(w, "  %s\n", u)
+		}
+	}
 	if len(order) > 0 {
 		fmt.Fprintln(w, "\nExpected failures (known weaknesses):")
 		for _, k := range order {
@@ -62,10 +72,16 @@ func verdict(r Result) string {
 		return "caught"
 	case r.Baseline:
 		return "passes (not required)"
+	case r.Control && r.Detected:
+		return "NOT USABLE BY A CENSOR: flags benign browsing"
+	case r.Control && r.OK:
+		return "benign, passes"
 	case r.ExpectedFail && r.OK && !r.Detected && !r.Blocked:
 		return "expected fail, but passed"
-	case r.ExpectedFail:
+	case r.ExpectedFail && r.OK:
 		return "expected fail"
+	case r.ExpectedFail:
+		return fmt.Sprintf("FAIL: expected %s and %d bytes, got %s and %d", strings.Join(r.ExpectRules, "+"), r.Floor, r.Rule, r.BytesDelivered)
 	case r.OK:
 		return "ok"
 	}

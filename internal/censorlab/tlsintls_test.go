@@ -1,6 +1,9 @@
 package censorlab
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 // record returns a TLS record header and n bytes of body.
 func record(typ byte, n int) []byte {
@@ -20,9 +23,16 @@ func TestTLSInTLS(t *testing.T) {
 		want  Action
 	}{
 		{"outer handshake alone", outer, Pass},
-		{"inner handshake (Go TLS proxy)", append(outer, step{Up, []int{1560}}, step{Down, []int{240, 1100}}, step{Up, []int{23, 75}}), Reset},
+		{"inner handshake (Go TLS proxy)", append(outer, step{Up, []int{1560}}, step{Down, []int{240, 1100}}, step{Up, []int{86}}), Reset},
+		{"inner handshake after 20 exchanges", append(append(outer, slices.Repeat([]step{{Up, []int{124}}, {Down, []int{1022}}}, 20)...),
+			step{Up, []int{60, 1400}}, step{Down, []int{2000}}, step{Up, []int{95}}), Reset},
+		{"HTTP/2 page (a benign control's flag before calibration)", append(outer, step{Up, []int{120, 337}}, step{Down, []int{16625}}, step{Up, []int{26}}), Pass},
+		{"HTTP/2 page over 32 KiB", append(outer, step{Up, []int{90, 556}}, step{Down, []int{16401, 16401, 16401, 16401, 12808}}, step{Up, []int{60}}), Pass},
+		{"CCS alone is not Finished-sized", append(outer, step{Up, []int{1560}}, step{Down, []int{240, 1100}}, step{Up, []int{23, 75}}), Pass},
 		{"inner handshake after a small preamble", append(outer, step{Up, []int{40}}, step{Down, []int{30}}, step{Up, []int{560}}, step{Down, []int{1400}}, step{Up, []int{86}}), Reset},
-		{"Vision pads the inner Finished", append(outer, step{Up, []int{1700}}, step{Down, []int{1900}}, step{Up, []int{1180}}, step{Down, []int{16401}}, step{Up, []int{60}}), Pass},
+		{"Vision pads the inner Finished", append(outer, step{Up, []int{1700}}, step{Down, []int{1900}}, step{Up, []int{1180}}), Pass},
+		{"Vision padded, then a request-sized flight, a handshake-sized answer and a small record", append(outer,
+			step{Up, []int{1700}}, step{Down, []int{1900}}, step{Up, []int{1180}}, step{Down, []int{16401}}, step{Up, []int{60}}), Reset},
 		{"plain HTTPS: small request, big answer", append(outer, step{Up, []int{120}}, step{Down, []int{16401}}, step{Up, []int{90}}), Pass},
 		{"upload first", append(outer, step{Up, []int{16401, 16401}}, step{Down, []int{30}}, step{Up, []int{60}}), Pass},
 	}

@@ -42,10 +42,33 @@ const Page = `<!doctype html>
 
 // Start listens on addr ("127.0.0.1:0" for any port) and serves until Close.
 func Start(addr string, names ...string) (*Site, error) {
+	return StartWith(addr, Options{}, names...)
+}
+
+// Options extend a site beyond its few pages (the censor lab's benign
+// controls browse a bigger one). The zero value is the plain site.
+type Options struct {
+	// Handler, when set, serves every path the site's own pages do not.
+	Handler http.Handler
+	// Cert, when set, is the site's certificate instead of a fresh
+	// self-signed one, so that two instances are the same site to a prober.
+	Cert *tls.Certificate
+}
+
+// StartWith is Start with options.
+func StartWith(addr string, opt Options, names ...string) (*Site, error) {
 	if len(names) == 0 {
 		names = []string{"cover.test"}
 	}
-	cert, leaf, err := selfSigned(names)
+	var cert tls.Certificate
+	var leaf *x509.Certificate
+	var err error
+	if opt.Cert != nil {
+		cert = *opt.Cert
+		leaf, err = x509.ParseCertificate(cert.Certificate[0])
+	} else {
+		cert, leaf, err = selfSigned(names)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -54,6 +77,9 @@ func Start(addr string, names ...string) (*Site, error) {
 		return nil, fmt.Errorf("coversite: listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
+	if opt.Handler != nil {
+		mux.Handle("/", opt.Handler)
+	}
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, Page)

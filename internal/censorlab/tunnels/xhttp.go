@@ -20,8 +20,9 @@ func BurrowXHTTP() censorlab.System {
 	return censorlab.System{
 		Name:    "burrow-xhttp",
 		Network: "tcp",
-		ExpectedFail: map[string]string{
-			"sni-whitelist": whyWhitelist,
+		ExpectedFail: map[string]censorlab.Expect{
+			"sni-whitelist":      expect(floorNothing, whyWhitelist, censorlab.RuleWhitelist),
+			"russia-2026-mobile": expect(floorNothing, whyWhitelist, censorlab.RuleWhitelist),
 		},
 		Start: startXHTTP,
 	}
