@@ -108,12 +108,11 @@ func readBuffers[T any](c *T, input privateField[T, bytes.Reader], rawInput priv
 // Its offset is looked up by name on first use and the field's type checked, so a
 // different layout yields an error, never a pointer to the wrong memory.
 type privateField[T, F any] struct {
-	name   string
 	offset func() (uintptr, error)
 }
 
 func newPrivateField[T, F any](name string) privateField[T, F] {
-	return privateField[T, F]{name: name, offset: sync.OnceValues(func() (uintptr, error) {
+	return privateField[T, F]{offset: sync.OnceValues(func() (uintptr, error) {
 		return fieldOffset(reflect.TypeFor[T](), name, reflect.TypeFor[F]())
 	})}
 }
