@@ -145,8 +145,7 @@ func client(ctx context.Context, conn net.Conn, cfg ClientConfig, now time.Time)
 	hs := &uc.HandshakeState
 	hs.Hello, hs.ServerHello, hs.MasterSecret, hs.Session = nil, nil, nil, nil
 	hs.State12, hs.State13 = utls.TLS12OnlyState{}, utls.TLS13OnlyState{}
-	releaseClientHello(uc)
-	releaseHandshake(uc.Conn, true)
+	releaseClient(uc)
 	return uc, nil
 }
 

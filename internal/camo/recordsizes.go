@@ -12,14 +12,14 @@ import (
 	"time"
 
 	utls "github.com/refraction-networking/utls"
-	"github.com/xtls/reality"
 )
 
 // After its handshake, reality.Server sends an authenticated client fake
 // records of the sizes the cover sends right after its own handshake
 // (session tickets; for h2, the SETTINGS frame), so that both look alike.
 // It reads those sizes from reality.GlobalPostHandshakeRecordsLens under
-// "cover SNI class", class "0" (no ALPN), "1" (http/1.1 first) or "2" (h2
+// "cover SNI class" (recordLensKey; internals.go holds every access to
+// that map), class "0" (no ALPN), "1" (http/1.1 first) or "2" (h2
 // first). This file measures them. (reality's own detector,
 // reality.DetectPostHandshakeRecordsLens, has a data race and dials with
 // net.Dial regardless of our dial function.)
@@ -84,9 +84,8 @@ func startRecordSizeDetection(dial dialFunc, cover string, names []string, roots
 	var wg sync.WaitGroup
 	for _, sni := range names {
 		for _, c := range alpnClasses {
-			key := cover + " " + sni + " " + c.class
-			// false marks "being measured", as reality does.
-			if _, loaded := reality.GlobalPostHandshakeRecordsLens.LoadOrStore(key, false); loaded {
+			key := recordLensKey(cover, sni, c.class)
+			if !claimRecordLens(key) {
 				continue
 			}
 			wg.Go(func() {
@@ -98,11 +97,11 @@ func startRecordSizeDetection(dial dialFunc, cover string, names []string, roots
 					// the demo, the lab) always ends here; a real cover that cannot
 					// be reached is reported by the start-up cover check.
 					log.Debug("camo: cannot measure the cover's post-handshake records; authenticated clients get none", "cover", cover, "sni", sni, "alpn", c.class, "err", err)
-					reality.GlobalPostHandshakeRecordsLens.CompareAndSwap(key, false, []int{})
+					giveUpRecordLens(key)
 					return
 				}
 				log.Debug("camo: cover's post-handshake records", "cover", cover, "sni", sni, "alpn", c.class, "sizes", lens)
-				reality.GlobalPostHandshakeRecordsLens.Store(key, lens)
+				storeRecordLens(key, lens)
 			})
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"net"
-	"reflect"
 	"testing"
 	"time"
 
@@ -13,15 +12,12 @@ import (
 )
 
 // tlsBufferCaps returns the capacities of the handshake and record read
-// buffers of conn (a *utls.Conn or *reality.Conn), and how many bytes the
-// read buffer holds; ok is false if the
-// library no longer has them under these names, which would silently turn
-// releaseHandshake into a no-op.
-func tlsBufferCaps(conn any) (hand, raw, pending int, ok bool) {
-	s := reflect.ValueOf(conn).Elem()
-	h := fieldPtr[bytes.Buffer](s, "hand")
-	r := fieldPtr[bytes.Buffer](s, "rawInput")
-	if h == nil || r == nil || fieldPtr[bytes.Reader](s, "input") == nil {
+// buffers of c, and how many bytes the read buffer holds; ok is false if
+// the library no longer has them (TestLibraryInternals says which).
+func tlsBufferCaps[T any](c *T, handF privateField[T, bytes.Buffer], rawF privateField[T, bytes.Buffer]) (hand, raw, pending int, ok bool) {
+	h, err1 := handF.of(c)
+	r, err2 := rawF.of(c)
+	if err1 != nil || err2 != nil {
 		return 0, 0, 0, false
 	}
 	return h.Cap(), r.Cap(), r.Len(), true
@@ -80,20 +76,24 @@ func TestHandshakeLeftoversReleased(t *testing.T) {
 	if n := len(uc.ConnectionState().PeerCertificates); n != 0 {
 		t.Errorf("client keeps %d peer certificates after the handshake, want 0", n)
 	}
-	if ech := reflect.ValueOf(uc).Elem().FieldByName("ech"); !ech.IsValid() || !ech.IsNil() {
-		t.Errorf("client's GREASE ECH extension: field found %v, released %v; want both", ech.IsValid(), ech.IsValid() && ech.IsNil())
+	type caps struct {
+		hand, raw, pending int
+		ok                 bool
 	}
-	for name, c := range map[string]any{"client": uc.Conn, "server": sc.(*reality.Conn)} {
-		hand, raw, pending, ok := tlsBufferCaps(c)
-		if !ok {
-			t.Errorf("%s %T: hand/rawInput/input fields not found; releaseHandshake has nothing to release", name, c)
+	var bufs [2]caps
+	bufs[0].hand, bufs[0].raw, bufs[0].pending, bufs[0].ok = tlsBufferCaps(uc.Conn, utlsHand, utlsRawInput)
+	bufs[1].hand, bufs[1].raw, bufs[1].pending, bufs[1].ok = tlsBufferCaps(sc.(*reality.Conn), realityHand, realityRawInput)
+	for i, name := range []string{"client", "server"} {
+		c := bufs[i]
+		if !c.ok {
+			t.Errorf("%s: hand/rawInput fields not found; nothing is released", name)
 			continue
 		}
 		// Records that arrived with the last handshake flight stay, in a
 		// buffer of their size.
-		if hand != 0 || raw > pending {
+		if c.hand != 0 || c.raw > c.pending {
 			t.Errorf("%s keeps buffers after the handshake: hand %d bytes, rawInput %d for %d pending; want 0 and no more than pending",
-				name, hand, raw, pending)
+				name, c.hand, c.raw, c.pending)
 		}
 	}
 
@@ -110,38 +110,35 @@ func TestHandshakeLeftoversReleased(t *testing.T) {
 	}
 }
 
-func TestReleaseHandshakeFailsSafe(t *testing.T) {
-	// Conns of another shape, or fields of other types, are left alone.
-	type other struct {
-		hand     []byte
-		rawInput string
-		input    *bytes.Reader
-		ech      int
-	}
-	o := &other{hand: []byte{1}, rawInput: "x", input: bytes.NewReader([]byte{2}), ech: 3}
-	for _, c := range []any{nil, 42, other{}, o, (*other)(nil), new(int)} {
-		releaseHandshake(c, true)
-		releaseClientHello(c)
-	}
-	if len(o.hand) != 1 || o.rawInput != "x" || o.input.Len() != 1 || o.ech != 3 {
-		t.Errorf("releaseHandshake changed fields of an unknown type: %+v", o)
-	}
-	// A drained but grown read buffer is dropped; pending bytes are kept.
+// TestReleaseBuffers: a drained but grown read buffer is dropped, pending
+// bytes are kept in a buffer of their size, and nothing is touched while
+// plaintext is unread.
+func TestReleaseBuffers(t *testing.T) {
 	type conn struct {
 		hand     bytes.Buffer
 		rawInput bytes.Buffer
-		//lint:ignore U1000 reached through reflection, as in crypto/tls's Conn
-		input bytes.Reader
+		input    bytes.Reader
 	}
+	handF := newPrivateField[conn, bytes.Buffer]("hand")
+	inputF := newPrivateField[conn, bytes.Reader]("input")
+	rawF := newPrivateField[conn, bytes.Buffer]("rawInput")
 	c := &conn{}
 	c.hand.Grow(4096)
 	c.rawInput.Grow(8192)
 	c.rawInput.WriteString("pending record")
-	releaseHandshake(c, false)
+	releaseBuffers(c, handF, inputF, rawF)
 	if c.hand.Cap() != 0 {
 		t.Errorf("hand capacity %d after release, want 0", c.hand.Cap())
 	}
 	if got := c.rawInput.String(); got != "pending record" || c.rawInput.Cap() > 64 {
 		t.Errorf("rawInput after release = %q (capacity %d), want the pending bytes in a small buffer", got, c.rawInput.Cap())
+	}
+
+	c = &conn{}
+	c.rawInput.Grow(8192)
+	c.input.Reset([]byte("unread"))
+	releaseBuffers(c, handF, inputF, rawF)
+	if c.rawInput.Cap() < 8192 || c.input.Len() != len("unread") {
+		t.Errorf("with unread plaintext: rawInput capacity %d, input %d bytes; want both kept", c.rawInput.Cap(), c.input.Len())
 	}
 }

@@ -169,7 +169,7 @@ func (s *Server) handOver(ctx context.Context, conn *net.TCPConn, cover net.Conn
 		return nil, fmt.Errorf("camo: REALITY handshake: %w", err)
 	}
 	conn.SetDeadline(time.Time{})
-	releaseHandshake(tc, false)
+	releaseServer(tc)
 	return tc, nil
 }
 
@@ -179,11 +179,10 @@ func (s *Server) handOver(ctx context.Context, conn *net.TCPConn, cover net.Conn
 // takes longer than recordSizeWait, it records "no records" so handshakes
 // proceed (reality overwrites it if detection finishes later).
 func (s *Server) waitRecordSizes(ctx context.Context, h *tlshello.ClientHello) {
-	key := s.cover + " " + h.ServerName + " " + alpnClass(h.ALPN)
+	key := recordLensKey(s.cover, h.ServerName, alpnClass(h.ALPN))
 	ready := func() bool {
-		v, ok := reality.GlobalPostHandshakeRecordsLens.Load(key)
-		_, done := v.([]int)
-		return ok && done
+		_, ok := recordLens(key)
+		return ok
 	}
 	if ready() {
 		return
@@ -197,24 +196,11 @@ func (s *Server) waitRecordSizes(ctx context.Context, h *tlshello.ClientHello) {
 		case <-ctx.Done():
 			return
 		case <-limit.C:
-			reality.GlobalPostHandshakeRecordsLens.CompareAndSwap(key, false, []int{})
-			reality.GlobalPostHandshakeRecordsLens.LoadOrStore(key, []int{})
+			giveUpRecordLens(key)
 			s.log.Warn("camo: cover record-size detection did not finish; handshakes proceed without it", "cover", s.cover)
 			return
 		case <-t.C:
 		}
-	}
-}
-
-// alpnClass is reality's key suffix for a client's ALPN list.
-func alpnClass(alpn []string) string {
-	switch {
-	case len(alpn) == 0:
-		return "0"
-	case alpn[0] == "h2":
-		return "2"
-	default:
-		return "1"
 	}
 }
 

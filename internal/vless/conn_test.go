@@ -56,8 +56,9 @@ func clientTLSConfig() *tls.Config {
 }
 
 // trickleTLS delivers the outer TLS plaintext one byte per Read: the Vision unpadder must cope.
-// It embeds *tls.Conn, so the reflection walk must find the internals one level down.
 type trickleTLS struct{ *tls.Conn }
+
+func (c *trickleTLS) visionInternals() (*tlsInternals, error) { return findTLSInternals(c.Conn) }
 
 func (c *trickleTLS) Read(p []byte) (int, error) { return c.Conn.Read(p[:min(len(p), 1)]) }
 
@@ -66,6 +67,12 @@ var outerKinds = []string{"crypto/tls", "utls", "reality", "trickle"}
 
 // outerPair returns a handshaken outer TLS 1.3 pair over loopback TCP.
 func outerPair(t testing.TB, kind string, serverCfg *tls.Config) (client, server net.Conn) {
+	t.Helper()
+	return outerPairWrapped(t, kind, serverCfg, nil)
+}
+
+// outerPairWrapped is outerPair with the server's TCP conn wrapped by wrap (if not nil).
+func outerPairWrapped(t testing.TB, kind string, serverCfg *tls.Config, wrap func(net.Conn) net.Conn) (client, server net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,6 +89,9 @@ func outerPair(t testing.TB, kind string, serverCfg *tls.Config) (client, server
 		if err != nil {
 			ch <- res{nil, err}
 			return
+		}
+		if wrap != nil {
+			c = wrap(c)
 		}
 		s := tls.Server(c, serverCfg)
 		err = s.Handshake()

@@ -69,5 +69,6 @@
 // io.Copy's splice path.
 //
 // Vision needs the raw conn and the TLS conn's read buffers, which crypto/tls, utls and
-// REALITY do not expose; see tlsInternals for how they are reached (reflect + unsafe).
+// REALITY do not expose; see tlsInternals for how they are reached (by field name, checked)
+// and docs/internals.md.
 package vless

@@ -11,22 +11,21 @@ import (
 	"time"
 )
 
-// fakeTLS has the crypto/tls field layout Vision looks for but passes bytes through unchanged,
-// so tests can see exactly what each Write puts on the wire.
+// fakeTLS stands in for a TLS 1.3 conn but passes bytes through unchanged, so tests can see
+// exactly what each Write puts on the wire.
 type fakeTLS struct {
-	conn net.Conn
-	//lint:ignore U1000 read through reflection, as Vision reads crypto/tls's
-	input bytes.Reader
-	//lint:ignore U1000 read through reflection, as Vision reads crypto/tls's
+	conn     net.Conn
+	input    bytes.Reader
 	rawInput bytes.Buffer
 
 	mu     sync.Mutex
 	writes [][]byte
 }
 
-type fakeState struct{ Version uint16 }
+func (f *fakeTLS) visionInternals() (*tlsInternals, error) {
+	return &tlsInternals{raw: f.conn, input: &f.input, rawInput: &f.rawInput}, nil
+}
 
-func (f *fakeTLS) ConnectionState() fakeState         { return fakeState{0x0304} }
 func (f *fakeTLS) Read(p []byte) (int, error)         { return f.conn.Read(p) }
 func (f *fakeTLS) Close() error                       { return f.conn.Close() }
 func (f *fakeTLS) LocalAddr() net.Addr                { return f.conn.LocalAddr() }

@@ -2,108 +2,151 @@ package vless
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"reflect"
+	"sync"
 	"unsafe"
+
+	utls "github.com/refraction-networking/utls"
+	"github.com/xtls/reality"
 )
 
 // ErrVisionTransport is returned by the first Read/Write of a Vision conn whose outer conn is
-// not TLS 1.3 of a supported implementation (crypto/tls, utls, REALITY).
+// not TLS 1.3 of a supported implementation (crypto/tls, utls, REALITY), or whose
+// implementation no longer has the read buffers Vision takes over (see tlsInternals).
 var ErrVisionTransport = errors.New("vless: " + FlowVision + " needs an outer TLS 1.3 conn (crypto/tls, utls or REALITY)")
 
-// tlsInternals are the parts of a crypto/tls-shaped Conn that Vision's direct copy needs:
+// tlsInternals are the parts of the outer TLS conn that Vision's direct copy needs:
 //
-//   - raw: the conn under TLS (field "conn"), which direct data is written to and read from;
-//   - input: decrypted plaintext of the current record not yet returned by Read (field "input");
-//   - rawInput: bytes read from raw but not yet decrypted (field "rawInput") — after the peer
-//     switched to direct, these are the first direct bytes.
+//   - raw: the conn under TLS, which direct data is written to and read from (NetConn());
+//   - input: decrypted plaintext of the current record not yet returned by Read;
+//   - rawInput: bytes read from raw but not yet decrypted: after the peer switched to
+//     direct, these are the first direct bytes.
 //
-// crypto/tls.Conn, utls.Conn (embedded as *Conn in utls.UConn) and reality.Conn share this
-// layout. Go offers no API for the last two, so, like Xray-core, we find the fields by name
-// with reflect and address them with unsafe offsets. The field types are checked, so a
-// library that renames or retypes them makes Vision fail with ErrVisionTransport instead of
-// corrupting memory. This package imports none of those modules.
+// crypto/tls.Conn, utls.Conn and reality.Conn (both forks of crypto/tls) offer NetConn but
+// no way to take the buffered bytes, so input and rawInput are reached as Xray-core reaches
+// them: by their field names, through the accessors below. Each accessor looks its field up
+// once and checks its name and type; if a library renamed or retyped one, Vision fails with
+// ErrVisionTransport naming the field instead of corrupting memory, and
+// TestTLSFieldLayout fails. docs/internals.md lists every such access.
 type tlsInternals struct {
 	raw      net.Conn
 	input    *bytes.Reader
 	rawInput *bytes.Buffer
 }
 
+// The private fields Vision reads, one accessor each.
 var (
-	typeBytesReader = reflect.TypeFor[bytes.Reader]()
-	typeBytesBuffer = reflect.TypeFor[bytes.Buffer]()
-	typeNetConn     = reflect.TypeFor[net.Conn]()
+	tlsInput        = newPrivateField[tls.Conn, bytes.Reader]("input")
+	tlsRawInput     = newPrivateField[tls.Conn, bytes.Buffer]("rawInput")
+	utlsInput       = newPrivateField[utls.Conn, bytes.Reader]("input")
+	utlsRawInput    = newPrivateField[utls.Conn, bytes.Buffer]("rawInput")
+	realityInput    = newPrivateField[reality.Conn, bytes.Reader]("input")
+	realityRawInput = newPrivateField[reality.Conn, bytes.Buffer]("rawInput")
 )
 
-// findTLSInternals walks c (a pointer to a TLS conn struct, or to a struct embedding one,
-// e.g. *utls.UConn) and returns its internals. It also insists on TLS 1.3 when c reports a
-// ConnectionState with a Version field, as Xray does.
-func findTLSInternals(c net.Conn) (*tlsInternals, error) {
-	if v, ok := tlsVersion(c); ok && v != 0x0304 {
-		return nil, fmt.Errorf("%w: outer TLS version %#04x", ErrVisionTransport, v)
-	}
-	v := reflect.ValueOf(c)
-	for depth := 0; depth < 4; depth++ {
-		if v.Kind() == reflect.Interface {
-			v = v.Elem()
-		}
-		if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-			break
-		}
-		base := v.UnsafePointer()
-		t := v.Elem().Type()
-		var in, rin, cf *reflect.StructField
-		var embedded *reflect.StructField
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			switch {
-			case f.Name == "input" && f.Type == typeBytesReader:
-				in = &f
-			case f.Name == "rawInput" && f.Type == typeBytesBuffer:
-				rin = &f
-			case f.Name == "conn" && f.Type == typeNetConn:
-				cf = &f
-			case f.Anonymous && embedded == nil &&
-				(f.Type.Kind() == reflect.Interface || f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct):
-				embedded = &f
-			}
-		}
-		if in != nil && rin != nil && cf != nil {
-			raw := *(*net.Conn)(unsafe.Add(base, cf.Offset))
-			if raw == nil {
-				break
-			}
-			return &tlsInternals{
-				raw:      raw,
-				input:    (*bytes.Reader)(unsafe.Add(base, in.Offset)),
-				rawInput: (*bytes.Buffer)(unsafe.Add(base, rin.Offset)),
-			}, nil
-		}
-		if embedded == nil {
-			break
-		}
-		// reflect.NewAt gives a readable view of an unexported embedded field.
-		v = reflect.NewAt(embedded.Type, unsafe.Add(base, embedded.Offset)).Elem()
-	}
-	return nil, fmt.Errorf("%w: %T", ErrVisionTransport, c)
+// visionOuter is implemented by this package's test doubles of an outer TLS conn; the
+// unexported method keeps every other type out.
+type visionOuter interface {
+	visionInternals() (*tlsInternals, error)
 }
 
-// tlsVersion calls c.ConnectionState().Version if c has such a method (the three TLS
-// implementations each have their own ConnectionState type).
-func tlsVersion(c net.Conn) (uint16, bool) {
-	m := reflect.ValueOf(c).MethodByName("ConnectionState")
-	if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 1 {
-		return 0, false
+// findTLSInternals returns the internals of c, which must be a *tls.Conn, *utls.UConn,
+// *utls.Conn or *reality.Conn that negotiated TLS 1.3, as Xray requires.
+func findTLSInternals(c net.Conn) (*tlsInternals, error) {
+	var (
+		version uint16
+		tin     = &tlsInternals{}
+		err     error
+	)
+	switch tc := c.(type) {
+	case visionOuter:
+		return tc.visionInternals()
+	case *tls.Conn:
+		version, tin.raw = tc.ConnectionState().Version, tc.NetConn()
+		tin.input, tin.rawInput, err = readBuffers(tc, tlsInput, tlsRawInput)
+	case *utls.UConn:
+		version, tin.raw = tc.ConnectionState().Version, tc.NetConn()
+		tin.input, tin.rawInput, err = readBuffers(tc.Conn, utlsInput, utlsRawInput)
+	case *utls.Conn:
+		version, tin.raw = tc.ConnectionState().Version, tc.NetConn()
+		tin.input, tin.rawInput, err = readBuffers(tc, utlsInput, utlsRawInput)
+	case *reality.Conn:
+		version, tin.raw = tc.ConnectionState().Version, tc.NetConn()
+		tin.input, tin.rawInput, err = readBuffers(tc, realityInput, realityRawInput)
+	default:
+		return nil, fmt.Errorf("%w: %T", ErrVisionTransport, c)
 	}
-	cs := m.Call(nil)[0]
-	if cs.Kind() != reflect.Struct {
-		return 0, false
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrVisionTransport, err)
+	case version != tls.VersionTLS13:
+		return nil, fmt.Errorf("%w: outer TLS version %#04x", ErrVisionTransport, version)
+	case tin.raw == nil:
+		return nil, fmt.Errorf("%w: %T has no underlying conn", ErrVisionTransport, c)
 	}
-	f := cs.FieldByName("Version")
-	if !f.IsValid() || f.Kind() != reflect.Uint16 {
-		return 0, false
+	return tin, nil
+}
+
+// readBuffers returns c's input and rawInput fields.
+func readBuffers[T any](c *T, input privateField[T, bytes.Reader], rawInput privateField[T, bytes.Buffer]) (*bytes.Reader, *bytes.Buffer, error) {
+	in, err := input.of(c)
+	if err != nil {
+		return nil, nil, err
 	}
-	return uint16(f.Uint()), true
+	raw, err := rawInput.of(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in, raw, nil
+}
+
+// privateField is the unexported field name, of type F, of another module's struct T.
+// Its offset is looked up by name on first use and the field's type checked, so a
+// different layout yields an error, never a pointer to the wrong memory.
+type privateField[T, F any] struct {
+	offset func() (uintptr, error)
+}
+
+func newPrivateField[T, F any](name string) privateField[T, F] {
+	return privateField[T, F]{offset: sync.OnceValues(func() (uintptr, error) {
+		return fieldOffset(reflect.TypeFor[T](), name, reflect.TypeFor[F]())
+	})}
+}
+
+// check reports whether T still has the field, with type F.
+func (f privateField[T, F]) check() error {
+	_, err := f.offset()
+	return err
+}
+
+// of returns a pointer to the field in *c.
+func (f privateField[T, F]) of(c *T) (*F, error) {
+	off, err := f.offset()
+	if err != nil {
+		return nil, err
+	}
+	return (*F)(unsafe.Add(unsafe.Pointer(c), off)), nil
+}
+
+// fieldOffset returns the offset of the field name of struct t, which must be t's own
+// (not promoted from an embedded struct) and of type want.
+func fieldOffset(t reflect.Type, name string, want reflect.Type) (uintptr, error) {
+	where := t.PkgPath() + "." + t.Name()
+	if t.Kind() != reflect.Struct {
+		return 0, fmt.Errorf("%s is a %s, want a struct with field %s %s", where, t.Kind(), name, want)
+	}
+	f, ok := t.FieldByName(name)
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("%s has no field %s (want type %s): the library's layout changed", where, name, want)
+	case len(f.Index) != 1:
+		return 0, fmt.Errorf("%s.%s is promoted from an embedded field, want a field of %s itself: the library's layout changed", where, name, where)
+	case f.Type != want:
+		return 0, fmt.Errorf("%s.%s has type %s, want %s: the library's layout changed", where, name, f.Type, want)
+	}
+	return f.Offset, nil
 }
