@@ -42,8 +42,8 @@ done
 step "go test -race"
 go test -race -count=1 -timeout 15m ./...
 
-step "censor lab (fails if a Burrow cell not marked expected-fail is caught, or a baseline is not)"
-go run ./cmd/burrow lab
+step "censor lab (fails if a Burrow cell not marked expected-fail is caught, or a baseline is not; the cells issue 14 lists as known failing are reported apart)"
+go run ./cmd/burrow lab --known-failing
 # The lab's table tests (loopback, and the netns mode as root) judge timing-shaped
 # traffic, so they skip under -race above and run here without it.
 go test -count=1 -timeout 15m -run 'Lab' ./internal/censorlab/tunnels/ ./e2e/
