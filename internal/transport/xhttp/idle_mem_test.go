@@ -340,7 +340,7 @@ func heapProfileFile(t *testing.T, mode string) io.Writer {
 // included): packet-up HeapAlloc ~55 KB and 4 client goroutines before the
 // idle buffers were made small and the upload goroutine on demand, ~19 KB
 // and 3 after; stream-up server heap ~55 KB before, ~20 KB after (its client
-// still holds x/net's 512 KiB frame scratch buffer per stream-up POST).
+// still holds Go's HTTP/2 512 KiB frame scratch buffer per stream-up POST).
 func TestIdleSessionMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens hundreds of sessions")
