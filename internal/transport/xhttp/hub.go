@@ -37,9 +37,9 @@ type HubConfig struct {
 // DefaultMaxStreams is the hub's default stream limit per connection.
 // Every open session holds a stream (its download), so Go's HTTP/2
 // default of 250 let three connections, a Burrow client's usual pool,
-// carry only 750 sessions. Xray clients open few streams per connection and are not
-// affected; browser-facing servers allow 100 to 1000; and only a client
-// that passed REALITY authentication ever sees the value.
+// carry only 750 sessions. Xray clients open few streams per connection
+// and are not affected; browser-facing servers allow 100 to 1000; and
+// only a client that passed REALITY authentication ever sees the value.
 const DefaultMaxStreams = 1000
 
 // Hub is the server side: it serves XHTTP on any number of connections
