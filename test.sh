@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Burrow's whole test suite: formatting, vet, unit and end-to-end tests with
+# Burrow's whole test suite: formatting, vet, staticcheck, unit and end-to-end tests with
 # the race detector, short fuzzing of every parser of untrusted bytes, and the
 # Xray-core interop tests. Run from the repository root: ./test.sh
 #   FUZZTIME=5s  how long each fuzz target runs (0 skips fuzzing)
@@ -25,6 +25,21 @@ if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi
 
 step "go vet"
 go vet ./...
+
+step "staticcheck"
+# Pinned: .ci/run installs this version from the module proxy. Without it the
+# suite fails and says how to install it; it is not skipped.
+STATICCHECK_VERSION=0.8.2
+staticcheck="$(go env GOPATH)/bin/staticcheck"
+if ! have=$("$staticcheck" -version 2>/dev/null) || [[ $have != *"($STATICCHECK_VERSION)"* ]]; then
+  echo "staticcheck $STATICCHECK_VERSION is not installed at $staticcheck${have:+ (found: $have)}; install it with:"
+  echo "  go install honnef.co/go/tools/cmd/staticcheck@v$STATICCHECK_VERSION"
+  exit 1
+fi
+"$staticcheck" ./...
+if [ "${SKIP_INTEROP:-0}" != "1" ] && [ -f interop/go.mod ]; then
+  (cd interop && "$staticcheck" ./...)
+fi
 
 step "cross-compile every release platform"
 # Each other OS is vetted once, tests included (windows, darwin, freebsd); each

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // DialFunc opens one secured connection to the server (TCP + REALITY in
@@ -76,7 +74,7 @@ type Stats struct {
 // HTTP/2 connections and rotates them when a budget is set.
 type Dialer struct {
 	cfg  DialerConfig
-	h2   *http2.Transport
+	h2   *http.Transport // starts HTTP/2 on the connections dial opens
 	log  *slog.Logger
 	ctx  context.Context
 	stop context.CancelFunc
@@ -95,7 +93,7 @@ type Dialer struct {
 
 // pconn is one pooled connection.
 type pconn struct {
-	cc      *http2.ClientConn
+	cc      *http.ClientConn
 	conn    net.Conn
 	rx      func() int64
 	hs      int64           // received when the handshake finished
@@ -109,6 +107,14 @@ type pconn struct {
 	// so a download waiting for data does not hold a spent connection
 	// open. Guarded by Dialer.mu.
 	parked map[*int]context.CancelFunc
+}
+
+// takingRequests reports whether pc's HTTP/2 connection still takes
+// requests: it is open and the server sent no GOAWAY. net/http's ClientConn
+// tells that by Available() > 0, which is also 0 at the stream limit, where
+// a connection is full, not finished.
+func (pc *pconn) takingRequests() bool {
+	return pc.cc.Err() == nil && (pc.cc.Available() > 0 || pc.cc.InFlight() >= pc.limit)
 }
 
 // retireLocked marks pc spent and moves its downloads elsewhere.
@@ -173,21 +179,41 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 		ctx:     ctx,
 		stop:    stop,
 		changed: make(chan struct{}),
-		h2: &http2.Transport{
-			ReadIdleTimeout:    45 * time.Second,
-			PingTimeout:        15 * time.Second,
-			DisableCompression: true,
+	}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true) // HTTP/2 with prior knowledge: dial secures the connection
+	d.h2 = &http.Transport{
+		Protocols:          &protocols,
+		DialContext:        handOver,
+		DisableCompression: true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 45 * time.Second,
+			PingTimeout:     15 * time.Second,
 			// A connection at the server's stream limit is full, not
-			// broken. Without this, x/net reports it unable to take
-			// requests (we retired it and moved its downloads: churn) and
-			// fails a RoundTrip on it (we closed it with every stream on
-			// it). acquire never puts more than the limit on a
-			// connection; x/net may still count a stream we ended until
+			// broken: RoundTrip waits there for a stream (a ClientConn
+			// always does). acquire never puts more than the limit on a
+			// connection; HTTP/2 may still count a stream we ended until
 			// the server confirms its reset, and RoundTrip waits for that.
-			StrictMaxConcurrentStreams: true,
+			StrictMaxConcurrentRequests: true,
 		},
 	}
 	return d, nil
+}
+
+// handoverKey is the context key under which dial hands a connection to
+// Transport.NewClientConn, whose dial is handOver.
+type handoverKey struct{}
+
+// handoverAddr is the address given to NewClientConn; nothing dials it.
+const handoverAddr = "xhttp.invalid:443"
+
+// handOver is the Transport's dial: it returns the connection dial opened.
+func handOver(ctx context.Context, _, _ string) (net.Conn, error) {
+	c, ok := ctx.Value(handoverKey{}).(net.Conn)
+	if !ok {
+		return nil, errors.New("xhttp: no connection handed over")
+	}
+	return c, nil
 }
 
 // Stats returns the dialer's counters.
@@ -250,7 +276,7 @@ func (d *Dialer) usableLocked(pc *pconn, need int64) bool {
 	if pc.spent {
 		return false
 	}
-	if !pc.cc.CanTakeNewRequest() || d.cfg.Budget > 0 && d.cfg.Budget-pc.rx() < minRoom+getCost {
+	if !pc.takingRequests() || d.cfg.Budget > 0 && d.cfg.Budget-pc.rx() < minRoom+getCost {
 		pc.retireLocked()
 		return false
 	}
@@ -283,7 +309,7 @@ func (d *Dialer) gcLocked() {
 	kept := d.conns[:0]
 	for _, pc := range d.conns {
 		d.usableLocked(pc, 0)
-		dead := pc.cc.State().Closed
+		dead := pc.cc.Err() != nil
 		if dead || pc.spent && pc.streams == 0 {
 			d.closeLocked(pc)
 			continue
@@ -471,8 +497,8 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", d.cfg.Budget, hs)
 	}
-	fc := newFinConn(conn)
-	cc, err := d.h2.NewClientConn(fc)
+	pinging := newPingConn(newFinConn(conn))
+	cc, err := d.h2.NewClientConn(context.WithValue(ctx, handoverKey{}, net.Conn(pinging)), "http", handoverAddr)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: start HTTP/2: %w", err)
@@ -483,21 +509,23 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 	// would (client hello, server flight, client Finished: the first flights after the
 	// outer handshake), the shape censors look for. The server's own wait for our SETTINGS
 	// acknowledgement (hub.go, greet) covers only the first answer, and only while the
-	// acknowledgement does not travel with the request.
+	// acknowledgement does not travel with the request. pingConn makes the round trip.
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	err = cc.Ping(pctx)
+	err = pinging.wait(pctx)
 	cancel()
 	if err != nil {
 		cc.Close()
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: first ping: %w", err)
 	}
-	// The server's SETTINGS came before its PING answer.
-	limit := int(cc.State().MaxConcurrentStreams)
+	// The server's SETTINGS came before its PING answer, and nothing is in flight yet.
+	limit := cc.Available()
 	if limit == 0 {
-		limit = 100 // what x/net assumes until SETTINGS arrive
+		cc.Close()
+		conn.Close()
+		return nil, errors.New("xhttp: the server takes no requests on a new connection")
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, gone: fc.Gone(), limit: limit}, nil
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, gone: pinging.Gone(), limit: limit}, nil
 }
 
 type countingReader struct {

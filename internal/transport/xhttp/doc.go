@@ -5,7 +5,9 @@
 // extension that resumes the download on another connection, so the client
 // can rotate TCP connections before any of them carries a byte budget
 // downstream. It imports nothing else of Burrow's: the client gets a dial
-// function, the server gets connections and a session callback.
+// function, the server gets connections and a session callback. HTTP/2 on
+// both sides is Go's net/http (a Transport's ClientConn, a Server), run
+// with prior knowledge on the connections this package is given.
 //
 // # Requests (Xray-compatible)
 //

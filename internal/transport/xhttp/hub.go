@@ -5,14 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // Preface is the HTTP/2 client connection preface; a connection whose
@@ -36,11 +35,11 @@ type HubConfig struct {
 }
 
 // DefaultMaxStreams is the hub's default stream limit per connection.
-// Every open session holds a stream (its download), so x/net's default of
-// 250 let three connections, a Burrow client's usual pool, carry only 750
-// sessions. Xray clients open few streams per connection and are not
-// affected; browser-facing servers allow 100 to 1000; and only a client
-// that passed REALITY authentication ever sees the value.
+// Every open session holds a stream (its download), so Go's HTTP/2
+// default of 250 let three connections, a Burrow client's usual pool,
+// carry only 750 sessions. Xray clients open few streams per connection
+// and are not affected; browser-facing servers allow 100 to 1000; and
+// only a client that passed REALITY authentication ever sees the value.
 const DefaultMaxStreams = 1000
 
 // Hub is the server side: it serves XHTTP on any number of connections
@@ -49,7 +48,9 @@ const DefaultMaxStreams = 1000
 type Hub struct {
 	cfg HubConfig
 	ctx context.Context
-	h2  http2.Server
+	// srv speaks HTTP/2 with prior knowledge on the connections given to
+	// ServeConn, each through its own connListener.
+	srv *http.Server
 
 	mu       sync.Mutex
 	sessions map[string]*session // guarded by mu
@@ -64,12 +65,29 @@ func NewHub(ctx context.Context, cfg HubConfig) *Hub {
 	if cfg.MaxStreams == 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
-	return &Hub{
-		cfg:      cfg,
-		ctx:      ctx,
-		sessions: make(map[string]*session),
-		h2:       http2.Server{IdleTimeout: 5 * time.Minute, MaxReadFrameSize: 1 << 20, MaxConcurrentStreams: cfg.MaxStreams},
+	h := &Hub{cfg: cfg, ctx: ctx, sessions: make(map[string]*session)}
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true) // HTTP/2 with prior knowledge, nothing else
+	h.srv = &http.Server{
+		Handler:     http.HandlerFunc(h.serveHTTP),
+		Protocols:   &protocols,
+		IdleTimeout: 5 * time.Minute,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: int(min(cfg.MaxStreams, math.MaxInt32)),
+			MaxReadFrameSize:     1 << 20,
+		},
+		BaseContext: func(l net.Listener) context.Context { return l.(*connListener).ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connStateKey{}, c.(*countingConn).st)
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateClosed {
+				close(c.(*countingConn).served)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
+	return h
 }
 
 func (h *Hub) resumeTimeout() time.Duration {
@@ -186,10 +204,20 @@ type connStateKey struct{}
 type countingConn struct {
 	net.Conn
 	st *connState
+	// replay is the preface the caller already read from Conn, given
+	// again to the first reads (net/http checks it itself). Touched only
+	// by the connection's reader.
+	replay []byte
+	served chan struct{} // closed when net/http is done with the connection
 }
 
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+func (c *countingConn) Read(p []byte) (n int, err error) {
+	if len(c.replay) > 0 {
+		n = copy(p, c.replay)
+		c.replay = c.replay[n:]
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	if n > 0 && c.st.frames.feed(p[:n]) {
 		c.st.once.Do(func() { close(c.st.acked) })
 	}
@@ -212,19 +240,48 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ServeConn serves HTTP/2 on c until it closes or ctx ends.
+// ServeConn serves HTTP/2 on c until c is no longer readable. Requests'
+// contexts derive from ctx.
 func (h *Hub) ServeConn(ctx context.Context, c net.Conn, o ConnOptions) {
 	st := &connState{tls: o.TLS, acked: make(chan struct{})}
-	if !o.SawPreface {
-		st.frames.skip = int64(len(Preface))
+	st.frames.skip = int64(len(Preface))
+	cc := &countingConn{Conn: c, st: st, served: make(chan struct{})}
+	if o.SawPreface {
+		cc.replay = []byte(Preface)
 	}
-	cc := &countingConn{Conn: c, st: st}
-	h.h2.ServeConn(cc, &http2.ServeConnOpts{
-		Context:          context.WithValue(ctx, connStateKey{}, st),
-		Handler:          http.HandlerFunc(h.serveHTTP),
-		SawClientPreface: o.SawPreface,
-	})
+	h.srv.Serve(&connListener{ctx: ctx, c: cc, closed: make(chan struct{})})
 }
+
+// connListener hands the hub's http.Server one connection; its Serve
+// returns once net/http is done with that connection (the ConnState hook
+// reports it closed), as a serve loop on the connection would.
+type connListener struct {
+	ctx       context.Context // the base of the connection's contexts
+	c         *countingConn
+	taken     bool // touched only by Serve's goroutine
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	if !l.taken {
+		l.taken = true
+		return l.c, nil
+	}
+	select {
+	case <-l.c.served:
+	case <-l.closed:
+	}
+	return nil, net.ErrClosed
+}
+
+// Close ends a pending Accept; the connection is not touched.
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.c.LocalAddr() }
 
 func (h *Hub) remove(s *session) {
 	h.mu.Lock()

@@ -44,16 +44,22 @@ func sideOf(funcs []string) string {
 			strings.Contains(f, "xhttp.(*Hub)"),
 			strings.Contains(f, "xhttp.(*session)"),
 			strings.Contains(f, "xhttp.(*serverConn)"),
-			strings.Contains(f, "http2.(*serverConn)"),
-			strings.Contains(f, "http2.(*Server)"),
-			strings.Contains(f, "http2.(*responseWriter"):
+			strings.Contains(f, "xhttp.(*connListener)"),
+			strings.Contains(f, "http.(*Server)"),
+			strings.Contains(f, "http.(*conn)"),
+			strings.Contains(f, "http.(*http2serverConn)"),
+			strings.Contains(f, "http.(*http2Server)"),
+			strings.Contains(f, "http.(*http2responseWriter"):
 			return "server"
 		case strings.Contains(f, "xhttp.(*Dialer)"),
 			strings.Contains(f, "xhttp.(*clientConn)"),
-			strings.Contains(f, "http2.(*ClientConn)"),
-			strings.Contains(f, "http2.(*clientStream)"),
-			strings.Contains(f, "http2.(*clientConnReadLoop)"),
-			strings.Contains(f, "http2.(*Transport)"):
+			strings.Contains(f, "xhttp.(*pingConn)"),
+			strings.Contains(f, "http.(*ClientConn)"),
+			strings.Contains(f, "http.(*Transport)"),
+			strings.Contains(f, "http.(*http2ClientConn)"),
+			strings.Contains(f, "http.(*http2clientStream)"),
+			strings.Contains(f, "http.(*http2clientConnReadLoop)"),
+			strings.Contains(f, "http.(*http2Transport)"):
 			return "client"
 		}
 	}
@@ -334,7 +340,7 @@ func heapProfileFile(t *testing.T, mode string) io.Writer {
 // included): packet-up HeapAlloc ~55 KB and 4 client goroutines before the
 // idle buffers were made small and the upload goroutine on demand, ~19 KB
 // and 3 after; stream-up server heap ~55 KB before, ~20 KB after (its client
-// still holds x/net's 512 KiB frame scratch buffer per stream-up POST).
+// still holds Go's HTTP/2 512 KiB frame scratch buffer per stream-up POST).
 func TestIdleSessionMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens hundreds of sessions")
