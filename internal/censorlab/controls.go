@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	utls "github.com/refraction-networking/utls"
-	"golang.org/x/net/http2"
 
 	"github.com/burrow-vpn/burrow/internal/camo"
 )
@@ -103,17 +101,22 @@ type browser struct {
 	idle time.Duration
 
 	once                sync.Once
-	main, anon          *http2.Transport
+	main, anon          *http.Transport
 	expected, delivered atomic.Int64
 }
 
-func (b *browser) transports() (*http2.Transport, *http2.Transport) {
+func (b *browser) transports() (*http.Transport, *http.Transport) {
 	b.once.Do(func() {
-		dial := func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+		// HTTP/2 with prior knowledge over a connection dialTLS has already
+		// secured with Chromium's hello (ALPN h2): net/http's HTTP/2 takes
+		// the uTLS connection as it is.
+		var h2 http.Protocols
+		h2.SetUnencryptedHTTP2(true)
+		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return b.dialTLS(ctx, false)
 		}
-		b.main = &http2.Transport{DialTLSContext: dial}
-		b.anon = &http2.Transport{DialTLSContext: dial}
+		b.main = &http.Transport{Protocols: &h2, DialContext: dial}
+		b.anon = &http.Transport{Protocols: &h2, DialContext: dial}
 	})
 	return b.main, b.anon
 }
@@ -172,7 +175,9 @@ func (b *browser) get(ctx context.Context, anon bool, dest, path string) error {
 		rt = other
 	}
 	size := sizeOf(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+CoverSNI+path, nil)
+	// The scheme picks net/http's HTTP/2 with prior knowledge (above);
+	// the connection is TLS all the same.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+CoverSNI+path, nil)
 	if err != nil {
 		return err
 	}
