@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -88,7 +90,15 @@ func TestCoverSpeaksFirst(t *testing.T) {
 			io.Copy(io.Discard, c)
 			c.Close()
 		}},
-		{"immediate close", func(c *net.TCPConn) { c.Close() }},
+		// Ends at once with a FIN and drains what the client sends. (A cover
+		// that close()s unread data answers FIN or RST by a race of its own,
+		// which no one-sample comparison can judge.)
+		{"immediate close", func(c *net.TCPConn) {
+			c.CloseWrite()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}},
 		{"immediate reset", func(c *net.TCPConn) { c.SetLinger(0); c.Close() }},
 	}
 	partial := []byte{0x16, 3, 1, 0, 100, 1} // without the cover's word we would wait
@@ -443,5 +453,56 @@ func TestSpliceClientResetMirrored(t *testing.T) {
 		if err := h.result(t, c.LocalAddr().String()); !errors.Is(err, ErrFallback) {
 			t.Errorf("client %s: Handshake = %v, want ErrFallback", tt.name, err)
 		}
+	}
+}
+
+// resetOnWriteCover is a cover whose reset reaches the forward's write
+// first: the write fails with ECONNRESET, and the read after it sees only
+// the end of the stream, as a socket reports a reset once.
+type resetOnWriteCover struct {
+	net.Conn // nil: only Read, Write and the deadlines are used
+	wrote    chan struct{}
+	once     sync.Once
+}
+
+func (c *resetOnWriteCover) Write([]byte) (int, error) {
+	c.once.Do(func() { close(c.wrote) })
+	return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNRESET)}
+}
+
+func (c *resetOnWriteCover) Read([]byte) (int, error) {
+	<-c.wrote
+	return 0, io.EOF
+}
+
+func (c *resetOnWriteCover) SetReadDeadline(time.Time) error { return nil }
+
+// TestFlightKeepsCoverReset: a cover reset met by the forward's write is how
+// the cover ended, though the next read sees EOF; so the client gets the
+// cover's reset, not a FIN (a busy machine made that race and a prober saw
+// FIN where the cover resets).
+func TestFlightKeepsCoverReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c.Write([]byte{0x16, 3, 1, 0, 100, 1})
+	f := startFlight(s.(*net.TCPConn), &resetOnWriteCover{wrote: make(chan struct{})}, 10*time.Second)
+	if _, _, _, err := f.readHello(); !isReset(err) {
+		t.Fatalf("readHello = %v, want the forward's reset", err)
+	}
+	if _, coverErr, _ := f.stop(0); !isReset(coverErr) {
+		t.Fatalf("the cover ended with %v, want its reset", coverErr)
 	}
 }

@@ -45,7 +45,7 @@ func (f *flight) watchCover() {
 	if err := waitReadable(f.cover); err != nil {
 		f.mu.Lock()
 		if !(f.stopping && errors.Is(err, os.ErrDeadlineExceeded)) {
-			f.coverErr = err
+			f.endedLocked(err)
 			if f.coverAt < 0 {
 				f.coverAt = f.forwarded
 				if f.reading {
@@ -62,7 +62,7 @@ func (f *flight) watchCover() {
 		f.mu.Lock()
 		f.coverData = append(f.coverData, buf[:n]...)
 		if err != nil && !(f.stopping && errors.Is(err, os.ErrDeadlineExceeded)) {
-			f.coverErr = err
+			f.endedLocked(err)
 		}
 		if (n > 0 || f.coverErr != nil) && f.coverAt < 0 {
 			f.coverAt = f.forwarded
@@ -74,6 +74,15 @@ func (f *flight) watchCover() {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// endedLocked records how the cover ended. A reset stands: the kernel
+// reports it once, to whichever call meets it first (a forward's write), and
+// the next read only sees the end of the stream.
+func (f *flight) endedLocked(err error) {
+	if f.coverErr == nil || isReset(err) && !isReset(f.coverErr) {
+		f.coverErr = err
 	}
 }
 
@@ -132,6 +141,14 @@ func (w *forwarder) fill() error {
 		w.f.forwarded += n
 		w.f.mu.Unlock()
 		if _, werr := w.f.cover.Write(w.all[start:]); werr != nil {
+			if isReset(werr) {
+				w.f.mu.Lock()
+				w.f.endedLocked(werr)
+				if w.f.coverAt < 0 {
+					w.f.coverAt = w.f.forwarded - n
+				}
+				w.f.mu.Unlock()
+			}
 			return fmt.Errorf("forward to cover: %w", werr)
 		}
 		return nil
