@@ -145,3 +145,25 @@ func TestProberWaitsForFlight(t *testing.T) {
 		t.Errorf("%d probe results (replay among them: %v), want the whole battery with the replayed flight", len(res), replayed)
 	}
 }
+
+// Timing classes: quick against late is a difference; an answer in the
+// middle band matches either side (a boundary the load of the moment moves
+// answers across, the cover's own included).
+func TestOutcomeTimingBands(t *testing.T) {
+	for _, tt := range []struct {
+		a, b   string
+		differ bool
+	}{
+		{"quick", "late", true},
+		{"late", "quick", true},
+		{"quick", "middle", false},
+		{"middle", "late", false},
+		{"quick", "quick", false},
+	} {
+		a := Outcome{Answer: "x", End: "FIN", Timing: tt.a}
+		b := Outcome{Answer: "x", End: "FIN", Timing: tt.b}
+		if d := a.Differs(b); (d != "") != tt.differ {
+			t.Errorf("%s vs %s: Differs = %q, want a difference: %v", tt.a, tt.b, d, tt.differ)
+		}
+	}
+}
