@@ -46,7 +46,8 @@ var migrations = []migration{
 			created_at      INTEGER NOT NULL,
 			revoked         INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),
 			announced_sni   TEXT    NOT NULL DEFAULT '',
-			announced_cover TEXT    NOT NULL DEFAULT ''
+			announced_cover TEXT    NOT NULL DEFAULT '',
+			announced_addr  TEXT    NOT NULL DEFAULT ''
 		) STRICT`,
 	}},
 }

@@ -25,6 +25,8 @@ type Relay struct {
 	// shows probers ("" when it uses the exit's).
 	AnnouncedSNI   string
 	AnnouncedCover string
+	// AnnouncedAddr is the public HOST:PORT the relay says clients reach it at.
+	AnnouncedAddr string
 }
 
 // ErrRelayRevoked is returned (wrapped) by CreateRelay for a name whose
@@ -32,13 +34,13 @@ type Relay struct {
 // never come back to life.
 var ErrRelayRevoked = errors.New("relay revoked")
 
-const relayColumns = `id, name, short_id, secret, created_at, revoked, announced_sni, announced_cover`
+const relayColumns = `id, name, short_id, secret, created_at, revoked, announced_sni, announced_cover, announced_addr`
 
 func scanRelay(sc scanner) (*Relay, error) {
 	var r Relay
 	var sid, secret string
 	var created, revoked int64
-	if err := sc.Scan(&r.ID, &r.Name, &sid, &secret, &created, &revoked, &r.AnnouncedSNI, &r.AnnouncedCover); err != nil {
+	if err := sc.Scan(&r.ID, &r.Name, &sid, &secret, &created, &revoked, &r.AnnouncedSNI, &r.AnnouncedCover, &r.AnnouncedAddr); err != nil {
 		return nil, err
 	}
 	if b, err := hex.DecodeString(sid); err != nil || len(b) != len(r.ShortID) {
@@ -149,7 +151,8 @@ func (s *SQLiteStore) RevokeRelay(ctx context.Context, id int64) error {
 	return s.updateOne(ctx, "revoke relay", `UPDATE relays SET revoked = 1 WHERE id = ?`, id)
 }
 
-// SetRelayAnnounce records the cover the relay says it shows probers.
-func (s *SQLiteStore) SetRelayAnnounce(ctx context.Context, id int64, sni, cover string) error {
-	return s.updateOne(ctx, "relay announce", `UPDATE relays SET announced_sni = ?, announced_cover = ? WHERE id = ?`, sni, cover, id)
+// SetRelayAnnounce records what the relay says of itself: the cover it
+// shows probers and its public address.
+func (s *SQLiteStore) SetRelayAnnounce(ctx context.Context, id int64, sni, cover, addr string) error {
+	return s.updateOne(ctx, "relay announce", `UPDATE relays SET announced_sni = ?, announced_cover = ?, announced_addr = ? WHERE id = ?`, sni, cover, addr, id)
 }

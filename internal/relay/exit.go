@@ -53,7 +53,7 @@ type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *slog.Logger) (*exit, error) {
 	e := &exit{tok: tok, raw: raw, log: log, done: make(chan struct{})}
 	var err error
-	ann := relaylink.Header{Secret: tok.Secret, SNI: cfg.SNI, Cover: cfg.Cover}
+	ann := relaylink.Header{Secret: tok.Secret, SNI: cfg.SNI, Cover: cfg.Cover, Addr: net.JoinHostPort(cfg.PublicAddr, portOf(cfg.Listen))}
 	ann.Kind = relaylink.KindClient
 	if e.client, err = ann.Append(nil); err != nil {
 		return nil, err
@@ -89,6 +89,11 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 		return nil, err
 	}
 	return e, nil
+}
+
+func portOf(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
 }
 
 // name is how logs and metrics name the exit: its address.

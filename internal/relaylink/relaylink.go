@@ -27,7 +27,7 @@
 // accepts becomes one XHTTP session, which starts with this header and then
 // carries the client's bytes unchanged, both ways:
 //
-//	| 'B' 'R' 'L' | ver=1 | kind (1) | secret (16) | n (1) | SNI (n) | m (1) | COVER (m) |
+//	| 'B' 'R' 'L' | ver=1 | kind (1) | secret (16) | n (1) | SNI (n) | m (1) | COVER (m) | k (1) | ADDR (k) |
 //
 //	kind 1  a client connection: the client's bytes follow (its REALITY
 //	        ClientHello first); the exit accepts them as a fresh connection.
@@ -35,6 +35,8 @@
 //	SNI, COVER  the relay's own cover ("" and "" for the exit's): the exit
 //	        uses them as server name and cover for this stream's REALITY
 //	        accept, so probers through the relay see the relay's cover.
+//	ADDR    the relay's public HOST:PORT (its own, which links through it
+//	        carry), so `burrow user show --via` on the exit finds its SNI.
 //
 // The header names no client: no address, no port, nothing about the user.
 package relaylink
@@ -176,11 +178,12 @@ type Header struct {
 	Secret [16]byte
 	SNI    string // the relay's cover's server name, or ""
 	Cover  string // the relay's cover HOST:PORT, or ""
+	Addr   string // the relay's public HOST:PORT, or ""
 }
 
 // Append encodes h after b.
 func (h *Header) Append(b []byte) ([]byte, error) {
-	if len(h.SNI) > 255 || len(h.Cover) > 255 {
+	if len(h.SNI) > 255 || len(h.Cover) > 255 || len(h.Addr) > 255 {
 		return nil, errors.New("relaylink: cover name too long")
 	}
 	b = append(b, magic[:]...)
@@ -189,7 +192,9 @@ func (h *Header) Append(b []byte) ([]byte, error) {
 	b = append(b, byte(len(h.SNI)))
 	b = append(b, h.SNI...)
 	b = append(b, byte(len(h.Cover)))
-	return append(b, h.Cover...), nil
+	b = append(b, h.Cover...)
+	b = append(b, byte(len(h.Addr)))
+	return append(b, h.Addr...), nil
 }
 
 // ErrHeader is wrapped by ReadHeader's errors about the bytes read.
@@ -213,11 +218,18 @@ func ReadHeader(r io.Reader) (*Header, error) {
 	if _, err := io.ReadFull(r, sni); err != nil {
 		return nil, fmt.Errorf("relaylink: read header: %w", err)
 	}
-	cover := make([]byte, int(sni[len(sni)-1]))
+	cover := make([]byte, int(sni[len(sni)-1])+1)
 	if _, err := io.ReadFull(r, cover); err != nil {
 		return nil, fmt.Errorf("relaylink: read header: %w", err)
 	}
-	h.SNI, h.Cover = string(sni[:len(sni)-1]), string(cover)
+	addr := make([]byte, int(cover[len(cover)-1]))
+	if _, err := io.ReadFull(r, addr); err != nil {
+		return nil, fmt.Errorf("relaylink: read header: %w", err)
+	}
+	h.SNI, h.Cover, h.Addr = string(sni[:len(sni)-1]), string(cover[:len(cover)-1]), string(addr)
+	if h.Addr != "" && validHostPort(h.Addr) != nil {
+		return nil, fmt.Errorf("%w: relay address %.80q", ErrHeader, h.Addr)
+	}
 	if (h.SNI == "") != (h.Cover == "") {
 		return nil, fmt.Errorf("%w: a cover needs both a server name and an address", ErrHeader)
 	}

@@ -20,7 +20,7 @@ import (
 // RelaySource is what the server needs of the relay table.
 type RelaySource interface {
 	ListRelays(ctx context.Context) ([]*access.Relay, error)
-	SetRelayAnnounce(ctx context.Context, id int64, sni, cover string) error
+	SetRelayAnnounce(ctx context.Context, id int64, sni, cover, addr string) error
 }
 
 // Relays keeps the exit's view of its entry relays (burrow relay),
@@ -101,7 +101,7 @@ func (r *Relays) Refresh(ctx context.Context) error {
 		gone = append(gone, lr)
 	}
 	for id, rl := range fresh {
-		r.byID[id] = &liveRelay{relay: rl, conns: make(map[net.Conn]struct{}), camos: make(map[string]*camo.Server), stored: rl.AnnouncedSNI + " " + rl.AnnouncedCover}
+		r.byID[id] = &liveRelay{relay: rl, conns: make(map[net.Conn]struct{}), camos: make(map[string]*camo.Server), stored: announceKey(rl.AnnouncedSNI, rl.AnnouncedCover, rl.AnnouncedAddr)}
 	}
 	r.mu.Unlock()
 	for _, lr := range gone {
@@ -232,7 +232,7 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 		c.Write([]byte{relaylink.ProbeOK})
 		return
 	}
-	cs, announced, err := s.relayCamo(lr, h.SNI, h.Cover)
+	cs, announced, err := s.relayCamo(lr, h)
 	if err != nil {
 		s.stats.RelayRefused.Add(1)
 		s.log.Warn("relay stream refused: the relay's cover", "relay", lr.relay.Name, "err", err)
@@ -241,7 +241,7 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 	if announced {
 		// Once per relay and cover: `burrow user show --via` reads it.
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := s.opts.Relays.src.SetRelayAnnounce(actx, lr.relay.ID, h.SNI, h.Cover); err != nil {
+		if err := s.opts.Relays.src.SetRelayAnnounce(actx, lr.relay.ID, h.SNI, h.Cover, h.Addr); err != nil {
 			s.log.Warn("relay: record its cover", "relay", lr.relay.Name, "err", err)
 		}
 		cancel()
@@ -265,12 +265,18 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 // under the egress policy: a relay cannot make the exit reach its own
 // private network. announced is true the first time this process sees
 // the relay announce a cover that the store does not hold yet.
-func (s *Server) relayCamo(lr *liveRelay, sni, cover string) (cs *camo.Server, announced bool, err error) {
+func (s *Server) relayCamo(lr *liveRelay, h *relaylink.Header) (cs *camo.Server, announced bool, err error) {
+	sni, cover := h.SNI, h.Cover
 	key := sni + " " + cover
+	ann := announceKey(sni, cover, h.Addr)
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
-	if cs := lr.camos[key]; cs != nil {
+	if cs := lr.camos[key]; cs != nil && ann == lr.stored {
 		return cs, false, nil
+	}
+	if cs := lr.camos[key]; cs != nil {
+		lr.stored = ann
+		return cs, true, nil
 	}
 	cfg := s.camoCfg
 	if sni != "" {
@@ -285,7 +291,9 @@ func (s *Server) relayCamo(lr *liveRelay, sni, cover string) (cs *camo.Server, a
 		clear(lr.camos)
 	}
 	lr.camos[key] = cs
-	announced = key != lr.stored
-	lr.stored = key
+	announced = ann != lr.stored
+	lr.stored = ann
 	return cs, announced, nil
 }
+
+func announceKey(sni, cover, addr string) string { return sni + " " + cover + " " + addr }
