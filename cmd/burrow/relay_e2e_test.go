@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/coversite"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/server"
+)
+
+// relayLab is an exit (or several copies of one), a relay in front of
+// them, and cover sites, all on loopback and run in-process.
+type relayLab struct {
+	exitCover, relayCover *coversite.Site
+	exits                 []*labExit
+	token                 []string // relay token per exit
+	relayData, relayAddr  string
+	relayMetrics          string
+	relay                 *proc
+}
+
+type labExit struct {
+	data, addr, metrics string
+	proc                *proc
+}
+
+// runCmd runs `burrow ARGS` to completion and returns its stdout.
+func runCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("burrow %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String()
+}
+
+func loopbackAddr(t *testing.T) string {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "127.0.0.1:" + p
+}
+
+// newRelayLab makes exits copies of one server (same key and users),
+// each with a token for relay "r1", and a relay (with its own cover when
+// ownCover) in front of them. Nothing runs yet but the cover sites.
+func newRelayLab(t *testing.T, exits int, ownCover bool) *relayLab {
+	t.Helper()
+	l := &relayLab{}
+	var err error
+	if l.exitCover, err = coversite.Start("127.0.0.1:0", "cover.test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.exitCover.Close() })
+	first := &labExit{data: t.TempDir() + "/exit0", addr: loopbackAddr(t)}
+	runCmd(t, "server", "init", "--data", first.data, "--listen", first.addr, "--cover", l.exitCover.Addr, "--sni", "cover.test",
+		"--public-addr", "127.0.0.1", "--allow-private-egress")
+	tok := strings.TrimSpace(runCmd(t, "server", "relay-token", "r1", "--data", first.data))
+	l.exits, l.token = append(l.exits, first), append(l.token, tok)
+	for i := 1; i < exits; i++ {
+		e := &labExit{data: fmt.Sprintf("%s/exit%d", t.TempDir(), i), addr: loopbackAddr(t)}
+		copyServerDir(t, first.data, e.data, e.addr)
+		l.exits = append(l.exits, e)
+		l.token = append(l.token, strings.TrimSpace(runCmd(t, "server", "relay-token", "r1", "--data", e.data)))
+	}
+	l.relayData, l.relayAddr = t.TempDir()+"/relay", loopbackAddr(t)
+	args := []string{"relay", "init", "--data", l.relayData, "--listen", l.relayAddr, "--public-addr", "127.0.0.1"}
+	for _, tok := range l.token {
+		args = append(args, "--exit", tok)
+	}
+	if ownCover {
+		if l.relayCover, err = coversite.Start("127.0.0.1:0", "relaycover.test"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.relayCover.Close() })
+		args = append(args, "--cover", l.relayCover.Addr, "--sni", "relaycover.test")
+	}
+	runCmd(t, args...)
+	return l
+}
+
+// copyServerDir makes dst a copy of the server in src listening on addr.
+func copyServerDir(t *testing.T, src, dst, addr string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{server.ConfigFile, server.StoreFile} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := server.LoadConfig(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = addr
+	if err := server.WriteConfig(dst, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startExit runs exit i (with --debug and metrics).
+func (l *relayLab) startExit(t *testing.T, i int) {
+	t.Helper()
+	e := l.exits[i]
+	e.metrics = loopbackAddr(t)
+	e.proc = start(t, "server", "run", "--data", e.data, "--debug", "--metrics", e.metrics)
+	if err := waitListening(context.Background(), e.addr); err != nil {
+		t.Fatalf("exit %d: %v\n%s", i, err, e.proc.stderr)
+	}
+}
+
+// startRelay runs the relay (with --debug and metrics).
+func (l *relayLab) startRelay(t *testing.T) {
+	t.Helper()
+	l.relayMetrics = loopbackAddr(t)
+	l.relay = start(t, "relay", "run", "--data", l.relayData, "--debug", "--metrics", l.relayMetrics)
+	if err := waitListening(context.Background(), l.relayMetrics); err != nil {
+		t.Fatalf("relay: %v\n%s", err, l.relay.stderr)
+	}
+}
+
+// link is `burrow user show owner --via RELAY` on exit 0, after waiting
+// until the relay has announced itself to the exit when it has a cover
+// of its own (the link then carries the relay's server name).
+func (l *relayLab) link(t *testing.T, transport string) *links.VLESS {
+	t.Helper()
+	if l.relayCover != nil {
+		l.waitAnnounced(t)
+	}
+	out := runCmd(t, "user", "show", "owner", "--data", l.exits[0].data, "--via", l.relayAddr, "--transport", transport)
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "vless://") {
+			v, err := links.ParseVLESS(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("user show --via printed no link:\n%s", out)
+	return nil
+}
+
+// waitAnnounced waits until exit 0's store holds the relay's address.
+func (l *relayLab) waitAnnounced(t *testing.T) {
+	t.Helper()
+	st, err := access.OpenSQLite(filepath.Join(l.exits[0].data, server.StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rl, err := st.RelayByName(context.Background(), "r1")
+		if err == nil && rl.AnnouncedAddr == l.relayAddr {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not announce itself to the exit within 30s (%v, %+v)\nrelay:\n%s", err, rl, l.relay.stderr)
+		}
+		<-tick.C
+	}
+}
+
+// connect runs `burrow connect` with link and returns its SOCKS and HTTP addresses.
+func connectLink(t *testing.T, link string) (socks, httpAddr string) {
+	t.Helper()
+	socks, httpAddr = loopbackAddr(t), loopbackAddr(t)
+	p := start(t, "connect", link, "--socks", socks, "--http", httpAddr)
+	if err := waitListening(context.Background(), socks); err != nil {
+		t.Fatalf("connect: %v\n%s", err, p.stderr)
+	}
+	return socks, httpAddr
+}
+
+// scrapeText returns the metrics text at addr.
+func scrapeText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestRelayEndToEnd(t *testing.T) {
+	site := testSite(t)
+	dns := udpDNS(t)
+	l := newRelayLab(t, 1, true)
+	l.startExit(t, 0)
+	l.startRelay(t)
+	for _, transport := range []string{"tcp", "xhttp"} {
+		t.Run(transport, func(t *testing.T) {
+			link := l.link(t, transport)
+			if got := fmt.Sprintf("%s:%d", link.Host, link.Port); got != l.relayAddr || link.SNI != "relaycover.test" {
+				t.Fatalf("link via the relay: address %s, sni %s; want %s, relaycover.test", got, link.SNI, l.relayAddr)
+			}
+			socks, httpAddr := connectLink(t, link.String())
+			const size = 8 << 20
+			want := streamSum(size)
+			for _, proxy := range []string{"socks5://" + socks, "http://" + httpAddr} {
+				sum, n, err := get(proxy, fmt.Sprintf("http://%s/data?n=%d", site, size))
+				if err != nil || n != size || sum != want {
+					t.Errorf("GET via %s through the relay: %d bytes, sha256 %s, err %v; want %d bytes, sha256 %s\nrelay:\n%s", proxy, n, sum, err, size, want, l.relay.stderr)
+				}
+			}
+			if err := socksDNS(socks, dns); err != nil {
+				t.Errorf("UDP through the relay: %v", err)
+			}
+		})
+	}
+	m := scrapeText(t, l.relayMetrics)
+	for _, want := range []string{`burrow_relay_exit_up{exit="` + l.exits[0].addr + `"} 1`, `burrow_relay_connections_total{result="exit"}`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("relay metrics lack %q:\n%s", want, m)
+		}
+	}
+	if strings.Contains(m, `burrow_relay_pool_connections{exit="`+l.exits[0].addr+`"} 5`) {
+		t.Errorf("relay pool above 4 connections:\n%s", m)
+	}
+}
+
+// socksDNS asks dns, a DNS server, for example.org through the SOCKS5
+// proxy's UDP ASSOCIATE and checks the answer.
+func socksDNS(socks, dns string) error {
+	ctrl, err := net.Dial("tcp", socks)
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	ctrl.SetDeadline(time.Now().Add(30 * time.Second))
+	ctrl.Write([]byte{5, 1, 0})
+	var sel [2]byte
+	if _, err := io.ReadFull(ctrl, sel[:]); err != nil || sel != [2]byte{5, 0} {
+		return fmt.Errorf("greeting reply %v, %v", sel, err)
+	}
+	ctrl.Write([]byte{5, 3, 0, 1, 0, 0, 0, 0, 0, 0})
+	var rep [10]byte
+	if _, err := io.ReadFull(ctrl, rep[:]); err != nil || rep[1] != 0 || rep[3] != 1 {
+		return fmt.Errorf("UDP ASSOCIATE reply %v, %v", rep, err)
+	}
+	return dnsOverSocksUDP(rep, dns)
+}
+
+// dnsOverSocksUDP sends a DNS query to dns through the SOCKS5 UDP relay
+// named in rep (an ASSOCIATE reply) and checks the answer (A 192.0.2.7).
+func dnsOverSocksUDP(rep [10]byte, dns string) error {
+	relay := &net.UDPAddr{IP: net.IP(rep[4:8]), Port: int(binary.BigEndian.Uint16(rep[8:10]))}
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	defer uc.Close()
+	q := dnsmessage.Message{Header: dnsmessage.Header{ID: 0x4243, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName("example.org."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}}}
+	query, _ := q.Pack()
+	host, port, _ := net.SplitHostPort(dns)
+	p, _ := strconv.Atoi(port)
+	hdr := append([]byte{0, 0, 0, 1}, net.ParseIP(host).To4()...)
+	hdr = binary.BigEndian.AppendUint16(hdr, uint16(p))
+	buf := make([]byte, 2048)
+	for range 10 {
+		uc.WriteTo(append(hdr, query...), relay)
+		uc.SetReadDeadline(time.Now().Add(3 * time.Second))
+		n, _, err := uc.ReadFrom(buf)
+		if err != nil {
+			continue
+		}
+		var answer dnsmessage.Message
+		if n < 10 || answer.Unpack(buf[10:n]) != nil {
+			return fmt.Errorf("bad SOCKS UDP reply % x", buf[:n])
+		}
+		if answer.Header.ID != 0x4243 || len(answer.Answers) != 1 {
+			return fmt.Errorf("DNS answer %+v, want one answer for id 0x4243", answer.Header)
+		}
+		if a, ok := answer.Answers[0].Body.(*dnsmessage.AResource); !ok || a.A != [4]byte{192, 0, 2, 7} {
+			return fmt.Errorf("DNS answer %v, want A 192.0.2.7", answer.Answers[0].Body)
+		}
+		return nil
+	}
+	return fmt.Errorf("no DNS answer through the SOCKS5 UDP relay")
+}
