@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -18,8 +20,10 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/relay"
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
@@ -210,23 +214,71 @@ func scrapeText(t *testing.T, addr string) string {
 	return string(b)
 }
 
+// clientIP is the loopback address test clients reach the relay from
+// (through fromClientIP), so the exit's logs and metrics can be searched
+// for it.
+const clientIP = "127.0.0.9"
+
+// fromClientIP forwards connections to addr, dialing from clientIP, and
+// returns its own address.
+func fromClientIP(t *testing.T, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientIP)}}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := d.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				bidi.Copy(context.Background(), c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRelayEndToEnd: burrow connect with a link from `user show --via`
+// works through a relay (with its own cover) for TCP and UDP, on tcp and
+// xhttp links; what the relay holds and writes names no user, no
+// destination and not the exit's key; the exit's logs and metrics name no
+// client address.
 func TestRelayEndToEnd(t *testing.T) {
 	site := testSite(t)
 	dns := udpDNS(t)
 	l := newRelayLab(t, 1, true)
 	l.startExit(t, 0)
 	l.startRelay(t)
+	viaClientIP := fromClientIP(t, l.relayAddr)
+	var uuid [16]byte
 	for _, transport := range []string{"tcp", "xhttp"} {
 		t.Run(transport, func(t *testing.T) {
 			link := l.link(t, transport)
 			if got := fmt.Sprintf("%s:%d", link.Host, link.Port); got != l.relayAddr || link.SNI != "relaycover.test" {
 				t.Fatalf("link via the relay: address %s, sni %s; want %s, relaycover.test", got, link.SNI, l.relayAddr)
 			}
+			uuid = link.UUID
+			host, port, _ := net.SplitHostPort(viaClientIP)
+			link.Host = host
+			p, _ := strconv.Atoi(port)
+			link.Port = uint16(p)
 			socks, httpAddr := connectLink(t, link.String())
 			const size = 8 << 20
 			want := streamSum(size)
+			_, sitePort, _ := net.SplitHostPort(site)
 			for _, proxy := range []string{"socks5://" + socks, "http://" + httpAddr} {
-				sum, n, err := get(proxy, fmt.Sprintf("http://%s/data?n=%d", site, size))
+				sum, n, err := get(proxy, fmt.Sprintf("http://localhost:%s/data?n=%d", sitePort, size))
 				if err != nil || n != size || sum != want {
 					t.Errorf("GET via %s through the relay: %d bytes, sha256 %s, err %v; want %d bytes, sha256 %s\nrelay:\n%s", proxy, n, sum, err, size, want, l.relay.stderr)
 				}
@@ -242,8 +294,74 @@ func TestRelayEndToEnd(t *testing.T) {
 			t.Errorf("relay metrics lack %q:\n%s", want, m)
 		}
 	}
-	if strings.Contains(m, `burrow_relay_pool_connections{exit="`+l.exits[0].addr+`"} 5`) {
-		t.Errorf("relay pool above 4 connections:\n%s", m)
+	checkSplitKnowledge(t, l, uuid, site, dns, m)
+}
+
+// checkSplitKnowledge searches everything the relay holds and wrote for
+// the user's UUID, the destinations and the exit's private key, and the
+// exit's logs and metrics for the client's address.
+func checkSplitKnowledge(t *testing.T, l *relayLab, uuid [16]byte, site, dns, relayMetrics string) {
+	t.Helper()
+	exitCfg, err := server.LoadConfig(l.exits[0].data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := server.DecodeKey(exitCfg.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sitePort, _ := net.SplitHostPort(site)
+	secrets := map[string][]byte{
+		"user UUID":              []byte(access.FormatUUID(uuid)),
+		"user UUID (hex)":        []byte(hex.EncodeToString(uuid[:])),
+		"user UUID (raw)":        uuid[:],
+		"destination name":       []byte("localhost:" + sitePort),
+		"destination address":    []byte(site),
+		"DNS server":             []byte(dns),
+		"queried name":           []byte("example.org"),
+		"exit private key":       []byte(exitCfg.PrivateKey),
+		"exit private key (raw)": priv,
+		"exit private key (hex)": []byte(hex.EncodeToString(priv)),
+		"exit private key (b64)": []byte(base64.StdEncoding.EncodeToString(priv)),
+		"user name":              []byte("owner"),
+	}
+	relayCfg, err := relay.LoadConfig(l.relayData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := relayCfg.Tokens()
+	if err != nil {
+		t.Fatal(err)
+	}
+	places := map[string][]byte{
+		"relay log (debug)":       []byte(l.relay.stderr.String()),
+		"relay metrics":           []byte(relayMetrics),
+		"relay config, in memory": fmt.Appendf(nil, "%#v %#v", relayCfg, toks),
+	}
+	filepath.WalkDir(l.relayData, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			places["relay file "+p] = b
+		}
+		return nil
+	})
+	for what, b := range secrets {
+		for where, in := range places {
+			if bytes.Contains(in, b) {
+				t.Errorf("the %s is in the %s", what, where)
+			}
+		}
+	}
+	exitLog := l.exits[0].proc.stderr.String()
+	for who, log := range map[string]string{"exit": exitLog, "relay": l.relay.stderr.String()} {
+		if !strings.Contains(log, "level=DEBUG") {
+			t.Fatalf("the %s logged nothing at debug level; the searches would prove nothing:\n%s", who, log)
+		}
+	}
+	for where, in := range map[string]string{"exit log (debug)": exitLog, "exit metrics": scrapeText(t, l.exits[0].metrics), "relay log (debug)": l.relay.stderr.String()} {
+		if strings.Contains(in, clientIP) {
+			t.Errorf("the client's address %s is in the %s", clientIP, where)
+		}
 	}
 }
 

@@ -242,6 +242,7 @@ func (r *Relay) handle(ctx context.Context, c net.Conn) {
 		}
 		r.stats.ToExit.Add(1)
 		e.streams.Add(1)
+		r.log.Debug("client connection carried to an exit", "exit", e.name())
 		bidi.CopyWith(ctx, c, s,
 			func(dst io.Writer, src io.Reader) (int64, error) {
 				return meter.Copy(dst, src, counter(&r.stats.BytesUp))

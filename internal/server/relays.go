@@ -227,11 +227,6 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	if h.Kind == relaylink.KindProbe {
-		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		c.Write([]byte{relaylink.ProbeOK})
-		return
-	}
 	cs, announced, err := s.relayCamo(lr, h)
 	if err != nil {
 		s.stats.RelayRefused.Add(1)
@@ -245,6 +240,11 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 			s.log.Warn("relay: record its cover", "relay", lr.relay.Name, "err", err)
 		}
 		cancel()
+	}
+	if h.Kind == relaylink.KindProbe {
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.Write([]byte{relaylink.ProbeOK})
+		return
 	}
 	s.stats.RelayStreams.Add(1)
 	tconn, err := cs.Handshake(ctx, c)
