@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/bidi"
+	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/relay"
@@ -424,4 +428,116 @@ func dnsOverSocksUDP(rep [10]byte, dns string) error {
 		return nil
 	}
 	return fmt.Errorf("no DNS answer through the SOCKS5 UDP relay")
+}
+
+// startExitProcess runs exit i as a separate process of the real binary,
+// so the test can kill it (SIGKILL: every socket of it reset at once).
+func (l *relayLab) startExitProcess(t *testing.T, i int) *exec.Cmd {
+	t.Helper()
+	e := l.exits[i]
+	cmd := exec.Command(burrowBinary(t), "server", "run", "--data", e.data)
+	cmd.Stderr = &syncBuffer{}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := waitListening(context.Background(), e.addr); err != nil {
+		t.Fatalf("exit %d: %v", i, err)
+	}
+	return cmd
+}
+
+// getOnce fetches n bytes of the test stream through proxy and checks them.
+func getOnce(proxy, site string, n int64) error {
+	sum, got, err := get(proxy, fmt.Sprintf("http://%s/data?n=%d", site, n))
+	if err != nil {
+		return err
+	}
+	if got != n || sum != streamSum(n) {
+		return fmt.Errorf("%d bytes, sha256 %s; want %d bytes of the test stream", got, sum, n)
+	}
+	return nil
+}
+
+// probeCover completes a TLS handshake with addr for sni and returns the
+// certificate it got.
+func probeCover(addr, sni string) ([]byte, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Raw, nil
+}
+
+// realityThrough completes a REALITY handshake with the server at addr.
+func realityThrough(addr string, cfg camo.ClientConfig) error {
+	raw, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := camo.Client(ctx, raw, cfg)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// TestRelayFailover: a relay in front of two copies of one exit. With exit
+// 0 killed, new connections go to exit 1; with both killed, a client's
+// REALITY handshake through the relay ends promptly (the cover answers:
+// not hung), and a prober gets the cover's certificate.
+func TestRelayFailover(t *testing.T) {
+	site := testSite(t)
+	l := newRelayLab(t, 2, false)
+	exits := []*exec.Cmd{l.startExitProcess(t, 0), l.startExitProcess(t, 1)}
+	l.startRelay(t)
+	link := l.link(t, "tcp")
+	socks, _ := connectLink(t, link.String())
+	if err := getOnce("socks5://"+socks, site, 1<<20); err != nil {
+		t.Fatalf("GET through the relay with both exits up: %v", err)
+	}
+
+	exits[0].Process.Kill()
+	exits[0].Wait()
+	killed := time.Now()
+	reality := camo.ClientConfig{ServerName: link.SNI, PublicKey: link.PublicKey, ShortID: link.ShortID, Fingerprint: link.Fingerprint}
+	var err error
+	for attempt := 0; attempt < 100; attempt++ {
+		if err = realityThrough(l.relayAddr, reality); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("REALITY handshake through the relay after exit 0 was killed: %v\nrelay:\n%s", err, l.relay.stderr)
+	}
+	t.Logf("failover: a REALITY handshake through the relay reached exit 1 %v after exit 0 was killed", time.Since(killed).Round(time.Millisecond))
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = getOnce("socks5://"+socks, site, 1<<20); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("GET through the relay after exit 0 was killed: %v\nrelay:\n%s", err, l.relay.stderr)
+	}
+
+	exits[1].Process.Kill()
+	exits[1].Wait()
+	want, err := probeCover(l.exitCover.Addr, "cover.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := probeCover(l.relayAddr, "cover.test")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("prober through the relay with every exit down: err %v, same certificate as the cover: %v; want the cover's certificate", err, bytes.Equal(got, want))
+	}
+	if err := realityThrough(l.relayAddr, reality); !errors.Is(err, camo.ErrNotReality) {
+		t.Errorf("REALITY client through the relay with every exit down: %v, want %v (the cover answered, the handshake ended)", err, camo.ErrNotReality)
+	}
+	m := scrapeText(t, l.relayMetrics)
+	if !strings.Contains(m, `burrow_relay_connections_total{result="cover"}`) || strings.Contains(m, `burrow_relay_connections_total{result="cover"} 0`) {
+		t.Errorf("relay metrics count no connection shown the cover:\n%s", m)
+	}
 }

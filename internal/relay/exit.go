@@ -74,6 +74,9 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 			hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
 			tconn, err := camo.Client(hctx, counted, reality)
+			if errors.Is(err, camo.ErrNotReality) {
+				return nil, nil, fmt.Errorf("exit %s does not accept this relay (its token was revoked, or the exit has a new key): get a new token with `burrow server relay-token NAME` there: %w", tok.Addr, err)
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("REALITY handshake with exit %s: %w", tok.Addr, err)
 			}
