@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -539,5 +540,98 @@ func TestRelayFailover(t *testing.T) {
 	m := scrapeText(t, l.relayMetrics)
 	if !strings.Contains(m, `burrow_relay_connections_total{result="cover"}`) || strings.Contains(m, `burrow_relay_connections_total{result="cover"} 0`) {
 		t.Errorf("relay metrics count no connection shown the cover:\n%s", m)
+	}
+}
+
+// TestRelayRevoked: `server relay-token NAME --revoke` on a running exit
+// cuts the relay's live links (a download through it ends early) and
+// refuses it afterwards (its health checks fail; clients get the cover).
+func TestRelayRevoked(t *testing.T) {
+	site := testSite(t)
+	l := newRelayLab(t, 1, true)
+	l.startExit(t, 0)
+	l.startRelay(t)
+	link := l.link(t, "tcp")
+	socks, _ := connectLink(t, link.String())
+	if err := getOnce("socks5://"+socks, site, 1<<20); err != nil {
+		t.Fatalf("GET through the relay before the revocation: %v", err)
+	}
+
+	// A download of 1 GiB, read slowly: it is in flight when the relay is revoked.
+	pu, _ := url.Parse("socks5://" + socks)
+	tr := &http.Transport{Proxy: http.ProxyURL(pu)}
+	defer tr.CloseIdleConnections()
+	const size = 1 << 30
+	resp, err := (&http.Client{Transport: tr}).Get(fmt.Sprintf("http://%s/data?n=%d", site, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
+		t.Fatalf("start of the download: %v", err)
+	}
+	out := runCmd(t, "server", "relay-token", "r1", "--revoke", "--data", l.exits[0].data)
+	if !strings.Contains(out, "Revoked relay") {
+		t.Errorf("relay-token --revoke printed %q", out)
+	}
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, resp.Body)
+		done <- n
+	}()
+	select {
+	case n := <-done:
+		if n+1<<20 >= size {
+			t.Errorf("the download through the revoked relay completed (%d bytes); want it cut", n+1<<20)
+		}
+	case <-time.After(60 * time.Second):
+		resp.Body.Close()
+		t.Fatal("the download through the revoked relay still ran 60s after the revocation")
+	}
+	reality := camo.ClientConfig{ServerName: link.SNI, PublicKey: link.PublicKey, ShortID: link.ShortID, Fingerprint: link.Fingerprint}
+	if err := realityThrough(l.relayAddr, reality); !errors.Is(err, camo.ErrNotReality) {
+		t.Errorf("REALITY handshake through the revoked relay: %v, want %v (the cover answers)", err, camo.ErrNotReality)
+	}
+	if again := runCmdErr(t, "server", "relay-token", "r1", "--data", l.exits[0].data); !strings.Contains(again, "revoked") {
+		t.Errorf("relay-token for the revoked name: %q, want a refusal saying it was revoked", again)
+	}
+}
+
+// runCmdErr runs `burrow ARGS`, which must fail, and returns its error text.
+func runCmdErr(t *testing.T, args ...string) string {
+	t.Helper()
+	err := run(context.Background(), args, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatalf("burrow %s succeeded; want an error", strings.Join(args, " "))
+	}
+	return err.Error()
+}
+
+// TestRelayBadTokens: malformed tokens are refused by relay init with a
+// clear error, and so are tokens of different servers in one relay.
+func TestRelayBadTokens(t *testing.T) {
+	l := newRelayLab(t, 1, false)
+	good := l.token[0]
+	other := newRelayLab(t, 1, false).token[0]
+	cases := []struct{ name, token, want string }{
+		{"empty", "", "must start with burrow-relay://"},
+		{"a vless link", "vless://x@h:1", "must start with burrow-relay://"},
+		{"truncated", good[:len(good)/2], "not a valid relay token"},
+		{"no credential", strings.Replace(good, "burrow-relay://", "burrow-relay://zz", 1), "credential"},
+		{"bad key", strings.Replace(good, "pbk=", "pbk=AA", 1), "pbk"},
+		{"unknown field", strings.Replace(good, "#", "&x=1#", 1), "unknown field"},
+		{"no name", good[:strings.IndexByte(good, '#')], "name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := runCmdErr(t, "relay", "init", "--data", t.TempDir()+"/r", "--listen", "127.0.0.1:1", "--public-addr", "127.0.0.1", "--exit", c.token)
+			if !strings.Contains(err, c.want) {
+				t.Errorf("relay init with a %s token: %q, want it to say %q", c.name, err, c.want)
+			}
+		})
+	}
+	err := runCmdErr(t, "relay", "init", "--data", t.TempDir()+"/r", "--listen", "127.0.0.1:1", "--public-addr", "127.0.0.1", "--exit", good, "--exit", other)
+	if !strings.Contains(err, "another key") {
+		t.Errorf("relay init with tokens of two servers: %q, want a refusal naming the other key", err)
 	}
 }

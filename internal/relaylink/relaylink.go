@@ -133,6 +133,9 @@ func ParseToken(s string) (*Token, error) {
 	} else {
 		copy(t.ShortID[:], b)
 	}
+	if t.Name == "" || len(t.Name) > 64 || strings.IndexFunc(t.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return bad("the relay's name after # must be 1-64 printable characters")
+	}
 	t.SNI, t.Cover, t.Fingerprint = q.Get("sni"), q.Get("cover"), q.Get("fp")
 	if !validName(t.SNI) {
 		return bad("sni %.80q is not a server name", t.SNI)
