@@ -549,6 +549,16 @@ func TestRelayFailover(t *testing.T) {
 func TestRelayRevoked(t *testing.T) {
 	site := testSite(t)
 	l := newRelayLab(t, 1, true)
+	// Without rotation, the relay's pooled connections stay up: only the
+	// exit's cutting them can end the download below.
+	cfg, err := relay.LoadConfig(l.relayData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Budget = -1
+	if err := relay.WriteConfig(l.relayData, cfg); err != nil {
+		t.Fatal(err)
+	}
 	l.startExit(t, 0)
 	l.startRelay(t)
 	link := l.link(t, "tcp")
