@@ -645,3 +645,40 @@ func TestRelayBadTokens(t *testing.T) {
 		t.Errorf("relay init with tokens of two servers: %q, want a refusal naming the other key", err)
 	}
 }
+
+// TestRelayReload: an exit token added to relay.json while the relay runs
+// is used without a restart (the relay watches the file).
+func TestRelayReload(t *testing.T) {
+	l := newRelayLab(t, 2, false)
+	cfg, err := relay.LoadConfig(l.relayData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Exits = cfg.Exits[:1] // exit 0, which is not started
+	if err := relay.WriteConfig(l.relayData, cfg); err != nil {
+		t.Fatal(err)
+	}
+	l.startExit(t, 1)
+	l.startRelay(t)
+	link := l.link(t, "tcp")
+	reality := camo.ClientConfig{ServerName: link.SNI, PublicKey: link.PublicKey, ShortID: link.ShortID, Fingerprint: link.Fingerprint}
+	if err := realityThrough(l.relayAddr, reality); !errors.Is(err, camo.ErrNotReality) {
+		t.Fatalf("handshake through a relay whose only exit is down: %v, want %v", err, camo.ErrNotReality)
+	}
+	cfg.Exits = append(cfg.Exits, l.token[1])
+	if err := relay.WriteConfig(l.relayData, cfg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for realityThrough(l.relayAddr, reality) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay did not use the exit added to relay.json within 30s\nrelay:\n%s", l.relay.stderr)
+		}
+		<-tick.C
+	}
+	if !strings.Contains(l.relay.stderr.String(), "relay config reloaded") {
+		t.Errorf("the relay did not log the reload:\n%s", l.relay.stderr)
+	}
+}
