@@ -682,3 +682,24 @@ func TestRelayReload(t *testing.T) {
 		t.Errorf("the relay did not log the reload:\n%s", l.relay.stderr)
 	}
 }
+
+// TestRelayCheck: `burrow check` audits a relay as it does a server: with
+// its exit up (probes cross to the exit, which splices them to the relay's
+// cover) and with its exit down (the relay splices them itself), it looks
+// like its cover.
+func TestRelayCheck(t *testing.T) {
+	l := newRelayLab(t, 1, true)
+	l.startExit(t, 0)
+	l.startRelay(t)
+	l.waitAnnounced(t)
+	check := func(when string) {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{"check", l.relayAddr, "--sni", "relaycover.test", "--cover", l.relayCover.Addr, "--timeout", "1500ms"}, &out, &out)
+		if err != nil || !strings.Contains(out.String(), "looks like its cover") {
+			t.Errorf("burrow check against the relay %s: %v; want success\n%s", when, err, out.String())
+		}
+	}
+	check("with its exit up")
+	l.exits[0].proc.stop(t)
+	check("with its exit down")
+}

@@ -36,6 +36,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
 // Options are the run-time settings outside the config file.
@@ -248,7 +249,15 @@ func (r *Relay) handle(ctx context.Context, c net.Conn) {
 				return meter.Copy(dst, src, counter(&r.stats.BytesUp))
 			},
 			func(dst io.Writer, src io.Reader) (int64, error) {
-				return meter.Copy(dst, src, counter(&r.stats.BytesDown))
+				n, err := meter.Copy(dst, src, counter(&r.stats.BytesDown))
+				if errors.Is(err, xhttp.ErrReset) {
+					// The exit's side ended with a reset (the cover reset a
+					// prober): the client gets a reset too, as from the cover.
+					if l, ok := dst.(interface{ SetLinger(int) error }); ok {
+						l.SetLinger(0)
+					}
+				}
+				return n, err
 			})
 		e.streams.Add(-1)
 		return
