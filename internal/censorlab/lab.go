@@ -165,6 +165,11 @@ func Scenarios() []Scenario {
 			return []Middlebox{&IPBlocklist{}, &Signatures{}, &FullyEncrypted{}, l.clientHello(), &TLSInTLS{},
 				&ConnCount{Max: 4}, &ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}, l.prober()}
 		}},
+		{"russia-2026-mobile", "russia-2026 plus the whitelist, at once (mobile networks since 2025)", func(l *Lab) []Middlebox {
+			return []Middlebox{&IPBlocklist{}, &Signatures{}, &FullyEncrypted{}, l.clientHello(), &TLSInTLS{},
+				&ConnCount{Max: 4}, &ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}}, l.prober(),
+				&ClientHelloBox{Whitelist: []WhitelistEntry{{SNI: CoverSNI, Networks: []netip.Prefix{CoverNet}}}}}
+		}},
 	}
 }
 

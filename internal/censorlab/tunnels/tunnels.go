@@ -28,7 +28,7 @@ import (
 
 // All returns every Burrow system the lab runs.
 func All() []censorlab.System {
-	return []censorlab.System{BurrowTCP(), BurrowXHTTP()}
+	return []censorlab.System{BurrowTCP(), BurrowXHTTP(), BurrowRelayTCP(), BurrowRelayXHTTP()}
 }
 
 // Known weaknesses of one TCP connection per proxied connection.
@@ -38,7 +38,7 @@ const (
 	whyCount = "each proxied connection is its own TCP connection to the server, so a page load opens " +
 		"more than 4 at once. Use burrow-xhttp (sessions multiplexed over at most 3 connections)"
 	whyWhitelist = "whitelist mode passes only listed names towards their own networks, and the server " +
-		"is not in the cover's network. Needs an entry point inside a whitelisted network (relay, planned)"
+		"is not in the cover's network. Use an entry relay inside a whitelisted network (burrow-relay-xhttp)"
 )
 
 // BurrowTCP is VLESS + REALITY + XTLS Vision over one TCP connection per
@@ -48,10 +48,11 @@ func BurrowTCP() censorlab.System {
 		Name:    "burrow-tcp",
 		Network: "tcp",
 		ExpectedFail: map[string]string{
-			"byte-budget":   whyFreeze,
-			"conn-count":    whyCount,
-			"sni-whitelist": whyWhitelist,
-			"russia-2026":   whyFreeze + "; and " + whyCount,
+			"byte-budget":        whyFreeze,
+			"conn-count":         whyCount,
+			"sni-whitelist":      whyWhitelist,
+			"russia-2026":        whyFreeze + "; and " + whyCount,
+			"russia-2026-mobile": whyWhitelist,
 		},
 		Start: startTCP,
 	}
@@ -94,6 +95,11 @@ type labServer struct {
 // startServer starts the server every Burrow system of the lab runs; name
 // prefixes its errors.
 func startServer(ctx context.Context, env censorlab.Env, name string, shortID []byte) (*labServer, error) {
+	return startServerWith(ctx, env, name, shortID, nil)
+}
+
+// startServerWith is startServer for an exit that also lets relays in.
+func startServerWith(ctx context.Context, env censorlab.Env, name string, shortID []byte, relays *server.Relays) (*labServer, error) {
 	priv, pub, err := camo.GenerateKey()
 	if err != nil {
 		return nil, err
@@ -126,7 +132,7 @@ func startServer(ctx context.Context, env censorlab.Env, name string, shortID []
 		ln.Close()
 		return nil, fmt.Errorf("%s: config: %w", name, err)
 	}
-	srv, err := server.New(cfg, reg, env.Log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond})
+	srv, err := server.New(cfg, reg, env.Log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond, Relays: relays})
 	if err != nil {
 		ln.Close()
 		return nil, err

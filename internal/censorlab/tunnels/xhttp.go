@@ -21,7 +21,8 @@ func BurrowXHTTP() censorlab.System {
 		Name:    "burrow-xhttp",
 		Network: "tcp",
 		ExpectedFail: map[string]string{
-			"sni-whitelist": whyWhitelist,
+			"sni-whitelist":      whyWhitelist,
+			"russia-2026-mobile": whyWhitelist,
 		},
 		Start: startXHTTP,
 	}

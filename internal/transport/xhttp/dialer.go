@@ -85,7 +85,7 @@ type Dialer struct {
 	mu      sync.Mutex
 	conns   []*pconn      // guarded by mu
 	dialing int           // guarded by mu
-	closing int           // guarded by mu: closed connections still in their linger
+	closing int           // guarded by mu: closed connections the server has not ended yet (closeLocked)
 	changed chan struct{} // guarded by mu; closed on every pool change
 	closed  bool          // guarded by mu
 
@@ -96,7 +96,7 @@ type Dialer struct {
 // pconn is one pooled connection.
 type pconn struct {
 	cc      *http2.ClientConn
-	conn    net.Conn
+	conn    *halfClosing
 	rx      func() int64
 	hs      int64         // received when the handshake finished
 	linger  time.Duration // how long a closed connection still counts against MaxConns
@@ -209,6 +209,7 @@ func (d *Dialer) Close() error {
 	d.stop()
 	for _, pc := range conns {
 		pc.cc.Close()
+		pc.conn.Close() // the second close: at once, not after the server's end
 	}
 	d.wg.Wait()
 	return nil
@@ -294,26 +295,81 @@ func (d *Dialer) gcLocked() {
 	d.conns = kept
 }
 
-// closeLocked closes pc and keeps its slot for pc.linger: an observer on
-// the path sees the connection until the server's FIN comes back, about
-// a round trip later, and a censor counting connections would count it.
+// closeLocked closes pc and keeps its slot until an observer on the path
+// has seen the connection end: our close only ends our direction
+// (halfClosing), and the slot is released once the server's end came back
+// (at most closeWaitMax later) and no sooner than pc.linger, about a round
+// trip. A censor counting connections would count it until then. Through
+// an entry relay the server's end takes the relay's round trip to its exit
+// too, longer than any guess from the handshake's time.
 func (d *Dialer) closeLocked(pc *pconn) {
 	d.closing++
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		pc.cc.Close()
-		t := time.NewTimer(pc.linger)
+		wait := time.NewTimer(closeWaitMax)
 		select {
-		case <-t.C:
+		case <-pc.conn.ended:
+		case <-wait.C:
 		case <-d.ctx.Done():
-			t.Stop()
 		}
+		wait.Stop()
+		least := time.NewTimer(pc.linger)
+		select {
+		case <-least.C:
+		case <-d.ctx.Done():
+			least.Stop()
+		}
+		pc.conn.Close()
 		d.mu.Lock()
 		d.closing--
 		d.broadcastLocked()
 		d.mu.Unlock()
 	}()
+}
+
+// closeWaitMax bounds how long a closed connection waits for the server's end.
+const closeWaitMax = 5 * time.Second
+
+// halfClosing is a pooled connection as HTTP/2 sees it. Its first Close,
+// while the server has not ended the connection, only ends our direction
+// (CloseWrite: TLS close_notify) and lets HTTP/2's reader go on until the
+// server ends its own, which closes ended; x/net then closes it again, and
+// that Close (or any later one) closes it for good.
+type halfClosing struct {
+	net.Conn
+	ended     chan struct{} // closed when a Read failed: the server ended, or the deadline passed
+	endOnce   sync.Once
+	halfClose atomic.Bool
+}
+
+func newHalfClosing(c net.Conn) *halfClosing {
+	return &halfClosing{Conn: c, ended: make(chan struct{})}
+}
+
+func (c *halfClosing) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.endOnce.Do(func() { close(c.ended) })
+	}
+	return n, err
+}
+
+func (c *halfClosing) Close() error {
+	select {
+	case <-c.ended:
+	default:
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && !c.halfClose.Swap(true) {
+			c.Conn.SetReadDeadline(time.Now().Add(closeWaitMax))
+			if cw.CloseWrite() == nil {
+				return nil
+			}
+		}
+	}
+	err := c.Conn.Close()
+	c.endOnce.Do(func() { close(c.ended) })
+	return err
 }
 
 // acquire returns a connection for one request that may cost need bytes
@@ -397,6 +453,7 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			if d.closed {
 				d.mu.Unlock()
 				pc.cc.Close()
+				pc.conn.Close()
 				return nil, net.ErrClosed
 			}
 			d.addLocked(pc)
@@ -418,7 +475,10 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 
 func (d *Dialer) addLocked(pc *pconn) {
 	if d.closed {
-		go pc.cc.Close()
+		go func() {
+			pc.cc.Close()
+			pc.conn.Close()
+		}()
 		return
 	}
 	d.conns = append(d.conns, pc)
@@ -475,7 +535,8 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", d.cfg.Budget, hs)
 	}
-	cc, err := d.h2.NewClientConn(conn)
+	hc := newHalfClosing(conn)
+	cc, err := d.h2.NewClientConn(hc)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("xhttp: start HTTP/2: %w", err)
@@ -500,7 +561,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 	if limit == 0 {
 		limit = 100 // what x/net assumes until SETTINGS arrive
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, linger: linger, limit: limit}, nil
+	return &pconn{cc: cc, conn: hc, rx: rx, hs: hs, linger: linger, limit: limit}, nil
 }
 
 type countingReader struct {
