@@ -26,9 +26,16 @@ import (
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
-// All returns every Burrow system the lab runs.
+// All returns every Burrow system the lab runs on loopback.
 func All() []censorlab.System {
 	return []censorlab.System{BurrowTCP(), BurrowXHTTP(), BurrowRelayTCP(), BurrowRelayXHTTP()}
+}
+
+// Netns returns the Burrow systems of the netns lab (censorlab.NetnsPath):
+// All but the relay systems, whose relay sits in the cover's network, which
+// exists on loopback only (in the netns plan the censor could not reach it).
+func Netns() []censorlab.System {
+	return []censorlab.System{BurrowTCP(), BurrowXHTTP()}
 }
 
 // Known weaknesses of one TCP connection per proxied connection.
