@@ -136,6 +136,9 @@ func relayRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("relay run: %w", err)
 	}
+	if _, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("open-file limit", "err", err)
+	}
 	r, err := relay.New(cfg, relay.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("relay run: %w", err)
