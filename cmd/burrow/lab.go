@@ -37,7 +37,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	burrow := tunnels.All()
 	if *netns {
-		burrow = tunnels.Netns()
+		burrow = tunnels.Direct()
 	}
 	systems := append(burrow, censorlab.Baselines()...)
 	if *list {

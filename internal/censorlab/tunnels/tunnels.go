@@ -26,16 +26,21 @@ import (
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
-// All returns every Burrow system the lab runs on loopback.
-func All() []censorlab.System {
-	return []censorlab.System{BurrowTCP(), BurrowXHTTP(), BurrowRelayTCP(), BurrowRelayXHTTP()}
+// All returns every Burrow system the lab runs on loopback: Direct and
+// Relayed.
+func All() []censorlab.System { return append(Direct(), Relayed()...) }
+
+// Direct returns the systems whose client reaches the server itself. They
+// are also the Burrow systems of the netns lab (censorlab.NetnsPath): the
+// relay systems' relay sits in the cover's network, which exists on
+// loopback only (in the netns plan the censor could not reach it).
+func Direct() []censorlab.System {
+	return []censorlab.System{BurrowTCP(), BurrowXHTTP()}
 }
 
-// Netns returns the Burrow systems of the netns lab (censorlab.NetnsPath):
-// All but the relay systems, whose relay sits in the cover's network, which
-// exists on loopback only (in the netns plan the censor could not reach it).
-func Netns() []censorlab.System {
-	return []censorlab.System{BurrowTCP(), BurrowXHTTP()}
+// Relayed returns the systems whose client reaches an entry relay (relay.go).
+func Relayed() []censorlab.System {
+	return []censorlab.System{BurrowRelayTCP(), BurrowRelayXHTTP()}
 }
 
 // Known weaknesses of one TCP connection per proxied connection.
