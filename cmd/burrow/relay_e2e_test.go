@@ -130,6 +130,19 @@ func copyServerDir(t *testing.T, src, dst, addr string) {
 	}
 }
 
+// setBudget sets the relay's leg budget in relay.json.
+func (l *relayLab) setBudget(t *testing.T, budget int64) {
+	t.Helper()
+	cfg, err := relay.LoadConfig(l.relayData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Budget = budget
+	if err := relay.WriteConfig(l.relayData, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startExit runs exit i (with --debug and metrics).
 func (l *relayLab) startExit(t *testing.T, i int) {
 	t.Helper()
@@ -263,6 +276,10 @@ func TestRelayEndToEnd(t *testing.T) {
 	site := testSite(t)
 	dns := udpDNS(t)
 	l := newRelayLab(t, 1, true)
+	// The relay's links do not rotate here, to keep the test quick under
+	// -race; TestRelayFailover and TestRelayCheck run with rotation (the
+	// default), and the lab's relay cells move 4 MiB each through it.
+	l.setBudget(t, -1)
 	l.startExit(t, 0)
 	l.startRelay(t)
 	viaClientIP := fromClientIP(t, l.relayAddr)
@@ -551,14 +568,7 @@ func TestRelayRevoked(t *testing.T) {
 	l := newRelayLab(t, 1, true)
 	// Without rotation, the relay's pooled connections stay up: only the
 	// exit's cutting them can end the download below.
-	cfg, err := relay.LoadConfig(l.relayData)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Budget = -1
-	if err := relay.WriteConfig(l.relayData, cfg); err != nil {
-		t.Fatal(err)
-	}
+	l.setBudget(t, -1)
 	l.startExit(t, 0)
 	l.startRelay(t)
 	link := l.link(t, "tcp")

@@ -44,7 +44,11 @@ type Relays struct {
 
 // liveRelay is one relay allowed in, and what it has open.
 type liveRelay struct {
-	relay access.Relay // snapshot; guarded by Relays.mu
+	// id, name and secret never change: a relay whose secret changed is
+	// another liveRelay.
+	id     int64
+	name   string
+	secret [16]byte
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}   // guarded by mu: the relay's REALITY connections
@@ -92,8 +96,7 @@ func (r *Relays) Refresh(ctx context.Context) error {
 	var gone []*liveRelay
 	r.mu.Lock()
 	for id, lr := range r.byID {
-		if rl, ok := fresh[id]; ok && rl.Secret == lr.relay.Secret {
-			lr.relay = rl
+		if rl, ok := fresh[id]; ok && rl.Secret == lr.secret {
 			delete(fresh, id)
 			continue
 		}
@@ -101,11 +104,11 @@ func (r *Relays) Refresh(ctx context.Context) error {
 		gone = append(gone, lr)
 	}
 	for id, rl := range fresh {
-		r.byID[id] = &liveRelay{relay: rl, conns: make(map[net.Conn]struct{}), camos: make(map[string]*camo.Server), stored: announceKey(rl.AnnouncedSNI, rl.AnnouncedCover, rl.AnnouncedAddr)}
+		r.byID[id] = &liveRelay{id: rl.ID, name: rl.Name, secret: rl.Secret, conns: make(map[net.Conn]struct{}), camos: make(map[string]*camo.Server), stored: announceKey(rl.AnnouncedSNI, rl.AnnouncedCover, rl.AnnouncedAddr)}
 	}
 	r.mu.Unlock()
 	for _, lr := range gone {
-		r.log.Info("relay revoked: its links are cut", "relay", lr.relay.Name)
+		r.log.Info("relay revoked: its links are cut", "relay", lr.name)
 		lr.cutAll()
 	}
 	return nil
@@ -183,7 +186,7 @@ func (s *Server) serveRelayLink(ctx context.Context, tconn net.Conn, lr *liveRel
 	tconn.SetReadDeadline(time.Now().Add(requestTimeout))
 	pre := make([]byte, len(xhttp.Preface))
 	if _, err := io.ReadFull(tconn, pre); err != nil || string(pre) != xhttp.Preface {
-		s.log.Debug("relay link: not HTTP/2", "relay", lr.relay.Name)
+		s.log.Debug("relay link: not HTTP/2", "relay", lr.name)
 		return
 	}
 	tconn.SetReadDeadline(time.Time{})
@@ -215,29 +218,29 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 	h, err := relaylink.ReadHeader(c)
 	if err != nil {
 		s.stats.RelayRefused.Add(1)
-		s.log.Debug("relay stream refused", "relay", lr.relay.Name, "err", err)
+		s.log.Debug("relay stream refused", "relay", lr.name, "err", err)
 		return
 	}
 	lr.mu.Lock()
-	ok := !lr.cut && subtle.ConstantTimeCompare(h.Secret[:], lr.relay.Secret[:]) == 1
+	ok := !lr.cut && subtle.ConstantTimeCompare(h.Secret[:], lr.secret[:]) == 1
 	lr.mu.Unlock()
 	if !ok {
 		s.stats.RelayRefused.Add(1)
-		s.log.Debug("relay stream refused: wrong credential", "relay", lr.relay.Name)
+		s.log.Debug("relay stream refused: wrong credential", "relay", lr.name)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 	cs, announced, err := s.relayCamo(lr, h)
 	if err != nil {
 		s.stats.RelayRefused.Add(1)
-		s.log.Warn("relay stream refused: the relay's cover", "relay", lr.relay.Name, "err", err)
+		s.log.Warn("relay stream refused: the relay's cover", "relay", lr.name, "err", err)
 		return
 	}
 	if announced {
 		// Once per relay and cover: `burrow user show --via` reads it.
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := s.opts.Relays.src.SetRelayAnnounce(actx, lr.relay.ID, h.SNI, h.Cover, h.Addr); err != nil {
-			s.log.Warn("relay: record its cover", "relay", lr.relay.Name, "err", err)
+		if err := s.opts.Relays.src.SetRelayAnnounce(actx, lr.id, h.SNI, h.Cover, h.Addr); err != nil {
+			s.log.Warn("relay: record its cover", "relay", lr.name, "err", err)
 		}
 		cancel()
 	}
