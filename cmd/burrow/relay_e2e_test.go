@@ -316,6 +316,10 @@ func TestRelayEndToEnd(t *testing.T) {
 			t.Errorf("relay metrics lack %q:\n%s", want, m)
 		}
 	}
+	exitMetrics := scrape(t, l.exits[0].metrics)
+	if exitMetrics["burrow_relay_links_active"] < 1 || exitMetrics[`burrow_relay_streams_total{result="accepted"}`] < 1 {
+		t.Errorf("the exit's metrics show no relay link or relayed stream: %v", exitMetrics)
+	}
 	checkSplitKnowledge(t, l, uuid, site, dns, m)
 }
 
