@@ -362,6 +362,10 @@ func (c *halfClosing) Close() error {
 	default:
 		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && !c.halfClose.Swap(true) {
 			c.Conn.SetReadDeadline(time.Now().Add(closeWaitMax))
+			// A TLS CloseWrite waits for a write in flight, which a
+			// connection that stopped moving could hold forever: the
+			// deadline ends that write first.
+			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 			if cw.CloseWrite() == nil {
 				return nil
 			}
