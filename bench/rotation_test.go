@@ -42,6 +42,13 @@ func (*oneUser) ResetTraffic(context.Context, int64, time.Time) error           
 // bed starts a cover site, a sink (reads an 8-byte n, sends n zero-cost
 // bytes) and a Burrow server, and returns the server's tcp link and the sink.
 func bed(b *testing.B) (links.VLESS, string) {
+	l, sink, _ := bedWith(b, nil)
+	return l, sink
+}
+
+// bedWith is bed for a server that lets relays in; it also returns the
+// cover's address.
+func bedWith(b *testing.B, relays *server.Relays) (links.VLESS, string, string) {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
@@ -101,7 +108,7 @@ func bed(b *testing.B) (links.VLESS, string) {
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	srv, err := server.New(cfg, reg, log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond})
+	srv, err := server.New(cfg, reg, log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond, Relays: relays})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,7 +123,7 @@ func bed(b *testing.B) (links.VLESS, string) {
 	})
 	return links.VLESS{UUID: uuid, Host: "127.0.0.1", Port: addr.Port(), SNI: "cover.test", Fingerprint: "chrome",
 		PublicKey: pub, ShortID: []byte{0xbe, 0xef}, Flow: links.FlowVision, Type: links.TypeTCP,
-		Security: links.SecurityReality, Encryption: links.EncryptionNone}, sink.Addr().String()
+		Security: links.SecurityReality, Encryption: links.EncryptionNone}, sink.Addr().String(), cover.Addr
 }
 
 // get downloads n bytes from the sink through tun and returns the time to

@@ -193,7 +193,8 @@ func (f *sideFlags) validate() error {
 
 func countersOf(s *server.Stats) admin.Counters {
 	return admin.Counters{Active: s.Active.Load(), Authenticated: s.Authenticated.Load(), Fallback: s.Fallback.Load(),
-		Rejected: s.Rejected.Load(), EgressRefused: s.Refused.Load(), BytesUp: s.BytesUp.Load(), BytesDown: s.BytesDown.Load()}
+		Rejected: s.Rejected.Load(), EgressRefused: s.Refused.Load(), BytesUp: s.BytesUp.Load(), BytesDown: s.BytesDown.Load(),
+		RelayLinks: s.RelayLinks.Load(), RelayStreams: s.RelayStreams.Load(), RelayRefused: s.RelayRefused.Load()}
 }
 
 // loopbackOnly refuses addresses other than loopback ones: the admin API

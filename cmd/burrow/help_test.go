@@ -24,6 +24,10 @@ func TestHelpEverywhere(t *testing.T) {
 		{"demo", "usage: burrow demo"},
 		{"lab", "usage: burrow lab"},
 		{"check", "usage: burrow check HOST:PORT"},
+		{"relay", "usage: burrow relay init"},
+		{"relay init", "usage: burrow relay init --data DIR"},
+		{"relay run", "usage: burrow relay run"},
+		{"server relay-token", "usage: burrow server relay-token NAME"},
 	}
 	for _, sub := range []string{"add", "list", "show", "set", "revoke", "enable", "rotate", "reset-traffic"} {
 		cmds = append(cmds, struct{ args, want string }{"user " + sub, "usage: burrow user " + sub})

@@ -30,6 +30,12 @@ Users (work while the server runs):
   burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
   burrow user list | show NAME [--qr FILE.png] | set NAME ... | revoke NAME | enable NAME | rotate NAME | reset-traffic NAME
 
+Entry relay (inside a whitelisted network; forwards to exits without reading the traffic):
+  burrow server relay-token NAME [--revoke]       on an exit: a token for one relay
+  burrow relay init --data DIR --listen HOST:PORT --public-addr HOST --exit TOKEN [--cover HOST:PORT --sni NAME]
+  burrow relay run --data DIR [--metrics HOST:PORT]
+  burrow user show NAME --via RELAYHOST:PORT      on the exit: the user's link through the relay
+
 Client:
   burrow connect LINK|FILE [--socks 127.0.0.1:1080] [--http 127.0.0.1:8080] [--rules FILE|ru-direct]
   burrow connect LINK|FILE --tun [--kill-switch=false] [--dns 1.1.1.1:53] [--tun-name burrow0]   (Linux, root)
@@ -109,6 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLab(ctx, rest, stdout, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
+	case "relay":
+		return runRelay(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -117,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // helpWord turns the word "help" where it can only mean help into -h:
 // `burrow server help`, `burrow user add help`, `burrow connect help`.
 func helpWord(cmd string, rest []string) []string {
-	group := cmd == "server" || cmd == "user" || cmd == "users"
+	group := cmd == "server" || cmd == "user" || cmd == "users" || cmd == "relay"
 	switch {
 	case len(rest) == 1 && rest[0] == "help":
 		return []string{"-h"}
@@ -148,6 +156,7 @@ const serverUsage = `usage: burrow server init --cover HOST:PORT [--sni NAME] [-
        burrow server install [--data DIR] [--print]                              run it as a systemd service
        burrow server uninstall                                                   remove the service (keeps the data)
        burrow server upgrade BINARY                                              replace the binary, restart the service
+       burrow server relay-token NAME [--revoke] [--data DIR]                    a token for an entry relay (burrow relay)
 
 Run 'burrow server SUBCOMMAND -h' for its flags.
 `
@@ -172,9 +181,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return serverUninstall(args[1:], stdout, stderr)
 	case "upgrade":
 		return serverUpgrade(ctx, args[1:], stdout, stderr)
+	case "relay-token":
+		return serverRelayToken(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, serverUsage)
-	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall or upgrade)", args[0])
+	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall, upgrade or relay-token)", args[0])
 }
 
 // parseArgs parses flags that may come before, between or after positional
@@ -225,9 +236,12 @@ var commandUsage = map[string]string{
 	"server install":     "burrow server install [--data DIR] [--print] [flags]",
 	"server uninstall":   "burrow server uninstall [flags]",
 	"server upgrade":     "burrow server upgrade BINARY [flags]",
+	"server relay-token": "burrow server relay-token NAME [--revoke] [--data DIR]",
+	"relay init":         "burrow relay init --data DIR --listen HOST:PORT --public-addr HOST --exit TOKEN [--exit TOKEN ...] [--cover HOST:PORT --sni NAME]",
+	"relay run":          "burrow relay run --data DIR [--metrics HOST:PORT] [--debug]",
 	"user add":           "burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]",
 	"user list":          "burrow user list",
-	"user show":          "burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp]",
+	"user show":          "burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp] [--via RELAYHOST:PORT]",
 	"user set":           "burrow user set NAME [--quota SIZE] [--expires WHEN|never] [--reset monthly|weekly|never] [--note TEXT]",
 	"user revoke":        "burrow user revoke NAME      (cut the user off; 'burrow user enable NAME' undoes it)",
 	"user enable":        "burrow user enable NAME      (lift a revocation: the user's link works again)",

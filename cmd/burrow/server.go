@@ -229,7 +229,11 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := reg.Refresh(ctx); err != nil {
 		return fmt.Errorf("load users: %w", err)
 	}
-	srv, err := server.New(cfg, reg, log, server.Options{LogDestinations: *logDest})
+	relays := server.NewRelays(st, log)
+	if err := relays.Refresh(ctx); err != nil {
+		return fmt.Errorf("load relays: %w", err)
+	}
+	srv, err := server.New(cfg, reg, log, server.Options{LogDestinations: *logDest, Relays: relays})
 	if err != nil {
 		return err
 	}
@@ -251,10 +255,13 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	regCtx, regCancel := context.WithCancel(context.Background())
 	regDone := make(chan struct{})
 	go func() { reg.Run(regCtx, time.Second, 5*time.Second); close(regDone) }()
+	relaysDone := make(chan struct{})
+	go func() { relays.Run(regCtx, time.Second); close(relaysDone) }()
 
 	err = srv.Serve(ctx, ln)
 	regCancel()
 	<-regDone // final traffic flush
+	<-relaysDone
 	log.Info("burrow server stopped")
 	return err
 }

@@ -181,7 +181,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("user "+sub, stderr)
 	data := fs.String("data", server.DefaultDataDir(), "server data directory")
 	sock := fs.String("admin-socket", "", "admin API socket of the running server (default DATA/admin.sock)")
-	var quota, expires, reset, note, qr, transport *string
+	var quota, expires, reset, note, qr, transport, via *string
 	switch sub {
 	case "add", "set":
 		quota = fs.String("quota", "", "traffic per period, e.g. 50GB, 20GiB (0 = unlimited)")
@@ -191,6 +191,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	case "show":
 		qr = fs.String("qr", "", "also write the link's QR code to this PNG file")
 		transport = fs.String("transport", "tcp", "link for: tcp (REALITY + Vision) or xhttp (XHTTP with connection rotation)")
+		via = fs.String("via", "", "the link through the entry relay at HOST:PORT (see burrow relay)")
 	case "list", "revoke", "enable", "rotate", "reset-traffic":
 	default:
 		fmt.Fprint(stderr, userUsage)
@@ -246,14 +247,20 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		if u, err = api.User(ctx, name); err != nil {
 			return fmt.Errorf("user show: %w", err)
 		}
-		printUser(stdout, u, env.live)
-		switch *transport {
-		case "tcp":
-			return printUserLink(stdout, env.cfg, u, *qr)
-		case "xhttp":
-			return printXHTTPLink(stdout, env.cfg, u, *qr)
+		if *transport != "tcp" && *transport != "xhttp" {
+			return fmt.Errorf("user show: --transport %.20q: want tcp or xhttp", *transport)
 		}
-		return fmt.Errorf("user show: --transport %.20q: want tcp or xhttp", *transport)
+		cfg := env.cfg
+		if *via != "" {
+			if cfg, err = viaRelay(ctx, *data, cfg, *via, stderr); err != nil {
+				return fmt.Errorf("user show: %w", err)
+			}
+		}
+		printUser(stdout, u, env.live)
+		if *transport == "xhttp" {
+			return printXHTTPLink(stdout, cfg, u, *qr)
+		}
+		return printUserLink(stdout, cfg, u, *qr)
 	case "set":
 		var req admin.SetRequest
 		if given["quota"] {

@@ -33,6 +33,23 @@ var migrations = []migration{
 			period_start  INTEGER NOT NULL
 		) STRICT`,
 	}},
+	{2, []string{
+		// Entry relays allowed to carry clients' connections to this exit
+		// (relays.go). secret is the relay's credential; the announced_*
+		// columns are what the relay last said about itself.
+		`CREATE TABLE relays (
+			id              INTEGER PRIMARY KEY,
+			name            TEXT    NOT NULL,
+			name_key        TEXT    NOT NULL UNIQUE,
+			short_id        TEXT    NOT NULL UNIQUE,
+			secret          TEXT    NOT NULL,
+			created_at      INTEGER NOT NULL,
+			revoked         INTEGER NOT NULL DEFAULT 0 CHECK (revoked IN (0, 1)),
+			announced_sni   TEXT    NOT NULL DEFAULT '',
+			announced_cover TEXT    NOT NULL DEFAULT '',
+			announced_addr  TEXT    NOT NULL DEFAULT ''
+		) STRICT`,
+	}},
 }
 
 // latestVersion is the schema version this binary writes.

@@ -91,6 +91,9 @@ type Counters struct {
 	EgressRefused int64 `json:"egress_refused"` // destinations refused by the egress policy
 	BytesUp       int64 `json:"bytes_up"`       // client → destination
 	BytesDown     int64 `json:"bytes_down"`     // destination → client
+	RelayLinks    int64 `json:"relay_links"`    // entry relays' pooled connections open now
+	RelayStreams  int64 `json:"relay_streams"`  // client connections relays carried in
+	RelayRefused  int64 `json:"relay_refused"`  // relayed streams refused: bad header or credential
 }
 
 // Stats is the live state of the server.
@@ -404,7 +407,8 @@ func (l *Local) Snapshot(ctx context.Context, perUser bool) (*metrics.Snapshot, 
 		c = l.Counters()
 	}
 	s := &metrics.Snapshot{Active: c.Active, Authenticated: c.Authenticated, Fallback: c.Fallback,
-		Rejected: c.Rejected, EgressRefused: c.EgressRefused, BytesUp: c.BytesUp, BytesDown: c.BytesDown}
+		Rejected: c.Rejected, EgressRefused: c.EgressRefused, BytesUp: c.BytesUp, BytesDown: c.BytesDown,
+		RelayLinks: c.RelayLinks, RelayStreams: c.RelayStreams, RelayRefused: c.RelayRefused}
 	if !perUser {
 		return s, nil
 	}

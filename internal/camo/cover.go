@@ -21,7 +21,7 @@ import (
 // Cancelling ctx closes both, and so does a whole idle period without a
 // byte relayed in either direction (see watchIdle): a splice never outlives
 // its peers' interest, whatever they do.
-func (s *Server) splice(ctx context.Context, client *net.TCPConn, cover net.Conn, coverData []byte, coverErr error) {
+func (s *Server) splice(ctx context.Context, client net.Conn, cover net.Conn, coverData []byte, coverErr error) {
 	stop := context.AfterFunc(ctx, func() {
 		client.Close()
 		cover.Close()

@@ -17,7 +17,7 @@ import (
 // or ends before it has the whole hello, the read is interrupted so the
 // connection falls back at once.
 type flight struct {
-	client *net.TCPConn
+	client net.Conn
 	cover  net.Conn
 	done   chan struct{} // closed when watchCover returns
 
@@ -31,7 +31,7 @@ type flight struct {
 }
 
 // startFlight starts watching cover. The client read is bounded by timeout.
-func startFlight(client *net.TCPConn, cover net.Conn, timeout time.Duration) *flight {
+func startFlight(client net.Conn, cover net.Conn, timeout time.Duration) *flight {
 	f := &flight{client: client, cover: cover, done: make(chan struct{}), coverAt: -1, reading: true}
 	client.SetReadDeadline(time.Now().Add(timeout))
 	go f.watchCover()

@@ -75,6 +75,11 @@ type ServerConfig struct {
 	// DialCover dials the cover site, also for the one-time detection of
 	// its post-handshake record sizes. Default: a net.Dialer.
 	DialCover func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MoreShortIDs, if set, is asked about a short ID that is not among
+	// ShortIDs; true accepts it. It lets the set grow and shrink while the
+	// server runs (the relays of an exit). It must be fast and safe for
+	// concurrent use.
+	MoreShortIDs func(id [8]byte) bool
 	// Logger receives debug and warning messages; nil discards them. No
 	// keys or addresses of clients are logged above debug level.
 	Logger *slog.Logger
@@ -88,6 +93,7 @@ type ServerConfig struct {
 type Server struct {
 	priv        []byte
 	shortIDs    map[[8]byte]bool
+	more        func([8]byte) bool
 	serverNames map[string]bool
 	cover       string
 	maxTimeDiff time.Duration
@@ -131,6 +137,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		idle:        cfg.fallbackIdle,
 		dial:        cfg.DialCover,
 		log:         cfg.Logger,
+		more:        cfg.MoreShortIDs,
 	}
 	for _, id := range cfg.ShortIDs {
 		if len(id) > 8 {
@@ -160,13 +167,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.replays = newReplayCache(2*s.maxTimeDiff, replayCacheMax)
-	s.reality = s.realityConfig()
+	s.reality = s.realityConfig(s.shortIDs)
 	s.recordSizes = s.detectRecordSizes()
 	s.log.Debug("camo: detecting the cover's post-handshake record sizes", "cover", s.cover)
 	return s, nil
 }
 
-// Handshake reads the client's first flight from conn, forwarding it to a
+// Handshake reads the client's first flight from conn (a *net.TCPConn, or
+// any byte stream that carries one connection's bytes, such as a relayed
+// stream; it should implement CloseWrite), forwarding it to a
 // fresh connection to the cover as it arrives, and decides. Authenticated:
 // it returns the REALITY TLS conn (a *reality.Conn, whose ClientShortId
 // field holds the short ID used; its NetConn has a NetConn method of its
@@ -175,7 +184,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 // dial error if the cover could not be reached; conn is then closed as the
 // cover's absence would look: a reset). Handshake owns conn in every case.
 // Cancelling ctx ends a splice.
-func (s *Server) Handshake(ctx context.Context, conn *net.TCPConn) (net.Conn, error) {
+func (s *Server) Handshake(ctx context.Context, conn net.Conn) (net.Conn, error) {
 	cover, err := s.dialCover(ctx)
 	if err != nil {
 		resetConn(conn)
@@ -186,10 +195,11 @@ func (s *Server) Handshake(ctx context.Context, conn *net.TCPConn) (net.Conn, er
 	hello, raw, helloLen, readErr := f.readHello()
 	unwatch()
 	var reason string
+	var sid [8]byte
 	if readErr != nil {
 		reason = readErr.Error()
 	} else {
-		_, reason = s.authenticate(hello, time.Now())
+		sid, reason = s.authenticate(hello, time.Now())
 	}
 	coverData, coverErr, early := f.stop(helloLen)
 	switch {
@@ -207,7 +217,7 @@ func (s *Server) Handshake(ctx context.Context, conn *net.TCPConn) (net.Conn, er
 		return nil, ErrFallback
 	}
 	s.log.Debug("camo: authenticated")
-	return s.handOver(ctx, conn, cover, raw, helloLen, coverData, hello)
+	return s.handOver(ctx, conn, cover, raw, helloLen, coverData, hello, sid)
 }
 
 // GenerateKey returns a new X25519 key pair (32 bytes each).

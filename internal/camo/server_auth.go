@@ -61,7 +61,7 @@ func (s *Server) authenticate(h *tlshello.ClientHello, now time.Time) (shortID [
 		return shortID, fmt.Sprintf("client clock off by %v", d.Round(time.Second))
 	}
 	copy(shortID[:], plain[8:16])
-	if !s.shortIDs[shortID] {
+	if !s.shortIDs[shortID] && (s.more == nil || !s.more(shortID)) {
 		return shortID, "unknown short ID"
 	}
 	return shortID, ""
@@ -122,11 +122,13 @@ func (s *Server) openSessionID(h *tlshello.ClientHello, peer []byte) ([]byte, er
 // shared reality.Config's DialContext.
 type coverKey struct{}
 
-// realityConfig returns the reality.Config shared by all connections.
-// reality.Server dials the cover through DialContext with the ctx it was
-// given, so one config serves all connections and each gets the cover conn
-// we already opened.
-func (s *Server) realityConfig() *reality.Config {
+// realityConfig returns a reality.Config accepting shortIDs. The one for
+// ShortIDs is shared by all connections: reality.Server dials the cover
+// through DialContext with the ctx it was given, so one config serves all
+// connections and each gets the cover conn we already opened. A short ID
+// accepted by MoreShortIDs gets a config of its own (reality checks the
+// short ID again, against a map it must not see change).
+func (s *Server) realityConfig(shortIDs map[[8]byte]bool) *reality.Config {
 	return &reality.Config{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			c, ok := ctx.Value(coverKey{}).(net.Conn)
@@ -142,7 +144,7 @@ func (s *Server) realityConfig() *reality.Config {
 		// We checked the clock already; a second check a moment later
 		// could only disagree with ours.
 		MaxTimeDiff:            0,
-		ShortIds:               s.shortIDs,
+		ShortIds:               shortIDs,
 		NextProtos:             nil,
 		SessionTicketsDisabled: true,
 	}
@@ -152,7 +154,7 @@ func (s *Server) realityConfig() *reality.Config {
 // client's first flight (raw, of which helloLen bytes are the hello) is replayed to reality from memory, and the
 // cover conn we opened is given to it with the bytes the cover already has
 // swallowed and the bytes it already sent returned first.
-func (s *Server) handOver(ctx context.Context, conn *net.TCPConn, cover net.Conn, raw []byte, helloLen int, coverData []byte, h *tlshello.ClientHello) (net.Conn, error) {
+func (s *Server) handOver(ctx context.Context, conn net.Conn, cover net.Conn, raw []byte, helloLen int, coverData []byte, h *tlshello.ClientHello, sid [8]byte) (net.Conn, error) {
 	s.waitRecordSizes(ctx, h)
 	deadline := time.Now().Add(handshakeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -162,7 +164,11 @@ func (s *Server) handOver(ctx context.Context, conn *net.TCPConn, cover net.Conn
 	cover.SetDeadline(deadline)
 	rc := &replayConn{Conn: conn, tcp: conn, pending: raw}
 	cc := newCoverConn(cover, coverData, len(raw), helloLen, deadline)
-	tc, err := reality.Server(context.WithValue(ctx, coverKey{}, net.Conn(cc)), rc, s.reality)
+	cfg := s.reality
+	if !s.shortIDs[sid] {
+		cfg = s.realityConfig(map[[8]byte]bool{sid: true})
+	}
+	tc, err := reality.Server(context.WithValue(ctx, coverKey{}, net.Conn(cc)), rc, cfg)
 	if err != nil {
 		conn.Close()
 		cover.Close()
@@ -206,10 +212,11 @@ func (s *Server) waitRecordSizes(ctx context.Context, h *tlshello.ClientHello) {
 
 // replayConn is the client conn as reality.Server sees it: the bytes we
 // already read are read again first. It implements CloseWrite because
-// reality.Server requires it.
+// reality.Server requires it. tcp is the conn Handshake was given (a
+// *net.TCPConn, or a relayed stream).
 type replayConn struct {
 	net.Conn
-	tcp     *net.TCPConn
+	tcp     net.Conn
 	pending []byte // read by one goroutine at a time (reality's lock, then the TLS conn's)
 }
 
@@ -225,7 +232,12 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-func (c *replayConn) CloseWrite() error { return c.tcp.CloseWrite() }
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.tcp.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.tcp.Close()
+}
 
 // WriteTo lets io.Copy from this conn splice (Vision direct copy) once the
 // replayed bytes are out.
@@ -239,12 +251,27 @@ func (c *replayConn) WriteTo(w io.Writer) (int64, error) {
 			return n, err
 		}
 	}
-	m, err := c.tcp.WriteTo(w)
+	var m int64
+	var err error
+	if wt, ok := c.tcp.(io.WriterTo); ok {
+		m, err = wt.WriteTo(w)
+	} else {
+		m, err = io.Copy(w, onlyReader{c.tcp})
+	}
 	return n + m, err
 }
 
 // ReadFrom lets io.Copy into this conn splice.
-func (c *replayConn) ReadFrom(r io.Reader) (int64, error) { return c.tcp.ReadFrom(r) }
+func (c *replayConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.tcp.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(onlyWriter{c.tcp}, r)
+}
+
+// onlyReader and onlyWriter hide a conn's WriteTo and ReadFrom from io.Copy.
+type onlyReader struct{ io.Reader }
+type onlyWriter struct{ io.Writer }
 
 // NetConn returns the underlying TCP conn, for splicing once TLS is no
 // longer needed (Vision direct copy). Its first bytes were already read.

@@ -20,6 +20,10 @@
 //	# HELP burrow_egress_refused_total Destinations refused by the egress policy.
 //	# TYPE burrow_egress_refused_total counter
 //	burrow_egress_refused_total 0
+//	# HELP burrow_relay_links_active Entry relays' pooled connections to this server open now.
+//	burrow_relay_links_active 2
+//	burrow_relay_streams_total{result="accepted"} 120
+//	burrow_relay_streams_total{result="refused"} 0
 //
 // and, only when the operator opts in to per-user metrics, the current
 // period's bytes and live connections of every user, labelled by name:
@@ -50,6 +54,8 @@ type Snapshot struct {
 	EgressRefused int64
 	BytesUp       int64
 	BytesDown     int64
+	// Entry relays (burrow relay) of this exit.
+	RelayLinks, RelayStreams, RelayRefused int64
 	// Users is nil unless per-user metrics are on.
 	Users []User
 }
@@ -117,6 +123,11 @@ func Write(w io.Writer, s *Snapshot) error {
 	sample("burrow_requests_rejected_total", s.Rejected)
 	family("burrow_egress_refused_total", "counter", "Destinations refused by the egress policy.")
 	sample("burrow_egress_refused_total", s.EgressRefused)
+	family("burrow_relay_links_active", "gauge", "Entry relays' pooled connections to this server open now.")
+	sample("burrow_relay_links_active", s.RelayLinks)
+	family("burrow_relay_streams_total", "counter", "Client connections entry relays carried in, by outcome (refused: bad header or credential).")
+	sample("burrow_relay_streams_total", s.RelayStreams, "result", "accepted")
+	sample("burrow_relay_streams_total", s.RelayRefused, "result", "refused")
 	if s.Users != nil {
 		family("burrow_user_bytes", "gauge", "Bytes moved by a user in the current traffic period (opt-in).")
 		for _, u := range s.Users {

@@ -32,6 +32,9 @@ type Stats struct {
 	Rejected      atomic.Int64 // authenticated TLS, but unknown or unusable user
 	BytesUp       atomic.Int64 // client → destination
 	BytesDown     atomic.Int64 // destination → client
+	RelayLinks    atomic.Int64 // relays' pooled connections open now
+	RelayStreams  atomic.Int64 // client connections relays carried in
+	RelayRefused  atomic.Int64 // relayed streams refused: bad header or credential
 }
 
 func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
@@ -47,6 +50,17 @@ func (s *Server) handle(ctx context.Context, tc *net.TCPConn) {
 		}
 		return
 	}
+	if lr := s.relayOf(tconn); lr != nil {
+		defer tconn.Close()
+		s.serveRelayLink(ctx, tconn, lr)
+		return
+	}
+	s.serveAuthenticated(ctx, tconn)
+}
+
+// serveAuthenticated serves a client's REALITY conn, accepted directly or
+// through a relay: VLESS, or XHTTP carrying VLESS.
+func (s *Server) serveAuthenticated(ctx context.Context, tconn net.Conn) {
 	s.stats.Authenticated.Add(1)
 	defer tconn.Close()
 

@@ -47,6 +47,9 @@ type Options struct {
 	// cover. Default: what the open-file limit allows (MaxConnsFor).
 	// Negative: no limit.
 	MaxConns int
+	// Relays, when set, lets the entry relays in it carry clients to this
+	// server (relays.go); nil refuses every relay.
+	Relays *Relays
 }
 
 // MaxConnsFor is the default Options.MaxConns under an open-file limit of
@@ -62,13 +65,16 @@ func MaxConnsFor(files uint64) int {
 
 // Server serves one Config.
 type Server struct {
-	cfg    *Config
-	opts   Options
-	log    *slog.Logger
-	camo   *camo.Server
-	users  *Registry
-	egress *EgressPolicy
-	stats  *Stats
+	cfg  *Config
+	opts Options
+	log  *slog.Logger
+	camo *camo.Server
+	// camoCfg is camo's config without relays' short IDs: relayed streams
+	// are accepted with it (relays.go).
+	camoCfg camo.ServerConfig
+	users   *Registry
+	egress  *EgressPolicy
+	stats   *Stats
 
 	wg sync.WaitGroup // one per live connection handler
 
@@ -103,18 +109,23 @@ func New(cfg *Config, users *Registry, log *slog.Logger, opts Options) (*Server,
 		own = append(own, a)
 	}
 	egress := NewEgressPolicy(cfg.AllowPrivateEgress, own...)
-	cs, err := camo.NewServer(camo.ServerConfig{
+	camoCfg := camo.ServerConfig{
 		PrivateKey:  priv,
 		ShortIDs:    sids,
 		ServerNames: cfg.ServerNames,
 		Cover:       cfg.Cover,
 		MaxTimeDiff: time.Duration(cfg.MaxTimeDiff),
 		Logger:      log,
-	})
+	}
+	withRelays := camoCfg
+	if opts.Relays != nil {
+		withRelays.MoreShortIDs = opts.Relays.Known
+	}
+	cs, err := camo.NewServer(withRelays)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	return &Server{cfg: cfg, opts: opts, log: log, camo: cs, users: users, egress: egress, stats: &Stats{}}, nil
+	return &Server{cfg: cfg, opts: opts, log: log, camo: cs, camoCfg: camoCfg, users: users, egress: egress, stats: &Stats{}}, nil
 }
 
 // Stats returns the server's live counters.

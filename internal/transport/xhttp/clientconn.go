@@ -68,6 +68,11 @@ func (c *clientConn) unparkNow() {
 	}
 }
 
+// ErrReset is returned by a session's Read when the server ended it as
+// reset (its handler closed after SetLinger(0)), after every byte sent
+// before.
+var ErrReset = errors.New("xhttp: the server reset the session")
+
 // Dial opens a session: it sends the download request and returns once
 // the server has answered it.
 func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
@@ -213,6 +218,11 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 			resp.Body.Close()
 			c.d.release(pc, getCost, false)
 			c.endDownload(io.EOF)
+			return
+		case resp.StatusCode == http.StatusGone && c.ranged && resp.Header.Get("X-Close") == "reset":
+			resp.Body.Close()
+			c.d.release(pc, getCost, false)
+			c.endDownload(ErrReset)
 			return
 		case resp.StatusCode == http.StatusPartialContent && c.ranged,
 			resp.StatusCode == http.StatusOK && !c.ranged:

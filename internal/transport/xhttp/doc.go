@@ -43,7 +43,9 @@
 // acknowledges every byte before START: the server keeps sent bytes until
 // then (up to RetainMax), so a connection cut at any byte loses nothing.
 // When START is the end of a finished stream the server answers 416 with
-// Content-Range: bytes */TOTAL, which the client takes as EOF; a START
+// Content-Range: bytes */TOTAL, which the client takes as EOF, or, when
+// the server's side ended as a reset (a splice passing on a TCP reset),
+// 410 with X-Close: reset, which the client's Read returns as ErrReset; a START
 // outside the kept window is answered 409. A newer GET for a session
 // supersedes an older one still open on a dying connection, and a session
 // lives ResumeTimeout without any GET attached before the server drops it.

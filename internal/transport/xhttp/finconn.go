@@ -1,6 +1,8 @@
 package xhttp
 
 import (
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -8,7 +10,9 @@ import (
 
 // finWait bounds how long a closed connection waits for the server's FIN
 // before it is dropped anyway (a path that loses the FIN, a frozen one).
-const finWait = 5 * time.Second
+// It is generous: an observer counts the connection until the FIN comes
+// back, which through an entry relay on a busy machine takes a while.
+const finWait = 15 * time.Second
 
 // finConn is a pooled connection that ends the way an observer on the path
 // sees it end. Close sends our FIN (TLS close_notify, then a TCP half-close)
@@ -22,7 +26,7 @@ type finConn struct {
 	once    sync.Once
 	mu      sync.Mutex
 	closing bool          // guarded by mu: Close was called
-	ended   bool          // guarded by mu: a read failed (the server's FIN, a reset, a deadline)
+	ended   error         // guarded by mu: how the reader's last read failed (nil while it reads)
 	gone    chan struct{} // closed once the socket is closed
 	timer   *time.Timer   // guarded by mu: the finWait fallback
 }
@@ -36,18 +40,20 @@ func (c *finConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.mu.Lock()
-		c.ended = true
+		if c.ended == nil {
+			c.ended = err
+		}
 		closing := c.closing
 		c.mu.Unlock()
 		if closing {
-			c.shut()
+			go c.finish(err)
 		}
 	}
 	return n, err
 }
 
-// Close half-closes and lets the reader see the server's FIN; a connection
-// whose reader already ended closes at once.
+// Close half-closes and lets the reader see the server's FIN; it does not
+// wait for it.
 func (c *finConn) Close() error {
 	c.mu.Lock()
 	if c.closing {
@@ -56,12 +62,39 @@ func (c *finConn) Close() error {
 	}
 	c.closing = true
 	ended := c.ended
-	if !ended {
-		c.timer = time.AfterFunc(finWait, c.shut)
-	}
+	c.timer = time.AfterFunc(finWait, c.shut)
 	c.mu.Unlock()
-	if ended || !halfClose(c.Conn) {
+	// A TLS CloseWrite waits for a write in flight, which a connection
+	// that stopped moving could hold forever: a deadline ends it first.
+	c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	half := halfClose(c.Conn)
+	switch {
+	case !half:
 		c.shut()
+	case ended != nil:
+		go c.finish(ended)
+	}
+	return nil
+}
+
+// finish closes the socket once the server's FIN is in: a TLS connection
+// that ended cleanly (close_notify) may still have its FIN on the way, so
+// the socket under it is read to its end first (until finWait at most).
+func (c *finConn) finish(readErr error) {
+	if errors.Is(readErr, io.EOF) {
+		if raw := under(c.Conn); raw != nil {
+			raw.SetReadDeadline(time.Now().Add(finWait))
+			io.Copy(io.Discard, raw)
+		}
+	}
+	c.shut()
+}
+
+// under returns the connection under a TLS connection, nil for one that
+// is not TLS.
+func under(c net.Conn) net.Conn {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		return tc.NetConn()
 	}
 	return nil
 }
@@ -92,9 +125,9 @@ func halfClose(c net.Conn) bool {
 	}
 	// A TLS conn's CloseWrite sends only the alert; the socket under it
 	// (possibly wrapped, for counting) carries the FIN.
-	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		if under, ok := tc.NetConn().(interface{ CloseWrite() error }); ok {
-			return under.CloseWrite() == nil
+	if raw := under(c); raw != nil {
+		if cw, ok := raw.(interface{ CloseWrite() error }); ok {
+			return cw.CloseWrite() == nil
 		}
 		return false
 	}

@@ -403,6 +403,12 @@ func (h *Hub) serveDownload(w http.ResponseWriter, r *http.Request, s *session, 
 			w.WriteHeader(http.StatusConflict)
 			return
 		}
+		if total, done := s.finished(); done && start >= total && s.wasReset() {
+			w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(total, 10))
+			w.Header().Set("X-Close", "reset")
+			w.WriteHeader(http.StatusGone)
+			return
+		}
 		if total, done := s.finished(); done && start >= total {
 			// The session stays until the handler and the client are done
 			// (or ResumeTimeout): an answer lost on a dying connection is

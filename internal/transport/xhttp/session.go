@@ -42,6 +42,7 @@ type session struct {
 	down      []byte
 	base      int64
 	downEOF   bool // CloseWrite was called
+	reset     bool // the handler closed after SetLinger(0): the download ends as reset
 	abandoned bool // the client said it is gone: writes fail
 	// upload: in-order bytes not yet read, and packets waiting for their turn.
 	up       []byte
@@ -406,6 +407,25 @@ func (c *serverConn) CloseWrite() error {
 	s.downEOF = true
 	s.broadcastLocked()
 	return nil
+}
+
+// SetLinger(0) makes Close end the download as a reset instead of an end of
+// stream: a Burrow client's Read then returns ErrReset once it has the
+// bytes written before (an Xray client, whose download cannot resume, sees
+// the end of stream). Used by splices that pass on how a TCP peer ended.
+// Other values undo it.
+func (c *serverConn) SetLinger(sec int) error {
+	c.s.mu.Lock()
+	c.s.reset = sec == 0
+	c.s.mu.Unlock()
+	return nil
+}
+
+// wasReset reports whether the download ended as a reset.
+func (s *session) wasReset() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reset && s.hclosed
 }
 
 // Close ends the conn for the handler. Download bytes already written are

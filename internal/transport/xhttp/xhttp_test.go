@@ -24,8 +24,9 @@ func pattern(seed uint64, n int) []byte {
 	return b
 }
 
-// testHandle serves two commands: 'S' + 8-byte n → n pattern bytes then
-// CloseWrite; 'E' → echo until EOF, then CloseWrite.
+// testHandle serves three commands: 'S' + 8-byte n → n pattern bytes then
+// CloseWrite; 'E' → echo until EOF, then CloseWrite; 'R' → "reset" then a
+// close after SetLinger(0).
 func testHandle(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	var cmd [1]byte
@@ -51,6 +52,10 @@ func testHandle(ctx context.Context, c net.Conn) {
 		if _, err := io.Copy(c, c); err != nil {
 			return
 		}
+	case 'R':
+		c.Write([]byte("reset"))
+		c.(interface{ SetLinger(int) error }).SetLinger(0)
+		return
 	}
 	c.(interface{ CloseWrite() error }).CloseWrite()
 	io.Copy(io.Discard, c)

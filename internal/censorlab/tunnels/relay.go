@@ -1,0 +1,147 @@
+package tunnels
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/censorlab"
+	"github.com/burrow-vpn/burrow/internal/client"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/relay"
+	"github.com/burrow-vpn/burrow/internal/relaylink"
+	"github.com/burrow-vpn/burrow/internal/server"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+)
+
+// The relay systems put an entry relay (internal/relay) inside the
+// whitelisted network (censorlab.CoverNet, the cover's own network) in front
+// of an exit in the foreign data centre: the client reaches the relay
+// through the censor; the relay→exit leg is outside the censor's view.
+// Their relays listen on these addresses of CoverNet.
+var (
+	relayTCPIP   = netip.MustParseAddr("127.0.1.21")
+	relayXHTTPIP = netip.MustParseAddr("127.0.1.22")
+)
+
+// BurrowRelayTCP is burrow-tcp through an entry relay.
+func BurrowRelayTCP() censorlab.System {
+	return censorlab.System{
+		Name:    "burrow-relay-tcp",
+		Network: "tcp",
+		ExpectedFail: map[string]censorlab.Expect{
+			"conn-count":         expect(floorNothing, whyCount, "conn-count"),
+			"russia-2026":        expect(floorNothing, whyCount, "conn-count"),
+			"russia-2026-mobile": expect(floorNothing, whyCount, "conn-count"),
+		},
+		Start: func(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
+			return startRelayed(ctx, env, "burrow-relay-tcp", relayTCPIP, false)
+		},
+	}
+}
+
+// BurrowRelayXHTTP is burrow-xhttp through an entry relay: the system for
+// white-list shutdowns.
+func BurrowRelayXHTTP() censorlab.System {
+	return censorlab.System{
+		Name:    "burrow-relay-xhttp",
+		Network: "tcp",
+		Start: func(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
+			return startRelayed(ctx, env, "burrow-relay-xhttp", relayXHTTPIP, true)
+		},
+	}
+}
+
+// memRelays is a one-relay table.
+type memRelays struct{ relay access.Relay }
+
+func (m *memRelays) ListRelays(context.Context) ([]*access.Relay, error) {
+	r := m.relay
+	return []*access.Relay{&r}, nil
+}
+
+func (*memRelays) SetRelayAnnounce(context.Context, int64, string, string, string) error { return nil }
+
+// startRelayed starts an exit that lets one relay in, the relay at ip with
+// the lab's cover as its own, and a client of the relay.
+func startRelayed(ctx context.Context, env censorlab.Env, name string, ip netip.Addr, overXHTTP bool) (*censorlab.Instance, error) {
+	shortID := []byte{0x7e, 0x1a}
+	rl := access.Relay{ID: 1, Name: "lab"}
+	rand.Read(rl.ShortID[:])
+	rand.Read(rl.Secret[:])
+	relays := server.NewRelays(&memRelays{relay: rl}, env.Log)
+	if err := relays.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	ls, err := startServerWith(ctx, env, name, shortID, relays)
+	if err != nil {
+		return nil, err
+	}
+	tok := relaylink.Token{Name: "lab", Addr: ls.addr.String(), ShortID: rl.ShortID, SNI: env.CoverSNI, Cover: env.Cover, Secret: rl.Secret}
+	copy(tok.PublicKey[:], ls.pub)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		ls.stop()
+		return nil, fmt.Errorf("%s: relay listen: %w", name, err)
+	}
+	cfg := &relay.Config{Listen: ln.Addr().String(), PublicAddr: ip.String(), Exits: []string{tok.String()}, Cover: env.Cover, SNI: env.CoverSNI}
+	cfg.Defaults()
+	r, err := relay.New(cfg, relay.Options{Logger: env.Log})
+	if err != nil {
+		ln.Close()
+		ls.stop()
+		return nil, fmt.Errorf("%s: relay: %w", name, err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		r.Serve(rctx, ln)
+	}()
+	link := &links.VLESS{
+		UUID: ls.uuid, SNI: env.CoverSNI, Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID,
+		Flow: links.FlowVision, Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
+	}
+	if overXHTTP {
+		link.Flow, link.Type = "", links.TypeXHTTP
+		link.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/lab", Budget: xhttp.DefaultBudget}
+	}
+	var mu sync.Mutex
+	tuns := map[netip.AddrPort]*client.Tunnel{}
+	return &censorlab.Instance{
+		Server: ln.Addr().(*net.TCPAddr).AddrPort(),
+		Close: func() error {
+			mu.Lock()
+			for _, t := range tuns {
+				t.Close()
+			}
+			mu.Unlock()
+			cancel()
+			<-served
+			r.Close()
+			ls.stop()
+			return nil
+		},
+		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
+			mu.Lock()
+			t := tuns[via]
+			if t == nil {
+				l := *link
+				l.Host, l.Port = via.Addr().String(), via.Port()
+				var err error
+				if t, err = client.NewTunnel(&l, client.TunnelOptions{Dial: env.ClientDial}); err != nil {
+					mu.Unlock()
+					return nil, err
+				}
+				tuns[via] = t
+			}
+			mu.Unlock()
+			return t.DialContext(ctx, "tcp", target)
+		},
+	}, nil
+}

@@ -1,0 +1,239 @@
+package tunnels
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/censorlab"
+	"github.com/burrow-vpn/burrow/internal/client"
+	"github.com/burrow-vpn/burrow/internal/coversite"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/relay"
+	"github.com/burrow-vpn/burrow/internal/relaylink"
+	"github.com/burrow-vpn/burrow/internal/server"
+)
+
+// passive runs a middlebox without letting it act: it records the reasons
+// the box would have reset a flow for, and passes everything.
+type passive struct {
+	box censorlab.Middlebox
+
+	mu    sync.Mutex
+	flows map[uint64]string // guarded by mu: flow → first reason
+}
+
+func (p *passive) Name() string { return "passive " + p.box.Name() }
+func (p *passive) Open(f *censorlab.Flow) censorlab.Verdict {
+	p.box.Open(f)
+	return censorlab.Verdict{}
+}
+func (p *passive) Close(f *censorlab.Flow) { p.box.Close(f) }
+func (p *passive) Data(f *censorlab.Flow, d censorlab.Dir, b []byte) censorlab.Verdict {
+	if v := p.box.Data(f, d, b); v.Action != censorlab.Pass {
+		p.mu.Lock()
+		if p.flows == nil {
+			p.flows = map[uint64]string{}
+		}
+		if _, seen := p.flows[f.ID]; !seen {
+			p.flows[f.ID] = v.Reason
+		}
+		p.mu.Unlock()
+	}
+	return censorlab.Verdict{}
+}
+
+func (p *passive) flagged() map[uint64]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.flows
+}
+
+// wholeTLSInTLS is a stricter TLS-in-TLS detector than the lab's: it
+// follows every record of a connection, not its first flights, and flags
+// any client flight of ClientHello size answered by a server flight of
+// handshake size and followed by a client flight whose first record is
+// Finished-sized (the lab's bounds) — wherever in the connection it is.
+type wholeTLSInTLS struct {
+	mu    sync.Mutex
+	flows map[uint64]*wholeTrack // guarded by mu
+}
+
+type wholeTrack struct {
+	buf        [2][]byte
+	started    bool
+	lastClient bool
+	flights    []int // client flight sizes
+	firstRec   []int // first record of each client flight
+	server     []int // server bytes after each client flight
+}
+
+func (*wholeTLSInTLS) Name() string                           { return "tls-in-tls (whole connection)" }
+func (*wholeTLSInTLS) Open(*censorlab.Flow) censorlab.Verdict { return censorlab.Verdict{} }
+func (w *wholeTLSInTLS) Close(f *censorlab.Flow) {
+	w.mu.Lock()
+	delete(w.flows, f.ID)
+	w.mu.Unlock()
+}
+
+func (w *wholeTLSInTLS) Data(f *censorlab.Flow, d censorlab.Dir, p []byte) censorlab.Verdict {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flows == nil {
+		w.flows = map[uint64]*wholeTrack{}
+	}
+	t := w.flows[f.ID]
+	if t == nil {
+		t = &wholeTrack{}
+		w.flows[f.ID] = t
+	}
+	i := 0
+	if d != censorlab.Up {
+		i = 1
+	}
+	t.buf[i] = append(t.buf[i], p...)
+	for len(t.buf[i]) >= 5 {
+		n := int(t.buf[i][3])<<8 | int(t.buf[i][4])
+		if len(t.buf[i]) < 5+n {
+			break
+		}
+		typ := t.buf[i][0]
+		t.buf[i] = t.buf[i][5+n:]
+		if typ != 23 {
+			continue
+		}
+		if i == 0 {
+			if !t.started {
+				t.started = true // the outer Finished
+				continue
+			}
+			if !t.lastClient || len(t.flights) == 0 {
+				t.flights, t.firstRec, t.server = append(t.flights, 0), append(t.firstRec, n), append(t.server, 0)
+			}
+			t.flights[len(t.flights)-1] += n
+			t.lastClient = true
+			k := len(t.flights) - 2
+			if k >= 0 && len(t.flights[k:]) == 2 && t.flights[len(t.flights)-1] == n {
+				if c1, s1, c2 := t.flights[k], t.server[k], t.firstRec[k+1]; c1 >= 200 && c1 <= 3000 && s1 >= 400 && c2 >= 20 && c2 <= 170 {
+					return censorlab.Verdict{Action: censorlab.Reset, Reason: fmt.Sprintf("flight %d: client %d B, server %d B, client %d B", k, c1, s1, c2)}
+				}
+			}
+		} else if len(t.flights) > 0 {
+			t.server[len(t.server)-1] += n
+			t.lastClient = false
+		}
+	}
+	return censorlab.Verdict{}
+}
+
+// TestRelayLegTLSInTLS measures what the relay→exit leg shows TLS-in-TLS
+// detectors: clients' REALITY handshakes cross it inside the leg's own
+// TLS. The lab's detector (the start of a connection) must not flag the
+// leg; the stricter whole-connection one is reported, not asserted: the
+// relay does not reshape the inner handshakes yet (docs/relay.md).
+func TestRelayLegTLSInTLS(t *testing.T) {
+	ctx := t.Context()
+	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cover.Close()
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	go func() {
+		for {
+			c, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	log := slog.New(slog.DiscardHandler)
+	env := censorlab.Env{IP: netip.MustParseAddr("127.0.0.1"), Cover: cover.Addr, CoverSNI: "cover.test", Log: log,
+		ClientDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}}
+	rl := access.Relay{ID: 1, Name: "leg"}
+	rand.Read(rl.ShortID[:])
+	rand.Read(rl.Secret[:])
+	relays := server.NewRelays(&memRelays{relay: rl}, log)
+	if err := relays.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shortID := []byte{0x4e, 0x67}
+	ls, err := startServerWith(ctx, env, "leg", shortID, relays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls.stop()
+	lab, strict := &passive{box: &censorlab.TLSInTLS{}}, &passive{box: &wholeTLSInTLS{}}
+	censor := censorlab.NewCensor(lab, strict)
+	defer censor.Close()
+	leg, err := censor.ExposeTCP(ctx, ls.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := relaylink.Token{Name: "leg", Addr: leg.String(), ShortID: rl.ShortID, SNI: "cover.test", Cover: cover.Addr, Secret: rl.Secret}
+	copy(tok.PublicKey[:], ls.pub)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &relay.Config{Listen: ln.Addr().String(), PublicAddr: "127.0.0.1", Exits: []string{tok.String()}}
+	cfg.Defaults()
+	r, err := relay.New(cfg, relay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); r.Serve(rctx, ln) }()
+	defer func() { cancel(); <-served; r.Close() }()
+
+	ra := ln.Addr().(*net.TCPAddr)
+	tun, err := client.NewTunnel(&links.VLESS{UUID: ls.uuid, Host: "127.0.0.1", Port: uint16(ra.Port), SNI: "cover.test",
+		Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision, Type: links.TypeTCP,
+		Security: links.SecurityReality, Encryption: links.EncryptionNone}, client.TunnelOptions{NoFallback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	const handshakes = 30
+	for i := range handshakes {
+		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+		c, err := tun.DialContext(dctx, "tcp", sink.Addr().String())
+		dcancel()
+		if err != nil {
+			t.Fatalf("connection %d through the relay: %v", i, err)
+		}
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		msg := []byte(fmt.Sprintf("hello %d", i))
+		c.Write(msg)
+		got := make([]byte, len(msg))
+		_, err = io.ReadFull(c, got)
+		c.Close()
+		if err != nil || string(got) != string(msg) {
+			t.Fatalf("echo %d through the relay: %q, %v", i, got, err)
+		}
+	}
+	censor.Settle()
+	legs := r.Stats().ToExit.Load()
+	t.Logf("%d client REALITY handshakes crossed the leg; lab detector flagged %d leg connections %v; whole-connection detector flagged %d %v",
+		legs, len(lab.flagged()), lab.flagged(), len(strict.flagged()), strict.flagged())
+	if n := len(lab.flagged()); n > 0 {
+		t.Errorf("the lab's TLS-in-TLS detector flags %d of the relay's leg connections: %v", n, lab.flagged())
+	}
+}

@@ -1,0 +1,226 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/relaylink"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+)
+
+// Health checking.
+const (
+	// ProbeInterval is how often each exit is probed over its pool.
+	ProbeInterval = time.Second
+	// probeTimeout bounds one probe: opening a stream and its answer.
+	probeTimeout = 3 * time.Second
+	// openTimeout bounds opening a client's stream on an exit that is up.
+	openTimeout = 3 * time.Second
+)
+
+// exit is one exit the relay forwards to: a pool of camouflaged HTTP/2
+// connections to it (an xhttp.Dialer) and its health.
+type exit struct {
+	tok    *relaylink.Token
+	raw    string // the token as configured
+	pool   *xhttp.Dialer
+	client []byte // the header of client streams
+	probe  []byte // the header of probes
+	log    *slog.Logger
+
+	up      atomic.Bool
+	streams atomic.Int64 // client streams open now
+	opened  atomic.Int64 // client streams opened
+	failed  atomic.Int64 // streams or probes that failed
+
+	stop context.CancelFunc
+	done chan struct{} // closed when probeLoop returned
+}
+
+// Dialer opens the TCP connection to an exit (tests and the lab put their
+// own network here).
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *slog.Logger) (*exit, error) {
+	e := &exit{tok: tok, raw: raw, log: log, done: make(chan struct{})}
+	var err error
+	ann := relaylink.Header{Secret: tok.Secret, SNI: cfg.SNI, Cover: cfg.Cover, Addr: net.JoinHostPort(cfg.PublicAddr, portOf(cfg.Listen))}
+	ann.Kind = relaylink.KindClient
+	if e.client, err = ann.Append(nil); err != nil {
+		return nil, err
+	}
+	ann.Kind = relaylink.KindProbe
+	if e.probe, err = ann.Append(nil); err != nil {
+		return nil, err
+	}
+	reality := camo.ClientConfig{ServerName: tok.SNI, PublicKey: tok.PublicKey[:], ShortID: tok.ShortID[:], Fingerprint: tok.Fingerprint}
+	e.pool, err = xhttp.NewDialer(xhttp.DialerConfig{
+		Dial: func(ctx context.Context) (net.Conn, func() int64, error) {
+			raw, err := dial(ctx, "tcp", tok.Addr)
+			if err != nil {
+				return nil, nil, err
+			}
+			var rx atomic.Int64
+			counted := meter.NewConn(raw, meter.Unlimited{AddFunc: func(n int64) { rx.Add(n) }}, meter.Unlimited{})
+			hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			tconn, err := camo.Client(hctx, counted, reality)
+			if errors.Is(err, camo.ErrNotReality) {
+				return nil, nil, fmt.Errorf("exit %s does not accept this relay (its token was revoked, or the exit has a new key): get a new token with `burrow server relay-token NAME` there: %w", tok.Addr, err)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("REALITY handshake with exit %s: %w", tok.Addr, err)
+			}
+			return tconn, rx.Load, nil
+		},
+		Host:     tok.SNI,
+		Path:     "/",
+		Budget:   cfg.budget(),
+		MaxConns: cfg.MaxConns,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func portOf(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
+}
+
+// name is how logs and metrics name the exit: its address.
+func (e *exit) name() string { return e.tok.Addr }
+
+// start begins health checks; the exit counts as up until the first
+// probe says otherwise, so the first clients need not wait for it.
+func (e *exit) start() {
+	e.up.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	go e.probeLoop(ctx)
+}
+
+// close stops the health checks and ends the pool and its streams.
+func (e *exit) close() {
+	e.stop()
+	<-e.done
+	e.pool.Close()
+}
+
+// probeLoop probes the exit every ProbeInterval until ctx ends.
+func (e *exit) probeLoop(ctx context.Context) {
+	defer close(e.done)
+	t := time.NewTicker(ProbeInterval)
+	defer t.Stop()
+	for {
+		err := e.probeOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.setUp(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// setUp records a probe's or stream's outcome.
+func (e *exit) setUp(err error) {
+	if err == nil {
+		if !e.up.Swap(true) {
+			e.log.Info("exit is up", "exit", e.name())
+		}
+		return
+	}
+	e.failed.Add(1)
+	if e.up.Swap(false) {
+		e.log.Warn("exit is down", "exit", e.name(), "err", err)
+	}
+}
+
+// probeOnce opens a probe stream and waits for its answer.
+func (e *exit) probeOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	c, err := e.pool.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := c.Write(e.probe); err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return fmt.Errorf("probe: no answer (revoked relay token?): %w", err)
+	}
+	if b[0] != relaylink.ProbeOK {
+		return errors.New("probe: wrong answer")
+	}
+	return nil
+}
+
+// open opens a client stream on the exit: the header is sent, the
+// client's bytes may follow.
+func (e *exit) open(ctx context.Context) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	c, err := e.pool.Dial(ctx)
+	if err != nil {
+		e.setUp(err)
+		return nil, err
+	}
+	if _, err := c.Write(e.client); err != nil {
+		c.Close()
+		e.setUp(err)
+		return nil, err
+	}
+	e.opened.Add(1)
+	return c, nil
+}
+
+// exitSet is the relay's exits, replaced whole on reload.
+type exitSet struct {
+	mu    sync.Mutex
+	exits []*exit // guarded by mu
+	next  atomic.Uint64
+}
+
+// candidates returns the exits that are up, starting at a rotating one.
+func (s *exitSet) candidates() []*exit {
+	s.mu.Lock()
+	all := s.exits
+	s.mu.Unlock()
+	if len(all) == 0 {
+		return nil
+	}
+	first := int(s.next.Add(1) % uint64(len(all)))
+	out := make([]*exit, 0, len(all))
+	for i := range all {
+		if e := all[(first+i)%len(all)]; e.up.Load() {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (s *exitSet) list() []*exit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exits
+}
