@@ -44,10 +44,14 @@ type frameShaper struct {
 	w io.Writer
 
 	mu    sync.Mutex
-	held  []byte      // guarded by mu: request headers waiting for their body
+	held  []byte      // guarded by mu: request headers waiting for their body (in buf)
+	buf   []byte      // guarded by mu: held headers and the write joining them, reused
 	timer *time.Timer // guarded by mu: flushes held after holdMax
 	err   error       // guarded by mu: the flush of held failed
 }
+
+// maxShapeBuf is the most buf keeps between writes; a POST's first DATA write may be larger.
+const maxShapeBuf = 32 << 10
 
 // Write writes p, one HTTP/2 write of net/http's (whole frames: net/http flushes frames it
 // has finished), shaped as the type's comment says.
@@ -61,13 +65,15 @@ func (s *frameShaper) Write(p []byte) (int, error) {
 		s.timer.Stop()
 		b := append(s.held, p...)
 		s.held = nil
-		if _, err := s.w.Write(b); err != nil {
+		_, err := s.w.Write(b)
+		s.keep(b)
+		if err != nil {
 			return 0, err
 		}
 		return len(p), nil
 	}
 	if headersAwaitingBody(p) {
-		s.held = append([]byte(nil), p...)
+		s.held = append(s.buf[:0], p...)
 		if s.timer == nil {
 			s.timer = time.AfterFunc(holdMax, s.flushHeld)
 		} else {
@@ -86,7 +92,16 @@ func (s *frameShaper) flushHeld() {
 		return
 	}
 	_, s.err = s.w.Write(s.held)
+	s.keep(s.held)
 	s.held = nil
+}
+
+// keep keeps b's array for the next held headers unless it grew large.
+func (s *frameShaper) keep(b []byte) {
+	s.buf = nil
+	if cap(b) <= maxShapeBuf {
+		s.buf = b[:0]
+	}
 }
 
 // writeControlApart writes p to w, one write per frame when p is made only of control
