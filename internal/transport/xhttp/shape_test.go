@@ -137,7 +137,8 @@ func TestFrameShaper(t *testing.T) {
 
 // TestClientRecords runs a session through a real hub over loopback and checks the client's
 // socket writes (its TLS records under REALITY): window updates travel one per write, and
-// every packet-up POST's body starts in the write that carries its headers.
+// every packet-up POST's body starts in the write that carries its headers, but for headers
+// the shaper let go alone after holdMax (a stall of net/http's writer on a busy machine).
 func TestClientRecords(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -173,6 +174,7 @@ func TestClientRecords(t *testing.T) {
 	defer d.Close()
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	alone := heldAlone.Load()
 	c, err := d.Dial(dctx)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
@@ -201,13 +203,14 @@ func TestClientRecords(t *testing.T) {
 		t.Fatalf("echo 64 KiB: %v", err)
 	}
 	c.Close()
+	alone = heldAlone.Load() - alone
 
 	wl.mu.Lock()
 	out := parseFrames(wl.out, len(Preface))
 	events := append([]wireEvent(nil), wl.events...)
 	wl.mu.Unlock()
 	writeOf := func(f wireFrame) int { return seq(events, true, f.end) }
-	updates, posts := 0, 0
+	updates, posts, apart := 0, 0, 0
 	for i, f := range out {
 		switch {
 		case f.typ == frameWindowUpdate && i > 1: // after the opening SETTINGS and WINDOW_UPDATE
@@ -222,9 +225,12 @@ func TestClientRecords(t *testing.T) {
 			}
 			posts++
 			if writeOf(out[i+1+j]) != writeOf(f) {
-				t.Errorf("POST on stream %d: headers and the first DATA in different writes", f.stream)
+				apart++
 			}
 		}
+	}
+	if apart > int(alone) {
+		t.Errorf("%d of %d POSTs have their headers and first DATA in different writes, %d after holdMax", apart, posts, alone)
 	}
 	if updates == 0 || posts < 6 {
 		t.Fatalf("%d window updates and %d POSTs with a body seen, want some and at least 6", updates, posts)
