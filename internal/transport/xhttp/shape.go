@@ -48,11 +48,12 @@ var heldAlone atomic.Int64
 type frameShaper struct {
 	w io.Writer
 
-	mu    sync.Mutex
-	held  []byte      // guarded by mu: request headers waiting for their body (in buf)
-	buf   []byte      // guarded by mu: held headers and the write joining them, reused
-	timer *time.Timer // guarded by mu: flushes held after holdMax
-	err   error       // guarded by mu: the flush of held failed
+	mu     sync.Mutex
+	held   []byte      // guarded by mu: request headers waiting for their body (in buf)
+	heldAt time.Time   // guarded by mu: when held was set
+	buf    []byte      // guarded by mu: held headers and the write joining them, reused
+	timer  *time.Timer // guarded by mu: flushes held after holdMax
+	err    error       // guarded by mu: the flush of held failed
 }
 
 // maxShapeBuf is the most buf keeps between writes; a POST's first DATA write may be larger.
@@ -78,7 +79,7 @@ func (s *frameShaper) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if headersAwaitingBody(p) {
-		s.held = append(s.buf[:0], p...)
+		s.held, s.heldAt = append(s.buf[:0], p...), time.Now()
 		if s.timer == nil {
 			s.timer = time.AfterFunc(holdMax, s.flushHeld)
 		} else {
@@ -89,11 +90,12 @@ func (s *frameShaper) Write(p []byte) (int, error) {
 	return writeControlApart(s.w, p)
 }
 
-// flushHeld writes held headers whose body did not come within holdMax.
+// flushHeld writes held headers whose body did not come within holdMax. A run of the timer
+// that fired for earlier headers (already sent with their body) leaves newer ones alone.
 func (s *frameShaper) flushHeld() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.held == nil || s.err != nil {
+	if s.held == nil || s.err != nil || time.Since(s.heldAt) < holdMax {
 		return
 	}
 	heldAlone.Add(1)
