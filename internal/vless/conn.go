@@ -119,7 +119,7 @@ func newConn(tls net.Conn, req *Request, client bool, header []byte) *Conn {
 	if c.vision {
 		c.tin, c.tlsErr = findTLSInternals(tls)
 		c.st = newTrafficState()
-		c.pad = padder{uuid: append([]byte(nil), req.UUID[:]...), padding: true}
+		c.pad = padder{uuid: append([]byte(nil), req.UUID[:]...), padding: true, endLong: client}
 		c.unpad.uuid = req.UUID
 	}
 	return c

@@ -57,7 +57,10 @@
 // The writer pads each ≤8 KiB piece of a write with random lengths: while the inner conn is
 // in its TLS handshake (or for the empty block a client sends when it has no payload to hide
 // its header behind) content shorter than 900 bytes is padded to 900–1399 bytes, otherwise
-// 0–255 bytes are added; content+padding never exceed 8171. A filter watches the first eight
+// 0–255 bytes are added; content+padding never exceed 8171. Burrow's client alone pads the block
+// that ends padding to 3200–4699 bytes (5572–7071 in its first two writes; endPadMin in
+// vision.go says why): above any ClientHello, so no flight of the connection reads as an inner
+// hello. Xray's readers take any padding length. A filter watches the first eight
 // pieces of each direction (shared state): an inner ClientHello or ServerHello marks the
 // traffic as TLS; a ServerHello with supported_versions=TLS 1.3 and a cipher other than
 // AES_128_CCM_8 enables direct copy. The writer ends padding at the first write made only of

@@ -136,15 +136,37 @@ func isCompleteRecords(p []byte) bool {
 	return true
 }
 
-// appendBlock appends one padded block: [uuid] cmd contentLen(2) paddingLen(2) content padding.
-func appendBlock(dst []byte, uuid []byte, content []byte, cmd byte, long bool) []byte {
-	n := len(content)
-	var pad int
+// Burrow's client pads the block that ends padding beyond Xray's lengths (Xray's readers
+// accept any padding length): content+padding is drawn from [endPadMin, endPadMin+endPadRand),
+// or from [endPadEarlyMin, …) when that block goes out in one of the client's first two writes.
+//
+// Why: the flight holding the client's last padded blocks (its inner Finished, 900–1399
+// bytes, and its first request) is followed by raw inner records. Padded to hello sizes, that
+// flight, the server's answer and the client's next small record have the shape of a TLS
+// handshake inside TLS (hello, server flight, Finished), which censors look for in every
+// flight of a connection. A record above any ClientHello's size (≤ 3 KB, post-quantum key
+// shares included) breaks it. The outer TLS conn (crypto/tls, utls, REALITY) sizes its
+// first records dynamically: 1186, 2372, 3558, 4744 … bytes of plaintext. A block from the
+// third write on starts in the third record or later, so endPadMin lands in one record above
+// 3 KB; a block that may start in the second record needs endPadEarlyMin to reach the third.
+const (
+	endPadMin      = 3200
+	endPadEarlyMin = 2372 + endPadMin
+	endPadRand     = 1500
+)
+
+// padLen is Xray's padding for a block of n content bytes.
+func padLen(n int, long bool) int {
 	if n < longPadBelow && long {
-		pad = rand.IntN(longPadRand) + longPadBase - n
-	} else {
-		pad = rand.IntN(shortPadRand)
+		return rand.IntN(longPadRand) + longPadBase - n
 	}
+	return rand.IntN(shortPadRand)
+}
+
+// appendBlock appends one padded block: [uuid] cmd contentLen(2) paddingLen(2) content padding.
+// pad is clamped to what a block can carry.
+func appendBlock(dst []byte, uuid []byte, content []byte, cmd byte, pad int) []byte {
+	n := len(content)
 	pad = max(0, min(pad, maxBlockTotal-n))
 	dst = append(dst, uuid...)
 	dst = append(dst, cmd, byte(n>>8), byte(n), byte(pad>>8), byte(pad))
@@ -158,8 +180,23 @@ var zeroPad [maxBlockTotal]byte
 type padder struct {
 	uuid    []byte // sent once, before the first block; nil afterwards
 	padding bool   // still writing padded blocks
+	endLong bool   // a client's: the block ending padding gets endPad (see endPadMin)
+	writes  int    // encode calls so far
 	chunks  [][]byte
 	pieces  [][]byte
+}
+
+// endPad is the padding of the block with n content bytes that ends an inner TLS
+// connection's padding.
+func (w *padder) endPad(n int) int {
+	if !w.endLong {
+		return padLen(n, true)
+	}
+	lo := endPadMin
+	if w.writes < 2 {
+		lo = endPadEarlyMin
+	}
+	return max(lo+rand.IntN(endPadRand)-n, rand.IntN(shortPadRand))
 }
 
 // encode appends p, padded as Xray's VisionWriter would pad it, to dst. It reports whether the
@@ -168,6 +205,7 @@ type padder struct {
 func (w *padder) encode(dst, p []byte, s *trafficState) (out []byte, direct bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() { w.writes++ }()
 	w.chunks = chunkPieces(w.chunks[:0], p)
 	if s.toFilter > 0 {
 		s.filterLocked(w.chunks...)
@@ -175,7 +213,7 @@ func (w *padder) encode(dst, p []byte, s *trafficState) (out []byte, direct bool
 	w.pieces = reshapePieces(w.pieces[:0], w.chunks)
 	clear(w.chunks)
 	if len(p) == 0 {
-		dst = appendBlock(dst, w.uuid, nil, cmdContinue, true)
+		dst = appendBlock(dst, w.uuid, nil, cmdContinue, padLen(0, true))
 		w.uuid = nil
 		return dst, false
 	}
@@ -187,11 +225,11 @@ func (w *padder) encode(dst, p []byte, s *trafficState) (out []byte, direct bool
 			if s.enableDirect {
 				direct = true
 			}
-			cmd := cmdContinue
+			cmd, pad := cmdContinue, padLen(len(b), true)
 			if i == last {
-				cmd = w.endCommand(s)
+				cmd, pad = w.endCommand(s), w.endPad(len(b))
 			}
-			dst = appendBlock(dst, w.uuid, b, cmd, true)
+			dst = appendBlock(dst, w.uuid, b, cmd, pad)
 			w.uuid = nil
 			w.padding = false
 			long = false
@@ -201,7 +239,7 @@ func (w *padder) encode(dst, p []byte, s *trafficState) (out []byte, direct bool
 			// Not TLS, or no ServerHello within the first packets: end padding now and send
 			// the rest of this write unpadded (Xray ends one packet early for old receivers).
 			w.padding = false
-			dst = appendBlock(dst, w.uuid, b, cmdEnd, long)
+			dst = appendBlock(dst, w.uuid, b, cmdEnd, padLen(len(b), long))
 			w.uuid = nil
 			for _, rest := range w.pieces[i+1:] {
 				dst = append(dst, rest...)
@@ -212,7 +250,7 @@ func (w *padder) encode(dst, p []byte, s *trafficState) (out []byte, direct bool
 		if i == last && !w.padding {
 			cmd = w.endCommand(s)
 		}
-		dst = appendBlock(dst, w.uuid, b, cmd, long)
+		dst = appendBlock(dst, w.uuid, b, cmd, padLen(len(b), long))
 		w.uuid = nil
 	}
 	clear(w.pieces)

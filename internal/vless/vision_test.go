@@ -366,3 +366,60 @@ func FuzzUnpad(f *testing.F) {
 		}
 	})
 }
+
+// TestWriterEndBlockSizes: a client pads the block that ends padding above any ClientHello's
+// size (so the flight holding it cannot pass for an inner hello), more when it may start in
+// the outer conn's second record; a server pads it as Xray does.
+func TestWriterEndBlockSizes(t *testing.T) {
+	fin := append([]byte{0x14, 3, 3, 0, 1, 1}, tlsRecord(0x17, 53)...)
+	req := tlsRecord(0x17, 30)
+	tests := []struct {
+		name   string
+		client bool
+		before [][]byte // writes before the first application data
+		lo, hi int      // content+padding of the block ending padding
+	}{
+		{"client, after hello and Finished", true, [][]byte{clientHello(), fin}, endPadMin, endPadMin + endPadRand},
+		{"client, second write (no CCS before the Finished)", true, [][]byte{clientHello()}, endPadEarlyMin, endPadEarlyMin + endPadRand},
+		{"server, as Xray", false, [][]byte{serverHello(0x1301, true)}, longPadBase, longPadBase + longPadRand},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 100 {
+				s := newTrafficState()
+				w := padder{uuid: testUUID[:], padding: true, endLong: tt.client}
+				var stream []byte
+				for _, p := range tt.before {
+					out, _ := w.encode(nil, p, s)
+					stream = append(stream, out...)
+				}
+				s.filterLocked(serverHello(0x1301, true))
+				out, direct := w.encode(nil, req, s)
+				stream = append(stream, out...)
+				blocks, rest := parseBlocks(t, stream)
+				end := blocks[len(blocks)-1]
+				if !direct || end.cmd != cmdDirect || len(rest) != 0 || !bytes.Equal(end.content, req) {
+					t.Fatalf("last block: direct %v cmd %d content %d, %d bytes after; want true, %d, %d, 0",
+						direct, end.cmd, len(end.content), len(rest), cmdDirect, len(req))
+				}
+				if total := len(end.content) + end.padding; total < tt.lo || total >= tt.hi {
+					t.Fatalf("block ending padding: content+padding = %d, want [%d,%d)", total, tt.lo, tt.hi)
+				}
+			}
+		})
+	}
+	// Content already above the size gets short padding only.
+	w := padder{uuid: testUUID[:], padding: true, endLong: true, writes: 2}
+	s := newTrafficState()
+	s.filterLocked(serverHello(0x1301, true))
+	big := tlsRecord(0x17, endPadMin+endPadRand)
+	blocks, _ := parseBlocks(t, mustEncode(&w, big, s))
+	if p := blocks[0].padding; p >= shortPadRand {
+		t.Errorf("padding of a %d-byte block ending padding = %d, want < %d", len(big), p, shortPadRand)
+	}
+}
+
+func mustEncode(w *padder, p []byte, s *trafficState) []byte {
+	out, _ := w.encode(nil, p, s)
+	return out
+}

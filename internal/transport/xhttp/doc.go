@@ -101,4 +101,12 @@
 // the GFW's) looks for at the start of a connection. The PING makes it independent of
 // timing: without it, a client whose SETTINGS acknowledgement travelled with its first
 // request got the pattern now and then under CPU load.
+//
+// Later in the connection the client cuts HTTP/2's writes into TLS records as a browser does
+// (frameShaper, shape.go): control frames one per record, where Go's client joins the
+// connection's and the stream's window updates into a 43-byte record after each 4 KiB read;
+// and a POST's headers in one record with the start of its body, where Go writes them apart.
+// Otherwise a request, its answer (a download cut at the connection's budget, an echo) and
+// that short record have the shape of an inner handshake in any later flight. Only record
+// boundaries change, never the frames, so any HTTP/2 server reads the same bytes.
 package xhttp

@@ -27,7 +27,8 @@ type pingConn struct {
 	sent     atomic.Bool   // the PING was written (or failed to be)
 	ready    chan struct{} // closed when the round trip is over
 	once     sync.Once
-	err      error // set before ready is closed: the round trip failed
+	err      error       // set before ready is closed: the round trip failed
+	shape    frameShaper // HTTP/2's writes after the opening flight
 
 	// Touched only by HTTP/2's reader.
 	scan  pingScanner
@@ -36,6 +37,7 @@ type pingConn struct {
 
 func newPingConn(fc *finConn) *pingConn {
 	c := &pingConn{finConn: fc, ready: make(chan struct{})}
+	c.shape.w = fc
 	rand.Read(c.data[:])
 	return c
 }
@@ -59,6 +61,9 @@ func (c *pingConn) wait(ctx context.Context) error {
 }
 
 func (c *pingConn) Write(p []byte) (int, error) {
+	if c.sent.Load() { // HTTP/2 writes one at a time: only this Write sets sent
+		return c.shape.Write(p)
+	}
 	n, err := c.finConn.Write(p)
 	if err != nil || c.sent.Swap(true) {
 		return n, err
