@@ -212,13 +212,11 @@ var KnownFailing = map[string]string{
 	"russia-2026/burrow-xhttp": "issue 14: sni-ip first (see sni-ip), then conn-rate",
 	"sni-ip/burrow-tcp":        "issue 14: the lab's servers sit outside the cover's network; needs a cover in the server's own network or a relay",
 	"russia-2026/burrow-tcp":   "issue 14: sni-ip fires before the expected byte-budget and conn-count",
-	// The relay systems carry the client's own REALITY session unchanged
-	// (the relay cannot read it), so they show what the direct transports show.
-	"tls-in-tls/burrow-relay-tcp":           "issue 14: as tls-in-tls/burrow-tcp, carried unchanged through the relay",
-	"tls-in-tls/burrow-relay-xhttp":         "issue 14: as tls-in-tls/burrow-xhttp, carried unchanged through the relay",
+	// The relay systems carry the client's own connections unchanged (the
+	// relay cannot read them), so they show what the direct transports show.
 	"conn-rate/burrow-relay-xhttp":          "issue 14: as conn-rate/burrow-xhttp, the client's rotation towards the relay",
-	"russia-2026/burrow-relay-xhttp":        "issue 14: tls-in-tls and conn-rate, as burrow-xhttp",
-	"russia-2026-mobile/burrow-relay-xhttp": "issue 14: tls-in-tls and conn-rate, as burrow-xhttp; the whitelist itself passes",
+	"russia-2026/burrow-relay-xhttp":        "issue 14: conn-rate, as burrow-xhttp",
+	"russia-2026-mobile/burrow-relay-xhttp": "issue 14: conn-rate, as burrow-xhttp; the whitelist itself passes",
 }
 
 // SetAsideKnown splits results into the known failing cells that still
