@@ -76,7 +76,9 @@ func startServer(t *testing.T) *testServer {
 		t.Fatal(err)
 	}
 	s := &testServer{ln: ln, stop: stop}
-	s.hub = NewHub(ctx, HubConfig{Handle: testHandle, ResumeTimeout: 5 * time.Second})
+	// The production default: a busy machine can hold a resume a few
+	// seconds while the dialer waits for a connection slot.
+	s.hub = NewHub(ctx, HubConfig{Handle: testHandle, ResumeTimeout: 30 * time.Second})
 	s.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
