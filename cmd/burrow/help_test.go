@@ -27,6 +27,9 @@ func TestHelpEverywhere(t *testing.T) {
 		{"relay", "usage: burrow relay init"},
 		{"relay init", "usage: burrow relay init --data DIR"},
 		{"relay run", "usage: burrow relay run"},
+		{"relay install", "usage: burrow relay install"},
+		{"relay uninstall", "usage: burrow relay uninstall"},
+		{"relay upgrade", "usage: burrow relay upgrade"},
 		{"server relay-token", "usage: burrow server relay-token NAME"},
 	}
 	for _, sub := range []string{"add", "list", "show", "set", "revoke", "enable", "rotate", "reset-traffic"} {

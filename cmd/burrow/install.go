@@ -19,11 +19,28 @@ import (
 	"strings"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/relay"
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
-// service is the systemd service that runs `burrow server run`.
+// role is what a service runs: a server (exit) or an entry relay.
+type role struct {
+	cmd         string // "server" or "relay": `burrow CMD run`
+	what        string // the unit's Description
+	configFile  string // the file `burrow CMD init` makes in the data dir
+	defaultUnit string
+	defaultData string
+}
+
+var (
+	roleServer = role{"server", "Burrow VPN server (VLESS + REALITY)", server.ConfigFile, "burrow", server.DefaultDataDir()}
+	roleRelay  = role{"relay", "Burrow entry relay (carries clients to exits, reads nothing)", relay.ConfigFile, "burrow-relay", "/var/lib/burrow-relay"}
+)
+
+// service is the systemd service that runs `burrow server run` (or
+// `burrow relay run`).
 type service struct {
+	Role    role   // zero: roleServer
 	Name    string // unit name without ".service"
 	User    string // system user the server runs as
 	Binary  string // absolute path of the binary ExecStart runs
@@ -40,13 +57,21 @@ const (
 
 func (s service) unitPath() string { return filepath.Join(s.UnitDir, s.Name+".service") }
 
-// unit renders the unit file. The server needs only to bind port 443
+func (s service) role() role {
+	if s.Role.cmd == "" {
+		return roleServer
+	}
+	return s.Role
+}
+
+// unit renders the unit file. A server or relay needs only to bind port 443
 // (CAP_NET_BIND_SERVICE) and write its data directory; everything else is
 // closed. It does not need CAP_NET_ADMIN: only the client's --tun does.
 func (s service) unit() string {
-	return fmt.Sprintf(`# Written by burrow server install. Remove with: burrow server uninstall
+	r := s.role()
+	return fmt.Sprintf(`# Written by burrow %[4]s install. Remove with: burrow %[4]s uninstall
 [Unit]
-Description=Burrow VPN server (VLESS + REALITY)
+Description=%[5]s
 Documentation=https://github.com/burrow-vpn/burrow
 After=network-online.target
 Wants=network-online.target
@@ -55,7 +80,7 @@ Wants=network-online.target
 Type=simple
 User=%[1]s
 Group=%[1]s
-ExecStart=%[2]s server run --data %[3]s
+ExecStart=%[2]s %[4]s run --data %[3]s
 Restart=on-failure
 RestartSec=2s
 TimeoutStopSec=30s
@@ -86,7 +111,7 @@ UMask=0077
 
 [Install]
 WantedBy=multi-user.target
-`, s.User, systemdQuote(s.Binary), systemdQuote(s.Data))
+`, s.User, systemdQuote(s.Binary), systemdQuote(s.Data), r.cmd, r.what)
 }
 
 // systemdQuote quotes a path for ExecStart= and ReadWritePaths= when it
@@ -150,18 +175,27 @@ func ensureSystemUser(name, home string) (int, int, error) {
 	return uid, gid, nil
 }
 
-func serviceFlags(name string, stderr io.Writer) (*flag.FlagSet, *service) {
+func serviceFlags(name string, r role, stderr io.Writer) (*flag.FlagSet, *service) {
 	fs := newFlagSet(name, stderr)
-	s := &service{}
-	fs.StringVar(&s.Name, "name", "burrow", "systemd unit name (without .service)")
+	s := &service{Role: r}
+	fs.StringVar(&s.Name, "name", r.defaultUnit, "systemd unit name (without .service)")
 	fs.StringVar(&s.UnitDir, "unit-dir", defaultUnitDir, "directory the unit file goes in")
 	return fs, s
 }
 
 func serverInstall(args []string, stdout, stderr io.Writer) error {
-	fs, s := serviceFlags("server install", stderr)
-	fs.StringVar(&s.Data, "data", server.DefaultDataDir(), "data directory made by `burrow server init`")
-	fs.StringVar(&s.User, "user", "burrow", "system user the server runs as (created if missing)")
+	return serviceInstall(roleServer, args, stdout, stderr)
+}
+
+func relayInstall(args []string, stdout, stderr io.Writer) error {
+	return serviceInstall(roleRelay, args, stdout, stderr)
+}
+
+func serviceInstall(r role, args []string, stdout, stderr io.Writer) error {
+	cmd := r.cmd + " install"
+	fs, s := serviceFlags(cmd, r, stderr)
+	fs.StringVar(&s.Data, "data", r.defaultData, "data directory made by `burrow "+r.cmd+" init`")
+	fs.StringVar(&s.User, "user", "burrow", "system user the "+r.cmd+" runs as (created if missing)")
 	fs.StringVar(&s.Binary, "binary", "", "path the service runs; default: this binary if it lies under /usr, else a copy at "+installedBinary)
 	printOnly := fs.Bool("print", false, "print the unit and change nothing")
 	pos, err := parseArgs(fs, args)
@@ -169,24 +203,24 @@ func serverInstall(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("server install: unexpected argument %q", pos[0])
+		return fmt.Errorf("%s: unexpected argument %q", cmd, pos[0])
 	}
 	self, err := selfPath()
 	if err != nil {
-		return fmt.Errorf("server install: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if err := s.resolve(self, !*printOnly); err != nil {
-		return fmt.Errorf("server install: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if *printOnly {
 		_, err := io.WriteString(stdout, s.unit())
 		return err
 	}
 	if runtime.GOOS != "linux" {
-		return fmt.Errorf("server install: needs Linux with systemd (this is %s); run `burrow server run --data %s` under your own service manager", runtime.GOOS, s.Data)
+		return fmt.Errorf("%s: needs Linux with systemd (this is %s); run `burrow %s run --data %s` under your own service manager", cmd, runtime.GOOS, r.cmd, s.Data)
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("server install: must run as root (it creates a system user and writes " + s.unitPath() + "); try sudo, or --print to see the unit")
+		return fmt.Errorf("%s: must run as root (it creates a system user and writes %s); try sudo, or --print to see the unit", cmd, s.unitPath())
 	}
 	return installService(*s, self, realHost(stderr), stderr)
 }
@@ -206,8 +240,8 @@ func (s *service) resolve(self string, needServer bool) error {
 		return fmt.Errorf("--data: %w", err)
 	}
 	s.Data = data
-	if _, err := os.Stat(filepath.Join(data, server.ConfigFile)); err != nil && needServer {
-		return fmt.Errorf("%s holds no server (%v): run `burrow server init --data %s ...` first", data, err, data)
+	if _, err := os.Stat(filepath.Join(data, s.role().configFile)); err != nil && needServer {
+		return fmt.Errorf("%s holds no %s (%v): run `burrow %s init --data %s ...` first", data, s.role().cmd, err, s.role().cmd, data)
 	}
 	for _, home := range []string{"/root", "/home", "/run/user"} {
 		if data == home || strings.HasPrefix(data, home+"/") {
@@ -232,33 +266,34 @@ func (s *service) resolve(self string, needServer bool) error {
 // installService creates the user, hands it the data directory, places
 // the binary, writes the unit, and enables and starts it under systemd.
 func installService(s service, self string, h host, stderr io.Writer) error {
+	cmd := s.role().cmd + " install"
 	uid, gid, err := h.ensureUser(s.User, s.Data)
 	if err != nil {
-		return fmt.Errorf("server install: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if err := chownTree(s.Data, uid, gid); err != nil {
-		return fmt.Errorf("server install: hand %s to user %s: %w", s.Data, s.User, err)
+		return fmt.Errorf("%s: hand %s to user %s: %w", cmd, s.Data, s.User, err)
 	}
 	if s.Binary != self {
 		if err := replaceFile(s.Binary, self, 0o755); err != nil {
-			return fmt.Errorf("server install: %w", err)
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 		fmt.Fprintf(stderr, "Copied %s to %s.\n", self, s.Binary)
 	}
 	if err := os.MkdirAll(s.UnitDir, 0o755); err != nil {
-		return fmt.Errorf("server install: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if err := writeFileAtomic(s.unitPath(), []byte(s.unit()), 0o644); err != nil {
-		return fmt.Errorf("server install: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	fmt.Fprintf(stderr, "Wrote %s (runs as %s, writes only %s).\n", s.unitPath(), s.User, s.Data)
 	if !h.systemd {
-		fmt.Fprintf(stderr, "systemd is not running here, so nothing was started: start `%s server run --data %s` as user %s yourself.\n", s.Binary, s.Data, s.User)
+		fmt.Fprintf(stderr, "systemd is not running here, so nothing was started: start `%s %s run --data %s` as user %s yourself.\n", s.Binary, s.role().cmd, s.Data, s.User)
 		return nil
 	}
 	for _, c := range [][]string{{"daemon-reload"}, {"enable", "--now", s.Name + ".service"}} {
 		if err := h.run("systemctl", c...); err != nil {
-			return fmt.Errorf("server install: %w", err)
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
 	fmt.Fprintf(stderr, "Started %s.service; logs: journalctl -u %s -f\n", s.Name, s.Name)
@@ -266,16 +301,25 @@ func installService(s service, self string, h host, stderr io.Writer) error {
 }
 
 func serverUninstall(args []string, stdout, stderr io.Writer) error {
-	fs, s := serviceFlags("server uninstall", stderr)
+	return serviceUninstall(roleServer, args, stderr)
+}
+
+func relayUninstall(args []string, stdout, stderr io.Writer) error {
+	return serviceUninstall(roleRelay, args, stderr)
+}
+
+func serviceUninstall(r role, args []string, stderr io.Writer) error {
+	cmd := r.cmd + " uninstall"
+	fs, s := serviceFlags(cmd, r, stderr)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return fmt.Errorf("server uninstall: unexpected argument %q", pos[0])
+		return fmt.Errorf("%s: unexpected argument %q", cmd, pos[0])
 	}
 	if os.Geteuid() != 0 {
-		return errors.New("server uninstall: must run as root")
+		return errors.New(cmd + ": must run as root")
 	}
 	return uninstallService(*s, realHost(stderr), stderr)
 }
@@ -283,23 +327,24 @@ func serverUninstall(args []string, stdout, stderr io.Writer) error {
 // uninstallService stops and removes the unit. The data directory, the
 // user and the binary stay: reinstalling picks up where it stopped.
 func uninstallService(s service, h host, stderr io.Writer) error {
+	cmd := s.role().cmd + " uninstall"
 	unit, err := os.ReadFile(s.unitPath())
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("server uninstall: no %s: nothing is installed", s.unitPath())
+		return fmt.Errorf("%s: no %s: nothing is installed", cmd, s.unitPath())
 	} else if err != nil {
-		return fmt.Errorf("server uninstall: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if h.systemd {
 		if err := h.run("systemctl", "disable", "--now", s.Name+".service"); err != nil {
-			return fmt.Errorf("server uninstall: %w", err)
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
 	if err := os.Remove(s.unitPath()); err != nil {
-		return fmt.Errorf("server uninstall: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if h.systemd {
 		if err := h.run("systemctl", "daemon-reload"); err != nil {
-			return fmt.Errorf("server uninstall: %w", err)
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
 	fmt.Fprintf(stderr, "Removed %s.", s.unitPath())
@@ -339,7 +384,16 @@ func execBinary(unit string) string {
 }
 
 func serverUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, s := serviceFlags("server upgrade", stderr)
+	return serviceUpgrade(ctx, roleServer, args, stderr)
+}
+
+func relayUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return serviceUpgrade(ctx, roleRelay, args, stderr)
+}
+
+func serviceUpgrade(ctx context.Context, r role, args []string, stderr io.Writer) error {
+	cmd := r.cmd + " upgrade"
+	fs, s := serviceFlags(cmd, r, stderr)
 	fs.StringVar(&s.Binary, "binary", "", "binary to replace; default: the one the installed unit runs, else this one")
 	noRestart := fs.Bool("no-restart", false, "replace the binary but do not restart the service")
 	pos, err := parseArgs(fs, args)
@@ -347,7 +401,7 @@ func serverUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if len(pos) != 1 {
-		return errors.New("server upgrade: want the path of the new burrow binary")
+		return errors.New(cmd + ": want the path of the new burrow binary")
 	}
 	if s.Binary == "" {
 		if unit, err := os.ReadFile(s.unitPath()); err == nil {
@@ -356,7 +410,7 @@ func serverUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if s.Binary == "" {
 		if s.Binary, err = selfPath(); err != nil {
-			return fmt.Errorf("server upgrade: %w", err)
+			return fmt.Errorf("%s: %w", cmd, err)
 		}
 	}
 	h := realHost(stderr)
@@ -371,27 +425,28 @@ func serverUpgrade(ctx context.Context, args []string, stdout, stderr io.Writer)
 // the server flushes its traffic counters to the store before it exits;
 // users and counters live in the data directory, which is not touched.
 func upgradeService(ctx context.Context, s service, newBin string, h host, stderr io.Writer) error {
+	cmd := s.role().cmd + " upgrade"
 	newVer, err := binaryVersion(ctx, newBin)
 	if err != nil {
-		return fmt.Errorf("server upgrade: %s does not run here, nothing was changed: %w", newBin, err)
+		return fmt.Errorf("%s: %s does not run here, nothing was changed: %w", cmd, newBin, err)
 	}
 	oldVer, err := binaryVersion(ctx, s.Binary)
 	if err != nil {
 		oldVer = "unknown version"
 	}
 	if err := replaceFile(s.Binary, newBin, 0o755); err != nil {
-		return fmt.Errorf("server upgrade: %w", err)
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	fmt.Fprintf(stderr, "Replaced %s: %s -> %s.\n", s.Binary, oldVer, newVer)
 	_, unitErr := os.Stat(s.unitPath())
 	switch {
 	case !h.systemd:
-		fmt.Fprintf(stderr, "Not restarting (systemd is not running here, or --no-restart): restart the server to run the new binary (under systemd: systemctl restart %s.service).\n", s.Name)
+		fmt.Fprintf(stderr, "Not restarting (systemd is not running here, or --no-restart): restart the %s to run the new binary (under systemd: systemctl restart %s.service).\n", s.role().cmd, s.Name)
 	case unitErr != nil:
-		fmt.Fprintf(stderr, "No %s, so no service to restart: restart the server yourself to run the new binary.\n", s.unitPath())
+		fmt.Fprintf(stderr, "No %s, so no service to restart: restart the %s yourself to run the new binary.\n", s.unitPath(), s.role().cmd)
 	default:
 		if err := h.run("systemctl", "restart", s.Name+".service"); err != nil {
-			return fmt.Errorf("server upgrade: the binary is replaced, but %w", err)
+			return fmt.Errorf("%s: the binary is replaced, but %w", cmd, err)
 		}
 		fmt.Fprintf(stderr, "Restarted %s.service.\n", s.Name)
 	}

@@ -240,3 +240,55 @@ func fileBytes(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestRelayServiceUnit: `burrow relay install` writes the same hardened
+// unit for `burrow relay run`, under its own name, which systemd accepts;
+// a directory without a relay is refused.
+func TestRelayServiceUnit(t *testing.T) {
+	if runtime.GOOS != "linux" || os.Geteuid() != 0 {
+		t.Skip("systemd unit test: needs Linux and root (the unit names a system user)")
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze is missing: install Debian's systemd package (.ci/run does) to check the unit")
+	}
+	self, err := selfPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "relay")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := service{Role: roleRelay, Name: roleRelay.defaultUnit, User: "burrow", Data: data,
+		UnitDir: filepath.Join(dir, "units"), Binary: filepath.Join(dir, "bin", "burrow")}
+	if err := s.resolve(self, true); err == nil || !strings.Contains(err.Error(), "burrow relay init") {
+		t.Fatalf("resolve without relay.json = %v, want a pointer to burrow relay init", err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "relay.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.resolve(self, true); err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	var log bytes.Buffer
+	if err := installService(s, self, fakeHost(true, &ran), &log); err != nil {
+		t.Fatalf("install: %v\n%s", err, log.String())
+	}
+	if want := "systemctl enable --now burrow-relay.service"; !slices.Contains(ran, want) {
+		t.Errorf("install ran %q, want %q among them", ran, want)
+	}
+	unit := string(fileBytes(t, s.unitPath()))
+	for _, line := range []string{"ExecStart=" + s.Binary + " relay run --data " + s.Data, "ReadWritePaths=" + s.Data,
+		"AmbientCapabilities=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes", "ProtectSystem=strict",
+		"# Written by burrow relay install. Remove with: burrow relay uninstall"} {
+		if !strings.Contains(unit, line+"\n") {
+			t.Errorf("unit lacks %q:\n%s", line, unit)
+		}
+	}
+	if out, err := exec.Command(analyze, "verify", s.unitPath()).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify %s: %v\n%s", s.unitPath(), err, out)
+	}
+}

@@ -23,6 +23,9 @@ import (
 
 const relayUsage = `usage: burrow relay init --data DIR --listen HOST:PORT --public-addr HOST --exit TOKEN [--exit TOKEN ...] [--cover HOST:PORT --sni NAME]
        burrow relay run --data DIR [--metrics HOST:PORT]
+       burrow relay install [--data DIR] [--print]      run it as a systemd service (unit burrow-relay)
+       burrow relay uninstall                           remove the service (keeps the data)
+       burrow relay upgrade BINARY                      replace the binary, restart the service
 
 A relay carries clients' connections to exits without being able to read
 them. Tokens come from 'burrow server relay-token NAME' on each exit.
@@ -43,9 +46,15 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return relayInit(args[1:], stdout, stderr)
 	case "run":
 		return relayRun(ctx, args[1:], stderr)
+	case "install":
+		return relayInstall(args[1:], stdout, stderr)
+	case "uninstall":
+		return relayUninstall(args[1:], stdout, stderr)
+	case "upgrade":
+		return relayUpgrade(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, relayUsage)
-	return fmt.Errorf("relay: unknown subcommand %.40q (want init or run)", args[0])
+	return fmt.Errorf("relay: unknown subcommand %.40q (want init, run, install, uninstall or upgrade)", args[0])
 }
 
 // multiFlag collects a repeated flag.
