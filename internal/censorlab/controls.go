@@ -163,7 +163,57 @@ func (b *browser) dialTLS(ctx context.Context, websocket bool) (net.Conn, error)
 		raw.Close()
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
-	return uc, nil
+	if websocket {
+		return uc, nil
+	}
+	return &browserWrites{Conn: uc}, nil
+}
+
+// browserWrites gives Go's HTTP/2 client a browser's record sizes where
+// they differ: Go writes the connection's and the stream's WINDOW_UPDATE
+// (and other control frames) together, one 43-byte record, where Chromium
+// sends each frame in a record of its own (30 bytes for a WINDOW_UPDATE).
+// A write made only of two or more control frames goes out one frame per
+// record; every other write is untouched.
+type browserWrites struct{ net.Conn }
+
+func (c *browserWrites) Write(p []byte) (int, error) {
+	frames := controlFrames(p)
+	if len(frames) < 2 {
+		return c.Conn.Write(p)
+	}
+	n := 0
+	for _, f := range frames {
+		k, err := c.Conn.Write(f)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// controlFrames splits p into HTTP/2 frames if p is whole frames, each a
+// PRIORITY, RST_STREAM, SETTINGS, PING or WINDOW_UPDATE; else nil.
+func controlFrames(p []byte) [][]byte {
+	var out [][]byte
+	for len(p) > 0 {
+		if len(p) < 9 {
+			return nil
+		}
+		n := 9 + (int(p[0])<<16 | int(p[1])<<8 | int(p[2]))
+		switch p[3] {
+		case 0x2, 0x3, 0x4, 0x6, 0x8:
+		default:
+			return nil
+		}
+		if n > len(p) {
+			return nil
+		}
+		out = append(out, p[:n])
+		p = p[n:]
+	}
+	return out
 }
 
 // get fetches path, whose name ends in its size, as Chrome would (dest is
