@@ -18,20 +18,11 @@ import (
 // ended by a deadline) instead of waiting for the write forever: a TLS
 // CloseWrite takes the lock the stuck write holds.
 func TestFinConnWriteInFlight(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"x.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testCert(t)
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	srv := tls.Server(b, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	srv := tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}})
 	hs := make(chan error, 1)
 	go func() { hs <- srv.Handshake() }()
 	cli := tls.Client(a, &tls.Config{InsecureSkipVerify: true, ServerName: "x.test"})
@@ -72,16 +63,7 @@ func TestFinConnWriteInFlight(t *testing.T) {
 // tlsPair returns a client and server TLS connection over real TCP.
 func tlsPair(t *testing.T) (cli *tls.Conn, srv *tls.Conn) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"x.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testCert(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +77,7 @@ func tlsPair(t *testing.T) (cli *tls.Conn, srv *tls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv = tls.Server(b, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	srv = tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}})
 	hs := make(chan error, 1)
 	go func() { hs <- srv.Handshake() }()
 	cli = tls.Client(a, &tls.Config{InsecureSkipVerify: true, ServerName: "x.test"})
@@ -136,4 +118,20 @@ func TestFinConnWaitsForTCPFin(t *testing.T) {
 	case <-time.After(finWait / 2):
 		t.Fatal("not gone after the server's FIN")
 	}
+}
+
+// testCert returns a self-signed certificate for x.test.
+func testCert(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"x.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
