@@ -124,32 +124,39 @@ func seq(events []wireEvent, write bool, end int) int {
 	return -1
 }
 
-func TestOpeningFlights(t *testing.T) {
-	const maxStreams = 777
+// wiredDialer serves hc's hub on loopback and returns a dialer of one
+// connection at most, and the log of that connection's bytes (the latest
+// dialed), taken at the client's socket.
+func wiredDialer(t *testing.T, hc HubConfig) (*Dialer, func() *wireLog) {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := NewHub(ctx, HubConfig{Handle: testHandle, MaxStreams: maxStreams})
+	hub := NewHub(ctx, hc)
 	serveDone := make(chan struct{})
 	go func() {
 		defer close(serveDone)
 		serveListener(ctx, hub, ln)
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		stop()
 		<-serveDone
 		hub.Close()
-	}()
-	var wl *wireLog
+	})
+	var (
+		mu sync.Mutex
+		wl *wireLog
+	)
 	dial := func(ctx context.Context) (net.Conn, func() int64, error) {
 		var nd net.Dialer
 		c, err := nd.DialContext(ctx, "tcp", ln.Addr().String())
 		if err != nil {
 			return nil, nil, err
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		wl = &wireLog{Conn: c}
 		return wl, nil, nil
 	}
@@ -157,8 +164,18 @@ func TestOpeningFlights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	t.Cleanup(func() { d.Close() })
+	return d, func() *wireLog {
+		mu.Lock()
+		defer mu.Unlock()
+		return wl
+	}
+}
+
+func TestOpeningFlights(t *testing.T) {
+	const maxStreams = 777
+	d, wire := wiredDialer(t, HubConfig{Handle: testHandle, MaxStreams: maxStreams})
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := d.Dial(dctx)
 	if err != nil {
@@ -177,6 +194,7 @@ func TestOpeningFlights(t *testing.T) {
 	d.mu.Unlock()
 	c.Close()
 
+	wl := wire()
 	wl.mu.Lock()
 	out, in := parseFrames(wl.out, len(Preface)), parseFrames(wl.in, 0)
 	events := append([]wireEvent(nil), wl.events...)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -140,39 +139,8 @@ func TestFrameShaper(t *testing.T) {
 // every packet-up POST's body starts in the write that carries its headers, but for headers
 // the shaper let go alone after holdMax (a stall of net/http's writer on a busy machine).
 func TestClientRecords(t *testing.T) {
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := NewHub(ctx, HubConfig{Handle: testHandle})
-	serveDone := make(chan struct{})
-	go func() {
-		defer close(serveDone)
-		serveListener(ctx, hub, ln)
-	}()
-	defer func() {
-		stop()
-		<-serveDone
-		hub.Close()
-	}()
-	var wl *wireLog
-	dial := func(ctx context.Context) (net.Conn, func() int64, error) {
-		var nd net.Dialer
-		c, err := nd.DialContext(ctx, "tcp", ln.Addr().String())
-		if err != nil {
-			return nil, nil, err
-		}
-		wl = &wireLog{Conn: c}
-		return wl, nil, nil
-	}
-	d, err := NewDialer(DialerConfig{Dial: dial, Host: "example.com", Path: "/x", MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	d, wire := wiredDialer(t, HubConfig{Handle: testHandle})
+	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	alone := heldAlone.Load()
 	c, err := d.Dial(dctx)
@@ -205,6 +173,7 @@ func TestClientRecords(t *testing.T) {
 	c.Close()
 	alone = heldAlone.Load() - alone
 
+	wl := wire()
 	wl.mu.Lock()
 	out := parseFrames(wl.out, len(Preface))
 	events := append([]wireEvent(nil), wl.events...)
