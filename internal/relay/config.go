@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/burrow-vpn/burrow/internal/atomicfile"
 	"github.com/burrow-vpn/burrow/internal/relaylink"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
@@ -165,12 +166,7 @@ func WriteConfig(dir string, c *Config) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, ConfigFile+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write relay config: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, ConfigFile)); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write relay config: %w", err)
 	}
 	return nil

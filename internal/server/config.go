@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/atomicfile"
 	"github.com/burrow-vpn/burrow/internal/links"
 )
 
@@ -240,32 +241,7 @@ func WriteConfig(dir string, c *Config) error {
 		return err
 	}
 	b = append(b, '\n')
-	return writeFileAtomic(filepath.Join(dir, ConfigFile), b, 0o600)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(filepath.Join(dir, ConfigFile), b, 0o600)
 }
 
 // DefaultDataDir is the platform-conventional data dir: /var/lib/burrow for
