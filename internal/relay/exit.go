@@ -25,6 +25,12 @@ const (
 	probeTimeout = 3 * time.Second
 	// openTimeout bounds opening a client's stream on an exit that is up.
 	openTimeout = 3 * time.Second
+	// downAfter is how many probes in a row must fail before an exit that
+	// has not refused the relay counts as down.
+	downAfter = 2
+	// busyGrace: an exit that sent bytes on any stream this recently is up,
+	// whatever a probe waiting behind those streams says.
+	busyGrace = 5 * time.Second
 )
 
 // exit is one exit the relay forwards to: a pool of camouflaged HTTP/2
@@ -38,6 +44,8 @@ type exit struct {
 	log    *slog.Logger
 
 	up      atomic.Bool
+	misses  atomic.Int32 // probes failed in a row
+	seen    atomic.Int64 // when the exit last sent bytes on a stream (Unix ns)
 	streams atomic.Int64 // client streams open now
 	opened  atomic.Int64 // client streams opened
 	failed  atomic.Int64 // streams or probes that failed
@@ -137,19 +145,35 @@ func (e *exit) probeLoop(ctx context.Context) {
 	}
 }
 
-// setUp records a probe's or stream's outcome.
+// setUp records a probe's outcome, or a stream's refusal. The exit
+// refusing the relay (a revoked token, a new key) marks it down at once;
+// any other failure — a probe timed out behind a busy pool, a dial that did
+// not complete — only when downAfter probes in a row failed and no stream
+// has had bytes from the exit for busyGrace. Down sends clients to the
+// cover, so a relay under load must not get there while its exit works.
 func (e *exit) setUp(err error) {
 	if err == nil {
+		e.misses.Store(0)
 		if !e.up.Swap(true) {
 			e.log.Info("exit is up", "exit", e.name())
 		}
 		return
 	}
 	e.failed.Add(1)
+	misses := e.misses.Add(1)
+	refused := errors.Is(err, camo.ErrNotReality)
+	busy := time.Since(time.Unix(0, e.seen.Load())) < busyGrace
+	if !refused && (misses < downAfter || busy) {
+		e.log.Debug("exit probe failed; still counted up", "exit", e.name(), "in_a_row", misses, "err", err)
+		return
+	}
 	if e.up.Swap(false) {
 		e.log.Warn("exit is down", "exit", e.name(), "err", err)
 	}
 }
+
+// sawBytes records that the exit sent bytes on a stream.
+func (e *exit) sawBytes() { e.seen.Store(time.Now().UnixNano()) }
 
 // probeOnce opens a probe stream and waits for its answer.
 func (e *exit) probeOnce(ctx context.Context) error {
@@ -182,12 +206,16 @@ func (e *exit) open(ctx context.Context) (net.Conn, error) {
 	defer cancel()
 	c, err := e.pool.Dial(ctx)
 	if err != nil {
-		e.setUp(err)
+		if errors.Is(err, camo.ErrNotReality) {
+			e.setUp(err)
+		} else {
+			e.failed.Add(1) // the probes judge the exit: this may be a busy pool
+		}
 		return nil, err
 	}
 	if _, err := c.Write(e.client); err != nil {
 		c.Close()
-		e.setUp(err)
+		e.failed.Add(1)
 		return nil, err
 	}
 	e.opened.Add(1)

@@ -249,7 +249,10 @@ func (r *Relay) handle(ctx context.Context, c net.Conn) {
 				return meter.Copy(dst, src, counter(&r.stats.BytesUp))
 			},
 			func(dst io.Writer, src io.Reader) (int64, error) {
-				n, err := meter.Copy(dst, src, counter(&r.stats.BytesDown))
+				n, err := meter.Copy(dst, src, meter.Unlimited{AddFunc: func(k int64) {
+					r.stats.BytesDown.Add(k)
+					e.sawBytes()
+				}})
 				if errors.Is(err, xhttp.ErrReset) {
 					// The exit's side ended with a reset (the cover reset a
 					// prober): the client gets a reset too, as from the cover.

@@ -1,10 +1,13 @@
 package tunnels
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,8 +71,15 @@ func TestLabRelayed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	scenarios := []string{"sni-whitelist", "russia-2026-mobile", "prober", "conn-count"}
+	var logs syncBuffer // the relays' and exits' warnings, shown if the test fails
+	defer func() {
+		if t.Failed() {
+			t.Logf("relay and exit log:\n%s", logs.String())
+		}
+	}()
 	results, err := censorlab.Run(ctx, censorlab.Config{Systems: Relayed(), Scenarios: scenarios,
-		Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond}}, nil)
+		Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond},
+		Log:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,4 +105,22 @@ func TestLabRelayed(t *testing.T) {
 			t.Errorf("burrow-relay-xhttp in %s: %+v; the relay must carry it through", r.Scenario, r)
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer for several goroutines' logs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
