@@ -164,6 +164,9 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 	if err != nil {
 		return nil, err
 	}
+	// A tunnel per dial, but what they learn about the network is shared,
+	// as one `burrow connect` process keeps it.
+	learned := &client.Learned{}
 	return &censorlab.Instance{
 		Server: ls.addr,
 		Close: func() error {
@@ -175,7 +178,7 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 				UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
 				Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision,
 				Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
-			}, client.TunnelOptions{})
+			}, client.TunnelOptions{Learned: learned, Dial: env.ClientDial})
 			if err != nil {
 				return nil, err
 			}

@@ -12,10 +12,11 @@ import (
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
-// BurrowXHTTP is VLESS over XHTTP (HTTP/2 over REALITY) with connection
-// rotation at the default budget (12 KiB towards the client per TCP
-// connection) and at most 3 TCP connections at once: the transport for the
-// 16 KiB freeze and connection counting.
+// BurrowXHTTP is VLESS over XHTTP (HTTP/2 over REALITY) from a link as
+// `burrow user add` writes it (budget=12288, which the client no longer
+// rotates at): at most 2 TCP connections at once, rotated only below the
+// budget of a freeze the client has seen (internal/client/learn.go): the
+// transport for freezes and connection counting.
 func BurrowXHTTP() censorlab.System {
 	return censorlab.System{
 		Name:    "burrow-xhttp",
