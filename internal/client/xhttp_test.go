@@ -148,9 +148,9 @@ func serveLoopback(t testing.TB, handle func(net.Conn)) string {
 // client after limit bytes on each connection, without a reset (the 2025
 // Russian "16 KB freeze"). It records the most bytes any connection carried.
 type freezer struct {
-	ln    net.Listener
-	limit int64
-	mu    sync.Mutex
+	ln     net.Listener
+	limit  int64
+	mu     sync.Mutex
 	most   int64
 	conns  int
 	frozen int // connections that reached limit

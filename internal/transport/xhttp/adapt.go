@@ -147,3 +147,22 @@ func (d *Dialer) probe(pc *pconn, wait time.Duration) error {
 	resp.Body.Close()
 	return nil
 }
+
+// minFINWait is the least waitFIN waits.
+const minFINWait = 10 * time.Millisecond
+
+// waitFIN waits, after a connection is gone on our side, until our last
+// FIN (or the close of a frozen connection) has surely passed a box on the
+// path: a few round trips of the connection, measured when it opened. When
+// the server's FIN came first, or we closed a frozen connection, the
+// connection is gone for us the moment we close, while a censor counting
+// connections still counts it until our FIN reaches it; a new connection
+// opened at once would be one too many under a tight cap.
+func waitFIN(ctx context.Context, rtt time.Duration) {
+	t := time.NewTimer(max(4*rtt, minFINWait))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -340,6 +340,7 @@ func (d *Dialer) closeLocked(pc *pconn) {
 		pc.cc.Close()
 		select {
 		case <-pc.gone:
+			waitFIN(d.ctx, pc.rtt)
 		case <-d.ctx.Done():
 		}
 		d.mu.Lock()
