@@ -180,7 +180,6 @@ func (l *Lab) sweepPoint(ctx context.Context, sys System, p SweepPoint, cfg Swee
 	return r
 }
 
-
 // fetchDown downloads n bytes of the site's down stream over conn (TLS to
 // the site inside it) and returns how many arrived intact.
 func fetchDown(ctx context.Context, conn net.Conn, cfg *tls.Config, n int64, idle time.Duration) (int64, error) {
@@ -244,7 +243,6 @@ func (h *helloCount) Close(f *Flow) {
 	delete(h.seen, f.ID)
 	h.mu.Unlock()
 }
-
 
 // SweepGrid is issue 14's grid: freezes at 4, 8, 16, 32 and 64 KiB, caps
 // of 2, 3, 4 and 8 connections.
