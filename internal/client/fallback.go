@@ -128,7 +128,7 @@ func (t *Tunnel) scan(now time.Time) bool {
 			wt.stalls = nil // too long ago to be the same freeze
 		}
 		wt.stalls = append(wt.stalls, now)
-		if t.learned.Stalled(t.netKey(), rx) && !t.fallback.Load() {
+		if t.learned.Stalled(t.netKey(), rx, false) && !t.fallback.Load() {
 			t.fallback.Store(true)
 			t.logger().Warn("connections to the server freeze (a censor's byte limit); "+
 				"new connections now use the rotating XHTTP transport, rotating below it", "after_bytes", rx)

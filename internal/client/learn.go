@@ -111,16 +111,20 @@ func (l *Learned) Get(key string) Limits {
 // limit: within a quarter of each other (a censor's "16–20 KB").
 func near(a, b int64) bool { return max(a, b)-min(a, b) <= max(a, b)/4 }
 
-// Stalled records a freeze after rx bytes; it reports whether this
-// confirmed (or lowered) the budget. A connection that rotated at the
-// learned budget and still froze near the known level means the margin
-// is too thin (the server's count of what it sends is an estimate): the
-// margin doubles, up to half the level.
-func (l *Learned) Stalled(key string, rx int64) bool {
+// Stalled records a freeze after rx bytes of a connection that rotated
+// (at a budget) or not; it reports whether this confirmed or lowered the
+// budget. A rotating connection that still froze near the known level
+// means the margin is too thin (the server's count of what it sends is an
+// estimate): the margin doubles, up to half the level. One that did not
+// rotate (opened before the budget was known) adds nothing.
+func (l *Learned) Stalled(key string, rx int64, rotating bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.getLocked(key, true)
 	if n.level > 0 && near(n.level, rx) {
+		if !rotating {
+			return false
+		}
 		n.level = min(n.level, rx)
 		n.margin = min(2*n.margin, n.level/2)
 		n.budget = n.level - n.margin

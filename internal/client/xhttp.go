@@ -57,8 +57,8 @@ type tunnelLimits struct{ t *Tunnel }
 func (l tunnelLimits) Budget() int64 { return l.t.learned.Get(l.t.netKey()).Budget }
 func (l tunnelLimits) MaxConns() int { return l.t.learned.Get(l.t.netKey()).MaxConns }
 
-func (l tunnelLimits) Stalled(rx int64) {
-	if l.t.learned.Stalled(l.t.netKey(), rx) {
+func (l tunnelLimits) Stalled(rx, budget int64) {
+	if l.t.learned.Stalled(l.t.netKey(), rx, budget > 0) {
 		l.t.logger().Warn("connections to the server freeze (a censor's byte limit); new connections rotate below it",
 			"after_bytes", rx, "budget", l.Budget())
 	}

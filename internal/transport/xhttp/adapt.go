@@ -40,8 +40,8 @@ type Limits interface {
 	// MaxConns caps concurrent connections; 0 means DialerConfig.MaxConns.
 	MaxConns() int
 	// Stalled reports a connection that froze having received rx bytes
-	// (TLS handshake included).
-	Stalled(rx int64)
+	// (TLS handshake included); budget is the one it rotated at (0: none).
+	Stalled(rx, budget int64)
 	// Refused reports a new connection that was reset or black-holed while
 	// open other connections were open.
 	Refused(open int)
@@ -125,7 +125,7 @@ func (d *Dialer) watchStall(pc *pconn) {
 			continue
 		}
 		d.log.Info("xhttp: connection frozen", "received", rx)
-		d.cfg.Limits.Stalled(rx)
+		d.cfg.Limits.Stalled(rx, pc.budget)
 		pc.conn.Close() // no FIN passes a frozen path: free the slot now
 		d.kill(pc)
 		return
