@@ -1,13 +1,12 @@
 package client
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
 // The automatic fallback to the rotating transport.
@@ -159,7 +158,7 @@ func (t *Tunnel) stopWatch() {
 // censor that recognises this transport's opening may let the other one
 // through, and the server serves both.
 func (t *Tunnel) handshakeReset(err error) {
-	if !errors.Is(err, syscall.ECONNRESET) || t.link.Type == links.TypeXHTTP || t.opts.NoFallback {
+	if !xhttp.IsReset(err) || t.link.Type == links.TypeXHTTP || t.opts.NoFallback {
 		return
 	}
 	if !t.fallback.Swap(true) {

@@ -45,16 +45,19 @@ func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 			cfg.Mode = xhttp.ModePacketUp // stream-one is server side only here
 		}
 	}
-	if t.opts.Budget != 0 {
-		cfg.Budget, cfg.Limits = max(t.opts.Budget, 0), nil
-	}
 	return cfg
 }
 
 // tunnelLimits are the XHTTP dialer's view of the tunnel's learned limits.
 type tunnelLimits struct{ t *Tunnel }
 
-func (l tunnelLimits) Budget() int64 { return l.t.learned.Get(l.t.netKey()).Budget }
+// Budget is TunnelOptions.Budget if set, else the learned one.
+func (l tunnelLimits) Budget() int64 {
+	if b := l.t.opts.Budget; b != 0 {
+		return max(b, 0)
+	}
+	return l.t.learned.Get(l.t.netKey()).Budget
+}
 func (l tunnelLimits) MaxConns() int { return l.t.learned.Get(l.t.netKey()).MaxConns }
 
 func (l tunnelLimits) Stalled(rx, budget int64) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -85,10 +86,16 @@ func (d *Dialer) refused(err error, open int) {
 		return
 	}
 	var ne net.Error
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	if IsReset(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.As(err, &ne) && ne.Timeout() {
 		d.cfg.Limits.Refused(open)
 	}
+}
+
+// IsReset reports whether err is a TCP reset. uTLS keeps a handshake's
+// read error in a wrapper that does not unwrap, so its text is checked too.
+func IsReset(err error) bool {
+	return err != nil && (errors.Is(err, syscall.ECONNRESET) || strings.Contains(err.Error(), syscall.ECONNRESET.Error()))
 }
 
 // watchStall follows pc until it ends, and closes it when it stalls.

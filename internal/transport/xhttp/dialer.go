@@ -407,6 +407,8 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 					d.dialing--
 					if err == nil {
 						d.addLocked(pc)
+					} else {
+						d.refused(err, len(d.conns)+d.closing+d.dialing)
 					}
 					d.broadcastLocked()
 					d.mu.Unlock()
@@ -422,7 +424,7 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			d.mu.Lock()
 			d.dialing--
 			if err != nil {
-				d.refused(err, len(d.conns))
+				d.refused(err, len(d.conns)+d.closing+d.dialing)
 				d.broadcastLocked()
 				d.mu.Unlock()
 				return nil, err
