@@ -181,9 +181,13 @@ func (l *Lab) sweepPoint(ctx context.Context, sys System, p SweepPoint, cfg Swee
 }
 
 // fetchDown downloads n bytes of the site's down stream over conn (TLS to
-// the site inside it) and returns how many arrived intact.
+// the site inside it) and returns how many arrived intact. A read that
+// waits idle closes conn: deadlines alone do not reach every conn (a
+// Vision conn reading the socket directly after the inner handshake).
 func fetchDown(ctx context.Context, conn net.Conn, cfg *tls.Config, n int64, idle time.Duration) (int64, error) {
-	tc := tls.Client(&idleConn{Conn: conn, idle: idle}, cfg)
+	watchdog := time.AfterFunc(idle, func() { conn.Close() })
+	defer watchdog.Stop()
+	tc := tls.Client(&idleConn{Conn: progressConn{conn, func() { watchdog.Reset(idle) }}, idle: idle}, cfg)
 	defer tc.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
@@ -199,6 +203,20 @@ func fetchDown(ctx context.Context, conn net.Conn, cfg *tls.Config, n int64, idl
 		return got.Load(), fmt.Errorf("download: %w", err)
 	}
 	return got.Load(), nil
+}
+
+// progressConn calls moved after every read that returned bytes.
+type progressConn struct {
+	net.Conn
+	moved func()
+}
+
+func (c progressConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.moved()
+	}
+	return n, err
 }
 
 // helloCount is a middlebox that only counts the flows opening with a TLS

@@ -49,6 +49,7 @@ const (
 type Learned struct {
 	mu   sync.Mutex
 	nets map[string]*netLimits // guarded by mu
+	last map[string]string     // guarded by mu; server → the network key it was last reached from
 	now  func() time.Time      // for tests; nil means time.Now
 }
 
@@ -159,6 +160,25 @@ func (l *Learned) Refused(key string, open int) {
 	if n.maxConns == 0 || c < n.maxConns {
 		n.maxConns = c
 	}
+}
+
+// seen records that server was reached from the network key.
+func (l *Learned) seen(server, key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = make(map[string]string)
+	}
+	l.last[server] = key
+}
+
+// lastKey is the network server was last reached from, for a tunnel that
+// has not connected yet; ok is false if none.
+func (l *Learned) lastKey(server string) (key string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key, ok = l.last[server]
+	return key, ok
 }
 
 // networkKey names the network a connection to server left from: the

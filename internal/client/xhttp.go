@@ -143,15 +143,19 @@ func (t *Tunnel) dialServer(ctx context.Context) (c net.Conn, err error) {
 	if err == nil {
 		k := networkKey(c.LocalAddr(), t.server)
 		t.key.Store(&k)
+		t.learned.seen(t.server, k)
 	}
 	return c, err
 }
 
 // netKey names the network the tunnel's last connection left from
-// (learn.go).
+// (learn.go); before its first, the one the server was last reached from.
 func (t *Tunnel) netKey() string {
 	if k := t.key.Load(); k != nil {
 		return *k
+	}
+	if k, ok := t.learned.lastKey(t.server); ok {
+		return k
 	}
 	return "?>" + t.server
 }

@@ -185,9 +185,30 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 			if err != nil {
 				return nil, err
 			}
-			return t.DialContext(ctx, "tcp", target)
+			c, err := t.DialContext(ctx, "tcp", target)
+			if err != nil {
+				t.Close()
+				return nil, err
+			}
+			return &tunnelConn{Conn: c, t: t}, nil
 		},
 	}, nil
+}
+
+// tunnelConn is a proxied connection that ends its tunnel's XHTTP
+// connections, once it has learned to use them, when it closes. A tunnel
+// still on plain connections keeps watching them for freezes.
+type tunnelConn struct {
+	net.Conn
+	t *client.Tunnel
+}
+
+func (c *tunnelConn) Close() error {
+	err := c.Conn.Close()
+	if c.t.Transport() == client.TransportXHTTP {
+		c.t.Close()
+	}
+	return err
 }
 
 // KnownFailing are the cells of Burrow's transports that the calibrated lab
