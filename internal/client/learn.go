@@ -151,15 +151,18 @@ func (l *Learned) Stalled(key string, rx int64, rotating bool) bool {
 }
 
 // Refused records a new connection refused while open others were open:
-// at most open concurrent connections from now on.
-func (l *Learned) Refused(key string, open int) {
+// at most open concurrent connections from now on. It reports whether the
+// cap went down.
+func (l *Learned) Refused(key string, open int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.getLocked(key, true)
 	c := max(1, open)
 	if n.maxConns == 0 || c < n.maxConns {
 		n.maxConns = c
+		return true
 	}
+	return false
 }
 
 // seen records that server was reached from the network key.

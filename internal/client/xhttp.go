@@ -68,8 +68,9 @@ func (l tunnelLimits) Stalled(rx, budget int64) {
 }
 
 func (l tunnelLimits) Refused(open int) {
-	l.t.learned.Refused(l.t.netKey(), open)
-	l.t.logger().Warn("the network refuses more connections to the server; keeping fewer open", "max", l.MaxConns())
+	if l.t.learned.Refused(l.t.netKey(), open) {
+		l.t.logger().Warn("the network refuses more connections to the server; keeping fewer open", "max", l.MaxConns())
+	}
 }
 
 // xhttpDialer returns the tunnel's XHTTP dialer, made on first use.
