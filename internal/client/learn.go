@@ -25,8 +25,8 @@ import (
 //     session over one or two long connections, as a browser does, which
 //     keeps the client far below any connection-rate rule (16 new
 //     connections per 10 s per client→server pair in the lab).
-//   - a connection cap: a new connection reset or black-holed while K−1
-//     were open caps the pool at K−1 (never below 1). The pool starts at
+//   - a connection cap: new connections reset or black-holed (twice) while
+//     K−1 were open cap the pool at K−1 (never below 1). The pool starts at
 //     defaultPoolConns, the smallest cap a rotating pool works with (one
 //     carrying, one warming up), so caps of 2 and more are never hit.
 //
@@ -55,12 +55,14 @@ type Learned struct {
 
 // netLimits are one network's learned limits.
 type netLimits struct {
-	stalls   []int64 // received bytes of freezes not yet confirmed, newest last
-	level    int64   // the confirmed freeze: connections froze after about this much
-	margin   int64   // how far below level connections rotate
-	budget   int64   // level - margin; 0: no freeze seen
-	maxConns int     // 0: no cap seen
-	until    time.Time
+	stalls    []int64 // received bytes of freezes not yet confirmed, newest last
+	level     int64   // the confirmed freeze: connections froze after about this much
+	margin    int64   // how far below level connections rotate
+	budget    int64   // level - margin; 0: no freeze seen
+	maxConns  int     // 0: no cap seen
+	refusals  int     // refused connections not yet confirmed
+	refusedAt int     // the least open count they were refused at
+	until     time.Time
 }
 
 // Limits is a snapshot of what is known about one network.
@@ -150,16 +152,25 @@ func (l *Learned) Stalled(key string, rx int64, rotating bool) bool {
 	return false
 }
 
-// Refused records a new connection refused while open others were open:
-// at most open concurrent connections from now on. It reports whether the
-// cap went down.
+// Refused records a new connection refused while open others were open;
+// the second such makes a cap: at most as many concurrent connections as
+// the fewest open at a refusal. (One alone may be a server restarting or
+// a network hiccup.) It reports whether the cap went down.
 func (l *Learned) Refused(key string, open int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.getLocked(key, true)
 	c := max(1, open)
-	if n.maxConns == 0 || c < n.maxConns {
-		n.maxConns = c
+	if n.refusals == 0 || c < n.refusedAt {
+		n.refusedAt = c
+	}
+	n.refusals++
+	if n.refusals < 2 {
+		return false
+	}
+	n.refusals = 0
+	if n.maxConns == 0 || n.refusedAt < n.maxConns {
+		n.maxConns = n.refusedAt
 		return true
 	}
 	return false

@@ -45,8 +45,12 @@ func TestLearnedFreeze(t *testing.T) {
 func TestLearnedConnsAndExpiry(t *testing.T) {
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	l := Learned{now: func() time.Time { return now }}
-	l.Refused("n", 3)
-	l.Refused("n", 4) // a higher count does not raise the cap
+	if l.Refused("n", 3) {
+		t.Fatal("one refusal made a cap, want two")
+	}
+	l.Refused("n", 4) // the second refusal: the cap is the fewest open at one
+	l.Refused("n", 5)
+	l.Refused("n", 6) // higher counts do not raise it
 	l.Stalled("n", 8192, false)
 	l.Stalled("n", 8192, false)
 	if got, want := l.Get("n"), (Limits{Budget: 8192 - 256, MaxConns: 3}); got != want {
@@ -60,6 +64,7 @@ func TestLearnedConnsAndExpiry(t *testing.T) {
 	if got := l.Get("n"); got != (Limits{}) {
 		t.Fatalf("Get after %v = %+v, want nothing (expired)", learnTTL, got)
 	}
+	l.Refused("n", 0)
 	l.Refused("n", 0)
 	if got := l.Get("n").MaxConns; got != 1 {
 		t.Errorf("MaxConns after a refusal with none open = %d, want 1", got)
