@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -80,7 +81,7 @@ func Sweep(ctx context.Context, cfg SweepConfig, each func(SweepResult)) ([]Swee
 		cfg.Idle = 5 * time.Second
 	}
 	cfg.Parallel = max(cfg.Parallel, 1)
-	l, err := start(ctx, Config{Systems: cfg.Systems})
+	l, err := start(ctx, Config{Systems: cfg.Systems, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
