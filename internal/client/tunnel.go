@@ -5,16 +5,17 @@
 //
 //	app ─► socks5 / httpproxy / TUN ─► Router ─► Tunnel.DialContext
 //	    ├─ tcp:   TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn (Vision)
-//	    └─ xhttp: xhttp.Dialer session (HTTP/2 over a few TCP+REALITY connections,
-//	              rotated at a byte budget) ─► vless.ClientConn
+//	    └─ xhttp: xhttp.Dialer session (HTTP/2 over one or two TCP+REALITY
+//	              connections, rotated below a freeze it has seen) ─► vless.ClientConn
 //
 // With tcp every proxied connection is its own tunnel connection, so a
 // server restart or a network drop only fails the connections open at that
 // moment; each new one dials again. While the client is active one spare
 // connection is kept handshaked (spare.go), so a new stream does not wait
 // for a REALITY handshake. The link's type picks the transport; a tcp link whose
-// connections freeze after ~16 KB switches to the rotating transport on its
-// own (fallback.go) and logs it.
+// connections freeze, or whose handshakes are reset, switches to the rotating
+// transport on its own (fallback.go) and logs it. The network's limits (a
+// freeze budget, a connection cap) are learned, not configured (learn.go).
 package client
 
 import (

@@ -36,7 +36,7 @@ const (
 	whyFreeze = "one TCP connection carries the whole 4 MiB download; the freeze stops it at 16 KiB. " +
 		"Use the transport that rotates connections before the budget (burrow-xhttp)"
 	whyCount = "each proxied connection is its own TCP connection to the server, so a page load opens " +
-		"more than 4 at once. Use burrow-xhttp (sessions multiplexed over at most 3 connections)"
+		"more than 4 at once. Use burrow-xhttp (sessions multiplexed over at most 2 connections)"
 	whyWhitelist = "whitelist mode passes only listed names towards their own networks, and the server " +
 		"is not in the cover's network: needs a relay inside a whitelisted network"
 )
