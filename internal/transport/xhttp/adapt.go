@@ -22,8 +22,8 @@ import (
 //     which a server answers at once with 404) got no answer within a probe
 //     window either. That is a censor's freeze after about the bytes the
 //     connection had received, handshake included. The connection is
-//     closed at once (its FIN would not pass a frozen path) and its
-//     downloads and uploads resume on another one, so nothing is lost.
+//     closed and its downloads and uploads resume on another one, so
+//     nothing is lost.
 //   - a refusal: a new connection reset or black-holed while others were
 //     open: the path caps concurrent connections below that count.
 //
@@ -133,7 +133,10 @@ func (d *Dialer) watchStall(pc *pconn) {
 		}
 		d.log.Info("xhttp: connection frozen", "received", rx)
 		d.cfg.Limits.Stalled(rx, pc.budget)
-		pc.conn.Close() // no FIN passes a frozen path: free the slot now
+		// Closed as any other: a box on a frozen path forgets it at our
+		// FIN, and the slot is held until the server's FIN (finWait at
+		// most), so a connection that was only slow, whose flow a box
+		// forgets after the server's FIN, is not counted twice.
 		d.kill(pc)
 		return
 	}
