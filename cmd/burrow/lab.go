@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,8 +30,13 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	list := fs.Bool("list", false, "list scenarios and systems and exit")
 	netns := fs.Bool("netns", false, "put client, censor and servers in their own network namespaces, linked by veths (root)")
 	setAside := fs.Bool("known-failing", false, "report the Burrow cells known to fail (issue 14) apart instead of failing on them")
+	sweep := fs.Bool("sweep", false, "instead of the table: carry --sweep-mib through each Burrow system behind a freeze at each --sweep-budgets KiB and a cap of each --sweep-caps connections")
+	sweepBudgets := fs.String("sweep-budgets", "4,8,16,32,64", "freezes of --sweep, in KiB")
+	sweepCaps := fs.String("sweep-caps", "2,3,4,8", "connection caps of --sweep")
+	sweepMiB := fs.Int64("sweep-mib", 32, "MiB carried at each point of --sweep")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns] [--known-failing]")
+		fmt.Fprintln(stderr, "       burrow lab --sweep [--system NAME[,NAME]] [--sweep-budgets KIB,...] [--sweep-caps N,...] [--sweep-mib N] [--json]")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -65,6 +71,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if len(systems) != len(want) {
 			return fmt.Errorf("lab: unknown system in %q; see burrow lab --list", *system)
 		}
+	}
+	if *sweep {
+		return runSweep(ctx, systems, *sweepBudgets, *sweepCaps, *sweepMiB, *asJSON, stdout)
 	}
 	cfg := censorlab.Config{Systems: systems, Scenarios: splitList(*scenario), Parallel: *parallel}
 	if *netns {
@@ -105,6 +114,47 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := censorlab.Check(results); err != nil {
 		fmt.Fprintln(stderr, strings.TrimPrefix(err.Error(), "censorlab: "))
 		return exitError{1}
+	}
+	return nil
+}
+
+// runSweep is `burrow lab --sweep`: the Burrow systems among systems carry
+// mib MiB behind each freeze budget × connection cap (issue 14).
+func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps string, mib int64, asJSON bool, stdout io.Writer) error {
+	systems = slices.DeleteFunc(slices.Clone(systems), func(s censorlab.System) bool { return s.Baseline || s.Control })
+	var points []censorlab.SweepPoint
+	for _, b := range splitList(budgets) {
+		kib, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || kib < 1 {
+			return fmt.Errorf("lab: --sweep-budgets: %q is not a size in KiB", b)
+		}
+		for _, c := range splitList(caps) {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 1 {
+				return fmt.Errorf("lab: --sweep-caps: %q is not a connection count", c)
+			}
+			points = append(points, censorlab.SweepPoint{Budget: kib << 10, MaxConns: n})
+		}
+	}
+	if mib < 1 {
+		return fmt.Errorf("lab: --sweep-mib %d: want at least 1", mib)
+	}
+	enc := json.NewEncoder(stdout)
+	each := func(r censorlab.SweepResult) {
+		if asJSON {
+			enc.Encode(r)
+		} else {
+			censorlab.PrintSweep(stdout, []censorlab.SweepResult{r})
+		}
+	}
+	results, err := censorlab.Sweep(ctx, censorlab.SweepConfig{Systems: systems, Points: points, Bytes: mib << 20}, each)
+	if err != nil {
+		return err
+	}
+	for _, r := range results {
+		if !r.OK {
+			return exitError{1}
+		}
 	}
 	return nil
 }

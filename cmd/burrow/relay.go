@@ -70,7 +70,7 @@ func relayInit(args []string, stdout, stderr io.Writer) error {
 	publicAddr := fs.String("public-addr", "", "host or IP clients reach this relay at (required)")
 	cover := fs.String("cover", "", "HOST:PORT of the relay's own cover site (default: the exits' cover)")
 	sni := fs.String("sni", "", "server name of --cover, which links through this relay carry")
-	budget := fs.Int64("budget", 0, "bytes a pooled connection to an exit carries downstream before it is rotated (0: default 12 KiB; negative: no rotation)")
+	budget := fs.Int64("budget", 0, "bytes a pooled connection to an exit carries downstream before it is rotated (0: learned from the leg's freezes; negative: no rotation)")
 	skipCheck := fs.Bool("skip-cover-check", false, "do not check now that --cover speaks TLS 1.3 with X25519")
 	var exits multiFlag
 	fs.Var(&exits, "exit", "relay token from 'burrow server relay-token NAME' on an exit (repeat for several exits)")

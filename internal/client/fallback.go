@@ -6,23 +6,28 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
 // The automatic fallback to the rotating transport.
 //
 // Some censors (Russia's TSPU since 2025) freeze a TCP connection to a
-// "suspicious" server once about 16 KiB have flowed towards the client: no
-// reset, the bytes just stop. A plain (tcp) tunnel connection cannot tell
-// that from a quiet one, so the tunnel watches the bytes each connection
-// receives: a connection that went silent for stallTimeout having received
-// an amount inside the freeze window, twice within stallWindow, switches
-// new connections to the rotating XHTTP transport (the server must be
-// Burrow's; Xray servers do not serve XHTTP on a tcp inbound). The
-// connections already frozen cannot be saved; applications retry them.
+// "suspicious" server once some kilobytes (16 KiB in 2025, other amounts
+// elsewhere) have flowed towards the client: no reset, the bytes just stop.
+// A plain (tcp) tunnel connection cannot tell that from a quiet one, so the
+// tunnel watches the bytes each connection receives: a connection that went
+// silent for stallTimeout having received an amount inside the freeze
+// window is reported to the tunnel's Learned (learn.go), and two such at
+// about the same amount within stallWindow are a byte budget: new
+// connections then use the rotating XHTTP transport, rotating below it (the
+// server must be Burrow's; Xray servers do not serve XHTTP on a tcp
+// inbound). A reset of the handshake itself (right after the ClientHello)
+// switches at once. The connections already frozen cannot be saved;
+// applications retry them.
 const (
 	stallWindow = 2 * time.Minute
-	freezeLow   = 12 << 10
-	freezeHigh  = 24 << 10
+	freezeLow   = 3 << 10  // below: the handshake alone
+	freezeHigh  = 96 << 10 // above: a freeze no one has reported, more likely a quiet connection
 )
 
 // stallTimeout is a variable for tests.
@@ -114,22 +119,20 @@ func (t *Tunnel) scan(now time.Time) bool {
 			continue
 		}
 		delete(wt.conns, w) // judged once
-		if rx := w.rx.Load(); rx >= freezeLow && rx <= freezeHigh {
-			wt.stalls = append(wt.stalls, now)
+		rx := w.rx.Load()
+		if rx < freezeLow || rx > freezeHigh {
+			continue
 		}
-	}
-	kept := wt.stalls[:0]
-	for _, s := range wt.stalls {
-		if now.Sub(s) < stallWindow {
-			kept = append(kept, s)
+		if len(wt.stalls) > 0 && now.Sub(wt.stalls[len(wt.stalls)-1]) >= stallWindow {
+			wt.stalls = nil // too long ago to be the same freeze
 		}
-	}
-	wt.stalls = kept
-	if len(wt.stalls) >= 2 && !t.fallback.Load() {
-		t.fallback.Store(true)
-		t.logger().Warn("connections to the server freeze after about 16 KB (a censor's byte limit); " +
-			"new connections now use the rotating XHTTP transport")
-		wt.stalls = nil
+		wt.stalls = append(wt.stalls, now)
+		if t.learned.Stalled(t.netKey(), rx, false) && !t.fallback.Load() {
+			t.fallback.Store(true)
+			t.logger().Warn("connections to the server freeze (a censor's byte limit); "+
+				"new connections now use the rotating XHTTP transport, rotating below it", "after_bytes", rx)
+			wt.stalls = nil
+		}
 	}
 	if len(wt.conns) == 0 {
 		wt.running = false
@@ -148,4 +151,17 @@ func (t *Tunnel) stopWatch() {
 	}
 	wt.mu.Unlock()
 	wt.wg.Wait()
+}
+
+// handshakeReset switches a plain link to the rotating transport when the
+// network resets its REALITY handshake (right after the ClientHello): a
+// censor that recognises this transport's opening may let the other one
+// through, and the server serves both.
+func (t *Tunnel) handshakeReset(err error) {
+	if !xhttp.IsReset(err) || t.link.Type == links.TypeXHTTP || t.opts.NoFallback {
+		return
+	}
+	if !t.fallback.Swap(true) {
+		t.logger().Warn("the network resets the handshake; new connections now use the XHTTP transport", "err", err)
+	}
 }

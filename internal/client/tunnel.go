@@ -5,16 +5,17 @@
 //
 //	app ─► socks5 / httpproxy / TUN ─► Router ─► Tunnel.DialContext
 //	    ├─ tcp:   TCP ─► camo.Client (REALITY, uTLS) ─► vless.ClientConn (Vision)
-//	    └─ xhttp: xhttp.Dialer session (HTTP/2 over a few TCP+REALITY connections,
-//	              rotated at a byte budget) ─► vless.ClientConn
+//	    └─ xhttp: xhttp.Dialer session (HTTP/2 over one or two TCP+REALITY
+//	              connections, rotated below a freeze it has seen) ─► vless.ClientConn
 //
 // With tcp every proxied connection is its own tunnel connection, so a
 // server restart or a network drop only fails the connections open at that
 // moment; each new one dials again. While the client is active one spare
 // connection is kept handshaked (spare.go), so a new stream does not wait
 // for a REALITY handshake. The link's type picks the transport; a tcp link whose
-// connections freeze after ~16 KB switches to the rotating transport on its
-// own (fallback.go) and logs it.
+// connections freeze, or whose handshakes are reset, switches to the rotating
+// transport on its own (fallback.go) and logs it. The network's limits (a
+// freeze budget, a connection cap) are learned, not configured (learn.go).
 package client
 
 import (
@@ -79,6 +80,8 @@ type Tunnel struct {
 	spare    spare   // the warm spare connection (spare.go)
 	mux      muxPool // mux connections for plain-text streams (muxpool.go)
 	refused  refusals
+	learned  *Learned               // opts.Learned, or the tunnel's own
+	key      atomic.Pointer[string] // the network of the last connection (learn.go)
 }
 
 // TunnelOptions are a Tunnel's settings, read once by NewTunnel; the zero
@@ -88,10 +91,12 @@ type TunnelOptions struct {
 	// the rotating transport); nil means slog.Default().
 	Logger *slog.Logger
 	// MaxConns caps the XHTTP transport's concurrent TCP connections to
-	// the server. 0 = default (3).
+	// the server. 0 = default (2, lowered further when the network refuses
+	// more; learn.go).
 	MaxConns int
-	// Budget overrides the link's rotation budget for XHTTP (bytes per
-	// connection towards the client); -1 turns rotation off, 0 keeps the link's.
+	// Budget fixes XHTTP's rotation budget (bytes per connection towards
+	// the client) instead of learning it; -1 turns rotation off, 0 (the
+	// default) learns it from freezes (learn.go).
 	Budget int64
 	// NoFallback keeps plain (tcp) links on plain connections even when
 	// they freeze.
@@ -103,6 +108,10 @@ type TunnelOptions struct {
 	// NoMux keeps every TCP stream on a Vision connection of its own even
 	// when the link says the server carries TCP inside mux (tcpmux=1).
 	NoMux bool
+	// Learned keeps what the tunnel learns about the network's limits
+	// (learn.go); tunnels sharing one share what they learn. nil gives the
+	// tunnel its own.
+	Learned *Learned
 	// Dial, if set, opens the TCP connections to the server in place of
 	// the default net.Dialer (the censor lab dials from the client's
 	// network namespace with it).
@@ -140,6 +149,10 @@ func NewTunnel(link *links.VLESS, opts TunnelOptions) (*Tunnel, error) {
 		},
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		opts:   opts,
+	}
+	t.learned = opts.Learned
+	if t.learned == nil {
+		t.learned = &Learned{}
 	}
 	return t, nil
 }
@@ -248,6 +261,7 @@ func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn
 		if errors.Is(err, camo.ErrNotReality) {
 			return nil, nil, t.fail(fmt.Errorf("server %s: %w", t.server, err))
 		}
+		t.handshakeReset(err)
 		return nil, nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
 	}
 	t.connected()

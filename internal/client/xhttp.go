@@ -21,31 +21,56 @@ const (
 	TransportXHTTP = "xhttp" // XHTTP sessions over a few HTTP/2 connections (rotating with a budget)
 )
 
-// xhttpConfig is the XHTTP dialer config for the tunnel's link; a tcp link
-// (the automatic fallback) gets the rotating transport with the default
-// budget.
+// xhttpConfig is the XHTTP dialer config for the tunnel's link (a tcp
+// link's automatic fallback gets the same). The budget and the pool size
+// are learned (learn.go): the link's budget= only says the server is
+// Burrow's; TunnelOptions.Budget, if set, fixes the budget instead.
 func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 	cfg := xhttp.DialerConfig{
 		Dial:     t.dialSecured,
 		Host:     t.link.SNI,
 		MaxConns: t.opts.MaxConns,
 		Logger:   t.logger(),
+		Limits:   tunnelLimits{t},
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = defaultPoolConns
 	}
 	if x := t.link.XHTTP; t.link.Type == links.TypeXHTTP && x != nil {
-		cfg.Path, cfg.Mode, cfg.Budget = x.Path, x.Mode, x.Budget
+		cfg.Path, cfg.Mode = x.Path, x.Mode
 		if x.Host != "" {
 			cfg.Host = x.Host
 		}
 		if cfg.Mode == links.ModeStreamOne {
 			cfg.Mode = xhttp.ModePacketUp // stream-one is server side only here
 		}
-	} else {
-		cfg.Budget = xhttp.DefaultBudget
-	}
-	if t.opts.Budget != 0 {
-		cfg.Budget = max(t.opts.Budget, 0)
 	}
 	return cfg
+}
+
+// tunnelLimits are the XHTTP dialer's view of the tunnel's learned limits.
+type tunnelLimits struct{ t *Tunnel }
+
+// Budget is TunnelOptions.Budget if set, else the learned one.
+func (l tunnelLimits) Budget() int64 {
+	if b := l.t.opts.Budget; b != 0 {
+		return max(b, 0)
+	}
+	return l.t.learned.Get(l.t.netKey()).Budget
+}
+func (l tunnelLimits) MaxConns() int { return l.t.learned.Get(l.t.netKey()).MaxConns }
+
+func (l tunnelLimits) Stalled(rx, budget int64) {
+	if l.t.learned.Stalled(l.t.netKey(), rx, budget > 0) {
+		l.t.logger().Warn("connections to the server freeze (a censor's byte limit); new connections rotate below it",
+			"after_bytes", rx, "budget", l.Budget())
+	}
+}
+
+func (l tunnelLimits) Refused(open int) {
+	if l.t.learned.Refused(l.t.netKey(), open) {
+		l.t.logger().Warn("the network refuses more connections to the server; keeping fewer open", "max", l.MaxConns())
+	}
 }
 
 // xhttpDialer returns the tunnel's XHTTP dialer, made on first use.
@@ -110,16 +135,36 @@ func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error
 // dialServer opens a TCP connection to the server, with opts.Dial if set.
 // The XHTTP dialer calls it from its own goroutines too (warm-up and
 // rotation connections), not only from DialContext's caller.
-func (t *Tunnel) dialServer(ctx context.Context) (net.Conn, error) {
+func (t *Tunnel) dialServer(ctx context.Context) (c net.Conn, err error) {
 	if t.opts.Dial != nil {
-		return t.opts.Dial(ctx, "tcp", t.server)
+		c, err = t.opts.Dial(ctx, "tcp", t.server)
+	} else {
+		c, err = t.dialer.DialContext(ctx, "tcp", t.server)
 	}
-	return t.dialer.DialContext(ctx, "tcp", t.server)
+	if err == nil {
+		k := networkKey(c.LocalAddr(), t.server)
+		t.key.Store(&k)
+		t.learned.seen(t.server, k)
+	}
+	return c, err
+}
+
+// netKey names the network the tunnel's last connection left from
+// (learn.go); before its first, the one the server was last reached from.
+func (t *Tunnel) netKey() string {
+	if k := t.key.Load(); k != nil {
+		return *k
+	}
+	if k, ok := t.learned.lastKey(t.server); ok {
+		return k
+	}
+	return "?>" + t.server
 }
 
 // Transport returns the transport new connections use.
 func (t *Tunnel) Transport() string {
-	if t.link.Type == links.TypeXHTTP || t.fallback.Load() {
+	if t.link.Type == links.TypeXHTTP || t.fallback.Load() ||
+		!t.opts.NoFallback && t.learned.Get(t.netKey()).Budget > 0 {
 		return TransportXHTTP
 	}
 	return TransportTCP

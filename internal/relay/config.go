@@ -49,10 +49,10 @@ type Config struct {
 	// relay carry SNI. Both empty: the exits' own cover and server name.
 	Cover string `json:"cover,omitempty"`
 	SNI   string `json:"sni,omitempty"`
-	// Budget is the most bytes one pooled connection to an exit carries
-	// towards the relay before it is rotated (so a freeze after ~16 KB on
-	// the relay→exit leg finds nothing). 0 means xhttp.DefaultBudget;
-	// negative turns rotation off.
+	// Budget fixes the most bytes one pooled connection to an exit carries
+	// towards the relay before it is rotated. 0 (the default) learns it: no
+	// rotation until the leg freezes twice at about the same amount, then
+	// rotation just below it (xhttp.Learned). Negative turns rotation off.
 	Budget int64 `json:"budget,omitempty"`
 	// MaxConns is the pool size per exit. Default DefaultMaxConns (4).
 	MaxConns int `json:"max_conns,omitempty"`
@@ -71,16 +71,9 @@ func (c *Config) Defaults() {
 	}
 }
 
-// budget is the pool's byte budget per connection (0: rotation off).
-func (c *Config) budget() int64 {
-	switch {
-	case c.Budget < 0:
-		return 0
-	case c.Budget == 0:
-		return xhttp.DefaultBudget
-	}
-	return c.Budget
-}
+// budget is the pool's fixed byte budget per connection: 0 learns it,
+// negative is no rotation.
+func (c *Config) budget() int64 { return c.Budget }
 
 // Tokens parses Exits.
 func (c *Config) Tokens() ([]*relaylink.Token, error) {
@@ -131,7 +124,7 @@ func (c *Config) Validate() error {
 	if c.MaxConns < 1 || c.MaxConns > 16 {
 		return fmt.Errorf("max_conns %d: want 1-16 pooled connections per exit", c.MaxConns)
 	}
-	if b := c.budget(); b != 0 && b < xhttp.MinBudget {
+	if b := c.Budget; b > 0 && b < xhttp.MinBudget {
 		return fmt.Errorf("budget %d: want at least %d bytes, or a negative value to turn rotation off", c.Budget, xhttp.MinBudget)
 	}
 	return nil

@@ -43,6 +43,9 @@ type exit struct {
 	probe  []byte // the header of probes
 	log    *slog.Logger
 
+	learned xhttp.Learned // the leg's freeze budget and connection cap
+	budget  int64         // the configured budget: 0 learns, negative is no rotation
+
 	up      atomic.Bool
 	misses  atomic.Int32 // probes failed in a row
 	seen    atomic.Int64 // when the exit last sent bytes on a stream (Unix ns)
@@ -59,7 +62,7 @@ type exit struct {
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *slog.Logger) (*exit, error) {
-	e := &exit{tok: tok, raw: raw, log: log, done: make(chan struct{})}
+	e := &exit{tok: tok, raw: raw, log: log, budget: cfg.budget(), done: make(chan struct{})}
 	var err error
 	ann := relaylink.Header{Secret: tok.Secret, SNI: cfg.SNI, Cover: cfg.Cover, Addr: net.JoinHostPort(cfg.PublicAddr, portOf(cfg.Listen))}
 	ann.Kind = relaylink.KindClient
@@ -92,14 +95,42 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 		},
 		Host:     tok.SNI,
 		Path:     "/",
-		Budget:   cfg.budget(),
 		MaxConns: cfg.MaxConns,
+		Limits:   exitLimits{e},
 		Logger:   log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// exitLimits are the pool's view of what the relay learned of its leg to
+// the exit (a censor between them freezing or capping connections).
+type exitLimits struct{ e *exit }
+
+// Budget is the configured one if set, else the learned one.
+func (l exitLimits) Budget() int64 {
+	if b := l.e.budget; b != 0 {
+		return max(b, 0)
+	}
+	return l.e.learned.Get(l.e.tok.Addr).Budget
+}
+
+func (l exitLimits) MaxConns() int { return l.e.learned.Get(l.e.tok.Addr).MaxConns }
+
+func (l exitLimits) Stalled(rx, budget int64) {
+	if l.e.learned.Stalled(l.e.tok.Addr, rx, budget > 0) {
+		l.e.log.Warn("connections to the exit freeze (a censor's byte limit); new ones rotate below it",
+			"exit", l.e.name(), "after_bytes", rx, "budget", l.Budget())
+	}
+}
+
+func (l exitLimits) Refused(open int) {
+	if l.e.learned.Refused(l.e.tok.Addr, open) {
+		l.e.log.Warn("the network refuses more connections to the exit; keeping fewer open",
+			"exit", l.e.name(), "max", l.MaxConns())
+	}
 }
 
 func portOf(hostport string) string {

@@ -1,6 +1,7 @@
 package tunnels
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,23 +136,30 @@ func (w *wholeTLSInTLS) Data(f *censorlab.Flow, d censorlab.Dir, p []byte) censo
 	return censorlab.Verdict{}
 }
 
-// TestRelayLegTLSInTLS measures what the relay→exit leg shows TLS-in-TLS
-// detectors: clients' REALITY handshakes cross it inside the leg's own
-// TLS. The lab's detector (the start of a connection) must not flag the
-// leg; the stricter whole-connection one is reported, not asserted: the
-// relay does not reshape the inner handshakes yet (docs/relay.md).
-func TestRelayLegTLSInTLS(t *testing.T) {
+// legBed is a relay whose leg to the exit crosses a censor, and a client of
+// the relay; sink echoes what it gets.
+type legBed struct {
+	tun   *client.Tunnel
+	sink  string
+	relay *relay.Relay
+	logs  *syncBuffer
+}
+
+// startLeg starts an exit, a relay whose leg to it crosses a censor with
+// boxes, an echo sink and a client of the relay (one TCP + Vision
+// connection per proxied one).
+func startLeg(t *testing.T, boxes ...censorlab.Middlebox) *legBed {
 	ctx := t.Context()
 	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cover.Close()
+	t.Cleanup(func() { cover.Close() })
 	sink, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sink.Close()
+	t.Cleanup(func() { sink.Close() })
 	go func() {
 		for {
 			c, err := sink.Accept()
@@ -160,8 +169,9 @@ func TestRelayLegTLSInTLS(t *testing.T) {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
-	log := slog.New(slog.DiscardHandler)
-	env := censorlab.Env{IP: netip.MustParseAddr("127.0.0.1"), Cover: cover.Addr, CoverSNI: "cover.test", Log: log,
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	env := censorlab.Env{IP: netip.MustParseAddr("127.0.0.1"), Cover: cover.Addr, CoverSNI: "cover.test", Log: slog.New(slog.DiscardHandler),
 		ClientDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
@@ -169,7 +179,7 @@ func TestRelayLegTLSInTLS(t *testing.T) {
 	rl := access.Relay{ID: 1, Name: "leg"}
 	rand.Read(rl.ShortID[:])
 	rand.Read(rl.Secret[:])
-	relays := server.NewRelays(&memRelays{relay: rl}, log)
+	relays := server.NewRelays(&memRelays{relay: rl}, env.Log)
 	if err := relays.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -178,10 +188,9 @@ func TestRelayLegTLSInTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ls.stop()
-	lab, strict := &passive{box: &censorlab.TLSInTLS{}}, &passive{box: &wholeTLSInTLS{}}
-	censor := censorlab.NewCensor(lab, strict)
-	defer censor.Close()
+	t.Cleanup(ls.stop)
+	censor := censorlab.NewCensor(boxes...)
+	t.Cleanup(func() { censor.Close() })
 	leg, err := censor.ExposeTCP(ctx, ls.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -194,14 +203,14 @@ func TestRelayLegTLSInTLS(t *testing.T) {
 	}
 	cfg := &relay.Config{Listen: ln.Addr().String(), PublicAddr: "127.0.0.1", Exits: []string{tok.String()}}
 	cfg.Defaults()
-	r, err := relay.New(cfg, relay.Options{})
+	r, err := relay.New(cfg, relay.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})
 	go func() { defer close(served); r.Serve(rctx, ln) }()
-	defer func() { cancel(); <-served; r.Close() }()
+	t.Cleanup(func() { cancel(); <-served; r.Close() })
 
 	ra := ln.Addr().(*net.TCPAddr)
 	tun, err := client.NewTunnel(&links.VLESS{UUID: ls.uuid, Host: "127.0.0.1", Port: uint16(ra.Port), SNI: "cover.test",
@@ -210,30 +219,76 @@ func TestRelayLegTLSInTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tun.Close()
+	t.Cleanup(func() { tun.Close() })
+	return &legBed{tun: tun, sink: sink.Addr().String(), relay: r, logs: logs}
+}
+
+// echo sends msg through the relay to the sink and checks it comes back.
+func (b *legBed) echo(ctx context.Context, msg []byte) error {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := b.tun.DialContext(dctx, "tcp", b.sink)
+	if err != nil {
+		return fmt.Errorf("connection through the relay: %w", err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(dctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(msg)
+		werr <- err
+	}()
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return fmt.Errorf("echo of %d bytes through the relay: %w", len(msg), err)
+	}
+	if err := <-werr; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("echo of %d bytes came back changed", len(msg))
+	}
+	return nil
+}
+
+// TestRelayLegTLSInTLS measures what the relay→exit leg shows TLS-in-TLS
+// detectors: clients' REALITY handshakes cross it inside the leg's own
+// TLS. The lab's detector (the start of a connection) must not flag the
+// leg; the stricter whole-connection one is reported, not asserted: the
+// relay does not reshape the inner handshakes yet (docs/relay.md).
+func TestRelayLegTLSInTLS(t *testing.T) {
+	lab, strict := &passive{box: &censorlab.TLSInTLS{}}, &passive{box: &wholeTLSInTLS{}}
+	b := startLeg(t, lab, strict)
 	const handshakes = 30
 	for i := range handshakes {
-		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-		c, err := tun.DialContext(dctx, "tcp", sink.Addr().String())
-		dcancel()
-		if err != nil {
-			t.Fatalf("connection %d through the relay: %v", i, err)
-		}
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		msg := []byte(fmt.Sprintf("hello %d", i))
-		c.Write(msg)
-		got := make([]byte, len(msg))
-		_, err = io.ReadFull(c, got)
-		c.Close()
-		if err != nil || string(got) != string(msg) {
-			t.Fatalf("echo %d through the relay: %q, %v", i, got, err)
+		if err := b.echo(t.Context(), []byte(fmt.Sprintf("hello %d", i))); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
 		}
 	}
-	censor.Settle()
-	legs := r.Stats().ToExit.Load()
+	legs := b.relay.Stats().ToExit.Load()
 	t.Logf("%d client REALITY handshakes crossed the leg; lab detector flagged %d leg connections %v; whole-connection detector flagged %d %v",
 		legs, len(lab.flagged()), lab.flagged(), len(strict.flagged()), strict.flagged())
 	if n := len(lab.flagged()); n > 0 {
 		t.Errorf("the lab's TLS-in-TLS detector flags %d of the relay's leg connections: %v", n, lab.flagged())
+	}
+}
+
+// TestRelayLegLearnsFreeze: the relay's leg to its exit crosses a censor
+// that freezes every connection after 16 KiB towards the relay (as TSPU
+// does towards foreign hosting). The relay learns it from the first
+// freezes and rotates below it, and every byte of the clients'
+// connections arrives; the relay says what it learned.
+func TestRelayLegLearnsFreeze(t *testing.T) {
+	b := startLeg(t, &censorlab.ByteBudget{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Limit: 16 << 10})
+	msg := make([]byte, 256<<10)
+	rand.Read(msg)
+	for i := range 4 {
+		if err := b.echo(t.Context(), msg); err != nil {
+			t.Fatalf("connection %d: %v\nrelay log:\n%s", i, err, b.logs.String())
+		}
+	}
+	if !strings.Contains(b.logs.String(), "new ones rotate below it") {
+		t.Errorf("the relay did not say it learned the freeze; its log:\n%s", b.logs.String())
 	}
 }

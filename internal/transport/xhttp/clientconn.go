@@ -93,7 +93,7 @@ func (d *Dialer) Dial(ctx context.Context) (net.Conn, error) {
 		c.unparkOnly()
 		c.unparkOnly = nil
 		c.mu.Unlock()
-		if d.cfg.Budget > 0 && !d.warned.Swap(true) {
+		if d.budgetNow() > 0 && !d.warned.Swap(true) {
 			d.log.Warn("xhttp: the server does not resume downloads (not Burrow?); streaming without rotation")
 		}
 	default:
@@ -168,8 +168,8 @@ func (c *clientConn) get(dialCtx context.Context, off int64, persist bool) (*htt
 		c.mu.Unlock()
 		req := c.d.request(rctx, http.MethodGet, c.d.cfg.Path+c.sid, pc, nil)
 		n := int64(maxRange)
-		if c.d.cfg.Budget > 0 {
-			n = min(n, c.d.cfg.Budget)
+		if pc.budget > 0 {
+			n = min(n, pc.budget)
 		}
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+n-1, 10))
 		resp, err := pc.cc.RoundTrip(req)
@@ -233,8 +233,8 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 			return
 		}
 		asked := int64(maxRange)
-		if c.d.cfg.Budget > 0 {
-			asked = min(asked, c.d.cfg.Budget)
+		if pc.budget > 0 {
+			asked = min(asked, pc.budget)
 		}
 		got, err := c.readBody(resp.Body)
 		resp.Body.Close()
@@ -275,7 +275,7 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 			backoff(c.ctx, fails)
 		} else {
 			short := got < asked
-			spent := c.d.cfg.Budget > 0 && short && (got == 0 || c.d.leftNow(pc) < c.d.cfg.Budget/4)
+			spent := pc.budget > 0 && short && (got == 0 || c.d.leftNow(pc) < pc.budget/4)
 			c.d.release(pc, getCost, spent)
 		}
 		c.mu.Lock()
@@ -377,7 +377,7 @@ func (c *clientConn) uploadLoop() {
 			return
 		}
 		n := min(len(c.ubuf), randBetween(maxPostChunk/2, maxPostChunk))
-		if c.d.cfg.Budget > 0 {
+		if c.d.budgetNow() > 0 {
 			n = min(len(c.ubuf), randBetween(16<<10, 48<<10))
 		}
 		chunk := append([]byte(nil), c.ubuf[:n]...)

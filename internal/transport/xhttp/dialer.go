@@ -44,6 +44,11 @@ type DialerConfig struct {
 	// more, one at a time, and it closes them again when the load is gone.
 	// Default 3.
 	MaxConns int
+	// Limits, if set, replace Budget and lower MaxConns with what the
+	// client has learned about the path, read for each new connection, and
+	// receive what the dialer observes: frozen connections, refused ones
+	// (adapt.go). Uploads are then packet-up, as with Budget.
+	Limits Limits
 	// Logger receives warnings; nil discards.
 	Logger *slog.Logger
 }
@@ -61,6 +66,7 @@ const (
 	streamsPerConn  = 16  // sessions on one connection before another is opened
 	hsReserve       = 512 // post-handshake records the client may not have counted yet
 	minRoom         = budgetTail + 512
+	minData         = 256 // data a budgeted connection must at least have room for
 )
 
 // Stats are a dialer's counters.
@@ -97,6 +103,8 @@ type pconn struct {
 	conn    net.Conn
 	rx      func() int64
 	hs      int64           // received when the handshake finished
+	budget  int64           // bytes this connection may carry towards the client; 0: no limit
+	rtt     time.Duration   // of the PING that opened it
 	gone    <-chan struct{} // closed when the connection has ended both ways (see finConn)
 	limit   int             // the server's SETTINGS_MAX_CONCURRENT_STREAMS
 	streams int             // guarded by Dialer.mu
@@ -162,7 +170,7 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 	if cfg.Budget != 0 && cfg.Budget < MinBudget {
 		return nil, fmt.Errorf("xhttp: budget %d is below the minimum %d", cfg.Budget, MinBudget)
 	}
-	if cfg.Budget > 0 {
+	if cfg.Budget > 0 || cfg.Limits != nil {
 		cfg.Mode = ModePacketUp
 	}
 	if cfg.MaxConns <= 0 {
@@ -254,10 +262,10 @@ func (d *Dialer) leftNow(pc *pconn) int64 {
 
 // left is the budget pc has left, by the client's count; mu must be held.
 func (d *Dialer) left(pc *pconn) int64 {
-	if d.cfg.Budget == 0 {
+	if pc.budget == 0 {
 		return 1 << 62
 	}
-	return d.cfg.Budget - pc.rx() - pc.owed
+	return pc.budget - pc.rx() - pc.owed
 }
 
 // postCost estimates what a packet-up POST of n bytes costs downstream:
@@ -276,7 +284,7 @@ func (d *Dialer) usableLocked(pc *pconn, need int64) bool {
 	if pc.spent {
 		return false
 	}
-	if !pc.takingRequests() || d.cfg.Budget > 0 && d.cfg.Budget-pc.rx() < minRoom+getCost {
+	if !pc.takingRequests() || pc.budget > 0 && pc.budget-pc.rx() < minRoom+getCost {
 		pc.retireLocked()
 		return false
 	}
@@ -289,7 +297,7 @@ func (d *Dialer) usableLocked(pc *pconn, need int64) bool {
 // as it followed it up, without reopening one for every request at the
 // edge.
 func (d *Dialer) gcLocked() {
-	extra := -d.cfg.MaxConns
+	extra := -d.maxConns()
 	free := 0 // streams the unspent connections can still take
 	for _, pc := range d.conns {
 		d.usableLocked(pc, 0)
@@ -332,6 +340,7 @@ func (d *Dialer) closeLocked(pc *pconn) {
 		pc.cc.Close()
 		select {
 		case <-pc.gone:
+			waitFIN(d.ctx, pc.rtt)
 		case <-d.ctx.Done():
 		}
 		d.mu.Lock()
@@ -344,9 +353,6 @@ func (d *Dialer) closeLocked(pc *pconn) {
 // acquire returns a connection for one request that may cost need bytes
 // downstream; release it after.
 func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
-	if d.cfg.Budget == 0 {
-		need = 0
-	}
 	for {
 		d.mu.Lock()
 		if d.closed {
@@ -359,7 +365,8 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 		taking, atLimit := 0, 0 // connections not retired; of them, at the server's stream limit
 		// Beyond MaxConns, fill the oldest connections first, so the
 		// newest go idle and close when the load drops.
-		pack := len(d.conns) > d.cfg.MaxConns
+		maxConns, budget := d.maxConns(), d.budgetNow()
+		pack := len(d.conns) > maxConns
 		for _, pc := range d.conns {
 			ok := d.usableLocked(pc, need)
 			if !pc.spent {
@@ -371,14 +378,14 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			if !ok {
 				continue
 			}
-			if d.left(pc) > d.cfg.Budget/2 {
+			if d.left(pc) > pc.budget/2 {
 				fresh++
 			}
 			if best == nil || !pack && pc.streams < best.streams {
 				best = pc
 			}
 		}
-		full := len(d.conns)+d.dialing+d.closing >= d.cfg.MaxConns
+		full := len(d.conns)+d.dialing+d.closing >= maxConns
 		// Every connection is at the server's stream limit: more sessions
 		// than MaxConns connections can carry. Waiting would hold new
 		// sessions until old ones end, and queue the uploads of open ones
@@ -390,7 +397,7 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 		if best != nil && (best.streams < streamsPerConn || full) {
 			best.streams++
 			best.owed += need
-			if d.cfg.Budget > 0 && fresh+d.dialing < d.cfg.MaxConns-1 && !full {
+			if budget > 0 && fresh+d.dialing < maxConns-1 && !full {
 				d.dialing++ // warm up the next connection before this one is spent
 				d.wg.Add(1)
 				go func() {
@@ -400,6 +407,8 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 					d.dialing--
 					if err == nil {
 						d.addLocked(pc)
+					} else {
+						d.refused(err, len(d.conns)+d.closing+d.dialing)
 					}
 					d.broadcastLocked()
 					d.mu.Unlock()
@@ -415,6 +424,7 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			d.mu.Lock()
 			d.dialing--
 			if err != nil {
+				d.refused(err, len(d.conns)+d.closing+d.dialing)
 				d.broadcastLocked()
 				d.mu.Unlock()
 				return nil, err
@@ -447,6 +457,9 @@ func (d *Dialer) addLocked(pc *pconn) {
 		return
 	}
 	d.conns = append(d.conns, pc)
+	if d.cfg.Limits != nil {
+		d.wg.Go(func() { d.watchStall(pc) })
+	}
 	if n := int64(len(d.conns)); n > d.maxLive.Load() {
 		d.maxLive.Store(n)
 	}
@@ -455,9 +468,6 @@ func (d *Dialer) addLocked(pc *pconn) {
 // release ends one request on pc; spent is set when the request found the
 // connection at its budget.
 func (d *Dialer) release(pc *pconn, need int64, spent bool) {
-	if d.cfg.Budget == 0 {
-		need = 0
-	}
 	d.mu.Lock()
 	pc.streams--
 	pc.owed -= need
@@ -492,10 +502,10 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		cr := &countingReader{Conn: conn}
 		conn, rx = cr, cr.n.Load
 	}
-	hs := rx()
-	if d.cfg.Budget > 0 && d.cfg.Budget-hs-hsReserve < minRoom+1024 {
+	hs, budget := rx(), d.budgetNow()
+	if budget > 0 && budget-hs-hsReserve < minRoom+minData {
 		conn.Close()
-		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", d.cfg.Budget, hs)
+		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", budget, hs)
 	}
 	pinging := newPingConn(newFinConn(conn))
 	cc, err := d.h2.NewClientConn(context.WithValue(ctx, handoverKey{}, net.Conn(pinging)), "http", handoverAddr)
@@ -511,7 +521,9 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 	// acknowledgement (hub.go, greet) covers only the first answer, and only while the
 	// acknowledgement does not travel with the request. pingConn makes the round trip.
 	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	pinged := time.Now()
 	err = pinging.wait(pctx)
+	rtt := time.Since(pinged)
 	cancel()
 	if err != nil {
 		cc.Close()
@@ -525,7 +537,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, errors.New("xhttp: the server takes no requests on a new connection")
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, gone: pinging.Gone(), limit: limit}, nil
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, budget: budget, rtt: rtt, gone: pinging.Gone(), limit: limit}, nil
 }
 
 type countingReader struct {
@@ -554,8 +566,8 @@ func (d *Dialer) request(ctx context.Context, method, path string, pc *pconn, bo
 	h := req.Header
 	fetchHeaders(h)
 	h.Set("Referer", "https://"+d.cfg.Host+path+"?x_padding="+padding(randBetween(100, 1000)))
-	if d.cfg.Budget > 0 {
-		h.Set("X-Budget", strconv.FormatInt(d.cfg.Budget-pc.hs-hsReserve, 10))
+	if pc.budget > 0 {
+		h.Set("X-Budget", strconv.FormatInt(pc.budget-pc.hs-hsReserve, 10))
 	}
 	return req
 }

@@ -1,0 +1,169 @@
+package xhttp
+
+import (
+	"sync"
+	"time"
+)
+
+// Learning the path's limits.
+//
+// A censor's limits differ by operator and change without notice, so a
+// dialer learns them from what it observes instead of reading them from a
+// link or a flag:
+//
+//   - a freeze: a connection that stops receiving in the middle of a
+//     transfer (the dialer probes it, adapt.go; the client's plain
+//     connections report theirs too) after R bytes. Two freezes at about
+//     the same R (within a quarter) are a byte budget: new connections then
+//     rotate at R minus a margin, first 1/32 of R (the server also stops
+//     short of its budget by ~1 KiB, see the package doc), doubled whenever
+//     a connection rotating at the budget still freezes near R, up to R/2.
+//     The margin starts thin because below ~8 KiB the REALITY handshake
+//     (~2 KB) leaves little else. Until then no connection rotates: an
+//     unfrozen path carries every session over one or two long
+//     connections, as a browser does, which keeps far below any
+//     connection-rate rule (16 new connections per 10 s per
+//     client→server pair in the lab).
+//   - a connection cap: new connections reset or black-holed (twice) while
+//     K−1 were open cap the pool at K−1 (never below 1).
+//
+// Learned keeps this in memory only, by a key its user chooses (the
+// client: its network and the server; the relay: the exit). An entry
+// expires LearnTTL after it was last confirmed, as operators change their
+// limits.
+
+// LearnTTL is how long a learned limit is kept after it was last confirmed.
+const LearnTTL = 6 * time.Hour
+
+// Learned holds what dialers learned about the paths they used, by a key
+// the caller chooses (the client: its network and the server; the relay:
+// the exit). The zero value is ready; it may be shared by several dialers.
+// Dialers feed it through their Limits.
+type Learned struct {
+	mu   sync.Mutex
+	nets map[string]*netLimits // guarded by mu
+	now  func() time.Time      // for tests; nil means time.Now
+}
+
+// netLimits are one network's learned limits.
+type netLimits struct {
+	stalls    []int64 // received bytes of freezes not yet confirmed, newest last
+	level     int64   // the confirmed freeze: connections froze after about this much
+	margin    int64   // how far below level connections rotate
+	budget    int64   // level - margin; 0: no freeze seen
+	maxConns  int     // 0: no cap seen
+	refusals  int     // refused connections not yet confirmed
+	refusedAt int     // the least open count they were refused at
+	until     time.Time
+}
+
+// Known is a snapshot of what is known about one path.
+type Known struct {
+	Budget   int64 // bytes per connection towards the client; 0: none learned
+	MaxConns int   // concurrent connections; 0: none learned
+}
+
+func (l *Learned) clock() time.Time {
+	if l.now != nil {
+		return l.now()
+	}
+	return time.Now()
+}
+
+// getLocked returns the entry for key, dropping an expired one; create
+// makes a missing entry.
+func (l *Learned) getLocked(key string, create bool) *netLimits {
+	n := l.nets[key]
+	if n != nil && l.clock().After(n.until) {
+		delete(l.nets, key)
+		n = nil
+	}
+	if n == nil && create {
+		if l.nets == nil {
+			l.nets = make(map[string]*netLimits)
+		}
+		n = &netLimits{}
+		l.nets[key] = n
+	}
+	if n != nil && create {
+		n.until = l.clock().Add(LearnTTL)
+	}
+	return n
+}
+
+// Get returns the limits learned for key.
+func (l *Learned) Get(key string) Known {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.getLocked(key, false)
+	if n == nil {
+		return Known{}
+	}
+	return Known{Budget: n.budget, MaxConns: n.maxConns}
+}
+
+// near reports whether two freezes, after a and b bytes, are the same
+// limit: within a quarter of each other (a censor's "16–20 KB").
+func near(a, b int64) bool { return max(a, b)-min(a, b) <= max(a, b)/4 }
+
+// Stalled records a freeze after rx bytes of a connection that rotated
+// (at a budget) or not; it reports whether this confirmed or lowered the
+// budget. A rotating connection that still froze near the known level
+// means the margin is too thin (the server's count of what it sends is an
+// estimate): the margin doubles, up to half the level. One that did not
+// rotate (opened before the budget was known) adds nothing.
+func (l *Learned) Stalled(key string, rx int64, rotating bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.getLocked(key, true)
+	if n.level > 0 && near(n.level, rx) {
+		if !rotating {
+			return false
+		}
+		n.level = min(n.level, rx)
+		n.margin = min(2*n.margin, n.level/2)
+		n.budget = n.level - n.margin
+		return true
+	}
+	for _, prev := range n.stalls {
+		if !near(prev, rx) {
+			continue
+		}
+		n.stalls = nil
+		if lo := min(prev, rx); n.level == 0 || lo < n.level {
+			n.level, n.margin = lo, max(lo/32, 64)
+			n.budget = n.level - n.margin
+			return true
+		}
+		return false
+	}
+	n.stalls = append(n.stalls, rx)
+	if len(n.stalls) > 4 {
+		n.stalls = n.stalls[1:]
+	}
+	return false
+}
+
+// Refused records a new connection refused while open others were open;
+// the second such makes a cap: at most as many concurrent connections as
+// the fewest open at a refusal. (One alone may be a server restarting or
+// a network hiccup.) It reports whether the cap went down.
+func (l *Learned) Refused(key string, open int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.getLocked(key, true)
+	c := max(1, open)
+	if n.refusals == 0 || c < n.refusedAt {
+		n.refusedAt = c
+	}
+	n.refusals++
+	if n.refusals < 2 {
+		return false
+	}
+	n.refusals = 0
+	if n.maxConns == 0 || n.refusedAt < n.maxConns {
+		n.maxConns = n.refusedAt
+		return true
+	}
+	return false
+}
