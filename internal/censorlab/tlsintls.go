@@ -33,8 +33,16 @@ import (
 // ServerFlightMax (a handshake, not a page); the hello-sized record must be
 // the flight's largest, and the flight short; and the Finished-sized record
 // starts at 40 B, above HTTP/2's control frames as outer records (SETTINGS
-// ACK 26 B, WINDOW_UPDATE 30 B, PING 34 B). Any inner TLS 1.3 handshake still
-// makes the pattern unless something reshapes it.
+// ACK 26 B, WINDOW_UPDATE 30 B, PING 34 B). Later (1 run in ~10), a page's
+// first request flight (a 337 B HEADERS record), the first 24,944 B of the
+// document, then a 53 B HEADERS for a subresource the preload scanner found
+// matched too: so the hello-sized record starts at 529 B, a ClientHello's
+// least (browsers and uTLS pad theirs to at least 512 B, RFC 7685; a 2026
+// hello with a post-quantum key share is 1.2-1.9 KB) plus the outer
+// record's tag, and the server flight is capped at 20 KiB, well above any
+// common site's handshake flight (its certificate chain) and below most
+// first flights of a page. Any inner TLS 1.3 handshake still makes the
+// pattern unless something reshapes it.
 //
 // What it cannot see: packet timing finer than the relay's reads, and round
 // trips (every party of the lab is on one host, so the inner handshake's
@@ -52,10 +60,10 @@ type TLSInTLS struct {
 // Record-size bounds of the pattern, outer record payload bytes (inner record
 // plus 17-22 bytes of outer AEAD overhead).
 const (
-	innerHelloMin    = 200
+	innerHelloMin    = 512 + 17
 	innerHelloMax    = 3000
 	serverFlightMin  = 400
-	serverFlightMax  = 32 << 10
+	serverFlightMax  = 20 << 10
 	innerSmallMin    = 40
 	innerSmallMax    = 170
 	flightRecordsMax = 4

@@ -27,6 +27,7 @@ func TestTLSInTLS(t *testing.T) {
 		{"inner handshake after 20 exchanges", append(append(outer, slices.Repeat([]step{{Up, []int{124}}, {Down, []int{1022}}}, 20)...),
 			step{Up, []int{60, 1400}}, step{Down, []int{2000}}, step{Up, []int{95}}), Reset},
 		{"HTTP/2 page (a benign control's flag before calibration)", append(outer, step{Up, []int{120, 337}}, step{Down, []int{16625}}, step{Up, []int{26}}), Pass},
+		{"HTTP/2 page, a preload request mid-document (a benign control's flag)", append(outer, step{Up, []int{87, 337}}, step{Down, []int{16401, 8543}}, step{Up, []int{53}}), Pass},
 		{"HTTP/2 page over 32 KiB", append(outer, step{Up, []int{90, 556}}, step{Down, []int{16401, 16401, 16401, 16401, 12808}}, step{Up, []int{60}}), Pass},
 		{"CCS alone is not Finished-sized", append(outer, step{Up, []int{1560}}, step{Down, []int{240, 1100}}, step{Up, []int{23, 75}}), Pass},
 		{"inner handshake after a small preamble", append(outer, step{Up, []int{40}}, step{Down, []int{30}}, step{Up, []int{560}}, step{Down, []int{1400}}, step{Up, []int{86}}), Reset},
