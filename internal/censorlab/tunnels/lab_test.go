@@ -59,10 +59,8 @@ func TestLabTable(t *testing.T) {
 // TestLabRelayed runs the relay systems through the scenarios a relay is
 // for — the SNI whitelist, alone and in russia-2026-mobile — and those
 // that see what the relay changes on the client's side (the prober,
-// connection counting), and asserts the CI rule. (Their cells take two to
-// three times a direct one's: every rotation of the client's connections
-// is a REALITY handshake across both legs. `burrow lab` runs them through
-// every scenario.)
+// connection counting), and asserts the CI rule. (`burrow lab` runs them
+// through every scenario.)
 func TestLabRelayed(t *testing.T) {
 	skipUnderRace(t)
 	if testing.Short() {
