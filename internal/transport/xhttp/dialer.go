@@ -394,10 +394,15 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 		// transport opens one per session). Burrow's server allows
 		// DefaultMaxStreams streams, so this takes thousands of sessions.
 		overflow := best == nil && taking > 0 && atLimit == taking && d.dialing == 0
-		if best != nil && (best.streams < streamsPerConn || full) {
+		if best != nil {
+			// Past streamsPerConn sessions the next connection is dialed
+			// beside this one (spread), which takes the session meanwhile:
+			// no caller waits for a handshake while a connection can carry
+			// its session now.
+			spread := best.streams >= streamsPerConn && !full && d.dialing == 0
 			best.streams++
 			best.owed += need
-			if budget > 0 && fresh+d.dialing < maxConns-1 && !full {
+			if spread || budget > 0 && fresh+d.dialing < maxConns-1 && !full {
 				d.dialing++ // warm up the next connection before this one is spent
 				d.wg.Add(1)
 				go func() {
