@@ -88,7 +88,7 @@ func (t *Tunnel) active(learned bool) {
 func (t *Tunnel) reportDue(ctx context.Context) {
 	r := &t.reports
 	r.mu.Lock()
-	if ctx.Err() != nil {
+	if r.ctx != ctx {
 		r.mu.Unlock()
 		return
 	}
@@ -104,8 +104,9 @@ func (t *Tunnel) reportDue(ctx context.Context) {
 	}
 }
 
-// stopReports cancels the next report and any under way, then sends what is
-// left, waiting at most reportCloseTimeout.
+// stopReports cancels the next report, lets one under way finish, then
+// sends what is left unless a report went less than reportGap ago (the
+// server would not count it), all within about reportCloseTimeout.
 func (t *Tunnel) stopReports() {
 	r := &t.reports
 	r.mu.Lock()
@@ -113,14 +114,28 @@ func (t *Tunnel) stopReports() {
 		r.timer.Stop()
 		r.timer = nil
 	}
-	if r.cancel != nil {
-		r.cancel()
-		r.ctx, r.cancel = nil, nil
-	}
+	cancel := r.cancel
+	r.ctx, r.cancel = nil, nil
 	r.mu.Unlock()
-	r.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), reportCloseTimeout)
-	defer cancel()
+	if cancel != nil {
+		done := make(chan struct{})
+		go func() { r.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(reportCloseTimeout):
+			cancel()
+			<-done
+		}
+		cancel()
+	}
+	r.mu.Lock()
+	recent := !r.last.IsZero() && time.Since(r.last) < reportGap
+	r.mu.Unlock()
+	if recent {
+		return
+	}
+	ctx, stop := context.WithTimeout(context.Background(), reportCloseTimeout)
+	defer stop()
 	if err := t.sendReport(ctx); err != nil {
 		t.logger().Debug("telemetry report not delivered", "err", err)
 	}

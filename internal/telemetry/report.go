@@ -173,12 +173,13 @@ func (r *Report) Append(b []byte) ([]byte, error) {
 	if len(r.Entries) > MaxEntries {
 		return nil, bad("%d entries, at most %d", len(r.Entries), MaxEntries)
 	}
+	start := len(b)
 	b = append(b, Version, byte(len(r.Entries)))
 	for _, e := range r.Entries {
 		b = append(b, byte(e.Transport), byte(e.Metric), e.Bucket)
 		b = binary.BigEndian.AppendUint16(b, e.Count)
 	}
-	if _, err := Parse(b); err != nil {
+	if _, err := Parse(b[start:]); err != nil {
 		return nil, err
 	}
 	return b, nil
