@@ -22,13 +22,15 @@ import (
 // as a request to the reserved destination telemetry.burrow.invalid:0:
 //
 //   - soon after it learned something, but at most once per reportGap;
-//   - every reportEvery while the tunnel carries traffic;
-//   - at Close (and when Client.Run ends), within reportCloseTimeout.
+//   - reportEvery after the first proxied connection since the last report;
+//   - at Close (and when Client.Run ends), within about reportCloseTimeout,
+//     unless a report went less than reportGap before.
 //
 // Nothing is sent by a tunnel that carried nothing since its last report,
-// so an idle tunnel stays silent. A report that is not accepted (an Xray
-// server fails to resolve the destination and closes) is kept and goes with
-// the next one. TunnelOptions.NoTelemetry turns all of it off.
+// so an idle tunnel stays silent (its own report connections do not count
+// as traffic). A report that is not accepted (an Xray server fails to
+// resolve the destination and closes) is kept and goes with the next one.
+// TunnelOptions.NoTelemetry turns all of it off.
 const (
 	reportEvery        = 10 * time.Minute
 	reportGap          = 2 * time.Minute // the server counts one report per user a minute
