@@ -15,7 +15,9 @@
 // for a REALITY handshake. The link's type picks the transport; a tcp link whose
 // connections freeze, or whose handshakes are reset, switches to the rotating
 // transport on its own (fallback.go) and logs it. The network's limits (a
-// freeze budget, a connection cap) are learned, not configured (learn.go).
+// freeze budget, a connection cap) are learned, not configured (learn.go), and
+// the outcomes behind them are reported, anonymously, to the server
+// (telemetry.go) unless TunnelOptions.NoTelemetry.
 package client
 
 import (
