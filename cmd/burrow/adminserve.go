@@ -22,6 +22,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/metrics"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/subscribe"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
 
 // AdminTokenFile holds the bearer token of the TCP admin listener, in the data dir.
@@ -50,12 +51,13 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 // start opens every listener asked for, then serves them until the returned
 // stop is called. If one cannot be opened it closes those it opened and
 // returns an error naming the flag, having served nothing.
-func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg *server.Registry, srv *server.Server, log *slog.Logger) (func(), error) {
+func (f *sideFlags) start(data string, cfg *server.Config, st *access.SQLiteStore, reg *server.Registry, srv *server.Server,
+	tele *telemetry.Aggregator, log *slog.Logger) (func(), error) {
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
 	local := &admin.Local{Store: st, Live: reg, Changed: reg.Poke, Version: version, Started: time.Now(),
-		Counters: func() admin.Counters { return countersOf(srv.Stats()) }}
+		Counters: func() admin.Counters { return countersOf(srv.Stats()) }, Telemetry: tele.Totals}
 	var services []sideService
 	ok := false
 	defer func() {
@@ -75,7 +77,7 @@ func (f *sideFlags) start(data string, cfg *server.Config, st access.Store, reg 
 		if err != nil {
 			return nil, err
 		}
-		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Servers: []links.VLESS{*tmpl, *xtmpl}, Title: f.subTitle})
+		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Servers: []links.VLESS{*tmpl, *xtmpl}, Title: f.subTitle, Telemetry: st})
 		if err != nil {
 			return nil, fmt.Errorf("--subscribe-title: %w", err)
 		}

@@ -26,6 +26,7 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tunName := fs.String("tun-name", "burrow0", "with --tun: TUN interface name")
 	dnsAddr := fs.String("dns", "1.1.1.1:53", "with --tun: resolver all DNS queries are relayed to, through the tunnel")
 	tunRestore := fs.Bool("tun-restore", false, "undo the routes and resolver settings a crashed --tun run left behind, then exit")
+	noTelemetry := fs.Bool("no-telemetry", false, "do not report anonymous connection outcomes (freezes, resets, failures; never destinations or identity) to the server")
 	noMux := fs.Bool("no-mux", false, "give every TCP stream a connection of its own, even when the link allows plain-text streams inside one (tcpmux=1)")
 	rulesArg := fs.String("rules", "", "route rules: a rule file, or a preset ("+strings.Join(route.Presets(), ", ")+")")
 	pos, err := parseArgs(fs, args)
@@ -47,7 +48,7 @@ func runConnect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(stderr, *debug)
-	cfg := client.Config{Link: link, SOCKS: *socks, HTTP: *httpAddr, Logger: log, NoMux: *noMux}
+	cfg := client.Config{Link: link, SOCKS: *socks, HTTP: *httpAddr, Logger: log, NoMux: *noMux, NoTelemetry: *noTelemetry}
 	if *rulesArg != "" {
 		if cfg.Rules, err = loadRules(*rulesArg); err != nil {
 			return err

@@ -25,6 +25,7 @@ const usage = `burrow — a censorship-resistant VPN (VLESS + REALITY + Vision, 
 Server:
   burrow server init --cover HOST:PORT --sni NAME [--data DIR] [--listen :443] [--public-addr HOST]
   burrow server run [--data DIR] [--metrics HOST:PORT] [--subscribe HOST:PORT] [--admin-listen 127.0.0.1:PORT]
+  burrow server stats [--days N] [--json]         what clients report about blocking (telemetry), per day
 
 Users (work while the server runs):
   burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
@@ -157,6 +158,7 @@ const serverUsage = `usage: burrow server init --cover HOST:PORT [--sni NAME] [-
        burrow server uninstall                                                   remove the service (keeps the data)
        burrow server upgrade BINARY                                              replace the binary, restart the service
        burrow server relay-token NAME [--revoke] [--data DIR]                    a token for an entry relay (burrow relay)
+       burrow server stats [--days N] [--json] [--data DIR]                      what clients report about blocking, per day
 
 Run 'burrow server SUBCOMMAND -h' for its flags.
 `
@@ -183,9 +185,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return serverUpgrade(ctx, args[1:], stdout, stderr)
 	case "relay-token":
 		return serverRelayToken(args[1:], stdout, stderr)
+	case "stats":
+		return serverStats(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, serverUsage)
-	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall, upgrade or relay-token)", args[0])
+	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall, upgrade, relay-token or stats)", args[0])
 }
 
 // parseArgs parses flags that may come before, between or after positional
@@ -237,6 +241,7 @@ var commandUsage = map[string]string{
 	"server uninstall":   "burrow server uninstall [flags]",
 	"server upgrade":     "burrow server upgrade BINARY [flags]",
 	"server relay-token": "burrow server relay-token NAME [--revoke] [--data DIR]",
+	"server stats":       "burrow server stats [--days N] [--json] [--data DIR]",
 	"relay init":         "burrow relay init --data DIR --listen HOST:PORT --public-addr HOST --exit TOKEN [--exit TOKEN ...] [--cover HOST:PORT --sni NAME]",
 	"relay run":          "burrow relay run --data DIR [--metrics HOST:PORT] [--debug]",
 	"relay install":      "burrow relay install [--data DIR] [--print] [flags]",

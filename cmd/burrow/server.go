@@ -17,6 +17,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/server"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
 
 func serverInit(args []string, stdout, stderr io.Writer) error {
@@ -233,7 +234,8 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := relays.Refresh(ctx); err != nil {
 		return fmt.Errorf("load relays: %w", err)
 	}
-	srv, err := server.New(cfg, reg, log, server.Options{LogDestinations: *logDest, Relays: relays})
+	tele := telemetry.NewAggregator(st, log)
+	srv, err := server.New(cfg, reg, log, server.Options{LogDestinations: *logDest, Relays: relays, Telemetry: tele})
 	if err != nil {
 		return err
 	}
@@ -241,7 +243,7 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	stopSide, err := side.start(*data, cfg, st, reg, srv, log)
+	stopSide, err := side.start(*data, cfg, st, reg, srv, tele, log)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("server run: %w", err)
@@ -257,11 +259,14 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go func() { reg.Run(regCtx, time.Second, 5*time.Second); close(regDone) }()
 	relaysDone := make(chan struct{})
 	go func() { relays.Run(regCtx, time.Second); close(relaysDone) }()
+	teleDone := make(chan struct{})
+	go func() { tele.Run(regCtx, time.Minute); close(teleDone) }()
 
 	err = srv.Serve(ctx, ln)
 	regCancel()
 	<-regDone // final traffic flush
 	<-relaysDone
+	<-teleDone // final telemetry flush
 	log.Info("burrow server stopped")
 	return err
 }

@@ -27,6 +27,12 @@
 //	  bytes_down    INTEGER  this period, saturating at 2^63-1
 //	  last_seen_day TEXT     YYYY-MM-DD (UTC) or ''
 //	  period_start  INTEGER  Unix seconds
+//	telemetry_daily   what clients reported about blocking (telemetry.go), per UTC day
+//	  day           TEXT     YYYY-MM-DD
+//	  transport     TEXT     tcp | xhttp
+//	  metric        TEXT     reports, conns_ok, conns_failed, freeze, budget, cap, reset, fallback
+//	  bucket        INTEGER  freeze, budget: the least KiB of the size bucket; cap: the cap; else 0
+//	  count         INTEGER
 //	schema_migrations
 //	  version       INTEGER PK   one row per applied migration
 //	  applied_at    INTEGER      Unix seconds

@@ -50,6 +50,19 @@ var migrations = []migration{
 			announced_addr  TEXT    NOT NULL DEFAULT ''
 		) STRICT`,
 	}},
+	{3, []string{
+		// Block telemetry (telemetry.go): anonymous counts that clients
+		// report, added up per UTC day. No user, no address, no time
+		// finer than the day.
+		`CREATE TABLE telemetry_daily (
+			day       TEXT    NOT NULL,
+			transport TEXT    NOT NULL,
+			metric    TEXT    NOT NULL,
+			bucket    INTEGER NOT NULL CHECK (bucket >= 0),
+			count     INTEGER NOT NULL CHECK (count >= 0),
+			PRIMARY KEY (day, transport, metric, bucket)
+		) STRICT`,
+	}},
 }
 
 // latestVersion is the schema version this binary writes.

@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/meter"
 	"github.com/burrow-vpn/burrow/internal/server"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
 
 type fakeLive map[int64]int
@@ -361,5 +364,41 @@ func TestLiveCounters(t *testing.T) {
 	}
 	if reset.BytesUp != 0 || reset.BytesDown != 0 {
 		t.Errorf("ResetTraffic = up %d, down %d; want 0, 0", reset.BytesUp, reset.BytesDown)
+	}
+}
+
+// TestTelemetryStats: the running server's telemetry totals reach the
+// admin API's stats (over the socket) and the metrics snapshot.
+func TestTelemetryStats(t *testing.T) {
+	ctx := context.Background()
+	base, _, _ := setup(t)
+	agg := telemetry.NewAggregator(base.Store.(*access.SQLiteStore), nil)
+	agg.Add(1, &telemetry.Report{Entries: []telemetry.Entry{{Transport: telemetry.TCP, Metric: telemetry.Freeze, Bucket: 4, Count: 2}}})
+	agg.Reject()
+	local := &Local{Store: base.Store, Counters: base.Counters, Telemetry: agg.Totals}
+	srv := httptest.NewServer(Handler(local, "tok"))
+	defer srv.Close()
+	c := NewTCPClient(srv.Listener.Addr().String(), "tok")
+	defer c.Close()
+	st, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &TelemetryStats{Rejected: 1, Counts: []TelemetryCount{
+		{Transport: "tcp", Metric: "freeze", Bucket: 16, Count: 2},
+		{Transport: "tcp", Metric: "reports", Count: 1},
+	}}
+	if st.Telemetry == nil || fmt.Sprint(*st.Telemetry) != fmt.Sprint(*want) {
+		t.Errorf("Stats().Telemetry = %+v, want %+v", st.Telemetry, want)
+	}
+	snap, err := local.Snapshot(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Telemetry == nil || snap.Telemetry.Rejected != 1 || len(snap.Telemetry.Counts) != 2 || snap.Telemetry.Counts[0].Bucket != 16 {
+		t.Errorf("Snapshot().Telemetry = %+v", snap.Telemetry)
+	}
+	if st, err := base.Stats(ctx); err != nil || st.Telemetry != nil {
+		t.Errorf("Stats() without telemetry = %+v, %v; want none", st, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/metrics"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
 
 // API is what the operator can do. Errors wrap access.ErrInvalid (with a
@@ -102,6 +103,24 @@ type Stats struct {
 	Totals  Counters `json:"totals"`
 	// Connected maps user names to their live connections (users with none are absent).
 	Connected map[string]int `json:"connected"`
+	// Telemetry is what clients reported since the server started
+	// (internal/telemetry); absent when the server is not running.
+	Telemetry *TelemetryStats `json:"telemetry,omitempty"`
+}
+
+// TelemetryStats are the block telemetry's counts since the server started.
+type TelemetryStats struct {
+	Rejected int64            `json:"rejected"` // reports refused as malformed
+	Limited  int64            `json:"limited"`  // reports not counted: a user's second within a minute
+	Counts   []TelemetryCount `json:"counts"`
+}
+
+// TelemetryCount is one count (access.TelemetryCount without the day).
+type TelemetryCount struct {
+	Transport string `json:"transport"`
+	Metric    string `json:"metric"`
+	Bucket    int    `json:"bucket,omitempty"`
+	Count     int64  `json:"count"`
 }
 
 // Health says whether the server is up.
@@ -132,6 +151,8 @@ type Local struct {
 	Live Live
 	// Counters, when set, supplies the server's totals.
 	Counters func() Counters
+	// Telemetry, when set, supplies the block telemetry's totals.
+	Telemetry func() telemetry.Totals
 	// Changed, when set, is called after every change to a user, so the
 	// server applies it at once instead of at its next refresh.
 	Changed func()
@@ -366,7 +387,7 @@ func (l *Local) modify(ctx context.Context, name string, live bool, f func(*acce
 
 // Stats implements API.
 func (l *Local) Stats(ctx context.Context) (*Stats, error) {
-	st := &Stats{Running: l.Counters != nil, Connected: map[string]int{}}
+	st := &Stats{Running: l.Counters != nil, Connected: map[string]int{}, Telemetry: l.telemetry()}
 	if l.Counters != nil {
 		st.Totals = l.Counters()
 	}
@@ -384,6 +405,19 @@ func (l *Local) Stats(ctx context.Context) (*Stats, error) {
 		}
 	}
 	return st, nil
+}
+
+// telemetry returns the telemetry totals, or nil without a server.
+func (l *Local) telemetry() *TelemetryStats {
+	if l.Telemetry == nil {
+		return nil
+	}
+	t := l.Telemetry()
+	ts := &TelemetryStats{Rejected: t.Rejected, Limited: t.Limited, Counts: make([]TelemetryCount, len(t.Counts))}
+	for i, c := range t.Counts {
+		ts.Counts[i] = TelemetryCount{Transport: c.Transport, Metric: c.Metric, Bucket: c.Bucket, Count: c.Count}
+	}
+	return ts
 }
 
 // Health implements API.
@@ -409,6 +443,12 @@ func (l *Local) Snapshot(ctx context.Context, perUser bool) (*metrics.Snapshot, 
 	s := &metrics.Snapshot{Active: c.Active, Authenticated: c.Authenticated, Fallback: c.Fallback,
 		Rejected: c.Rejected, EgressRefused: c.EgressRefused, BytesUp: c.BytesUp, BytesDown: c.BytesDown,
 		RelayLinks: c.RelayLinks, RelayStreams: c.RelayStreams, RelayRefused: c.RelayRefused}
+	if t := l.telemetry(); t != nil {
+		s.Telemetry = &metrics.Telemetry{Rejected: t.Rejected, Counts: make([]metrics.TelemetryCount, len(t.Counts))}
+		for i, c := range t.Counts {
+			s.Telemetry.Counts[i] = metrics.TelemetryCount{Transport: c.Transport, Metric: c.Metric, Bucket: c.Bucket, Count: c.Count}
+		}
+	}
 	if !perUser {
 		return s, nil
 	}

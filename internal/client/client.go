@@ -33,6 +33,8 @@ type Config struct {
 	// NoMux keeps every TCP stream on a connection of its own even when the
 	// link says the server carries TCP inside mux (tcpmux=1).
 	NoMux bool
+	// NoTelemetry turns off the block telemetry (TunnelOptions.NoTelemetry).
+	NoTelemetry bool
 }
 
 // Client is a running client.
@@ -54,7 +56,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.SOCKS == "" && cfg.HTTP == "" && cfg.TUN == nil {
 		return nil, errors.New("both --socks and --http are off: nothing to serve")
 	}
-	t, err := NewTunnel(cfg.Link, TunnelOptions{Logger: cfg.Logger, Spare: true, NoMux: cfg.NoMux})
+	t, err := NewTunnel(cfg.Link, TunnelOptions{Logger: cfg.Logger, Spare: true, NoMux: cfg.NoMux, NoTelemetry: cfg.NoTelemetry})
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +144,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer c.Tunnel.closeSpare()
 	defer c.Tunnel.mux.close()
+	defer c.Tunnel.stopReports() // the last telemetry report, a few seconds at most
 	return g.Wait()
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
@@ -127,8 +128,11 @@ func (t *Tunnel) scan(now time.Time) bool {
 			wt.stalls = nil // too long ago to be the same freeze
 		}
 		wt.stalls = append(wt.stalls, now)
-		if t.learned.Stalled(t.netKey(), rx, false) && !t.fallback.Load() {
+		learned := t.learned.Stalled(t.netKey(), rx, false)
+		t.countFreeze(telemetry.TCP, rx, learned)
+		if learned && !t.fallback.Load() {
 			t.fallback.Store(true)
+			t.count(telemetry.TCP, telemetry.Fallback, 0)
 			t.logger().Warn("connections to the server freeze (a censor's byte limit); "+
 				"new connections now use the rotating XHTTP transport, rotating below it", "after_bytes", rx)
 			wt.stalls = nil
@@ -162,6 +166,8 @@ func (t *Tunnel) handshakeReset(err error) {
 		return
 	}
 	if !t.fallback.Swap(true) {
+		t.count(telemetry.TCP, telemetry.Fallback, 0)
+		t.active(true)
 		t.logger().Warn("the network resets the handshake; new connections now use the XHTTP transport", "err", err)
 	}
 }

@@ -15,7 +15,9 @@
 // for a REALITY handshake. The link's type picks the transport; a tcp link whose
 // connections freeze, or whose handshakes are reset, switches to the rotating
 // transport on its own (fallback.go) and logs it. The network's limits (a
-// freeze budget, a connection cap) are learned, not configured (learn.go).
+// freeze budget, a connection cap) are learned, not configured (learn.go), and
+// the outcomes behind them are reported, anonymously, to the server
+// (telemetry.go) unless TunnelOptions.NoTelemetry.
 package client
 
 import (
@@ -33,6 +35,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 	"github.com/burrow-vpn/burrow/internal/vless"
 )
@@ -82,6 +85,8 @@ type Tunnel struct {
 	refused  refusals
 	learned  *Learned               // opts.Learned, or the tunnel's own
 	key      atomic.Pointer[string] // the network of the last connection (learn.go)
+	tally    telemetry.Tally        // counts for the next report (telemetry.go)
+	reports  reporter
 }
 
 // TunnelOptions are a Tunnel's settings, read once by NewTunnel; the zero
@@ -112,6 +117,10 @@ type TunnelOptions struct {
 	// (learn.go); tunnels sharing one share what they learn. nil gives the
 	// tunnel its own.
 	Learned *Learned
+	// NoTelemetry turns off the block telemetry: the anonymous counts of
+	// connection outcomes (no destinations, addresses or identity) that the
+	// tunnel otherwise reports to the server (telemetry.go).
+	NoTelemetry bool
 	// Dial, if set, opens the TCP connections to the server in place of
 	// the default net.Dialer (the censor lab dials from the client's
 	// network namespace with it).
@@ -213,6 +222,7 @@ func (t *Tunnel) DialContext(ctx context.Context, network, address string) (net.
 			return nil, err
 		}
 	}
+	t.active(false) // telemetry.go
 	req := &vless.Request{UUID: t.link.UUID, Dest: dest}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -256,6 +266,7 @@ func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	tconn, err = camo.Client(hctx, counted, t.cfg)
+	t.countHandshake(telemetry.TCP, err)
 	if err != nil {
 		raw.Close()
 		if errors.Is(err, camo.ErrNotReality) {

@@ -11,6 +11,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 	"github.com/burrow-vpn/burrow/internal/vless"
 )
@@ -61,7 +62,9 @@ func (l tunnelLimits) Budget() int64 {
 func (l tunnelLimits) MaxConns() int { return l.t.learned.Get(l.t.netKey()).MaxConns }
 
 func (l tunnelLimits) Stalled(rx, budget int64) {
-	if l.t.learned.Stalled(l.t.netKey(), rx, budget > 0) {
+	learned := l.t.learned.Stalled(l.t.netKey(), rx, budget > 0)
+	l.t.countFreeze(telemetry.XHTTP, rx, learned)
+	if learned {
 		l.t.logger().Warn("connections to the server freeze (a censor's byte limit); new connections rotate below it",
 			"after_bytes", rx, "budget", l.Budget())
 	}
@@ -69,6 +72,8 @@ func (l tunnelLimits) Stalled(rx, budget int64) {
 
 func (l tunnelLimits) Refused(open int) {
 	if l.t.learned.Refused(l.t.netKey(), open) {
+		l.t.count(telemetry.XHTTP, telemetry.Cap, uint8(min(l.MaxConns(), telemetry.MaxCap)))
+		l.t.active(true)
 		l.t.logger().Warn("the network refuses more connections to the server; keeping fewer open", "max", l.MaxConns())
 	}
 }
@@ -121,6 +126,7 @@ func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	tconn, err := camo.Client(hctx, counted, t.cfg)
+	t.countHandshake(telemetry.XHTTP, err)
 	if err != nil {
 		raw.Close()
 		if errors.Is(err, camo.ErrNotReality) {
@@ -180,8 +186,11 @@ func (t *Tunnel) XHTTPStats() xhttp.Stats {
 	return t.xh.Stats()
 }
 
-// Close ends the tunnel's XHTTP sessions, mux connections and spare, if any.
+// Close sends the last telemetry report (waiting a few seconds at most;
+// telemetry.go), then ends the tunnel's XHTTP sessions, mux connections and
+// spare, if any.
 func (t *Tunnel) Close() error {
+	t.stopReports()
 	t.closeSpare()
 	t.mux.close()
 	t.stopWatch()

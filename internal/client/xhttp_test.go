@@ -42,6 +42,7 @@ func (*memUsers) ResetTraffic(context.Context, int64, time.Time) error          
 // testBed is a Burrow server (REALITY to a local cover site) and a target
 // that sends n pattern bytes after reading an 8-byte n.
 type testBed struct {
+	srv    *server.Server
 	link   links.VLESS // tcp link
 	server netip.AddrPort
 	target string
@@ -56,7 +57,11 @@ func pattern(n int) []byte {
 	return b
 }
 
-func startBed(t testing.TB) *testBed {
+func startBed(t testing.TB) *testBed { return startBedWith(t, server.Options{}) }
+
+// startBedWith is startBed with the server's opts (Listener and
+// ShutdownGrace are set here).
+func startBedWith(t testing.TB, opts server.Options) *testBed {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
@@ -95,7 +100,8 @@ func startBed(t testing.TB) *testBed {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(cfg, reg, log, server.Options{Listener: ln, ShutdownGrace: 100 * time.Millisecond})
+	opts.Listener, opts.ShutdownGrace = ln, 100*time.Millisecond
+	srv, err := server.New(cfg, reg, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +116,7 @@ func startBed(t testing.TB) *testBed {
 		cover.Close()
 	})
 	return &testBed{
+		srv:    srv,
 		server: addr,
 		target: target,
 		link: links.VLESS{UUID: uuid, Host: "127.0.0.1", Port: addr.Port(), SNI: "cover.test", Fingerprint: "chrome",

@@ -25,6 +25,19 @@
 //	burrow_relay_streams_total{result="accepted"} 120
 //	burrow_relay_streams_total{result="refused"} 0
 //
+// the block telemetry clients reported since the server started
+// (internal/telemetry; no user, no address):
+//
+//	burrow_telemetry_reports_total{transport="tcp"} 12
+//	burrow_telemetry_rejected_total 0
+//	burrow_telemetry_connections_total{transport="tcp",result="ok"} 340
+//	burrow_telemetry_connections_total{transport="tcp",result="failed"} 9
+//	burrow_telemetry_freezes_total{transport="tcp",budget_bucket="16K"} 4
+//	burrow_telemetry_budgets_total{transport="tcp",budget_bucket="8K"} 2
+//	burrow_telemetry_caps_total{transport="xhttp",cap="2"} 1
+//	burrow_telemetry_resets_total{transport="tcp"} 3
+//	burrow_telemetry_fallbacks_total{transport="tcp"} 2
+//
 // and, only when the operator opts in to per-user metrics, the current
 // period's bytes and live connections of every user, labelled by name:
 //
@@ -58,6 +71,24 @@ type Snapshot struct {
 	RelayLinks, RelayStreams, RelayRefused int64
 	// Users is nil unless per-user metrics are on.
 	Users []User
+	// Telemetry is what clients reported since the server started
+	// (internal/telemetry); nil leaves the burrow_telemetry_* series out.
+	Telemetry *Telemetry
+}
+
+// Telemetry is the block telemetry's counts since start.
+type Telemetry struct {
+	Counts   []TelemetryCount
+	Rejected int64 // reports that could not be read
+}
+
+// TelemetryCount is one count: Metric as stored (reports, conns_ok,
+// conns_failed, freeze, budget, cap, reset, fallback) on Transport, in
+// Bucket (freeze, budget: the least KiB of the size bucket; cap: the cap).
+type TelemetryCount struct {
+	Transport, Metric string
+	Bucket            int
+	Count             int64
 }
 
 // User is one user's period counters.
@@ -128,6 +159,9 @@ func Write(w io.Writer, s *Snapshot) error {
 	family("burrow_relay_streams_total", "counter", "Client connections entry relays carried in, by outcome (refused: bad header or credential).")
 	sample("burrow_relay_streams_total", s.RelayStreams, "result", "accepted")
 	sample("burrow_relay_streams_total", s.RelayRefused, "result", "refused")
+	if s.Telemetry != nil {
+		writeTelemetry(family, sample, s.Telemetry)
+	}
 	if s.Users != nil {
 		family("burrow_user_bytes", "gauge", "Bytes moved by a user in the current traffic period (opt-in).")
 		for _, u := range s.Users {
@@ -140,6 +174,49 @@ func Write(w io.Writer, s *Snapshot) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// telemetryFamilies are the burrow_telemetry_* series, by stored metric.
+var telemetryFamilies = []struct {
+	metric, name, help string
+	label, value       string // the bucket's label, and a fixed label and value for connections
+}{
+	{"reports", "burrow_telemetry_reports_total", "Telemetry reports counted from clients, by the transports they used.", "", ""},
+	{"conns_ok", "burrow_telemetry_connections_total", "Connections to this server that clients reported, by transport and outcome.", "", "ok"},
+	{"conns_failed", "", "", "", "failed"},
+	{"freeze", "burrow_telemetry_freezes_total", "Connections that clients reported frozen, by transport and bytes received before (budget_bucket: at least that many KiB, under twice).", "budget_bucket", ""},
+	{"budget", "burrow_telemetry_budgets_total", "Byte budgets clients learned from freezes, by size (at least that many KiB, under twice).", "budget_bucket", ""},
+	{"cap", "burrow_telemetry_caps_total", "Connection caps clients learned, by the cap.", "cap", ""},
+	{"reset", "burrow_telemetry_resets_total", "Handshakes that clients reported reset after the ClientHello, by transport.", "", ""},
+	{"fallback", "burrow_telemetry_fallbacks_total", "Switches of clients' tcp links to the xhttp transport.", "", ""},
+}
+
+// writeTelemetry writes the telemetry families of t.
+func writeTelemetry(family func(name, typ, help string), sample func(name string, v int64, labels ...string), t *Telemetry) {
+	family("burrow_telemetry_rejected_total", "counter", "Telemetry reports refused as malformed.")
+	sample("burrow_telemetry_rejected_total", t.Rejected)
+	name := ""
+	for _, f := range telemetryFamilies {
+		if f.name != "" {
+			name = f.name
+			family(name, "counter", f.help)
+		}
+		for _, c := range t.Counts {
+			if c.Metric != f.metric {
+				continue
+			}
+			labels := []string{"transport", c.Transport}
+			switch {
+			case f.value != "":
+				labels = append(labels, "result", f.value)
+			case f.label == "budget_bucket":
+				labels = append(labels, f.label, strconv.Itoa(c.Bucket)+"K")
+			case f.label != "":
+				labels = append(labels, f.label, strconv.Itoa(c.Bucket))
+			}
+			sample(name, c.Count, labels...)
+		}
+	}
 }
 
 // escapeLabel escapes a label value: backslash, double quote and newline.

@@ -100,3 +100,48 @@ func FuzzParse(f *testing.F) {
 		Parse(strings.NewReader(s))
 	})
 }
+
+func TestTelemetrySeries(t *testing.T) {
+	s := &Snapshot{Telemetry: &Telemetry{Rejected: 2, Counts: []TelemetryCount{
+		{Transport: "tcp", Metric: "reports", Count: 12},
+		{Transport: "tcp", Metric: "conns_ok", Count: 340},
+		{Transport: "tcp", Metric: "conns_failed", Count: 9},
+		{Transport: "tcp", Metric: "freeze", Bucket: 16, Count: 4},
+		{Transport: "tcp", Metric: "budget", Bucket: 8, Count: 2},
+		{Transport: "xhttp", Metric: "cap", Bucket: 2, Count: 1},
+		{Transport: "tcp", Metric: "reset", Count: 3},
+		{Transport: "tcp", Metric: "fallback", Count: 5},
+	}}}
+	var b strings.Builder
+	if err := Write(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatalf("Parse: %v\n%s", err, b.String())
+	}
+	want := map[string]float64{
+		`burrow_telemetry_reports_total{transport="tcp"}`:                     12,
+		`burrow_telemetry_rejected_total`:                                     2,
+		`burrow_telemetry_connections_total{transport="tcp",result="ok"}`:     340,
+		`burrow_telemetry_connections_total{transport="tcp",result="failed"}`: 9,
+		`burrow_telemetry_freezes_total{transport="tcp",budget_bucket="16K"}`: 4,
+		`burrow_telemetry_budgets_total{transport="tcp",budget_bucket="8K"}`:  2,
+		`burrow_telemetry_caps_total{transport="xhttp",cap="2"}`:              1,
+		`burrow_telemetry_resets_total{transport="tcp"}`:                      3,
+		`burrow_telemetry_fallbacks_total{transport="tcp"}`:                   5,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("series %s = %v, want %v\n%s", k, got[k], v, b.String())
+		}
+	}
+	if n := strings.Count(b.String(), "# TYPE burrow_telemetry_connections_total"); n != 1 {
+		t.Errorf("connections family declared %d times, want 1", n)
+	}
+	var none strings.Builder
+	Write(&none, &Snapshot{})
+	if strings.Contains(none.String(), "burrow_telemetry_") {
+		t.Error("a snapshot without Telemetry has telemetry series")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -179,6 +180,19 @@ func (p *EgressPolicy) Dialer(timeout time.Duration) *net.Dialer {
 }
 
 // DialContext dials network ("tcp" or "udp") address through the policy.
+// A name under .invalid is refused without a lookup, whatever AllowPrivate
+// says: that TLD never resolves (RFC 6761), and Burrow's reserved
+// destinations live there (status.burrow.invalid, telemetry.burrow.invalid),
+// which the server answers itself and must never dial.
 func (p *EgressPolicy) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if host, _, err := net.SplitHostPort(address); err == nil && isInvalidName(host) {
+		return nil, fmt.Errorf("%w: %.80s is under the reserved .invalid domain", ErrEgressRefused, host)
+	}
 	return p.Dialer(10*time.Second).DialContext(ctx, network, address)
+}
+
+// isInvalidName reports whether host is "invalid" or a name under it.
+func isInvalidName(host string) bool {
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	return h == "invalid" || strings.HasSuffix(h, ".invalid")
 }

@@ -85,3 +85,22 @@ func TestEgressDialRefusesNamesThatResolvePrivate(t *testing.T) {
 		t.Errorf("UDP dial to 127.0.0.1:53: err = %v, want ErrEgressRefused", err)
 	}
 }
+
+// TestEgressRefusesInvalidNames: names under .invalid — where Burrow's
+// reserved destinations live — are refused before any lookup, even with
+// private egress allowed.
+func TestEgressRefusesInvalidNames(t *testing.T) {
+	p := NewEgressPolicy(true)
+	for _, addr := range []string{"telemetry.burrow.invalid:0", "status.burrow.invalid:0", "x.INVALID.:443", "invalid:80"} {
+		c, err := p.DialContext(context.Background(), "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		if !errors.Is(err, ErrEgressRefused) {
+			t.Errorf("DialContext(%s) = %v, want ErrEgressRefused", addr, err)
+		}
+	}
+	if isInvalidName("invalid.example.com") {
+		t.Error("isInvalidName(invalid.example.com) = true, want false")
+	}
+}

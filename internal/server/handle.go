@@ -14,6 +14,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 	"github.com/burrow-vpn/burrow/internal/vless"
 )
@@ -105,6 +106,10 @@ func (s *Server) serveRequest(ctx context.Context, conn net.Conn, req *vless.Req
 		// A refused Burrow client asking whether it is let in again.
 		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		vless.WriteAccepted(conn)
+		return
+	}
+	if telemetry.IsReport(req) {
+		s.serveReport(conn, req, sess) // telemetry.go; never dialled
 		return
 	}
 	sess.OnCut(func() { conn.Close() })

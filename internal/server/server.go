@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 	// Relays, when set, lets the entry relays in it carry clients to this
 	// server (relays.go); nil refuses every relay.
 	Relays *Relays
+	// Telemetry adds up the block telemetry clients report
+	// (internal/telemetry); nil reads and answers reports but keeps
+	// nothing.
+	Telemetry *telemetry.Aggregator
 }
 
 // MaxConnsFor is the default Options.MaxConns under an open-file limit of

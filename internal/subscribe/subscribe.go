@@ -28,6 +28,14 @@
 // takes the user's name, with " (xhttp)" added for an xhttp template, so
 // that a user's tcp and xhttp links of one server read apart in the app.
 //
+// The links are listed in the templates' order (tcp first), except when
+// the block telemetry clients reported on this node (internal/telemetry)
+// says the tcp transport is in trouble here — its handshakes reset after
+// the ClientHello, its connections freeze, tcp links switch to xhttp —
+// over the last telemetry.PreferDays days (the rule is telemetry.Prefer):
+// then the xhttp links come first, so apps that pick the first link pick
+// the one that works.
+//
 // Every answer carries the headers clients show to the user:
 //
 //	subscription-userinfo: upload=U; download=D; total=QUOTA; expire=UNIX
@@ -56,11 +64,18 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
 
 // TokenSource finds users by subscription token (access.Store has this method).
 type TokenSource interface {
 	UserBySubToken(ctx context.Context, token string) (*access.User, error)
+}
+
+// TelemetrySource reads the block telemetry's daily counts
+// (access.SQLiteStore has this method).
+type TelemetrySource interface {
+	TelemetrySince(ctx context.Context, day string) ([]access.TelemetryCount, error)
 }
 
 // Config configures Handler. Users and Servers are required.
@@ -76,6 +91,9 @@ type Config struct {
 	// UpdateInterval is how often clients should refetch. Default 12h;
 	// sent in whole hours, at least 1.
 	UpdateInterval time.Duration
+	// Telemetry, when set, orders each user's links by what works best on
+	// this node (see the package doc); nil keeps the templates' order.
+	Telemetry TelemetrySource
 }
 
 // MaxTitleLen is the longest profile title, in characters (Happ shows 25).
@@ -251,6 +269,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ls := h.links(u)
+	if h.cfg.Telemetry != nil && h.preferred(r.Context()) == links.TypeXHTTP {
+		ls = Order(ls, links.TypeXHTTP)
+	}
 	var body []byte
 	var ctype string
 	title := h.title
@@ -291,6 +312,38 @@ func UserInfo(u *access.User) string {
 		expire = u.ExpiresAt.Unix()
 	}
 	return fmt.Sprintf("upload=%d; download=%d; total=%d; expire=%d", u.BytesUp, u.BytesDown, u.Quota, expire)
+}
+
+// preferred is the transport whose links go first: telemetry.Prefer over
+// the last telemetry.PreferDays days; "tcp" if the store cannot say.
+func (h *handler) preferred(ctx context.Context) string {
+	since := time.Now().UTC().AddDate(0, 0, 1-telemetry.PreferDays).Format(time.DateOnly)
+	rows, err := h.cfg.Telemetry.TelemetrySince(ctx, since)
+	if err != nil {
+		return links.TypeTCP
+	}
+	return telemetry.Prefer(rows)
+}
+
+// Order returns ls with the links of type first (links.TypeTCP or
+// links.TypeXHTTP) ahead of the others, each group in its order.
+func Order(ls []*links.VLESS, first string) []*links.VLESS {
+	out := slices.Clone(ls)
+	slices.SortStableFunc(out, func(a, b *links.VLESS) int {
+		return cmpBool(b.Type == first, a.Type == first)
+	})
+	return out
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 func (h *handler) links(u *access.User) []*links.VLESS {
