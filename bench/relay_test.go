@@ -7,7 +7,7 @@ package bench
 // own REALITY + Vision connection, inner bytes as the sink sends them),
 // and time to first byte of a 1000-byte fetch on a warm relay pool. Run:
 //
-//	go test -run XXX -bench Relay -benchtime 3x ./bench/
+//	go test -run XXX -bench 'Relay$' -benchtime 3x ./bench/
 
 import (
 	"context"

@@ -44,11 +44,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if len(pos) > 0 {
 		return fmt.Errorf("lab: unexpected argument %q", pos[0])
 	}
-	burrow := tunnels.All()
-	if *netns {
-		burrow = tunnels.Direct()
-	}
-	systems := append(append(burrow, censorlab.Baselines()...), censorlab.Controls()...)
+	systems := append(append(tunnels.All(), censorlab.Baselines()...), censorlab.Controls()...)
 	if *list {
 		for _, sc := range censorlab.Scenarios() {
 			fmt.Fprintf(stdout, "scenario  %-16s %s\n", sc.Name, sc.Doc)

@@ -139,14 +139,26 @@ func (l *Lab) prober() *Prober {
 	}
 }
 
-// proberDial reaches servers from the censor's network and everything else
-// (the cover) directly.
+// proberDial reaches servers (in ServerNet, and the controls and relays in
+// the servers' part of CoverNet) from the censor's network and everything
+// else (the cover) directly.
 func (l *Lab) proberDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if ap, err := netip.ParseAddrPort(addr); err == nil && l.path.ServerNet.Contains(ap.Addr()) && l.path.RouterDial != nil {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && l.path.RouterDial != nil &&
+		(l.path.ServerNet.Contains(ap.Addr()) || l.path.CoverNet.Contains(ap.Addr())) {
 		return l.path.RouterDial(ctx, network, addr)
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
+}
+
+// serverDial dials from the servers' network.
+func (l *Lab) serverDial(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+	err = l.path.InServer(func() error {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
 }
 
 // clientDial dials from the client's network.
@@ -377,8 +389,8 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 		var inst *Instance
 		err := l.path.InServer(func() (err error) {
-			inst, err = sys.Start(ctx, Env{IP: ip, Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log,
-				ClientDial: l.clientDial, CoverSite: func(ip netip.Addr) (netip.AddrPort, func() error, error) {
+			inst, err = sys.Start(ctx, Env{IP: ip, CoverIP: l.path.ControlIP(i), Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log,
+				ClientDial: l.clientDial, ServerDial: l.serverDial, CoverSite: func(ip netip.Addr) (netip.AddrPort, func() error, error) {
 					s, err := coversite.StartWith(netip.AddrPortFrom(ip, 0).String(), coverOpts, CoverSNI)
 					if err != nil {
 						return netip.AddrPort{}, nil, err

@@ -22,7 +22,8 @@ var ErrNeedRoot = errors.New("censorlab: the netns mode needs root (CAP_SYS_ADMI
 //
 //	ns <name>c  client   10.201.1.2/24 ── veth ── 10.201.1.1/24  ns <name>r  censor (relays listen here)
 //	ns <name>s  servers  10.201.2.10-29/24 ── veth ── 10.201.2.1/24  ns <name>r
-//	            controls 10.201.3.10-29/24 (the cover's network) on the same veth
+//	            controls 10.201.3.10-29/24 (the cover's network) on the same veth,
+//	            and the relay systems' entry relays (their exits at 10.201.2.x)
 //
 // The client reaches the censor's relay, the censor dials the servers: every
 // byte of the censored path crosses two veth links as real packets. Sites

@@ -58,6 +58,10 @@ type Env struct {
 	// IP is the address the server listens on (its network decides the
 	// byte budget and the whitelist).
 	IP netip.Addr
+	// CoverIP is an address of the system's own in the cover's network (the
+	// whitelisted one, Path.CoverNet), in the servers' network: the relay
+	// systems put their entry relay there, in front of a server at IP.
+	CoverIP netip.Addr
 	// Cover is the lab's cover site (host:port) and its name.
 	Cover, CoverSNI string
 	Log             *slog.Logger
@@ -71,6 +75,10 @@ type Env struct {
 	// it, so a client that dials later from goroutines of its own (warm-up
 	// and rotation connections) must dial with ClientDial. Never nil.
 	ClientDial DialFunc
+	// ServerDial dials from the servers' network: it reaches the other
+	// servers' addresses (IP, CoverIP) from goroutines of the system's own,
+	// as a relay dialing its exit must. Never nil.
+	ServerDial DialFunc
 }
 
 // Instance is a running system.

@@ -19,14 +19,10 @@ import (
 )
 
 // The relay systems put an entry relay (internal/relay) inside the
-// whitelisted network (censorlab.CoverNet, the cover's own network) in front
-// of an exit in the foreign data centre: the client reaches the relay
-// through the censor; the relay→exit leg is outside the censor's view.
-// Their relays listen on these addresses of CoverNet.
-var (
-	relayTCPIP   = netip.MustParseAddr("127.0.1.21")
-	relayXHTTPIP = netip.MustParseAddr("127.0.1.22")
-)
+// whitelisted network (the cover's own network, at Env.CoverIP) in front of
+// an exit in the foreign data centre (Env.IP): the client reaches the relay
+// through the censor; the relay→exit leg is outside the censor's view (in
+// the netns mode both sit in the servers' namespace).
 
 // BurrowRelayTCP is burrow-tcp through an entry relay.
 func BurrowRelayTCP() censorlab.System {
@@ -39,7 +35,7 @@ func BurrowRelayTCP() censorlab.System {
 			"russia-2026-mobile": expect(floorNothing, whyCount, "conn-count"),
 		},
 		Start: func(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
-			return startRelayed(ctx, env, "burrow-relay-tcp", relayTCPIP, false)
+			return startRelayed(ctx, env, "burrow-relay-tcp", false)
 		},
 	}
 }
@@ -51,7 +47,7 @@ func BurrowRelayXHTTP() censorlab.System {
 		Name:    "burrow-relay-xhttp",
 		Network: "tcp",
 		Start: func(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
-			return startRelayed(ctx, env, "burrow-relay-xhttp", relayXHTTPIP, true)
+			return startRelayed(ctx, env, "burrow-relay-xhttp", true)
 		},
 	}
 }
@@ -66,9 +62,13 @@ func (m *memRelays) ListRelays(context.Context) ([]*access.Relay, error) {
 
 func (*memRelays) SetRelayAnnounce(context.Context, int64, string, string, string) error { return nil }
 
-// startRelayed starts an exit that lets one relay in, the relay at ip with
-// the lab's cover as its own, and a client of the relay.
-func startRelayed(ctx context.Context, env censorlab.Env, name string, ip netip.Addr, overXHTTP bool) (*censorlab.Instance, error) {
+// startRelayed starts an exit that lets one relay in, the relay at
+// env.CoverIP with the lab's cover as its own, and a client of the relay.
+func startRelayed(ctx context.Context, env censorlab.Env, name string, overXHTTP bool) (*censorlab.Instance, error) {
+	ip := env.CoverIP
+	if !ip.IsValid() || env.ServerDial == nil {
+		return nil, fmt.Errorf("%s: the lab gave no address in the cover's network for the relay, or no way to dial from the servers' network", name)
+	}
 	shortID := []byte{0x7e, 0x1a}
 	rl := access.Relay{ID: 1, Name: "lab"}
 	rand.Read(rl.ShortID[:])
@@ -91,7 +91,17 @@ func startRelayed(ctx context.Context, env censorlab.Env, name string, ip netip.
 	}
 	cfg := &relay.Config{Listen: ln.Addr().String(), PublicAddr: ip.String(), Exits: []string{tok.String()}, Cover: env.Cover, SNI: env.CoverSNI}
 	cfg.Defaults()
-	r, err := relay.New(cfg, relay.Options{Logger: env.Log})
+	// The exit is reached from the servers' network, the cover (when no
+	// exit is up) from wherever the lab's cover lives.
+	exitAddr := tok.Addr
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == exitAddr {
+			return env.ServerDial(ctx, network, addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	r, err := relay.New(cfg, relay.Options{Logger: env.Log, Dial: dial})
 	if err != nil {
 		ln.Close()
 		ls.stop()

@@ -26,14 +26,11 @@ import (
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
-// All returns every Burrow system the lab runs on loopback: Direct and
-// Relayed.
+// All returns every Burrow system of the lab, on loopback and in the
+// netns mode: Direct and Relayed.
 func All() []censorlab.System { return append(Direct(), Relayed()...) }
 
-// Direct returns the systems whose client reaches the server itself. They
-// are also the Burrow systems of the netns lab (censorlab.NetnsPath): the
-// relay systems' relay sits in the cover's network, which exists on
-// loopback only (in the netns plan the censor could not reach it).
+// Direct returns the systems whose client reaches the server itself.
 func Direct() []censorlab.System {
 	return []censorlab.System{BurrowTCP(), BurrowXHTTP()}
 }
