@@ -160,7 +160,8 @@ func echoConn(ctx context.Context, tun *client.Tunnel, echo string) (net.Conn, e
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	var one [1]byte
-	if _, err := c.Write([]byte{'x'}); err == nil {
+	_, err = c.Write([]byte{'x'})
+	if err == nil {
 		_, err = io.ReadFull(c, one[:])
 	}
 	if err != nil || one[0] != 'x' {
