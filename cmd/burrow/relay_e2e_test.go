@@ -276,9 +276,10 @@ func TestRelayEndToEnd(t *testing.T) {
 	site := testSite(t)
 	dns := udpDNS(t)
 	l := newRelayLab(t, 1, true)
-	// The relay's links do not rotate here, to keep the test quick under
-	// -race; TestRelayFailover and TestRelayCheck run with rotation (the
-	// default), and the lab's relay cells move 4 MiB each through it.
+	// The relay's links do not rotate here (nothing freezes them; -1 also
+	// turns off the learning); TestRelayFailover and TestRelayCheck run
+	// with the default, learned budget, and TestRelayLegLearnsFreeze
+	// (internal/censorlab/tunnels) rotates the leg behind a real freeze.
 	l.setBudget(t, -1)
 	l.startExit(t, 0)
 	l.startRelay(t)

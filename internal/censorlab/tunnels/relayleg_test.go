@@ -277,8 +277,10 @@ func TestRelayLegTLSInTLS(t *testing.T) {
 // TestRelayLegLearnsFreeze: the relay's leg to its exit crosses a censor
 // that freezes every connection after 16 KiB towards the relay (as TSPU
 // does towards foreign hosting). The relay learns it from the first
-// freezes and rotates below it, and every byte of the clients'
-// connections arrives; the relay says what it learned.
+// freezes and rotates below it — after that, leg connections no longer
+// freeze (stall recovery alone, one freeze per connection, is too slow to
+// carry this) — and every byte of the clients' connections arrives; the
+// relay says what it learned.
 func TestRelayLegLearnsFreeze(t *testing.T) {
 	b := startLeg(t, &censorlab.ByteBudget{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Limit: 16 << 10})
 	msg := make([]byte, 256<<10)
@@ -288,7 +290,14 @@ func TestRelayLegLearnsFreeze(t *testing.T) {
 			t.Fatalf("connection %d: %v\nrelay log:\n%s", i, err, b.logs.String())
 		}
 	}
-	if !strings.Contains(b.logs.String(), "new ones rotate below it") {
-		t.Errorf("the relay did not say it learned the freeze; its log:\n%s", b.logs.String())
+	logs := b.logs.String()
+	i := strings.Index(logs, "new ones rotate below it")
+	if i < 0 {
+		t.Fatalf("the relay did not say it learned the freeze; its log:\n%s", logs)
+	}
+	// A rotating connection that still froze near the freeze widens the
+	// margin; a few may, not one per connection (1 MiB is ~65 rotations).
+	if n := strings.Count(logs[i:], "connection frozen"); n > 3 {
+		t.Errorf("%d leg connections froze after the relay learned the freeze; its log:\n%s", n, logs)
 	}
 }
