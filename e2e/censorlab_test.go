@@ -36,7 +36,7 @@ func TestCensorLabNetns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	systems := append(tunnels.Direct(), censorlab.Baselines()...)
-	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Path: path, Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond}}, nil)
+	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Path: path, Workload: censorlab.Workload{Idle: raceSlowdown * censorlab.DefaultIdle}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

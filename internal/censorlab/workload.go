@@ -199,9 +199,18 @@ type Workload struct {
 	Exchanges int   // short request/answer exchanges; default 50
 	Conns     int   // connections the exchanges are spread over; default 4
 	// Idle is how long a connection may move nothing before it has failed (a
-	// freeze); default 1.5s, on a quiet machine: Run stretches it by Budget.
+	// freeze); default DefaultIdle, on a quiet machine: Run stretches it by
+	// Budget.
 	Idle time.Duration
 }
+
+// DefaultIdle is the workload's default Idle. A browser waits far longer
+// before it gives up on a connection; this leaves a transport that
+// recovers from a freeze (XHTTP: a stall window, a probe, a resume on a
+// fresh connection, docs/adaptive.md) room to do so on a loaded machine.
+// (It was 1.5 s, and a loaded run then failed burrow-xhttp's byte-budget
+// cell, whose floor is every byte, 14 KB short.)
+const DefaultIdle = 5 * time.Second
 
 func (w Workload) withDefaults() Workload {
 	if w.Download == 0 {
@@ -217,7 +226,7 @@ func (w Workload) withDefaults() Workload {
 		w.Conns = 4
 	}
 	if w.Idle == 0 {
-		w.Idle = 1500 * time.Millisecond
+		w.Idle = DefaultIdle
 	}
 	return w
 }

@@ -30,7 +30,7 @@ func TestLabTable(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	systems := append(append(Direct(), censorlab.Baselines()...), censorlab.Controls()...)
-	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond}}, nil)
+	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Workload: censorlab.Workload{Idle: raceSlowdown * censorlab.DefaultIdle}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestLabRelayed(t *testing.T) {
 		}
 	}()
 	results, err := censorlab.Run(ctx, censorlab.Config{Systems: Relayed(), Scenarios: scenarios,
-		Workload: censorlab.Workload{Idle: raceSlowdown * 1500 * time.Millisecond},
+		Workload: censorlab.Workload{Idle: raceSlowdown * censorlab.DefaultIdle},
 		Log:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}, nil)
 	if err != nil {
 		t.Fatal(err)
