@@ -304,25 +304,33 @@ func Run(ctx context.Context, cfg Config, each func(Result)) ([]Result, error) {
 	}
 	defer l.close()
 	type cell struct {
-		i   int
 		sc  Scenario
 		sys System
 	}
 	var cells []cell
 	for _, sc := range scenarios {
 		for _, sys := range cfg.Systems {
-			cells = append(cells, cell{len(cells), sc, sys})
+			cells = append(cells, cell{sc, sys})
 		}
 	}
-	results := make([]Result, len(cells))
-	jobs := make(chan cell)
+	return runParallel(ctx, cfg.Parallel, cells, func(c cell) Result {
+		return l.runCell(ctx, c.sc, c.sys, cfg.Workload)
+	}, each)
+}
+
+// runParallel runs do on every job with n workers and returns the results
+// in the jobs' order, calling each (if not nil) with every result as it
+// comes, one at a time. Jobs not started when ctx ends are left zero.
+func runParallel[J, R any](ctx context.Context, n int, jobs []J, do func(J) R, each func(R)) ([]R, error) {
+	results := make([]R, len(jobs))
+	ch := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for range cfg.Parallel {
+	for range max(n, 1) {
 		wg.Go(func() {
-			for c := range jobs {
-				r := l.runCell(ctx, c.sc, c.sys, cfg.Workload)
-				results[c.i] = r
+			for i := range ch {
+				r := do(jobs[i])
+				results[i] = r
 				if each != nil {
 					mu.Lock()
 					each(r)
@@ -331,13 +339,13 @@ func Run(ctx context.Context, cfg Config, each func(Result)) ([]Result, error) {
 			}
 		})
 	}
-	for _, c := range cells {
+	for i := range jobs {
 		if ctx.Err() != nil {
 			break
 		}
-		jobs <- c
+		ch <- i
 	}
-	close(jobs)
+	close(ch)
 	wg.Wait()
 	return results, ctx.Err()
 }

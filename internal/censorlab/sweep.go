@@ -87,42 +87,18 @@ func Sweep(ctx context.Context, cfg SweepConfig, each func(SweepResult)) ([]Swee
 	}
 	defer l.close()
 	type job struct {
-		i   int
 		sys System
 		p   SweepPoint
 	}
 	var jobs []job
 	for _, sys := range cfg.Systems {
 		for _, p := range cfg.Points {
-			jobs = append(jobs, job{len(jobs), sys, p})
+			jobs = append(jobs, job{sys, p})
 		}
 	}
-	results := make([]SweepResult, len(jobs))
-	ch := make(chan job)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	for range cfg.Parallel {
-		wg.Go(func() {
-			for j := range ch {
-				r := l.sweepPoint(ctx, j.sys, j.p, cfg)
-				results[j.i] = r
-				if each != nil {
-					mu.Lock()
-					each(r)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	for _, j := range jobs {
-		if ctx.Err() != nil {
-			break
-		}
-		ch <- j
-	}
-	close(ch)
-	wg.Wait()
-	return results, ctx.Err()
+	return runParallel(ctx, cfg.Parallel, jobs, func(j job) SweepResult {
+		return l.sweepPoint(ctx, j.sys, j.p, cfg)
+	}, each)
 }
 
 // sweepPoint runs one download of cfg.Bytes behind the point's boxes.

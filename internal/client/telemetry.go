@@ -21,7 +21,9 @@ import (
 // to XHTTP), and sends the counts to the server through the tunnel itself,
 // as a request to the reserved destination telemetry.burrow.invalid:0:
 //
-//   - soon after it learned something, but at most once per reportGap;
+//   - reportSettle after it learned something (not at once: the network
+//     is hostile then, and a report's own connection could be the one a
+//     connection cap counts too many), and at most once per reportGap;
 //   - reportEvery after the first proxied connection since the last report;
 //   - at Close (and when Client.Run ends), within about reportCloseTimeout,
 //     unless a report went less than reportGap before.
@@ -34,6 +36,7 @@ import (
 const (
 	reportEvery        = 10 * time.Minute
 	reportGap          = 2 * time.Minute // the server counts one report per user a minute
+	reportSettle       = time.Minute
 	reportTimeout      = 30 * time.Second
 	reportCloseTimeout = 3 * time.Second
 )
@@ -57,8 +60,8 @@ func (t *Tunnel) count(tr telemetry.Transport, m telemetry.Metric, b uint8) {
 }
 
 // active notes that the tunnel carried traffic (learned false: a report in
-// reportEvery) or learned a limit (learned true: a report as soon as
-// reportGap has passed since the last).
+// reportEvery) or learned a limit (learned true: a report reportSettle
+// later, once reportGap has passed since the last).
 func (t *Tunnel) active(learned bool) {
 	if t.opts.NoTelemetry {
 		return
@@ -73,7 +76,10 @@ func (t *Tunnel) active(learned bool) {
 	now := time.Now()
 	due := now.Add(reportEvery)
 	if learned {
-		due = r.last.Add(reportGap)
+		due = now.Add(reportSettle)
+		if gap := r.last.Add(reportGap); gap.After(due) {
+			due = gap
+		}
 	}
 	if r.timer != nil && !due.Before(r.due) {
 		return

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/telemetry"
 	"github.com/burrow-vpn/burrow/internal/vless"
@@ -302,4 +303,27 @@ func relayTo(c net.Conn, addr string) {
 	defer s.Close()
 	go func() { io.Copy(s, c); s.(*net.TCPConn).CloseWrite() }()
 	io.Copy(c, s)
+}
+
+// TestReportWaitsAfterLearning: learning a limit schedules a report a
+// minute later, not at once: right after a freeze or a refusal the network
+// is hostile, and a report's own connection opened then was the one a
+// connection cap counted too many (the lab's sweep, burrow-tcp behind a
+// 32 KiB freeze and a cap of 2). Nothing is dialed here: the link's
+// address is never reached.
+func TestReportWaitsAfterLearning(t *testing.T) {
+	link := &links.VLESS{Host: "192.0.2.1", Port: 443, SNI: "cover.test", Type: links.TypeTCP, Flow: links.FlowVision}
+	tun, err := NewTunnel(link, TunnelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tun.Close()
+	before := time.Now()
+	tun.active(true)
+	tun.reports.mu.Lock()
+	due := tun.reports.due
+	tun.reports.mu.Unlock()
+	if due.Before(before.Add(reportSettle)) {
+		t.Errorf("a report is due %v after learning, want at least %v", due.Sub(before), reportSettle)
+	}
 }
