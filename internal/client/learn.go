@@ -66,7 +66,8 @@ func (l *Learned) usesXHTTP(key string) bool {
 	now := time.Now()
 	l.mu.Lock()
 	s := l.links[key]
-	if s != nil && now.After(s.xhttpUntil) && now.After(s.plainUntil) && len(s.resets) == 0 {
+	if s != nil && now.After(s.xhttpUntil) && now.After(s.plainUntil) &&
+		(len(s.resets) == 0 || now.Sub(s.resets[len(s.resets)-1]) > resetWindow) {
 		delete(l.links, key)
 		s = nil
 	}
