@@ -26,7 +26,9 @@ import (
 // once: when nothing has crossed it either way for stallTimeout having
 // received between xhttp.MinBudget (below: the handshake and little else,
 // no budget could carry anything) and freezeHigh. A connection that
-// finished its response and idles is not judged.
+// finished its response and idles is not judged. One the application closes
+// while cut inside a record, after half that without a byte, is judged as
+// if it had stayed open (watchedConn.Close).
 // Such a stall alone teaches nothing: only two, after about the same amount
 // (within a quarter) and within stallWindow of each other, go to the
 // tunnel's Learned (learn.go) as a freeze, and the budget they set switches
@@ -53,6 +55,7 @@ type connWatch struct {
 	lastRx atomic.Int64 // unix nanoseconds of the last byte received
 	lastTx atomic.Int64 // unix nanoseconds of the last byte sent
 	ended  atomic.Bool  // the connection was closed, or its server end read
+	gaveUp atomic.Bool  // the client closed it cut inside a record, quiet for stallTimeout/2
 	inRec  atomic.Bool  // the bytes received so far end inside a TLS record
 }
 
@@ -101,8 +104,17 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close ends the watch. An application that closes a connection cut inside
+// a record after half the stall window without a byte has given up on a
+// freeze: the scan judges it as if it had stayed open (applications often
+// wait less than stallTimeout; a healthy server never pauses inside a
+// record for seconds).
 func (c *watchedConn) Close() error {
-	c.w.ended.Store(true)
+	w := c.w
+	if !w.ended.Load() && w.inRec.Load() && time.Since(time.Unix(0, w.lastRx.Load())) >= stallTimeout/2 {
+		w.gaveUp.Store(true)
+	}
+	w.ended.Store(true)
 	return c.Conn.Close()
 }
 
@@ -211,6 +223,9 @@ func (t *Tunnel) scan(now time.Time) bool {
 	for w := range wt.conns {
 		if w.ended.Load() {
 			delete(wt.conns, w)
+			if rx := w.rx.Load(); w.gaveUp.Load() && rx >= freezeLow && rx <= freezeHigh {
+				t.stalledLocked(now, rx)
+			}
 			continue
 		}
 		if now.Sub(time.Unix(0, w.last.Load())) < stallTimeout {

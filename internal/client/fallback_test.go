@@ -46,8 +46,8 @@ func hold(t *testing.T, tun *Tunnel, target string, n int, wait time.Duration) (
 }
 
 // judge makes the tunnel's watcher judge every connection it follows as if
-// they had all been quiet for an hour.
-func judge(tun *Tunnel) { tun.scan(time.Now().Add(time.Hour)) }
+// they had all been quiet for the stall window.
+func judge(tun *Tunnel) { tun.scan(time.Now().Add(stallTimeout + time.Second)) }
 
 // TestPlainHealthyLearnsNothing: healthy plain connections of 40 and 44 KiB
 // that finished (closed) or idle after their whole response (open, no
@@ -89,19 +89,25 @@ func TestPlainHealthyLearnsNothing(t *testing.T) {
 }
 
 // TestPlainFreezeLearned: two plain connections frozen at the same amount
-// teach a budget and switch the tunnel to XHTTP, unless the amount is below
-// what any connection needs (xhttp.MinBudget): a budget there could carry
-// nothing.
+// teach a budget and switch the tunnel to XHTTP, whether they stay open or
+// the application gives up on them before the stall window, unless the
+// amount is below what any connection needs (xhttp.MinBudget): a budget
+// there could carry nothing.
 func TestPlainFreezeLearned(t *testing.T) {
+	old := stallTimeout
+	stallTimeout = 2 * time.Second // the application below gives up after 1.5 s
+	defer func() { stallTimeout = old }()
 	bed := startBed(t)
 	for _, tc := range []struct {
-		limit int64
-		learn bool
+		limit  int64
+		closed bool // the application closes the frozen connections
+		learn  bool
 	}{
-		{3584, false},
-		{16 << 10, true},
+		{3584, false, false},
+		{16 << 10, false, true},
+		{16 << 10, true, true},
 	} {
-		t.Run(fmt.Sprintf("freeze at %d", tc.limit), func(t *testing.T) {
+		t.Run(fmt.Sprintf("freeze at %d closed=%v", tc.limit, tc.closed), func(t *testing.T) {
 			fr := startFreezer(t, bed.server, tc.limit)
 			l := bed.link
 			l.Port = uint16(fr.ln.Addr().(*net.TCPAddr).Port)
@@ -111,8 +117,12 @@ func TestPlainFreezeLearned(t *testing.T) {
 			}
 			defer tun.Close()
 			for range 2 {
-				if _, got := hold(t, tun, bed.target, 64<<10, 2*time.Second); got == 64<<10 {
+				c, got := hold(t, tun, bed.target, 64<<10, 1500*time.Millisecond)
+				if got == 64<<10 {
 					t.Fatal("the whole response came through the freeze")
+				}
+				if tc.closed {
+					c.Close()
 				}
 			}
 			judge(tun)
