@@ -155,7 +155,6 @@ type stall struct {
 type watcher struct {
 	mu      sync.Mutex
 	conns   map[*connWatch]struct{} // guarded by mu
-	stalls  []stall                 // guarded by mu; within stallWindow, oldest first
 	running bool                    // guarded by mu
 	stop    chan struct{}           // guarded by mu; closed to end the scan loop
 	wg      sync.WaitGroup
@@ -244,34 +243,27 @@ func (t *Tunnel) scan(now time.Time) bool {
 }
 
 // stalledLocked records a plain connection that stalled after rx bytes
-// (t.watcher.mu held). A stall after about the same amount within
-// stallWindow before makes the pair a freeze for t.learned.
+// (t.watcher.mu held). A stall on the same network after about the same
+// amount within stallWindow before (by any tunnel sharing t.learned) makes
+// the pair a freeze for t.learned.
 func (t *Tunnel) stalledLocked(now time.Time, rx int64) {
-	wt := &t.watcher
-	for len(wt.stalls) > 0 && now.Sub(wt.stalls[0].at) > stallWindow {
-		wt.stalls = wt.stalls[1:]
-	}
 	t.count(telemetry.TCP, telemetry.Freeze, telemetry.SizeBucket(rx))
-	for i, prev := range wt.stalls {
-		if !nearBytes(prev.rx, rx) {
-			continue
-		}
-		wt.stalls = append(wt.stalls[:i:i], wt.stalls[i+1:]...)
-		key := t.netKey()
-		learned := t.learned.Stalled(key, prev.rx, false)
-		learned = t.learned.Stalled(key, rx, false) || learned
-		if !learned {
-			return
-		}
-		t.countLearned(telemetry.TCP)
-		if t.learned.usesXHTTP(key) {
-			t.count(telemetry.TCP, telemetry.Fallback, 0)
-			t.logger().Warn("connections to the server freeze (a censor's byte limit); "+
-				"new connections now use the rotating XHTTP transport, rotating below it", "after_bytes", rx)
-		}
+	key := t.netKey()
+	prev, paired := t.learned.stalled(key, now, rx)
+	if !paired {
 		return
 	}
-	wt.stalls = append(wt.stalls, stall{at: now, rx: rx})
+	learned := t.learned.Stalled(key, prev, false)
+	learned = t.learned.Stalled(key, rx, false) || learned
+	if !learned {
+		return
+	}
+	t.countLearned(telemetry.TCP)
+	if t.learned.usesXHTTP(key) {
+		t.count(telemetry.TCP, telemetry.Fallback, 0)
+		t.logger().Warn("connections to the server freeze (a censor's byte limit); "+
+			"new connections now use the rotating XHTTP transport, rotating below it", "after_bytes", rx)
+	}
 }
 
 // nearBytes reports whether two stalls, after a and b bytes, may be the

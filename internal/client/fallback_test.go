@@ -167,6 +167,22 @@ func TestPlainStallsPairWithinWindow(t *testing.T) {
 	if k := tun.learned.Get(tun.netKey()); k.Budget <= 0 || k.Budget >= 16<<10 {
 		t.Fatalf("budget %d from stalls at 16 and 17 KiB a few seconds apart, want one below 16 KiB", k.Budget)
 	}
+
+	// Tunnels sharing a Learned pair their stalls (the lab opens a tunnel
+	// per connection).
+	var shared Learned
+	var tuns [2]*Tunnel
+	for i := range tuns {
+		if tuns[i], err = NewTunnel(link, TunnelOptions{NoTelemetry: true, Learned: &shared}); err != nil {
+			t.Fatal(err)
+		}
+		tuns[i].watcher.mu.Lock()
+		tuns[i].stalledLocked(now, 20<<10)
+		tuns[i].watcher.mu.Unlock()
+	}
+	if got := tuns[1].Transport(); got != TransportXHTTP {
+		t.Errorf("Transport() after one stall in each of two tunnels sharing a Learned = %q, want %q", got, TransportXHTTP)
+	}
 }
 
 // TestResetSwitchPerNetwork: one handshake reset does not switch a tcp link

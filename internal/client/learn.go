@@ -41,6 +41,7 @@ type Learned struct {
 
 // linkSwitch is what a tcp link does on one network.
 type linkSwitch struct {
+	stalls     []stall     // plain connections' stalls within stallWindow, oldest first (fallback.go)
 	resets     []time.Time // handshake resets within resetWindow, oldest first
 	xhttpUntil time.Time   // until then: the network resets handshakes, use XHTTP
 	plainUntil time.Time   // until then: XHTTP failed here, stay on plain connections
@@ -67,7 +68,8 @@ func (l *Learned) usesXHTTP(key string) bool {
 	l.mu.Lock()
 	s := l.links[key]
 	if s != nil && now.After(s.xhttpUntil) && now.After(s.plainUntil) &&
-		(len(s.resets) == 0 || now.Sub(s.resets[len(s.resets)-1]) > resetWindow) {
+		(len(s.resets) == 0 || now.Sub(s.resets[len(s.resets)-1]) > resetWindow) &&
+		(len(s.stalls) == 0 || now.Sub(s.stalls[len(s.stalls)-1].at) > stallWindow) {
 		delete(l.links, key)
 		s = nil
 	}
@@ -83,6 +85,29 @@ func (l *Learned) usesXHTTP(key string) bool {
 		return true
 	}
 	return l.Get(key).Budget > 0
+}
+
+// stalled records a plain connection's stall after rx bytes at now on the
+// network key. A stall after about the same amount within stallWindow
+// before pairs with it: it returns that one's bytes and true.
+func (l *Learned) stalled(key string, now time.Time, rx int64) (prev int64, paired bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.switchLocked(key)
+	for len(s.stalls) > 0 && now.Sub(s.stalls[0].at) > stallWindow {
+		s.stalls = s.stalls[1:]
+	}
+	for i, p := range s.stalls {
+		if nearBytes(p.rx, rx) {
+			s.stalls = append(s.stalls[:i:i], s.stalls[i+1:]...)
+			return p.rx, true
+		}
+	}
+	s.stalls = append(s.stalls, stall{at: now, rx: rx})
+	if len(s.stalls) > 4 {
+		s.stalls = s.stalls[1:]
+	}
+	return 0, false
 }
 
 // reset records a handshake reset on the network key; it reports whether
