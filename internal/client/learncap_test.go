@@ -115,8 +115,9 @@ func TestRotationLearnsConnCap(t *testing.T) {
 }
 
 // TestHandshakeResetSwitchesTransport: a plain link whose handshake is
-// reset right after the ClientHello moves to the XHTTP transport, which
-// then carries the data (the server serves both on its port).
+// reset right after the ClientHello twice moves to the XHTTP transport
+// (once does not), which then carries the data (the server serves both on
+// its port).
 func TestHandshakeResetSwitchesTransport(t *testing.T) {
 	bed := startBed(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -126,15 +127,15 @@ func TestHandshakeResetSwitchesTransport(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer ln.Close()
-	first := true
+	resets := 2
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			if first { // read the ClientHello, answer with a reset
-				first = false
+			if resets > 0 { // read the ClientHello, answer with a reset
+				resets--
 				c.Read(make([]byte, 4096))
 				c.(*net.TCPConn).SetLinger(0)
 				c.Close()
@@ -161,11 +162,13 @@ func TestHandshakeResetSwitchesTransport(t *testing.T) {
 	defer tun.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := fetch(ctx, tun, bed.target, 1000); err == nil {
-		t.Fatal("fetch through a reset handshake succeeded, want the reset")
-	}
-	if got := tun.Transport(); got != TransportXHTTP {
-		t.Fatalf("Transport() after a reset handshake = %q, want %q", got, TransportXHTTP)
+	for i, want := range []string{TransportTCP, TransportXHTTP} {
+		if err := fetch(ctx, tun, bed.target, 1000); err == nil {
+			t.Fatalf("fetch %d through a reset handshake succeeded, want the reset", i)
+		}
+		if got := tun.Transport(); got != want {
+			t.Fatalf("Transport() after %d reset handshakes = %q, want %q", i+1, got, want)
+		}
 	}
 	if err := fetch(ctx, tun, bed.target, 256<<10); err != nil {
 		t.Fatalf("fetch over the next transport: %v", err)

@@ -240,9 +240,14 @@ func (t *Tunnel) countHandshake(tr telemetry.Transport, err error) {
 func (t *Tunnel) countFreeze(tr telemetry.Transport, rx int64, learned bool) {
 	t.count(tr, telemetry.Freeze, telemetry.SizeBucket(rx))
 	if learned {
-		if b := t.learned.Get(t.netKey()).Budget; b > 0 {
-			t.count(tr, telemetry.Budget, telemetry.SizeBucket(b))
-		}
-		t.active(true)
+		t.countLearned(tr)
 	}
+}
+
+// countLearned counts the budget the tunnel just learned on tr.
+func (t *Tunnel) countLearned(tr telemetry.Transport) {
+	if b := t.learned.Get(t.netKey()).Budget; b > 0 {
+		t.count(tr, telemetry.Budget, telemetry.SizeBucket(b))
+	}
+	t.active(true)
 }

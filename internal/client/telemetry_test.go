@@ -7,9 +7,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -240,8 +242,9 @@ func TestTelemetryRejectsBadReports(t *testing.T) {
 }
 
 // TestTelemetryReportsReset: a tcp link whose handshake is reset after the
-// ClientHello switches to XHTTP; the server learns of the reset and the
-// switch, exactly once, through the XHTTP transport.
+// ClientHello twice switches to XHTTP (one reset alone does not); the
+// server learns of both resets and of the switch, once, through the XHTTP
+// transport; the log names neither end of the connection.
 func TestTelemetryReportsReset(t *testing.T) {
 	bed := startTeleBed(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -251,15 +254,15 @@ func TestTelemetryReportsReset(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer ln.Close()
-	first := true
+	resets := 2
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			if first { // read the ClientHello, answer with a reset
-				first = false
+			if resets > 0 { // read the ClientHello, answer with a reset
+				resets--
 				c.Read(make([]byte, 4096))
 				c.(*net.TCPConn).SetLinger(0)
 				c.Close()
@@ -270,26 +273,32 @@ func TestTelemetryReportsReset(t *testing.T) {
 	})
 	l := bed.link
 	l.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
-	tun, err := NewTunnel(&l, TunnelOptions{})
+	var logs syncBuf
+	tun, err := NewTunnel(&l, TunnelOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := fetch(ctx, tun, bed.target, 1000); err == nil {
-		t.Fatal("fetch through a reset handshake succeeded, want the reset")
+	for i := range 2 {
+		if err := fetch(ctx, tun, bed.target, 1000); err == nil {
+			t.Fatalf("fetch %d through a reset handshake succeeded, want the reset", i)
+		}
+		if got, want := tun.Transport(), []string{TransportTCP, TransportXHTTP}[i]; got != want {
+			t.Errorf("Transport() after %d resets = %q, want %q", i+1, got, want)
+		}
 	}
 	if err := fetch(ctx, tun, bed.target, 1000); err != nil {
 		t.Fatalf("fetch over XHTTP: %v", err)
 	}
 	tun.Close()
-	for _, m := range []string{"reset", "fallback"} {
-		if got := total(bed.agg, "tcp", m); got != 1 {
-			t.Errorf("tcp %s = %d, want 1", m, got)
+	for m, want := range map[string]int64{"reset": 2, "fallback": 1, "reports": 1} {
+		if got := total(bed.agg, "tcp", m); got != want {
+			t.Errorf("tcp %s = %d, want %d", m, got, want)
 		}
 	}
-	if got := total(bed.agg, "tcp", "reports"); got != 1 {
-		t.Errorf("tcp reports = %d, want 1", got)
+	if out := logs.String(); !strings.Contains(out, "resets the handshake") || strings.Contains(out, "127.0.0.1") {
+		t.Errorf("log = %q, want the switch announced without addresses", out)
 	}
 }
 

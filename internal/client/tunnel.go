@@ -78,7 +78,7 @@ type Tunnel struct {
 
 	xhMu     sync.Mutex
 	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
-	fallback atomic.Bool   // a tcp link switched to the rotating transport
+	xhDialOK atomic.Int64  // REALITY handshakes of the XHTTP dialer that succeeded
 	watcher  watcher
 	spare    spare   // the warm spare connection (spare.go)
 	mux      muxPool // mux connections for plain-text streams (muxpool.go)
@@ -260,9 +260,9 @@ func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn
 	if err != nil {
 		return nil, nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))
 	}
-	counted := meter.NewConn(raw,
+	counted := &watchedConn{w: w, Conn: meter.NewConn(raw,
 		meter.Unlimited{AddFunc: func(n int64) { t.down.Add(n); w.add(n) }},
-		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n); w.last.Store(time.Now().UnixNano()) }})
+		meter.Unlimited{AddFunc: func(n int64) { t.up.Add(n); w.sent() }})}
 	hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	tconn, err = camo.Client(hctx, counted, t.cfg)

@@ -101,11 +101,14 @@ func (t *Tunnel) dialXHTTP(ctx context.Context, req *vless.Request) (net.Conn, e
 	}
 	r := *req
 	r.Flow = ""
+	ok := t.xhDialOK.Load()
 	c, err := d.Dial(ctx)
 	if err != nil {
-		if t.fallback.Load() && t.link.Type != links.TypeXHTTP {
-			t.fallback.Store(false)
-			t.logger().Warn("the rotating transport failed too (is the server Burrow?); back to plain connections", "err", err)
+		// The server answered REALITY but not XHTTP (an Xray server's tcp
+		// inbound): back to plain connections on this network for a while.
+		// A server not reached at all says nothing about XHTTP.
+		if t.link.Type != links.TypeXHTTP && t.xhDialOK.Load() != ok && t.learned.revert(t.netKey()) {
+			t.logger().Warn("the server does not serve the rotating transport (not Burrow?); back to plain connections")
 		}
 		return nil, t.fail(fmt.Errorf("xhttp to %s: %w", t.server, err))
 	}
@@ -134,6 +137,7 @@ func (t *Tunnel) dialSecured(ctx context.Context) (net.Conn, func() int64, error
 		}
 		return nil, nil, t.fail(fmt.Errorf("handshake with %s: %w", t.server, err))
 	}
+	t.xhDialOK.Add(1)
 	t.connected()
 	return tconn, rx.Load, nil
 }
@@ -167,10 +171,11 @@ func (t *Tunnel) netKey() string {
 	return "?>" + t.server
 }
 
-// Transport returns the transport new connections use.
+// Transport returns the transport new connections use: a tcp link's
+// switches to XHTTP on the network it connects from (fallback.go), unless
+// XHTTP failed there since (learn.go).
 func (t *Tunnel) Transport() string {
-	if t.link.Type == links.TypeXHTTP || t.fallback.Load() ||
-		!t.opts.NoFallback && t.learned.Get(t.netKey()).Budget > 0 {
+	if t.link.Type == links.TypeXHTTP || !t.opts.NoFallback && t.learned.usesXHTTP(t.netKey()) {
 		return TransportXHTTP
 	}
 	return TransportTCP

@@ -44,6 +44,8 @@ func (*memUsers) ResetTraffic(context.Context, int64, time.Time) error          
 type testBed struct {
 	srv    *server.Server
 	link   links.VLESS // tcp link
+	priv   []byte      // the server's REALITY key
+	cover  string      // the cover site's address
 	server netip.AddrPort
 	target string
 }
@@ -116,6 +118,8 @@ func startBedWith(t testing.TB, opts server.Options) *testBed {
 		cover.Close()
 	})
 	return &testBed{
+		priv:   priv,
+		cover:  cover.Addr,
 		srv:    srv,
 		server: addr,
 		target: target,

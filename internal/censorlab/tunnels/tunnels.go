@@ -181,48 +181,52 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 	if err != nil {
 		return nil, err
 	}
-	// A tunnel per dial, but what they learn about the network is shared,
-	// as one `burrow connect` process keeps it.
+	// One tunnel per address the server is reached at, as one `burrow
+	// connect` process keeps one: its freeze watch, its switch to XHTTP and
+	// its telemetry reports ride the same connections as its traffic (a
+	// tunnel per dial would leave tunnels behind that each open their own
+	// XHTTP pool for a report, more connections than a cap of 2 allows).
+	var (
+		mu   sync.Mutex
+		tuns = map[netip.AddrPort]*client.Tunnel{}
+	)
 	learned := &client.Learned{}
+	tunnel := func(via netip.AddrPort) (*client.Tunnel, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if t := tuns[via]; t != nil {
+			return t, nil
+		}
+		t, err := client.NewTunnel(&links.VLESS{
+			UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
+			Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision,
+			Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
+		}, client.TunnelOptions{Learned: learned, Dial: env.ClientDial})
+		if err != nil {
+			return nil, err
+		}
+		tuns[via] = t
+		return t, nil
+	}
 	return &censorlab.Instance{
 		Server: ls.addr,
 		Close: func() error {
+			mu.Lock()
+			for _, t := range tuns {
+				t.Close()
+			}
+			mu.Unlock()
 			ls.stop()
 			return nil
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			t, err := client.NewTunnel(&links.VLESS{
-				UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
-				Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision,
-				Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
-			}, client.TunnelOptions{Learned: learned, Dial: env.ClientDial})
+			t, err := tunnel(via)
 			if err != nil {
 				return nil, err
 			}
-			c, err := t.DialContext(ctx, "tcp", target)
-			if err != nil {
-				t.Close()
-				return nil, err
-			}
-			return &tunnelConn{Conn: c, t: t}, nil
+			return t.DialContext(ctx, "tcp", target)
 		},
 	}, nil
-}
-
-// tunnelConn is a proxied connection that ends its tunnel's XHTTP
-// connections, once it has learned to use them, when it closes. A tunnel
-// still on plain connections keeps watching them for freezes.
-type tunnelConn struct {
-	net.Conn
-	t *client.Tunnel
-}
-
-func (c *tunnelConn) Close() error {
-	err := c.Conn.Close()
-	if c.t.Transport() == client.TransportXHTTP {
-		c.t.Close()
-	}
-	return err
 }
 
 // KnownFailing are the cells of Burrow's transports that the calibrated lab
