@@ -33,7 +33,13 @@ type pingConn struct {
 	// Touched only by HTTP/2's reader.
 	scan  pingScanner
 	acked bool // the acknowledgement was in bytes already returned
+
+	inFrame atomic.Bool // the bytes returned so far end inside a frame of the server's
 }
+
+// partial reports whether a frame of the server's has arrived in part: the
+// server owes the rest (watchStall).
+func (c *pingConn) partial() bool { return c.inFrame.Load() }
 
 func newPingConn(fc *finConn) *pingConn {
 	c := &pingConn{finConn: fc, ready: make(chan struct{})}
@@ -88,8 +94,11 @@ func (c *pingConn) Read(p []byte) (int, error) {
 		c.finish(nil) // HTTP/2 handled what came with the acknowledgement
 	}
 	n, err := c.finConn.Read(p)
-	if !c.acked && n > 0 && c.scan.feed(p[:n], c.data) {
-		c.acked = true
+	if n > 0 {
+		if c.scan.feed(p[:n], c.data) {
+			c.acked = true
+		}
+		c.inFrame.Store(c.scan.skip > 0 || c.scan.nhdr > 0)
 	}
 	if err != nil && !c.acked {
 		c.finish(fmt.Errorf("read: %w", err))
@@ -127,8 +136,10 @@ type pingScanner struct {
 	got  [8]byte
 }
 
-// feed reports whether p completed a PING acknowledgement of data.
+// feed follows the frames in p and reports whether p completed a PING
+// acknowledgement of data.
 func (f *pingScanner) feed(p []byte, data [8]byte) bool {
+	acked := false
 	for len(p) > 0 {
 		if f.skip > 0 {
 			k := min(f.skip, len(p))
@@ -138,7 +149,7 @@ func (f *pingScanner) feed(p []byte, data [8]byte) bool {
 			f.skip -= k
 			p = p[k:]
 			if f.skip == 0 && f.ack && f.got == data {
-				return true
+				acked = true
 			}
 			continue
 		}
@@ -146,11 +157,11 @@ func (f *pingScanner) feed(p []byte, data [8]byte) bool {
 		f.nhdr += k
 		p = p[k:]
 		if f.nhdr < 9 {
-			return false
+			break
 		}
 		f.nhdr = 0
 		f.skip = int(binary.BigEndian.Uint32(f.hdr[:4]) >> 8)
 		f.ack = f.hdr[3] == framePingType && f.hdr[4]&0x1 != 0 && f.skip == 8
 	}
-	return false
+	return acked
 }

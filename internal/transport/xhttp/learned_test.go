@@ -22,7 +22,7 @@ func TestLearnedFreeze(t *testing.T) {
 		{"a lower freeze lowers it", []stall{{16384, false}, {16384, false}, {8192, false}, {8192, false}}, 8192 - 8192/32},
 		{"a stall before rotating adds nothing", []stall{{16384, false}, {16384, false}, {16384, false}}, 16384 - 512},
 		{"a rotating connection that froze widens the margin", []stall{{16384, false}, {16384, false}, {16384, true}}, 16384 - 1024},
-		{"up to half", []stall{{4096, false}, {4096, false}, {4096, true}, {4096, true}, {4096, true}, {4096, true}, {4096, true}, {4096, true}}, 2048},
+		{"up to half", []stall{{16384, false}, {16384, false}, {16384, true}, {16384, true}, {16384, true}, {16384, true}, {16384, true}, {16384, true}}, 8192},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l Learned
