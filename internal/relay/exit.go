@@ -109,6 +109,8 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 // the exit (a censor between them freezing or capping connections).
 type exitLimits struct{ e *exit }
 
+var _ xhttp.Observer = exitLimits{}
+
 // Budget is the configured one if set, else the learned one.
 func (l exitLimits) Budget() int64 {
 	if b := l.e.budget; b != 0 {
@@ -129,7 +131,7 @@ func (l exitLimits) StalledAfter(rx, hs, budget int64) {
 	}
 }
 
-func (l exitLimits) Dialed(open int)       { l.e.learned.Dialed(l.e.tok.Addr, open) }
+func (l exitLimits) Dialed(open int)      { l.e.learned.Dialed(l.e.tok.Addr, open) }
 func (l exitLimits) Carried(budget int64) { l.e.learned.Carried(l.e.tok.Addr, budget) }
 
 func (l exitLimits) Refused(open int) {
