@@ -117,7 +117,8 @@ func (d *Dialer) observer() Observer {
 
 // refused reports a failed dial to Limits when it looks like a censor's
 // cap: a reset, an EOF or a timeout while open connections were open, and
-// some of them received bytes during the dial (heard), so the path works.
+// some of them received bytes during the dial or just before (heard), so
+// the path works.
 // A dial the caller (ctx) or the dialer gave up on is none.
 func (d *Dialer) refused(ctx context.Context, err error, open int, heard bool) {
 	if d.cfg.Limits == nil || open == 0 || !heard || ctx.Err() != nil || d.ctx.Err() != nil {
@@ -130,25 +131,17 @@ func (d *Dialer) refused(ctx context.Context, err error, open int, heard bool) {
 	}
 }
 
-// rxMark is what the pool's connections had received when a dial began.
-type rxMark map[*pconn]int64
+// heardWindow is how recently before a failed dial another connection must
+// have received bytes (or during it) for the failure to count as a refusal.
+const heardWindow = time.Second
 
-// markLocked notes what the pool's connections have received so far.
-func (d *Dialer) markLocked() rxMark {
-	if d.cfg.Limits == nil {
-		return nil
-	}
-	m := make(rxMark, len(d.conns))
+// heardLocked reports whether a connection of the pool received bytes
+// since heardWindow before start: the path works, so a new connection
+// that failed was refused, not lost in an outage. mu must be held.
+func (d *Dialer) heardLocked(start time.Time) bool {
+	since := start.Add(-heardWindow).UnixNano()
 	for _, pc := range d.conns {
-		m[pc] = pc.rx()
-	}
-	return m
-}
-
-// heardSince reports whether a connection received bytes since m.
-func heardSince(m rxMark) bool {
-	for pc, rx := range m {
-		if pc.rx() > rx {
+		if pc.wire.heard.Load() >= since {
 			return true
 		}
 	}

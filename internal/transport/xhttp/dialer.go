@@ -429,13 +429,13 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 		}
 		if !full || overflow {
 			d.dialing++
-			mark := d.markLocked()
+			start := time.Now()
 			d.mu.Unlock()
 			pc, err := d.dial(ctx)
 			d.mu.Lock()
 			d.dialing--
 			if err != nil {
-				d.refused(ctx, err, len(d.conns)+d.closing+d.dialing, heardSince(mark))
+				d.refused(ctx, err, len(d.conns)+d.closing+d.dialing, d.heardLocked(start))
 				d.broadcastLocked()
 				d.mu.Unlock()
 				return nil, err
@@ -474,7 +474,7 @@ const (
 // held.
 func (d *Dialer) dialAhead() {
 	d.dialing++
-	mark := d.markLocked()
+	start := time.Now()
 	d.wg.Go(func() {
 		pc, err := d.dial(d.ctx)
 		d.mu.Lock()
@@ -485,7 +485,7 @@ func (d *Dialer) dialAhead() {
 			d.retryAt, d.retryWait = time.Time{}, 0
 			d.addLocked(pc)
 		} else {
-			d.refused(d.ctx, err, len(d.conns)+d.closing+d.dialing, heardSince(mark))
+			d.refused(d.ctx, err, len(d.conns)+d.closing+d.dialing, d.heardLocked(start))
 			d.retryWait = min(max(2*d.retryWait, spreadBackoff), maxSpreadBackoff)
 			d.retryAt = time.Now().Add(d.retryWait)
 			d.log.Debug("xhttp: background dial failed", "err", err, "retry_in", d.retryWait)

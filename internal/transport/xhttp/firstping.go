@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // pingConn makes a connection's first PING round trip at the socket (see
@@ -34,7 +35,8 @@ type pingConn struct {
 	scan  pingScanner
 	acked bool // the acknowledgement was in bytes already returned
 
-	inFrame atomic.Bool // the bytes returned so far end inside a frame of the server's
+	inFrame atomic.Bool  // the bytes returned so far end inside a frame of the server's
+	heard   atomic.Int64 // when bytes last arrived, in Unix nanoseconds
 }
 
 // partial reports whether a frame of the server's has arrived in part: the
@@ -95,6 +97,7 @@ func (c *pingConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.finConn.Read(p)
 	if n > 0 {
+		c.heard.Store(time.Now().UnixNano())
 		if c.scan.feed(p[:n], c.data) {
 			c.acked = true
 		}
