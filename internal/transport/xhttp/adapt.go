@@ -24,8 +24,10 @@ import (
 //     connection had received, handshake included. The connection is
 //     closed and its downloads and uploads resume on another one, so
 //     nothing is lost. The server owes bytes while a request it answers at
-//     once (a download's GET, an upload's POST) has no answer yet, or a
-//     frame of its has arrived in part; a download GET that was answered
+//     once (a download's GET, an upload's POST) has no answer yet, or an
+//     HTTP/2 frame or a TLS record of its has arrived in part (a freeze
+//     cut it: the TLS layer received bytes it could not pass on yet, as
+//     DialFunc's rx shows); a download GET that was answered
 //     and waits for data is owed nothing, so an idle session is never
 //     judged, however slow the path. Connections that stall within one
 //     window of each other are one stall: an outage, not a freeze per
@@ -203,7 +205,7 @@ func (d *Dialer) watchStall(pc *pconn) {
 }
 
 // owed reports whether the server owes pc bytes: a request it answers at
-// once has no answer yet, or one of its frames arrived in part.
+// once has no answer yet, or a frame or a TLS record of its arrived in part.
 func (d *Dialer) owed(pc *pconn) bool {
 	d.mu.Lock()
 	waiting := pc.waiting

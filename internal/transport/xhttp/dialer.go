@@ -556,7 +556,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		}
 		budget = 0
 	}
-	pinging := newPingConn(newFinConn(conn))
+	pinging := newPingConn(newFinConn(conn), rx)
 	cc, err := d.h2.NewClientConn(context.WithValue(ctx, handoverKey{}, net.Conn(pinging)), "http", handoverAddr)
 	if err != nil {
 		conn.Close()

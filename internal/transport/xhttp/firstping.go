@@ -37,14 +37,18 @@ type pingConn struct {
 
 	inFrame atomic.Bool  // the bytes returned so far end inside a frame of the server's
 	heard   atomic.Int64 // when bytes last arrived, in Unix nanoseconds
+	raw     func() int64 // bytes received under the TLS layer (DialFunc's rx)
+	rawRead atomic.Int64 // raw when the last bytes were returned
 }
 
-// partial reports whether a frame of the server's has arrived in part: the
-// server owes the rest (watchStall).
-func (c *pingConn) partial() bool { return c.inFrame.Load() }
+// partial reports whether a frame of the server's has arrived in part, or
+// bytes under the TLS layer that it has not passed on (a record in part):
+// the server owes the rest (watchStall). A record the TLS layer read ahead,
+// in part, with a whole one before it, is not seen.
+func (c *pingConn) partial() bool { return c.inFrame.Load() || c.raw() > c.rawRead.Load() }
 
-func newPingConn(fc *finConn) *pingConn {
-	c := &pingConn{finConn: fc, ready: make(chan struct{})}
+func newPingConn(fc *finConn, raw func() int64) *pingConn {
+	c := &pingConn{finConn: fc, ready: make(chan struct{}), raw: raw}
 	c.shape.w = fc
 	rand.Read(c.data[:])
 	return c
@@ -98,6 +102,7 @@ func (c *pingConn) Read(p []byte) (int, error) {
 	n, err := c.finConn.Read(p)
 	if n > 0 {
 		c.heard.Store(time.Now().UnixNano())
+		c.rawRead.Store(c.raw())
 		if c.scan.feed(p[:n], c.data) {
 			c.acked = true
 		}
