@@ -1,11 +1,14 @@
 package xhttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -425,5 +428,81 @@ func TestDeadPathLearnsNoCap(t *testing.T) {
 	}
 	if _, refused := b.lim.reports(); len(refused) != 0 {
 		t.Errorf("dials failing on a dead path reported as refusals at %v open, want none", refused)
+	}
+}
+
+// TestBudgetTooSmallDoesNotFail: a budget that leaves a connection no room
+// after its handshake does not fail the dial (it failed every dial for
+// LearnTTL): the connection does not rotate, and the dialer says so once.
+func TestBudgetTooSmallDoesNotFail(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	var log connLog
+	d := newDialer(t, DialerConfig{
+		Dial:   log.dial(startServer(t).ln.Addr().String()),
+		Host:   "example.com",
+		Limits: &recLimits{budget: 1024},
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil)),
+	})
+	download(t, d, 64<<10)
+	log.mu.Lock()
+	for _, c := range log.conns {
+		c.Close() // the next session dials again
+	}
+	log.mu.Unlock()
+	download(t, d, 64<<10)
+	if n := d.Stats().Dialed; n < 2 {
+		t.Fatalf("%d connections dialed, want a second after the first was cut", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "no room after the handshake"); n != 1 {
+		t.Errorf("the small budget was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// TestSpreadBacksOff: a background dial that failed is retried after a
+// growing wait, not at the next session (which dialed again at once, in a
+// loop while sessions kept coming).
+func TestSpreadBacksOff(t *testing.T) {
+	addr := startServer(t).ln.Addr().String()
+	var log connLog
+	first := log.dial(addr)
+	var n, later atomic.Int32
+	dial := func(ctx context.Context) (net.Conn, func() int64, error) {
+		if n.Add(1) == 1 {
+			return first(ctx)
+		}
+		later.Add(1)
+		return nil, nil, errors.New("refused by the test")
+	}
+	d := newDialer(t, DialerConfig{Dial: dial, Host: "example.com", MaxConns: 4})
+	for i := range streamsPerConn + 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		c, err := d.Dial(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte{'E'}); err != nil {
+			t.Fatal(err)
+		}
+		echoOn(t, c, "x")
+	}
+	// 1 s, 2 s, 4 s: a fourth attempt would need the sessions to take 7 s.
+	if n := later.Load(); n > 3 {
+		t.Errorf("%d background dials after the first failed, for 10 sessions, want at most 3", n)
 	}
 }
