@@ -38,8 +38,10 @@ type SweepConfig struct {
 	// retrying a connection that froze or was cut). Default 20.
 	Tries int
 	// Idle is how long the application waits on a connection that moves
-	// nothing before it gives up and starts over; default 5s, stretched by
-	// Budget.
+	// nothing before it gives up and starts over; default 10s, stretched by
+	// Budget. It must exceed the time an XHTTP client takes to find a
+	// frozen connection and resume elsewhere (a stall window of 1.5–3 s and
+	// a probe of at least 3 s), as a browser's patience does.
 	Idle time.Duration
 	// Parallel points at once. Default 1: points compete for the CPU, and
 	// the figures are times.
@@ -78,7 +80,7 @@ func Sweep(ctx context.Context, cfg SweepConfig, each func(SweepResult)) ([]Swee
 		cfg.Tries = 20
 	}
 	if cfg.Idle == 0 {
-		cfg.Idle = 5 * time.Second
+		cfg.Idle = DefaultIdle
 	}
 	cfg.Parallel = max(cfg.Parallel, 1)
 	l, err := start(ctx, Config{Systems: cfg.Systems, Log: slog.New(slog.DiscardHandler)})

@@ -206,11 +206,12 @@ type Workload struct {
 
 // DefaultIdle is the workload's default Idle. A browser waits far longer
 // before it gives up on a connection; this leaves a transport that
-// recovers from a freeze (XHTTP: a stall window, a probe, a resume on a
-// fresh connection, docs/adaptive.md) room to do so on a loaded machine.
-// (It was 1.5 s, and a loaded run then failed burrow-xhttp's byte-budget
-// cell, whose floor is every byte, 14 KB short.)
-const DefaultIdle = 5 * time.Second
+// recovers from a freeze (XHTTP: a stall window of 1.5-3 s, a probe of at
+// least 3 s, a resume on a fresh connection: 4.5-6 s, docs/adaptive.md)
+// room to do so on a loaded machine. (It was 1.5 s, and a loaded run then
+// failed burrow-xhttp's byte-budget cell, whose floor is every byte, 14 KB
+// short.)
+const DefaultIdle = 10 * time.Second
 
 func (w Workload) withDefaults() Workload {
 	if w.Download == 0 {

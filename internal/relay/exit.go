@@ -109,6 +109,8 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 // the exit (a censor between them freezing or capping connections).
 type exitLimits struct{ e *exit }
 
+var _ xhttp.Observer = exitLimits{}
+
 // Budget is the configured one if set, else the learned one.
 func (l exitLimits) Budget() int64 {
 	if b := l.e.budget; b != 0 {
@@ -119,12 +121,18 @@ func (l exitLimits) Budget() int64 {
 
 func (l exitLimits) MaxConns() int { return l.e.learned.Get(l.e.tok.Addr).MaxConns }
 
-func (l exitLimits) Stalled(rx, budget int64) {
-	if l.e.learned.Stalled(l.e.tok.Addr, rx, budget > 0) {
+func (l exitLimits) Stalled(rx, budget int64) { l.StalledAfter(rx, 0, budget) }
+
+// StalledAfter is xhttp.Observer's: hs of the rx bytes were the handshake.
+func (l exitLimits) StalledAfter(rx, hs, budget int64) {
+	if l.e.learned.StalledAfter(l.e.tok.Addr, rx, hs, budget > 0) {
 		l.e.log.Warn("connections to the exit freeze (a censor's byte limit); new ones rotate below it",
 			"exit", l.e.name(), "after_bytes", rx, "budget", l.Budget())
 	}
 }
+
+func (l exitLimits) Dialed(open int)      { l.e.learned.Dialed(l.e.tok.Addr, open) }
+func (l exitLimits) Carried(budget int64) { l.e.learned.Carried(l.e.tok.Addr, budget) }
 
 func (l exitLimits) Refused(open int) {
 	if l.e.learned.Refused(l.e.tok.Addr, open) {

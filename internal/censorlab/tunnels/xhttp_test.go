@@ -36,7 +36,7 @@ func TestXHTTPLab(t *testing.T) {
 	results, err := censorlab.Run(ctx, censorlab.Config{
 		Systems:   []censorlab.System{BurrowTCP(), BurrowXHTTP()},
 		Scenarios: scenarios,
-		Workload:  censorlab.Workload{Download: down, Exchanges: 1000, Idle: raceSlowdown * 5 * time.Second},
+		Workload:  censorlab.Workload{Download: down, Exchanges: 1000, Idle: raceSlowdown * censorlab.DefaultIdle},
 		// One cell at a time: three rotating cells at once would open ~30,000
 		// loopback connections in a minute and run out of ephemeral ports.
 		Parallel: 1,

@@ -172,7 +172,7 @@ func (c *clientConn) get(dialCtx context.Context, off int64, persist bool) (*htt
 			n = min(n, pc.budget)
 		}
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+n-1, 10))
-		resp, err := pc.cc.RoundTrip(req)
+		resp, err := c.d.roundTrip(pc, req)
 		if err == nil {
 			return resp, pc, nil
 		}
@@ -448,7 +448,7 @@ func (c *clientConn) postOnce(ctx context.Context, seq uint64, body []byte, mark
 	if marker != "" {
 		req.Header.Set("X-Close", marker)
 	}
-	resp, err := pc.cc.RoundTrip(req)
+	resp, err := c.d.roundTrip(pc, req)
 	if err != nil {
 		c.d.release(pc, need, true)
 		c.d.kill(pc)

@@ -92,9 +92,15 @@ type Dialer struct {
 	closing int           // guarded by mu: closed connections whose FINs are still on the path
 	changed chan struct{} // guarded by mu; closed on every pool change
 	closed  bool          // guarded by mu
+	stallAt time.Time     // guarded by mu: when a connection was last judged frozen
+	// A background dial that failed waits before the next (spreadBackoff).
+	retryAt   time.Time     // guarded by mu: no background dial before
+	retryWait time.Duration // guarded by mu: the wait after the next failure
 
 	dialed, maxLive atomic.Int64
 	warned          atomic.Bool
+	warnedSmall     atomic.Bool // logged that a budget was too small for a handshake
+
 }
 
 // pconn is one pooled connection.
@@ -106,10 +112,13 @@ type pconn struct {
 	budget  int64           // bytes this connection may carry towards the client; 0: no limit
 	rtt     time.Duration   // of the PING that opened it
 	gone    <-chan struct{} // closed when the connection has ended both ways (see finConn)
+	wire    *pingConn       // follows the server's frames (pingConn.partial)
 	limit   int             // the server's SETTINGS_MAX_CONCURRENT_STREAMS
 	streams int             // guarded by Dialer.mu
 	owed    int64           // guarded by Dialer.mu: downstream bytes the open requests may still cost
+	waiting int             // guarded by Dialer.mu: requests sent whose answer has not come
 	spent   bool            // guarded by Dialer.mu: take no new requests
+	frozen  bool            // guarded by Dialer.mu: closed as frozen
 	// parked are the cancel funcs of download requests open on this
 	// connection; they are moved to a fresh connection when it is spent,
 	// so a download waiting for data does not hold a spent connection
@@ -334,9 +343,13 @@ func (d *Dialer) gcLocked() {
 // until then.
 func (d *Dialer) closeLocked(pc *pconn) {
 	d.closing++
+	carried := d.carriedLocked(pc)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
+		if o := d.observer(); carried && o != nil {
+			o.Carried(pc.budget)
+		}
 		pc.cc.Close()
 		select {
 		case <-pc.gone:
@@ -348,6 +361,12 @@ func (d *Dialer) closeLocked(pc *pconn) {
 		d.broadcastLocked()
 		d.mu.Unlock()
 	}()
+}
+
+// carriedLocked reports whether pc, being closed, rotated at its budget
+// having carried (nearly: the server stops short) all of it, frozen never.
+func (d *Dialer) carriedLocked(pc *pconn) bool {
+	return pc.budget > 0 && !pc.frozen && pc.cc.Err() == nil && pc.rx() >= pc.budget-pc.budget/4
 }
 
 // acquire returns a connection for one request that may cost need bytes
@@ -402,38 +421,26 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			spread := best.streams >= streamsPerConn && !full && d.dialing == 0
 			best.streams++
 			best.owed += need
-			if spread || budget > 0 && fresh+d.dialing < maxConns-1 && !full {
-				d.dialing++ // warm up the next connection before this one is spent
-				d.wg.Add(1)
-				go func() {
-					defer d.wg.Done()
-					pc, err := d.dial(d.ctx)
-					d.mu.Lock()
-					d.dialing--
-					if err == nil {
-						d.addLocked(pc)
-					} else {
-						d.refused(err, len(d.conns)+d.closing+d.dialing)
-					}
-					d.broadcastLocked()
-					d.mu.Unlock()
-				}()
+			if (spread || budget > 0 && fresh+d.dialing < maxConns-1 && !full) && !time.Now().Before(d.retryAt) {
+				d.dialAhead() // warm up the next connection before this one is spent
 			}
 			d.mu.Unlock()
 			return best, nil
 		}
 		if !full || overflow {
 			d.dialing++
+			start := time.Now()
 			d.mu.Unlock()
 			pc, err := d.dial(ctx)
 			d.mu.Lock()
 			d.dialing--
 			if err != nil {
-				d.refused(err, len(d.conns)+d.closing+d.dialing)
+				d.refused(ctx, err, len(d.conns)+d.closing+d.dialing, d.heardLocked(start))
 				d.broadcastLocked()
 				d.mu.Unlock()
 				return nil, err
 			}
+			d.opened(len(d.conns) + d.closing + d.dialing)
 			if d.closed {
 				d.mu.Unlock()
 				pc.cc.Close()
@@ -454,6 +461,37 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Background dials that fail wait from spreadBackoff, doubling, up to
+// maxSpreadBackoff, before the next; one that succeeds resets the wait.
+const (
+	spreadBackoff    = time.Second
+	maxSpreadBackoff = 30 * time.Second
+)
+
+// dialAhead dials a connection in the background for the pool; mu must be
+// held.
+func (d *Dialer) dialAhead() {
+	d.dialing++
+	start := time.Now()
+	d.wg.Go(func() {
+		pc, err := d.dial(d.ctx)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.dialing--
+		if err == nil {
+			d.opened(len(d.conns) + d.closing + d.dialing)
+			d.retryAt, d.retryWait = time.Time{}, 0
+			d.addLocked(pc)
+		} else {
+			d.refused(d.ctx, err, len(d.conns)+d.closing+d.dialing, d.heardLocked(start))
+			d.retryWait = min(max(2*d.retryWait, spreadBackoff), maxSpreadBackoff)
+			d.retryAt = time.Now().Add(d.retryWait)
+			d.log.Debug("xhttp: background dial failed", "err", err, "retry_in", d.retryWait)
+		}
+		d.broadcastLocked()
+	})
 }
 
 func (d *Dialer) addLocked(pc *pconn) {
@@ -509,10 +547,16 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 	}
 	hs, budget := rx(), d.budgetNow()
 	if budget > 0 && budget-hs-hsReserve < minRoom+minData {
-		conn.Close()
-		return nil, fmt.Errorf("xhttp: budget %d is too small: the handshake alone took %d bytes", budget, hs)
+		// Failing would fail every dial while the budget holds; a
+		// connection that does not rotate may freeze, and its transfers
+		// then resume on another.
+		if !d.warnedSmall.Swap(true) {
+			d.log.Warn("xhttp: the budget leaves no room after the handshake; connections do not rotate",
+				"budget", budget, "handshake", hs)
+		}
+		budget = 0
 	}
-	pinging := newPingConn(newFinConn(conn))
+	pinging := newPingConn(newFinConn(conn), rx)
 	cc, err := d.h2.NewClientConn(context.WithValue(ctx, handoverKey{}, net.Conn(pinging)), "http", handoverAddr)
 	if err != nil {
 		conn.Close()
@@ -542,7 +586,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn.Close()
 		return nil, errors.New("xhttp: the server takes no requests on a new connection")
 	}
-	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, budget: budget, rtt: rtt, gone: pinging.Gone(), limit: limit}, nil
+	return &pconn{cc: cc, conn: conn, rx: rx, hs: hs, budget: budget, rtt: rtt, gone: pinging.Gone(), wire: pinging, limit: limit}, nil
 }
 
 type countingReader struct {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // pingConn makes a connection's first PING round trip at the socket (see
@@ -33,10 +34,21 @@ type pingConn struct {
 	// Touched only by HTTP/2's reader.
 	scan  pingScanner
 	acked bool // the acknowledgement was in bytes already returned
+
+	inFrame atomic.Bool  // the bytes returned so far end inside a frame of the server's
+	heard   atomic.Int64 // when bytes last arrived, in Unix nanoseconds
+	raw     func() int64 // bytes received under the TLS layer (DialFunc's rx)
+	rawRead atomic.Int64 // raw when the last bytes were returned
 }
 
-func newPingConn(fc *finConn) *pingConn {
-	c := &pingConn{finConn: fc, ready: make(chan struct{})}
+// partial reports whether a frame of the server's has arrived in part, or
+// bytes under the TLS layer that it has not passed on (a record in part):
+// the server owes the rest (watchStall). A record the TLS layer read ahead,
+// in part, with a whole one before it, is not seen.
+func (c *pingConn) partial() bool { return c.inFrame.Load() || c.raw() > c.rawRead.Load() }
+
+func newPingConn(fc *finConn, raw func() int64) *pingConn {
+	c := &pingConn{finConn: fc, ready: make(chan struct{}), raw: raw}
 	c.shape.w = fc
 	rand.Read(c.data[:])
 	return c
@@ -88,8 +100,13 @@ func (c *pingConn) Read(p []byte) (int, error) {
 		c.finish(nil) // HTTP/2 handled what came with the acknowledgement
 	}
 	n, err := c.finConn.Read(p)
-	if !c.acked && n > 0 && c.scan.feed(p[:n], c.data) {
-		c.acked = true
+	if n > 0 {
+		c.heard.Store(time.Now().UnixNano())
+		c.rawRead.Store(c.raw())
+		if c.scan.feed(p[:n], c.data) {
+			c.acked = true
+		}
+		c.inFrame.Store(c.scan.skip > 0 || c.scan.nhdr > 0)
 	}
 	if err != nil && !c.acked {
 		c.finish(fmt.Errorf("read: %w", err))
@@ -127,8 +144,10 @@ type pingScanner struct {
 	got  [8]byte
 }
 
-// feed reports whether p completed a PING acknowledgement of data.
+// feed follows the frames in p and reports whether p completed a PING
+// acknowledgement of data.
 func (f *pingScanner) feed(p []byte, data [8]byte) bool {
+	acked := false
 	for len(p) > 0 {
 		if f.skip > 0 {
 			k := min(f.skip, len(p))
@@ -138,7 +157,7 @@ func (f *pingScanner) feed(p []byte, data [8]byte) bool {
 			f.skip -= k
 			p = p[k:]
 			if f.skip == 0 && f.ack && f.got == data {
-				return true
+				acked = true
 			}
 			continue
 		}
@@ -146,11 +165,11 @@ func (f *pingScanner) feed(p []byte, data [8]byte) bool {
 		f.nhdr += k
 		p = p[k:]
 		if f.nhdr < 9 {
-			return false
+			break
 		}
 		f.nhdr = 0
 		f.skip = int(binary.BigEndian.Uint32(f.hdr[:4]) >> 8)
 		f.ack = f.hdr[3] == framePingType && f.hdr[4]&0x1 != 0 && f.skip == 8
 	}
-	return false
+	return acked
 }

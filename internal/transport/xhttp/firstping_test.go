@@ -27,7 +27,7 @@ func frame(typ, flags byte, stream uint32, payload []byte) []byte {
 func TestPingConn(t *testing.T) {
 	client, server := net.Pipe()
 	defer server.Close()
-	pc := newPingConn(newFinConn(client))
+	pc := newPingConn(newFinConn(client), func() int64 { return 0 })
 	defer pc.Close()
 
 	opening := append([]byte(Preface), frame(frameSettings, 0, 0, []byte{0, 2, 0, 0, 0, 0})...)
@@ -93,7 +93,7 @@ func TestPingConn(t *testing.T) {
 // ends the wait with an error, not at the timeout.
 func TestPingConnFails(t *testing.T) {
 	client, server := net.Pipe()
-	pc := newPingConn(newFinConn(client))
+	pc := newPingConn(newFinConn(client), func() int64 { return 0 })
 	defer pc.Close()
 	server.Close()
 	if _, err := pc.Read(make([]byte, 16)); err == nil {

@@ -22,7 +22,7 @@ func TestLearnedFreeze(t *testing.T) {
 		{"a lower freeze lowers it", []stall{{16384, false}, {16384, false}, {8192, false}, {8192, false}}, 8192 - 8192/32},
 		{"a stall before rotating adds nothing", []stall{{16384, false}, {16384, false}, {16384, false}}, 16384 - 512},
 		{"a rotating connection that froze widens the margin", []stall{{16384, false}, {16384, false}, {16384, true}}, 16384 - 1024},
-		{"up to half", []stall{{4096, false}, {4096, false}, {4096, true}, {4096, true}, {4096, true}, {4096, true}, {4096, true}, {4096, true}}, 2048},
+		{"up to half", []stall{{16384, false}, {16384, false}, {16384, true}, {16384, true}, {16384, true}, {16384, true}, {16384, true}, {16384, true}}, 8192},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l Learned
@@ -65,5 +65,86 @@ func TestLearnedConnsAndExpiry(t *testing.T) {
 	l.Refused("n", 0)
 	if got := l.Get("n").MaxConns; got != 1 {
 		t.Errorf("MaxConns after a refusal with none open = %d, want 1", got)
+	}
+}
+
+// TestLearnedFloor: a freeze with less than MinBudget after the handshake
+// (a connection that stalled as it opened) teaches nothing, and no budget
+// leaves a connection less room than its handshake needs. (Two stalls
+// right after the handshake used to set a budget every dial then refused.)
+func TestLearnedFloor(t *testing.T) {
+	var l Learned
+	const hs = 2000
+	l.StalledAfter("n", hs+200, hs, false)
+	l.StalledAfter("n", hs+214, hs, false)
+	l.Stalled("plain", 2200, false)
+	l.Stalled("plain", 2214, false)
+	for _, k := range []string{"n", "plain"} {
+		if got := l.Get(k).Budget; got != 0 {
+			t.Errorf("%s: Budget after two stalls just past the handshake = %d, want none", k, got)
+		}
+	}
+
+	const big = 3000 // a real cover's certificate chain
+	l.StalledAfter("m", 9000, big, false)
+	l.StalledAfter("m", 9000, big, false)
+	for range 5 { // rotating connections that still froze widen the margin
+		l.StalledAfter("m", 9000, big, true)
+	}
+	got := l.Get("m").Budget
+	if got != budgetFloor(big) {
+		t.Errorf("Budget after the margin widened to half of 9000 = %d, want the floor %d", got, budgetFloor(big))
+	}
+	if got-big-hsReserve < minRoom+minData {
+		t.Errorf("Budget %d leaves no room after a %d B handshake", got, big)
+	}
+}
+
+// TestLearnedRenewal: an entry is kept LearnTTL after a limit was last
+// confirmed, not after any report; a rotating connection that carried the
+// budget confirms it.
+func TestLearnedRenewal(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	l := Learned{now: func() time.Time { return now }}
+	l.Stalled("n", 16384, false)
+	l.Stalled("n", 16384, false)
+	budget := l.Get("n").Budget
+	now = now.Add(LearnTTL - time.Minute)
+	l.Stalled("n", 60000, false) // another freeze, alone: confirms nothing
+	l.Refused("n", 3)            // likewise
+	now = now.Add(2 * time.Minute)
+	if got := l.Get("n"); got != (Known{}) {
+		t.Fatalf("Get %v after the budget was learned, unconfirmed = %+v, want it expired", LearnTTL+time.Minute, got)
+	}
+
+	l.Stalled("n", 16384, false)
+	l.Stalled("n", 16384, false)
+	for range 3 {
+		now = now.Add(LearnTTL - time.Minute)
+		l.Carried("n", budget)
+	}
+	now = now.Add(2 * time.Minute)
+	if got := l.Get("n").Budget; got != budget {
+		t.Errorf("Budget after rotating connections kept carrying it = %d, want %d kept", got, budget)
+	}
+}
+
+// TestLearnedRefusalsPair: two refusals make a cap only within refusalPair
+// of each other, and a connection opened at that count clears one.
+func TestLearnedRefusalsPair(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	l := Learned{now: func() time.Time { return now }}
+	l.Refused("n", 2)
+	now = now.Add(refusalPair + time.Second)
+	if l.Refused("n", 2) || l.Get("n").MaxConns != 0 {
+		t.Fatalf("refusals %v apart made a cap %d, want none", refusalPair+time.Second, l.Get("n").MaxConns)
+	}
+	l.Dialed("n", 2) // two open, a third opened: no cap at 2
+	if l.Refused("n", 2) || l.Get("n").MaxConns != 0 {
+		t.Fatalf("a refusal after a connection opened at that count made a cap %d, want none", l.Get("n").MaxConns)
+	}
+	now = now.Add(time.Minute)
+	if !l.Refused("n", 2) || l.Get("n").MaxConns != 2 {
+		t.Errorf("two refusals a minute apart: MaxConns = %d, want 2", l.Get("n").MaxConns)
 	}
 }
