@@ -49,6 +49,8 @@ func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 	return cfg
 }
 
+var _ xhttp.Observer = tunnelLimits{}
+
 // tunnelLimits are the XHTTP dialer's view of the tunnel's learned limits.
 type tunnelLimits struct{ t *Tunnel }
 
@@ -61,14 +63,22 @@ func (l tunnelLimits) Budget() int64 {
 }
 func (l tunnelLimits) MaxConns() int { return l.t.learned.Get(l.t.netKey()).MaxConns }
 
-func (l tunnelLimits) Stalled(rx, budget int64) {
-	learned := l.t.learned.Stalled(l.t.netKey(), rx, budget > 0)
+func (l tunnelLimits) Stalled(rx, budget int64) { l.StalledAfter(rx, 0, budget) }
+
+// StalledAfter records a frozen XHTTP connection; hs of its rx bytes were
+// its handshake (xhttp.Observer).
+func (l tunnelLimits) StalledAfter(rx, hs, budget int64) {
+	learned := l.t.learned.StalledAfter(l.t.netKey(), rx, hs, budget > 0)
 	l.t.countFreeze(telemetry.XHTTP, rx, learned)
 	if learned {
 		l.t.logger().Warn("connections to the server freeze (a censor's byte limit); new connections rotate below it",
 			"after_bytes", rx, "budget", l.Budget())
 	}
 }
+
+// Carried renews the learned budget when a connection carried all of it
+// (xhttp.Observer).
+func (l tunnelLimits) Carried(budget int64) { l.t.learned.Carried(l.t.netKey(), budget) }
 
 func (l tunnelLimits) Refused(open int) {
 	if l.t.learned.Refused(l.t.netKey(), open) {

@@ -131,7 +131,6 @@ func (l exitLimits) StalledAfter(rx, hs, budget int64) {
 	}
 }
 
-func (l exitLimits) Dialed(open int)      { l.e.learned.Dialed(l.e.tok.Addr, open) }
 func (l exitLimits) Carried(budget int64) { l.e.learned.Carried(l.e.tok.Addr, budget) }
 
 func (l exitLimits) Refused(open int) {

@@ -67,8 +67,6 @@ type Observer interface {
 	// StalledAfter replaces Limits.Stalled: hs of the rx bytes were the
 	// connection's handshake.
 	StalledAfter(rx, hs, budget int64)
-	// Dialed reports a new connection opened while open others were open.
-	Dialed(open int)
 	// Carried reports a connection that rotated at budget having carried
 	// it without freezing.
 	Carried(budget int64)
@@ -137,24 +135,12 @@ func (d *Dialer) refused(ctx context.Context, err error, open int, heard bool) {
 // have received bytes (or during it) for the failure to count as a refusal.
 const heardWindow = time.Second
 
-// heardLocked reports whether a connection of the pool received bytes
-// since heardWindow before start: the path works, so a new connection
-// that failed was refused, not lost in an outage. mu must be held.
+// heardLocked reports whether a connection of the pool — one still
+// taking requests or one closing, which a box still counts — received
+// bytes since heardWindow before start: the path works, so a new
+// connection that failed was refused, not lost in an outage.
 func (d *Dialer) heardLocked(start time.Time) bool {
-	since := start.Add(-heardWindow).UnixNano()
-	for _, pc := range d.conns {
-		if pc.wire.heard.Load() >= since {
-			return true
-		}
-	}
-	return false
-}
-
-// opened reports a new connection opened beside open others.
-func (d *Dialer) opened(open int) {
-	if o := d.observer(); o != nil && open > 0 {
-		o.Dialed(open)
-	}
+	return d.heard.Load() >= start.Add(-heardWindow).UnixNano()
 }
 
 // IsReset reports whether err is a TCP reset. uTLS keeps a handshake's

@@ -90,6 +90,7 @@ type Dialer struct {
 	conns   []*pconn      // guarded by mu
 	dialing int           // guarded by mu
 	closing int           // guarded by mu: closed connections whose FINs are still on the path
+	heard   atomic.Int64  // when any connection of the pool last received bytes (Unix ns)
 	changed chan struct{} // guarded by mu; closed on every pool change
 	closed  bool          // guarded by mu
 	stallAt time.Time     // guarded by mu: when a connection was last judged frozen
@@ -440,7 +441,6 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 				d.mu.Unlock()
 				return nil, err
 			}
-			d.opened(len(d.conns) + d.closing + d.dialing)
 			if d.closed {
 				d.mu.Unlock()
 				pc.cc.Close()
@@ -481,7 +481,6 @@ func (d *Dialer) dialAhead() {
 		defer d.mu.Unlock()
 		d.dialing--
 		if err == nil {
-			d.opened(len(d.conns) + d.closing + d.dialing)
 			d.retryAt, d.retryWait = time.Time{}, 0
 			d.addLocked(pc)
 		} else {
@@ -557,6 +556,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		budget = 0
 	}
 	pinging := newPingConn(newFinConn(conn), rx)
+	pinging.poolHeard = &d.heard
 	cc, err := d.h2.NewClientConn(context.WithValue(ctx, handoverKey{}, net.Conn(pinging)), "http", handoverAddr)
 	if err != nil {
 		conn.Close()

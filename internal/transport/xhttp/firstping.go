@@ -35,10 +35,11 @@ type pingConn struct {
 	scan  pingScanner
 	acked bool // the acknowledgement was in bytes already returned
 
-	inFrame atomic.Bool  // the bytes returned so far end inside a frame of the server's
-	heard   atomic.Int64 // when bytes last arrived, in Unix nanoseconds
-	raw     func() int64 // bytes received under the TLS layer (DialFunc's rx)
-	rawRead atomic.Int64 // raw when the last bytes were returned
+	inFrame   atomic.Bool   // the bytes returned so far end inside a frame of the server's
+	heard     atomic.Int64  // when bytes last arrived, in Unix nanoseconds
+	poolHeard *atomic.Int64 // the same for any connection of the pool; nil in tests
+	raw       func() int64  // bytes received under the TLS layer (DialFunc's rx)
+	rawRead   atomic.Int64  // raw when the last bytes were returned
 }
 
 // partial reports whether a frame of the server's has arrived in part, or
@@ -101,7 +102,11 @@ func (c *pingConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.finConn.Read(p)
 	if n > 0 {
-		c.heard.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.heard.Store(now)
+		if c.poolHeard != nil {
+			c.poolHeard.Store(now)
+		}
 		c.rawRead.Store(c.raw())
 		if c.scan.feed(p[:n], c.data) {
 			c.acked = true

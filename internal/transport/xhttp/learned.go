@@ -26,8 +26,9 @@ import (
 //     client→server pair in the lab).
 //   - a connection cap: new connections reset or black-holed (twice within
 //     refusalPair) while K−1 were open, and others on the path were
-//     receiving, cap the pool at K−1 (never below 1). A new connection
-//     opened while at least as many were open clears refusals not yet paired.
+//     receiving, cap the pool at K−1 (never below 1). (A connection that
+//     opened beside K−1 others does not clear a refusal: the client cannot
+//     tell whether a box on the path still counted the ones it was closing.)
 //
 // A budget never goes below budgetFloor: a freeze that leaves less than
 // MinBudget of data after the connection's handshake (a connection stalled
@@ -224,14 +225,4 @@ func (l *Learned) Refused(key string, open int) bool {
 		return true
 	}
 	return false
-}
-
-// Dialed records a new connection opened while open others were open: a
-// refusal at that count or fewer was not a cap, and is forgotten.
-func (l *Learned) Dialed(key string, open int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := l.getLocked(key, false); n != nil && n.refusals > 0 && open >= n.refusedAt {
-		n.refusals = 0
-	}
 }

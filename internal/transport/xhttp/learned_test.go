@@ -130,7 +130,7 @@ func TestLearnedRenewal(t *testing.T) {
 }
 
 // TestLearnedRefusalsPair: two refusals make a cap only within refusalPair
-// of each other, and a connection opened at that count clears one.
+// of each other.
 func TestLearnedRefusalsPair(t *testing.T) {
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	l := Learned{now: func() time.Time { return now }}
@@ -138,10 +138,6 @@ func TestLearnedRefusalsPair(t *testing.T) {
 	now = now.Add(refusalPair + time.Second)
 	if l.Refused("n", 2) || l.Get("n").MaxConns != 0 {
 		t.Fatalf("refusals %v apart made a cap %d, want none", refusalPair+time.Second, l.Get("n").MaxConns)
-	}
-	l.Dialed("n", 2) // two open, a third opened: no cap at 2
-	if l.Refused("n", 2) || l.Get("n").MaxConns != 0 {
-		t.Fatalf("a refusal after a connection opened at that count made a cap %d, want none", l.Get("n").MaxConns)
 	}
 	now = now.Add(time.Minute)
 	if !l.Refused("n", 2) || l.Get("n").MaxConns != 2 {
