@@ -156,6 +156,7 @@ func (d *Dialer) watchStall(pc *pconn) {
 	defer tick.Stop()
 	last, judged := pc.rx(), int64(-1)
 	quiet := time.Now() // when rx last moved, to a window
+	moving := false     // rx moved in the window before this one
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -169,10 +170,18 @@ func (d *Dialer) watchStall(pc *pconn) {
 		}
 		rx := pc.rx()
 		if rx != last {
-			last, quiet = rx, time.Now()
+			last, quiet, moving = rx, time.Now(), true
 			continue
 		}
-		if rx == judged || !d.owed(pc) {
+		// Judged: a connection the server owes bytes, or one whose
+		// transfer stopped short in the last window while sessions ride it
+		// (a freeze at a record boundary leaves nothing in part: without
+		// this it was found only by HTTP/2's 60 s ping timeout, after the
+		// session had expired on the server). An idle session whose
+		// download waits for data is neither, and is never probed.
+		stopped := moving && d.busy(pc)
+		moving = false
+		if rx == judged || !stopped && !d.owed(pc) {
 			continue
 		}
 		if d.probe(pc, probeWait(pc.rtt)) == nil || pc.rx() != rx {
@@ -188,6 +197,13 @@ func (d *Dialer) watchStall(pc *pconn) {
 		d.kill(pc)
 		return
 	}
+}
+
+// busy reports whether sessions ride pc.
+func (d *Dialer) busy(pc *pconn) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return pc.streams > 0
 }
 
 // owed reports whether the server owes pc bytes: a request it answers at
