@@ -120,39 +120,7 @@ func TestRotationLearnsConnCap(t *testing.T) {
 // its port).
 func TestHandshakeResetSwitchesTransport(t *testing.T) {
 	bed := startBed(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer ln.Close()
-	resets := 2
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if resets > 0 { // read the ClientHello, answer with a reset
-				resets--
-				c.Read(make([]byte, 4096))
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-				continue
-			}
-			wg.Go(func() {
-				defer c.Close()
-				s, err := net.Dial("tcp", bed.server.String())
-				if err != nil {
-					return
-				}
-				defer s.Close()
-				go func() { io.Copy(s, c); s.(*net.TCPConn).CloseWrite() }()
-				io.Copy(c, s)
-			})
-		}
-	})
+	ln := resetFront(t, bed.server.String(), 2)
 	l := bed.link
 	l.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
 	tun, err := NewTunnel(&l, TunnelOptions{})

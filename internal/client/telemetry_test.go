@@ -247,30 +247,7 @@ func TestTelemetryRejectsBadReports(t *testing.T) {
 // transport; the log names neither end of the connection.
 func TestTelemetryReportsReset(t *testing.T) {
 	bed := startTeleBed(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer ln.Close()
-	resets := 2
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if resets > 0 { // read the ClientHello, answer with a reset
-				resets--
-				c.Read(make([]byte, 4096))
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-				continue
-			}
-			wg.Go(func() { relayTo(c, bed.server.String()) })
-		}
-	})
+	ln := resetFront(t, bed.server.String(), 2)
 	l := bed.link
 	l.Port = uint16(ln.Addr().(*net.TCPAddr).Port)
 	var logs syncBuf
@@ -303,6 +280,38 @@ func TestTelemetryReportsReset(t *testing.T) {
 }
 
 // relayTo copies c to and from a new connection to addr until both end.
+// resetFront listens in front of the server at to: it answers the first
+// n connections' ClientHello with a TCP reset and relays the rest.
+func resetFront(t *testing.T, to string, n int) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if n > 0 { // read the ClientHello, answer with a reset
+				n--
+				c.Read(make([]byte, 4096))
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				continue
+			}
+			wg.Go(func() { relayTo(c, to) })
+		}
+	})
+	return ln
+}
+
+// relayTo relays c to a new connection to addr, both ways.
 func relayTo(c net.Conn, addr string) {
 	defer c.Close()
 	s, err := net.Dial("tcp", addr)
