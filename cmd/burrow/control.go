@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
@@ -14,11 +15,13 @@ import (
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/control"
+	"github.com/burrow-vpn/burrow/internal/server"
 )
 
 const controlUsage = `usage: burrow control init --data CDIR --cover HOST:PORT [--sni NAME] [--db sqlite|postgres://...] [--listen :443] [--public-addr HOST]
        burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
        burrow control nodes --data CDIR
+       burrow control import --data CDIR --from SERVERDIR   move a server's users into the fleet, links unchanged
 
 The control plane keeps a fleet's users and nodes, in PostgreSQL (--db
 postgres://...) or, to try it on one machine, SQLite. The user commands work
@@ -42,9 +45,11 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return controlNodeToken(ctx, args[1:], stdout, stderr)
 	case "nodes":
 		return controlNodes(ctx, args[1:], stdout, stderr)
+	case "import":
+		return controlImport(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, controlUsage)
-	return fmt.Errorf("control: unknown subcommand %.40q (want init, node-token or nodes)", args[0])
+	return fmt.Errorf("control: unknown subcommand %.40q (want init, node-token, nodes or import)", args[0])
 }
 
 func controlInit(ctx context.Context, args []string, stderr io.Writer) error {
@@ -208,4 +213,43 @@ func listNodes(w io.Writer, nodes []*control.Node, v int64, now time.Time) error
 			orDash(n.Status.Version), seen, online, traffic, lag, n.Health(now))
 	}
 	return tw.Flush()
+}
+
+func controlImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("control import", stderr)
+	data := fs.String("data", "", "control directory (required)")
+	from := fs.String("from", "", "a server's data directory whose users to import (required; stop that server first)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("control import: unexpected argument %q", pos[0])
+	}
+	if *from == "" {
+		return errors.New("control import: --from SERVERDIR is required")
+	}
+	src := filepath.Join(*from, server.StoreFile)
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("control import: %w", err)
+	}
+	old, err := access.OpenSQLite(src)
+	if err != nil {
+		return fmt.Errorf("control import: %w", err)
+	}
+	defer old.Close()
+	users, err := old.ListUsers(ctx)
+	if err != nil {
+		return fmt.Errorf("control import: %w", err)
+	}
+	_, st, err := openControl(ctx, *data)
+	if err != nil {
+		return fmt.Errorf("control import: %w", err)
+	}
+	defer st.Close()
+	if err := st.ImportUsers(ctx, users); err != nil {
+		return fmt.Errorf("control import: nothing imported: %w", err)
+	}
+	fmt.Fprintf(stdout, "Imported %d users from %s with their UUIDs and subscription tokens: the credentials they hold stay valid in the fleet.\n", len(users), *from)
+	return nil
 }

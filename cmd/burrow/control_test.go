@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/control/pgtest"
 	"github.com/burrow-vpn/burrow/internal/links"
@@ -232,4 +233,39 @@ func linksIn(t *testing.T, out string) []*links.VLESS {
 		}
 	}
 	return ls
+}
+
+// TestControlImport: a server's users move into the fleet with their
+// credentials; a second import (names taken) imports nothing.
+func TestControlImport(t *testing.T) {
+	ctx := context.Background()
+	srv := filepath.Join(t.TempDir(), "srv")
+	runCmd(t, "server", "init", "--data", srv, "--listen", "127.0.0.1:9444", "--cover", "cover.example:443",
+		"--public-addr", "127.0.0.1", "--skip-cover-check")
+	runCmd(t, "user", "add", "bob", "--quota", "1GB", "--data", srv)
+	old, err := access.OpenSQLite(filepath.Join(srv, "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := old.ListUsers(ctx)
+	old.Close()
+	if err != nil || len(want) == 0 {
+		t.Fatalf("server users: %d, %v", len(want), err)
+	}
+	dir := controlDir(t, "sqlite")
+	runCmd(t, "control", "import", "--data", dir, "--from", srv)
+	st := openTestControl(t, dir)
+	for _, w := range want {
+		got, err := st.UserByUUID(ctx, w.UUID)
+		if err != nil || got.Name != w.Name || got.SubToken != w.SubToken || got.Quota != w.Quota {
+			t.Fatalf("imported %q: %+v, %v", w.Name, got, err)
+		}
+	}
+	v, _ := st.Version(ctx)
+	if msg := runCmdErr(t, "control", "import", "--data", dir, "--from", srv); !strings.Contains(msg, "nothing imported") {
+		t.Errorf("second import: %q, want a refusal", msg)
+	}
+	if v2, _ := st.Version(ctx); v2 != v {
+		t.Errorf("a refused import moved the log from %d to %d", v, v2)
+	}
 }
