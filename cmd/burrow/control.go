@@ -19,6 +19,7 @@ import (
 )
 
 const controlUsage = `usage: burrow control init --data CDIR --cover HOST:PORT [--sni NAME] [--db sqlite|postgres://...] [--listen :443] [--public-addr HOST]
+       burrow control run --data CDIR [--listen HOST:PORT]
        burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
        burrow control nodes --data CDIR
        burrow control import --data CDIR --from SERVERDIR   move a server's users into the fleet, links unchanged
@@ -41,6 +42,8 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch args[0] {
 	case "init":
 		return controlInit(ctx, args[1:], stderr)
+	case "run":
+		return controlRun(ctx, args[1:], stderr)
 	case "node-token":
 		return controlNodeToken(ctx, args[1:], stdout, stderr)
 	case "nodes":
@@ -49,7 +52,7 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return controlImport(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, controlUsage)
-	return fmt.Errorf("control: unknown subcommand %.40q (want init, node-token, nodes or import)", args[0])
+	return fmt.Errorf("control: unknown subcommand %.40q (want init, run, node-token, nodes or import)", args[0])
 }
 
 func controlInit(ctx context.Context, args []string, stderr io.Writer) error {

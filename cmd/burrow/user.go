@@ -154,6 +154,9 @@ func openUserEnv(ctx context.Context, data, sock string) (*userEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Join != "" {
+		return nil, errFleetNode
+	}
 	if sock == "" {
 		sock = filepath.Join(data, server.AdminSock)
 	}

@@ -84,8 +84,6 @@ func verifyRequest(value, method, target string, now time.Time) (ed25519.PublicK
 	return pub, nil
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
 // wireUser is a user as the sync protocol carries it: what an exit needs to
 // admit the user, never the subscription token.
 type wireUser struct {
