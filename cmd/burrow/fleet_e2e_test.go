@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/control/pgtest"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
 )
@@ -35,7 +36,9 @@ type fleetExit struct {
 	proc             *proc
 }
 
-func newFleetLab(t *testing.T, exits int) *fleetLab {
+// newFleetLab makes the control plane on db ("sqlite" or a postgres URL)
+// and exits joined to it, all running.
+func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
 	t.Helper()
 	l := &fleetLab{bin: burrowBinary(t), site: testSite(t)}
 	_, l.sitep, _ = strings.Cut(l.site, ":")
@@ -45,7 +48,7 @@ func newFleetLab(t *testing.T, exits int) *fleetLab {
 	}
 	t.Cleanup(func() { l.cover.Close() })
 	l.ctlData, l.ctlAddr = filepath.Join(t.TempDir(), "control"), loopbackAddr(t)
-	runCmd(t, "control", "init", "--data", l.ctlData, "--listen", l.ctlAddr, "--public-addr", "127.0.0.1",
+	runCmd(t, "control", "init", "--data", l.ctlData, "--db", db, "--listen", l.ctlAddr, "--public-addr", "127.0.0.1",
 		"--cover", l.cover.Addr, "--sni", "cover.test")
 	l.startControl(t)
 	for i := range exits {
@@ -148,7 +151,12 @@ func (l *fleetLab) waitFetch(t *testing.T, socks, what string) time.Duration {
 // plane killed (-9), the exits keep serving, also after a restart; the
 // traffic counted while it was away reaches it when it is back.
 func TestFleetEndToEnd(t *testing.T) {
-	l := newFleetLab(t, 2)
+	t.Run("sqlite", func(t *testing.T) { testFleetEndToEnd(t, "sqlite") })
+	t.Run("postgres", func(t *testing.T) { testFleetEndToEnd(t, pgtest.DB(t)) })
+}
+
+func testFleetEndToEnd(t *testing.T, db string) {
+	l := newFleetLab(t, 2, db)
 	runCmd(t, "user", "add", "anna", "--data", l.ctlData)
 	ls := l.links(t, "anna")
 	socks := map[string]string{}
@@ -165,7 +173,7 @@ func TestFleetEndToEnd(t *testing.T) {
 	// Revocation cuts a live download through exit 1 within 2 s.
 	cut := make(chan error, 1)
 	started := make(chan struct{})
-	go func() { cut <- endlessGet(socks["exit-1"], "localhost:"+l.sitep, started) }()
+	go func() { _, err := endlessGet(socks["exit-1"], "localhost:"+l.sitep, started); cut <- err }()
 	select {
 	case <-started:
 	case <-time.After(60 * time.Second):
@@ -237,15 +245,16 @@ func fleetUsage(t *testing.T, dir, user string) int64 {
 }
 
 // endlessGet downloads an endless stream through socks until the
-// connection breaks, closing started once bytes flow.
-func endlessGet(socks, site string, started chan struct{}) error {
+// connection breaks, closing started once bytes flow, and returns the bytes
+// it received.
+func endlessGet(socks, site string, started chan struct{}) (int64, error) {
 	pu, _ := url.Parse("socks5://" + socks)
 	tr := &http.Transport{Proxy: http.ProxyURL(pu)}
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Get(fmt.Sprintf("http://%s/data?n=%d", site, int64(1)<<40))
 	if err != nil {
 		close(started)
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	buf := make([]byte, 64<<10)
@@ -260,7 +269,94 @@ func endlessGet(socks, site string, started chan struct{}) error {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return fmt.Errorf("after %d bytes: %w", got, err)
+			return got, fmt.Errorf("after %d bytes: %w", got, err)
 		}
 	}
+}
+
+// TestFleetQuota: a user's quota holds across three exits downloading at
+// once: the control plane lends each exit slices of what is left, and the
+// exits together move no more than the quota plus 256 KiB each.
+func TestFleetQuota(t *testing.T) {
+	l := newFleetLab(t, 3, pgtest.DB(t))
+	const quota = 24 << 20
+	runCmd(t, "user", "add", "q", "--quota", "24MiB", "--data", l.ctlData)
+	ls := l.links(t, "q")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range l.exits {
+				t.Logf("%s:\n%s", e.name, e.proc.stderr)
+			}
+		}
+	})
+	type result struct {
+		n   int64
+		err error
+	}
+	results := make(chan result, len(l.exits))
+	var moved int64
+	for _, e := range l.exits {
+		socks, _ := connectLink(t, ls[e.addr].String())
+		l.waitFetch(t, socks, "the user on "+e.name) // the exit has the user
+		moved += 64 << 10
+	}
+	for _, e := range l.exits {
+		socks, _ := connectLink(t, ls[e.addr].String())
+		started := make(chan struct{})
+		go func() {
+			n, err := endlessGet(socks, "localhost:"+l.sitep, started)
+			results <- result{n, err}
+		}()
+	}
+	began := time.Now()
+	for range l.exits {
+		select {
+		case r := <-results:
+			t.Logf("one exit's download ended after %d bytes and %v: %v", r.n, time.Since(began).Round(time.Millisecond), r.err)
+			if r.n == 0 {
+				t.Errorf("a download never started: %v", r.err)
+			}
+			moved += r.n
+		case <-time.After(3 * time.Minute):
+			t.Fatalf("downloads still running after 3 minutes (%d bytes ended so far)", moved)
+		}
+	}
+	const bound = quota + 3*256<<10
+	t.Logf("three exits moved %d bytes for a quota of %d (%+d)", moved, quota, moved-quota)
+	if moved > bound {
+		t.Errorf("the fleet moved %d bytes, over the quota of %d by more than 3 x 256 KiB", moved, quota)
+	}
+	if moved < quota*3/4 {
+		t.Errorf("the fleet moved only %d bytes of a %d quota", moved, quota)
+	}
+
+	// The control plane's count: the bytes moved (the HTTP requests up
+	// add a little), once the exits have pushed.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c := fleetUsage(t, l.ctlData, "q")
+		if c >= moved {
+			t.Logf("the control plane counted %d bytes", c)
+			if c > bound {
+				t.Errorf("the control plane counted %d bytes, over the quota by more than 3 x 256 KiB", c)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the control plane counted %d bytes, fewer than the %d the clients received", c, moved)
+		}
+		time.Sleep(200 * time.Millisecond) // pushes come every 2 s
+	}
+	// With the quota spent, new connections are refused.
+	if fleetUsage(t, l.ctlData, "q") >= quota {
+		if err := l.fetchVia(t, mustConnect(t, ls[l.exits[0].addr]), 1<<10); err == nil {
+			t.Error("a fetch worked with the quota spent")
+		}
+	}
+}
+
+func mustConnect(t *testing.T, link *links.VLESS) string {
+	t.Helper()
+	socks, _ := connectLink(t, link.String())
+	return socks
 }

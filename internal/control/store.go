@@ -230,4 +230,8 @@ type Lease struct {
 	Outstanding int64     // the node's whole unexpired lease on the user now
 	Expires     time.Time // when Outstanding stops counting unless renewed
 	Unlimited   bool      // the user has no quota: spend freely
+	// Spent: nothing is left to lend and nothing will be this period (the
+	// user used the quota up, or may not connect). A grant of 0 without
+	// Spent means other nodes hold what is left for now.
+	Spent bool
 }

@@ -28,7 +28,11 @@ const (
 	loanMargin = LeaseTTL / 10
 	// loanIdle: a loan not spent from for this long goes back, so other
 	// nodes may be lent it.
-	loanIdle = 2 * time.Minute
+	loanIdle = 15 * time.Second
+	// deniedFor: after the control plane said the user's quota is spent
+	// fleet-wide, connections of the user are refused without asking again
+	// for this long.
+	deniedFor = 10 * time.Second
 )
 
 type loan struct {
@@ -37,6 +41,8 @@ type loan struct {
 	used     time.Time // when bytes were last counted against it
 	quota    int64     // the user's quota, for the slice size
 	inFlight bool      // a request for more is under way
+	denied   time.Time // when the control plane last lent nothing
+	grants   uint64    // how many requests were granted bytes
 }
 
 // Leases keeps a node's loans. It implements server.Leases; Consumed must
@@ -114,7 +120,8 @@ func (l *Leases) Want(id int64) {
 	}
 }
 
-// Lease implements server.Leases: it asks for a slice now.
+// Lease implements server.Leases: it asks for a slice now, and reports
+// whether the loan grew (by this request or one under way already).
 func (l *Leases) Lease(ctx context.Context, id int64) bool {
 	l.mu.Lock()
 	ln := l.loans[id]
@@ -122,23 +129,35 @@ func (l *Leases) Lease(ctx context.Context, id int64) bool {
 		l.mu.Unlock()
 		return false
 	}
+	before := ln.grants
 	if ln.inFlight {
 		l.mu.Unlock()
-		return l.waitFlight(ctx, id)
+		return l.waitFlight(ctx, id, before)
+	}
+	if time.Since(ln.denied) < deniedFor {
+		l.mu.Unlock()
+		return false
 	}
 	ln.inFlight = true
-	want := sliceFor(ln.quota) - max(ln.left, 0)
+	// A whole slice: left lags behind what the server moved since its
+	// last flush, so it cannot say how much of the loan is really left.
+	want := sliceFor(ln.quota)
 	l.mu.Unlock()
 
+	// What this node counted goes first: the control plane then lends
+	// from what is really left.
+	l.f.pushAll(ctx, 0)
 	var got Lease
-	err := l.f.call(ctx, http.MethodPost, pathLease, leaseRequest{User: id, Bytes: max(want, 0)}, &got)
+	err := l.f.call(ctx, http.MethodPost, pathLease, leaseRequest{User: id, Bytes: want}, &got)
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ln.inFlight = false
 	if err != nil {
-		return ln.left > 0 && now.Before(ln.expires)
+		l.f.log.Warn("could not borrow quota from the control plane", "err", err)
+		return false
 	}
+	l.f.log.Debug("loan", "granted", got.Granted, "outstanding", got.Outstanding, "spent", got.Spent)
 	if !now.Before(ln.expires) {
 		ln.left = 0 // the control plane no longer counted the old loan either
 	}
@@ -147,25 +166,41 @@ func (l *Leases) Lease(ctx context.Context, id int64) bool {
 	if ln.used.IsZero() {
 		ln.used = now
 	}
-	return ln.left > 0
+	if got.Granted == 0 {
+		if got.Spent {
+			ln.denied = now
+		}
+		return false
+	}
+	ln.grants++
+	return true
 }
 
-// waitFlight waits for another caller's request for the same user.
-func (l *Leases) waitFlight(ctx context.Context, id int64) bool {
+// Lendable implements server.Leases.
+func (l *Leases) Lendable(id int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ln := l.loans[id]
+	return ln != nil && ln.quota > 0 && time.Since(ln.denied) >= deniedFor
+}
+
+// waitFlight waits for another caller's request for the same user and
+// reports whether the loan grew since grants was before.
+func (l *Leases) waitFlight(ctx context.Context, id int64, before uint64) bool {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return l.Allowance(id) > 0
-		case <-t.C:
-		}
 		l.mu.Lock()
 		ln := l.loans[id]
-		done := ln == nil || !ln.inFlight
+		done, grew := ln == nil || !ln.inFlight, ln != nil && ln.grants != before
 		l.mu.Unlock()
-		if done {
-			return l.Allowance(id) > 0
+		if done || grew {
+			return grew
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
 		}
 	}
 }
@@ -174,7 +209,7 @@ func (l *Leases) waitFlight(ctx context.Context, id int64) bool {
 // expire and gives back idle ones, until ctx ends; then it gives back every
 // loan it can.
 func (l *Leases) Run(ctx context.Context) {
-	t := time.NewTicker(LeaseTTL / 8)
+	t := time.NewTicker(loanIdle / 3)
 	defer t.Stop()
 	for {
 		select {

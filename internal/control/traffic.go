@@ -141,7 +141,13 @@ func (s *SQLStore) LeaseQuota(ctx context.Context, node, user int64, want int64)
 		if u.Usable(now) == nil {
 			free := u.Quota - u.Used(now) - all
 			l.Granted = max(min(want, free), 0)
+			if free < 2*want {
+				// Near the end, half of what is left (at least 256 KiB,
+				// if there is that much), so other nodes still find some.
+				l.Granted = max(min(l.Granted, max(free/2, min(free, 256<<10))), 0)
+			}
 		}
+		l.Spent = u.Usable(now) != nil || u.Used(now) >= u.Quota
 		l.Outstanding = mine + l.Granted
 		l.Expires = fromUnix(now.Add(LeaseTTL).Unix())
 		_, err = s.exec(ctx, tx, `INSERT INTO leases (node_id, user_id, bytes, expires_at) VALUES (?, ?, ?, ?)

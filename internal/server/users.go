@@ -111,15 +111,21 @@ type Leases interface {
 	// what was lent and not yet counted (AddTraffic), 0 once a loan expired.
 	Allowance(id int64) int64
 	// Lease asks the control plane for more now, until ctx ends, and
-	// reports whether the user has any allowance after it.
+	// reports whether the user has any allowance after it. Concurrent
+	// calls for one user share one request; a refusal is remembered for a
+	// while.
 	Lease(ctx context.Context, id int64) bool
-	// Want asks for more in the background; it never blocks.
-	Want(id int64)
+	// Lendable reports whether asking again may help: the control plane
+	// did not say the user's quota is spent.
+	Lendable(id int64) bool
 }
 
 // leaseWait bounds how long a connection of a user with no loan left waits
-// for the control plane to lend more.
-const leaseWait = 3 * time.Second
+// for the control plane to lend more; leaseRetry is how often it asks.
+const (
+	leaseWait  = 3 * time.Second
+	leaseRetry = 250 * time.Millisecond
+)
 
 // SetLeases makes l decide the allowance of users with a quota. Call it
 // before Refresh.
@@ -159,21 +165,44 @@ type Session struct {
 // the control plane to lend more.
 func (r *Registry) Acquire(uuid [16]byte) (*Session, error) {
 	s, lu, err := r.acquire(uuid)
-	if errors.Is(err, errLoanSpent) {
-		ctx, cancel := context.WithTimeout(context.Background(), leaseWait)
-		more := r.leases.Lease(ctx, lu.id)
-		cancel()
-		if more {
-			r.mu.Lock()
-			lu.setAllowLocked(r.leases.Allowance(lu.id))
-			r.mu.Unlock()
-			s, _, err = r.acquire(uuid)
-		}
+	if errors.Is(err, errLoanSpent) && r.borrow(lu) {
+		s, _, err = r.acquire(uuid)
 	}
 	if errors.Is(err, errLoanSpent) {
 		err = access.ErrQuotaExceeded
 	}
 	return s, err
+}
+
+// borrow asks the control plane for more of lu's quota (a fleet node whose
+// loan is spent), waiting up to leaseWait, and reports whether the budget
+// grew. Concurrent callers for one user share one request.
+func (r *Registry) borrow(lu *liveUser) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), leaseWait)
+	defer cancel()
+	// Count what moved first, so the control plane sees this node's loan
+	// as spent as it is, not as lent 5 s ago.
+	if err := r.Flush(ctx); err != nil {
+		r.log.Warn("flush traffic", "err", err)
+	}
+	more := r.leases.Lease(ctx, lu.id)
+	// Nothing lent: what is left of the quota may sit in other nodes'
+	// loans, which shrink as they push their counts; ask again a few
+	// times while the wait lasts.
+	for !more && r.leases.Lendable(lu.id) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(leaseRetry):
+		}
+		more = r.leases.Lease(ctx, lu.id)
+	}
+	if more {
+		r.mu.Lock()
+		lu.setAllowLocked(r.leases.Allowance(lu.id))
+		r.mu.Unlock()
+	}
+	return more
 }
 
 // errLoanSpent: the user may connect, but this node's loan of the user's
@@ -271,10 +300,15 @@ func (d *Direction) Reserve(n int64) int64 {
 	default:
 	}
 	g := d.lu.reserve(n)
-	if g == 0 {
-		if l := d.s.r.leases; l != nil {
-			l.Want(d.lu.id)
+	if g == 0 && d.s.r.leases != nil {
+		if !d.s.r.borrow(d.lu) {
+			// Nothing more to borrow: the session ends, as over quota.
+			d.s.Close()
+			return 0
 		}
+		g = d.lu.reserve(n)
+	}
+	if g == 0 {
 		d.s.r.Poke()
 	}
 	return g
@@ -333,7 +367,9 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		lu.setAllowLocked(r.allowanceOf(u, now))
 		byUUID[u.UUID] = lu
 		byID[u.ID] = lu
-		if r.usableLocked(lu) != nil {
+		// A fleet node's spent loan cuts nothing while more may be lent:
+		// the next byte borrows.
+		if err := r.usableLocked(lu); err != nil && (err != errLoanSpent || !r.leases.Lendable(lu.id)) {
 			for s := range lu.sessions {
 				cut = append(cut, s)
 			}
