@@ -32,7 +32,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,10 +40,10 @@ import (
 
 // Cluster is one running PostgreSQL server.
 type Cluster struct {
-	dir  string // holds data/, the socket and the log; removed by Stop
-	bin  string
-	cred *syscall.Credential // nil unless running as root
-	n    atomic.Int64        // databases created
+	dir string // holds data/, the socket and the log; removed by Stop
+	bin string
+	as  *user.User   // run PostgreSQL as this user; nil unless running as root
+	n   atomic.Int64 // databases created
 }
 
 var (
@@ -125,10 +124,10 @@ func (c *Cluster) start() error {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(c.dir, uid, gid); err != nil {
 			return err
 		}
+		c.as = u
 	}
 	data := filepath.Join(c.dir, "data")
 	if out, err := c.run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
@@ -180,8 +179,10 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 	cmd := exec.Command(filepath.Join(c.bin, prog), args...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
-	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	if c.as != nil {
+		if err := runAs(cmd, c.as); err != nil {
+			return nil, err
+		}
 		cmd.Env = append(cmd.Env, "HOME="+c.dir)
 	}
 	return cmd.CombinedOutput()
