@@ -71,6 +71,12 @@ func TestControlInit(t *testing.T) {
 			t.Errorf("control init %s: %q, want it to mention %s", args, msg, want)
 		}
 	}
+	// A database that cannot be reached: the error says so without the password.
+	bad := "postgres://burrow:s3cret@/burrow?host=" + t.TempDir() + "&connect_timeout=5"
+	msg := runCmdErr(t, "control", "init", "--skip-cover-check", "--data", t.TempDir()+"/e", "--public-addr", "h", "--cover", "c.example:443", "--db", bad)
+	if !strings.Contains(msg, "postgres") || strings.Contains(msg, "s3cret") {
+		t.Errorf("control init with an unreachable database: %q, want a postgres error without the password", msg)
+	}
 }
 
 func TestControlNodeTokens(t *testing.T) {

@@ -16,7 +16,8 @@
 //	dsn := pgtest.DB(t) // postgres://postgres@/db3?host=/tmp/burrow-pg-…
 //
 // The cluster starts with the first DB call and stops when the package's
-// tests end. A cluster that cannot start fails the test loudly with
+// tests end. A test that stops PostgreSQL on purpose takes a cluster of its
+// own with New, and uses Halt and Resume. A cluster that cannot start fails the test loudly with
 // PostgreSQL's own log; it never skips.
 package pgtest
 
