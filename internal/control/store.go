@@ -34,7 +34,11 @@ type Store interface {
 	// Version returns the version of the newest change, 0 when there is none.
 	Version(ctx context.Context) (int64, error)
 	// Changes returns up to limit changes with versions above after, in
-	// version order. Fewer than limit means the caller is up to date.
+	// version order, starting at after+1. Fewer than limit means the caller
+	// is up to date. When the log no longer holds after+1 (pruned), or after
+	// is above the newest version (the database was restored from an older
+	// backup), it returns an error wrapping ErrResync: the caller starts
+	// again from a Snapshot.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
 	// WaitChange blocks until the newest version is above after (returning
 	// it) or ctx ends. Writers in this process wake waiters at once; writes
@@ -111,6 +115,10 @@ const PollInterval = 250 * time.Millisecond
 // must not spend an expired lease; the store stops counting it then, so a
 // node that vanished frees its share within LeaseTTL.
 const LeaseTTL = 5 * time.Minute
+
+// ErrResync is wrapped by Changes when the log cannot bring the caller's
+// version up to date: take a Snapshot instead.
+var ErrResync = errors.New("change log cannot continue from that version; start again from a snapshot")
 
 // ErrNodeRevoked is wrapped by operations on a revoked node that would
 // bring it back (RekeyNode, RegisterNode, AddRelayPath, LeaseQuota,
