@@ -275,3 +275,23 @@ func TestControlImport(t *testing.T) {
 		t.Errorf("a refused import moved the log from %d to %d", v, v2)
 	}
 }
+
+func TestControlPaths(t *testing.T) {
+	dir := controlDir(t, "sqlite")
+	runCmd(t, "control", "node-token", "exit-1", "--data", dir)
+	runCmd(t, "control", "node-token", "relay-1", "--role", "relay", "--data", dir)
+	if out := runCmd(t, "control", "path", "add", "relay-1", "exit-1", "--data", dir); !strings.Contains(out, "now fronts") {
+		t.Errorf("path add printed %q", out)
+	}
+	out := runCmd(t, "control", "path", "list", "--data", dir)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "relay-1") || !strings.Contains(lines[1], "exit-1") {
+		t.Fatalf("path list = %q, want relay-1 in front of exit-1", out)
+	}
+	if msg := runCmdErr(t, "control", "path", "add", "exit-1", "relay-1", "--data", dir); !strings.Contains(msg, "not a relay") {
+		t.Errorf("path add with the roles swapped: %q", msg)
+	}
+	runCmd(t, "control", "path", "remove", "relay-1", "exit-1", "--data", dir)
+	if msg := runCmdErr(t, "control", "path", "remove", "relay-1", "exit-1", "--data", dir); !strings.Contains(msg, "not found") {
+		t.Errorf("removing a path twice: %q", msg)
+	}
+}

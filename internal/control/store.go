@@ -142,6 +142,13 @@ func ParseRole(s string) (Role, error) {
 	return "", fmt.Errorf("role %.20q: %w: want exit or relay", s, access.ErrInvalid)
 }
 
+func (r Role) withArticle() string {
+	if r == RoleExit {
+		return "an exit"
+	}
+	return "a " + string(r)
+}
+
 // Node is one exit or relay of the fleet.
 type Node struct {
 	ID        int64
