@@ -53,8 +53,8 @@ type Store interface {
 	// CreateNode adds a node with a fresh Ed25519 identity key pair and
 	// REALITY short ID. The returned Node is the only one ever to carry
 	// PrivateKey: the store keeps the public key only, so the join token
-	// (Token) must be made from this value. A name taken case-insensitively,
-	// revoked or not, wraps access.ErrExists.
+	// (Token) must be made from this value. A name taken case-insensitively
+	// wraps access.ErrExists, or ErrNodeRevoked if that node was revoked.
 	CreateNode(ctx context.Context, name string, role Role) (*Node, error)
 	// RekeyNode gives a node a fresh key pair and short ID, so the old join
 	// token stops working; like CreateNode it returns the private key once.
@@ -121,8 +121,8 @@ const LeaseTTL = 5 * time.Minute
 var ErrResync = errors.New("change log cannot continue from that version; start again from a snapshot")
 
 // ErrNodeRevoked is wrapped by operations on a revoked node that would
-// bring it back (RekeyNode, RegisterNode, AddRelayPath, LeaseQuota,
-// PushTraffic, UpdateNodeStatus).
+// bring it back (CreateNode of its name, RekeyNode, RegisterNode,
+// AddRelayPath, LeaseQuota, PushTraffic, UpdateNodeStatus).
 var ErrNodeRevoked = errors.New("node revoked")
 
 // Role is what a node does.
