@@ -66,6 +66,14 @@ func decodeUser(b []byte) (*access.User, error) {
 // appendChange writes c (its Version from nextVersion) to the log in tx,
 // and on PostgreSQL queues a NOTIFY that is sent when tx commits.
 func (s *SQLStore) appendChange(ctx context.Context, tx *sql.Tx, c Change) error {
+	if err := s.logChange(ctx, tx, c); err != nil {
+		return err
+	}
+	return s.notifyChange(ctx, tx, c.Version)
+}
+
+// logChange writes c to the log in tx, without notifying.
+func (s *SQLStore) logChange(ctx context.Context, tx *sql.Tx, c Change) error {
 	var data []byte
 	if c.User != nil {
 		var err error
@@ -78,10 +86,17 @@ func (s *SQLStore) appendChange(ctx context.Context, tx *sql.Tx, c Change) error
 	if err != nil {
 		return fmt.Errorf("log change: %w", err)
 	}
-	if s.d.notify {
-		if _, err := s.exec(ctx, tx, `SELECT pg_notify('`+notifyChannel+`', ?)`, fmt.Sprint(c.Version)); err != nil {
-			return fmt.Errorf("notify change: %w", err)
-		}
+	return nil
+}
+
+// notifyChange queues, on PostgreSQL, a NOTIFY of version v sent when tx
+// commits.
+func (s *SQLStore) notifyChange(ctx context.Context, tx *sql.Tx, v int64) error {
+	if !s.d.notify {
+		return nil
+	}
+	if _, err := s.exec(ctx, tx, `SELECT pg_notify('`+notifyChannel+`', ?)`, fmt.Sprint(v)); err != nil {
+		return fmt.Errorf("notify change: %w", err)
 	}
 	return nil
 }
