@@ -22,6 +22,8 @@ const controlUsage = `usage: burrow control init --data CDIR --cover HOST:PORT [
        burrow control run --data CDIR [--listen HOST:PORT]
        burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
        burrow control nodes --data CDIR
+       burrow control path add|remove RELAY EXIT --data CDIR   which relay fronts which exit
+       burrow control path list --data CDIR
        burrow control import --data CDIR --from SERVERDIR   move a server's users into the fleet, links unchanged
 
 The control plane keeps a fleet's users and nodes, in PostgreSQL (--db
@@ -50,9 +52,11 @@ func runControl(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return controlNodes(ctx, args[1:], stdout, stderr)
 	case "import":
 		return controlImport(ctx, args[1:], stdout, stderr)
+	case "path", "paths":
+		return controlPath(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, controlUsage)
-	return fmt.Errorf("control: unknown subcommand %.40q (want init, run, node-token, nodes or import)", args[0])
+	return fmt.Errorf("control: unknown subcommand %.40q (want init, run, node-token, nodes, path or import)", args[0])
 }
 
 func controlInit(ctx context.Context, args []string, stderr io.Writer) error {
@@ -255,4 +259,68 @@ func controlImport(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "Imported %d users from %s with their UUIDs and subscription tokens: the credentials they hold stay valid in the fleet.\n", len(users), *from)
 	return nil
+}
+
+func controlPath(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "add" && args[0] != "remove" && args[0] != "list") {
+		return errors.New("control path: want add RELAY EXIT, remove RELAY EXIT or list")
+	}
+	sub := args[0]
+	fs := newFlagSet("control path "+sub, stderr)
+	data := fs.String("data", "", "control directory (required)")
+	pos, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if want := map[string]int{"add": 2, "remove": 2, "list": 0}[sub]; len(pos) != want {
+		return fmt.Errorf("control path %s: want %d arguments, got %d", sub, want, len(pos))
+	}
+	_, st, err := openControl(ctx, *data)
+	if err != nil {
+		return fmt.Errorf("control path: %w", err)
+	}
+	defer st.Close()
+	if sub == "list" {
+		return listPaths(ctx, stdout, st)
+	}
+	var ids [2]int64
+	for i, name := range pos {
+		n, err := st.NodeByName(ctx, name)
+		if err != nil {
+			return fmt.Errorf("control path %s: %w", sub, err)
+		}
+		ids[i] = n.ID
+	}
+	if sub == "add" {
+		err = st.AddRelayPath(ctx, ids[0], ids[1])
+	} else {
+		err = st.RemoveRelayPath(ctx, ids[0], ids[1])
+	}
+	if err != nil {
+		return fmt.Errorf("control path %s: %w", sub, err)
+	}
+	verb := map[string]string{"add": "now fronts", "remove": "no longer fronts"}[sub]
+	fmt.Fprintf(stdout, "Relay %s %s exit %s; users' links and subscriptions follow.\n", pos[0], verb, pos[1])
+	return nil
+}
+
+func listPaths(ctx context.Context, w io.Writer, st control.Store) error {
+	nodes, err := st.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	paths, err := st.RelayPaths(ctx)
+	if err != nil {
+		return err
+	}
+	name := map[int64]string{}
+	for _, n := range nodes {
+		name[n.ID] = n.Name
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RELAY\tEXIT\tSINCE")
+	for _, p := range paths {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name[p.Relay], name[p.Exit], p.CreatedAt.UTC().Format("2006-01-02"))
+	}
+	return tw.Flush()
 }

@@ -71,6 +71,12 @@ func TestControlInit(t *testing.T) {
 			t.Errorf("control init %s: %q, want it to mention %s", args, msg, want)
 		}
 	}
+	// A database that cannot be reached: the error says so without the password.
+	bad := "postgres://burrow:s3cret@/burrow?host=" + t.TempDir() + "&connect_timeout=5"
+	msg := runCmdErr(t, "control", "init", "--skip-cover-check", "--data", t.TempDir()+"/e", "--public-addr", "h", "--cover", "c.example:443", "--db", bad)
+	if !strings.Contains(msg, "postgres") || strings.Contains(msg, "s3cret") {
+		t.Errorf("control init with an unreachable database: %q, want a postgres error without the password", msg)
+	}
 }
 
 func TestControlNodeTokens(t *testing.T) {
@@ -267,5 +273,25 @@ func TestControlImport(t *testing.T) {
 	}
 	if v2, _ := st.Version(ctx); v2 != v {
 		t.Errorf("a refused import moved the log from %d to %d", v, v2)
+	}
+}
+
+func TestControlPaths(t *testing.T) {
+	dir := controlDir(t, "sqlite")
+	runCmd(t, "control", "node-token", "exit-1", "--data", dir)
+	runCmd(t, "control", "node-token", "relay-1", "--role", "relay", "--data", dir)
+	if out := runCmd(t, "control", "path", "add", "relay-1", "exit-1", "--data", dir); !strings.Contains(out, "now fronts") {
+		t.Errorf("path add printed %q", out)
+	}
+	out := runCmd(t, "control", "path", "list", "--data", dir)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.HasPrefix(lines[1], "relay-1") || !strings.Contains(lines[1], "exit-1") {
+		t.Fatalf("path list = %q, want relay-1 in front of exit-1", out)
+	}
+	if msg := runCmdErr(t, "control", "path", "add", "exit-1", "relay-1", "--data", dir); !strings.Contains(msg, "not a relay") {
+		t.Errorf("path add with the roles swapped: %q", msg)
+	}
+	runCmd(t, "control", "path", "remove", "relay-1", "exit-1", "--data", dir)
+	if msg := runCmdErr(t, "control", "path", "remove", "relay-1", "exit-1", "--data", dir); !strings.Contains(msg, "not found") {
+		t.Errorf("removing a path twice: %q", msg)
 	}
 }

@@ -41,6 +41,7 @@ Fleet (a control plane for many exits and relays):
   burrow control init --data CDIR --cover HOST:PORT [--db sqlite|postgres://...]
   burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
   burrow control nodes --data CDIR
+  burrow control path add|remove RELAY EXIT --data CDIR   which relay fronts which exit
   burrow user ... --data CDIR                      the user commands, fleet-wide
 
 Client:

@@ -66,6 +66,14 @@ func decodeUser(b []byte) (*access.User, error) {
 // appendChange writes c (its Version from nextVersion) to the log in tx,
 // and on PostgreSQL queues a NOTIFY that is sent when tx commits.
 func (s *SQLStore) appendChange(ctx context.Context, tx *sql.Tx, c Change) error {
+	if err := s.logChange(ctx, tx, c); err != nil {
+		return err
+	}
+	return s.notifyChange(ctx, tx, c.Version)
+}
+
+// logChange writes c to the log in tx, without notifying.
+func (s *SQLStore) logChange(ctx context.Context, tx *sql.Tx, c Change) error {
 	var data []byte
 	if c.User != nil {
 		var err error
@@ -78,10 +86,17 @@ func (s *SQLStore) appendChange(ctx context.Context, tx *sql.Tx, c Change) error
 	if err != nil {
 		return fmt.Errorf("log change: %w", err)
 	}
-	if s.d.notify {
-		if _, err := s.exec(ctx, tx, `SELECT pg_notify('`+notifyChannel+`', ?)`, fmt.Sprint(c.Version)); err != nil {
-			return fmt.Errorf("notify change: %w", err)
-		}
+	return nil
+}
+
+// notifyChange queues, on PostgreSQL, a NOTIFY of version v sent when tx
+// commits.
+func (s *SQLStore) notifyChange(ctx context.Context, tx *sql.Tx, v int64) error {
+	if !s.d.notify {
+		return nil
+	}
+	if _, err := s.exec(ctx, tx, `SELECT pg_notify('`+notifyChannel+`', ?)`, fmt.Sprint(v)); err != nil {
+		return fmt.Errorf("notify change: %w", err)
 	}
 	return nil
 }
@@ -100,33 +115,91 @@ func (s *SQLStore) Changes(ctx context.Context, after int64, limit int) ([]Chang
 	if limit < 1 || limit > MaxChanges {
 		return nil, wrap("changes", invalid("limit", "%d is not 1..%d", limit, MaxChanges))
 	}
+	if after < 0 {
+		return nil, wrap("changes", invalid("after", "%d is negative", after))
+	}
 	var out []Change
 	err := s.retrying(ctx, func() error {
-		out = out[:0]
-		rows, err := s.rows(ctx, s.db, `SELECT version, kind, at, node_id, exit_id, data FROM changes
-			WHERE version > ? ORDER BY version LIMIT ?`, after, limit)
+		var err error
+		if out, err = s.readChanges(ctx, after, limit); err != nil || len(out) > 0 {
+			return err
+		}
+		// Nothing above after: up to date, ahead of the log, or pruned.
+		// Entries up to the head were visible before it was read, so a
+		// second read that still finds none means they are gone.
+		var head int64
+		if err := s.row(ctx, s.db, `SELECT version FROM change_head WHERE id = 1`).Scan(&head); err != nil {
+			return err
+		}
+		if after > head {
+			return fmt.Errorf("%w: version %d is ahead of the log's %d (was the database restored?)", ErrResync, after, head)
+		}
+		if after == head {
+			return nil
+		}
+		out, err = s.readChanges(ctx, after, limit)
+		if err == nil && len(out) == 0 {
+			err = fmt.Errorf("%w: the log after version %d was pruned", ErrResync, after)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, wrap("changes", err)
+	}
+	return out, nil
+}
+
+// readChanges reads up to limit entries above after. Versions are gap-free
+// and visible in order, so a first entry other than after+1 means the ones
+// before it were pruned.
+func (s *SQLStore) readChanges(ctx context.Context, after int64, limit int) ([]Change, error) {
+	rows, err := s.rows(ctx, s.db, `SELECT version, kind, at, node_id, exit_id, data FROM changes
+		WHERE version > ? ORDER BY version LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Change
+	for rows.Next() {
+		var c Change
+		var kind, data string
+		var at int64
+		if err := rows.Scan(&c.Version, &kind, &at, &c.Node, &c.Exit, &data); err != nil {
+			return nil, err
+		}
+		c.Kind, c.At = ChangeKind(kind), fromUnix(at)
+		if data != "" {
+			if c.User, err = decodeUser([]byte(data)); err != nil {
+				return nil, fmt.Errorf("change %d: corrupt user row: %w", c.Version, err)
+			}
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) > 0 && out[0].Version != after+1 {
+		return nil, fmt.Errorf("%w: the log between versions %d and %d was pruned", ErrResync, after, out[0].Version)
+	}
+	return out, nil
+}
+
+// PruneChanges deletes the log's entries up to version through (at most
+// the newest) and returns how many it deleted. A node that has not applied
+// them yet gets ErrResync from Changes and starts again from a Snapshot; so
+// prune below what the live nodes have applied (NodeStatus.AppliedVersion),
+// or what is older than any node may reasonably stay away.
+func (s *SQLStore) PruneChanges(ctx context.Context, through int64) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM changes WHERE version <= ?`, through)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var c Change
-			var kind, data string
-			var at int64
-			if err := rows.Scan(&c.Version, &kind, &at, &c.Node, &c.Exit, &data); err != nil {
-				return err
-			}
-			c.Kind, c.At = ChangeKind(kind), fromUnix(at)
-			if data != "" {
-				if c.User, err = decodeUser([]byte(data)); err != nil {
-					return fmt.Errorf("change %d: corrupt user row: %w", c.Version, err)
-				}
-			}
-			out = append(out, c)
-		}
-		return rows.Err()
+		n, err = res.RowsAffected()
+		return err
 	})
-	return out, wrap("changes", err)
+	return n, wrap("prune changes", err)
 }
 
 // WaitChange implements Store.

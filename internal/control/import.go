@@ -65,11 +65,11 @@ func (s *SQLStore) ImportUsers(ctx context.Context, users []*access.User) error 
 			}
 			c := *u
 			c.ID, c.Reset = id, reset
-			if err := s.appendChange(ctx, tx, Change{Version: first + int64(i), Kind: ChangeUser, User: &c}); err != nil {
+			if err := s.logChange(ctx, tx, Change{Version: first + int64(i), Kind: ChangeUser, User: &c}); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.notifyChange(ctx, tx, last) // one wake-up for the whole import
 	})
 	if err != nil {
 		return wrap("import users", err)

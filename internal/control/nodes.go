@@ -138,7 +138,7 @@ func (s *SQLStore) liveNode(ctx context.Context, tx *sql.Tx, id int64, role Role
 	case revoked:
 		return fmt.Errorf("node %d: %w", id, ErrNodeRevoked)
 	case role != "" && Role(r) != role:
-		return fmt.Errorf("node %d is a %s, not a %s: %w", id, r, role, access.ErrInvalid)
+		return fmt.Errorf("node %d is %s, not %s: %w", id, Role(r).withArticle(), role.withArticle(), access.ErrInvalid)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func IssueToken(ctx context.Context, st Store, c *Config, name string, role Role
 	case n.Revoked:
 		err = fmt.Errorf("control: node %q: %w; give the new node another name", n.Name, ErrNodeRevoked)
 	case n.Role != role:
-		err = fmt.Errorf("control: node %q is a %s, not a %s: %w", n.Name, n.Role, role, access.ErrInvalid)
+		err = fmt.Errorf("control: node %q is %s, not %s: %w", n.Name, n.Role.withArticle(), role.withArticle(), access.ErrInvalid)
 	default:
 		rekeyed = true
 		n, err = st.RekeyNode(ctx, n.ID)

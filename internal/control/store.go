@@ -34,7 +34,11 @@ type Store interface {
 	// Version returns the version of the newest change, 0 when there is none.
 	Version(ctx context.Context) (int64, error)
 	// Changes returns up to limit changes with versions above after, in
-	// version order. Fewer than limit means the caller is up to date.
+	// version order, starting at after+1. Fewer than limit means the caller
+	// is up to date. When the log no longer holds after+1 (pruned), or after
+	// is above the newest version (the database was restored from an older
+	// backup), it returns an error wrapping ErrResync: the caller starts
+	// again from a Snapshot.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
 	// WaitChange blocks until the newest version is above after (returning
 	// it) or ctx ends. Writers in this process wake waiters at once; writes
@@ -49,8 +53,8 @@ type Store interface {
 	// CreateNode adds a node with a fresh Ed25519 identity key pair and
 	// REALITY short ID. The returned Node is the only one ever to carry
 	// PrivateKey: the store keeps the public key only, so the join token
-	// (Token) must be made from this value. A name taken case-insensitively,
-	// revoked or not, wraps access.ErrExists.
+	// (Token) must be made from this value. A name taken case-insensitively
+	// wraps access.ErrExists, or ErrNodeRevoked if that node was revoked.
 	CreateNode(ctx context.Context, name string, role Role) (*Node, error)
 	// RekeyNode gives a node a fresh key pair and short ID, so the old join
 	// token stops working; like CreateNode it returns the private key once.
@@ -112,9 +116,13 @@ const PollInterval = 250 * time.Millisecond
 // node that vanished frees its share within LeaseTTL.
 const LeaseTTL = 5 * time.Minute
 
+// ErrResync is wrapped by Changes when the log cannot bring the caller's
+// version up to date: take a Snapshot instead.
+var ErrResync = errors.New("change log cannot continue from that version; start again from a snapshot")
+
 // ErrNodeRevoked is wrapped by operations on a revoked node that would
-// bring it back (RekeyNode, RegisterNode, AddRelayPath, LeaseQuota,
-// PushTraffic, UpdateNodeStatus).
+// bring it back (CreateNode of its name, RekeyNode, RegisterNode,
+// AddRelayPath, LeaseQuota, PushTraffic, UpdateNodeStatus).
 var ErrNodeRevoked = errors.New("node revoked")
 
 // Role is what a node does.
@@ -132,6 +140,13 @@ func ParseRole(s string) (Role, error) {
 		return r, nil
 	}
 	return "", fmt.Errorf("role %.20q: %w: want exit or relay", s, access.ErrInvalid)
+}
+
+func (r Role) withArticle() string {
+	if r == RoleExit {
+		return "an exit"
+	}
+	return "a " + string(r)
 }
 
 // Node is one exit or relay of the fleet.

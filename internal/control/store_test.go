@@ -338,6 +338,9 @@ func TestWaitChange(t *testing.T) {
 			s := b.open(t)
 			other := b.reopen(t, s)
 			ctx := ctxT(t)
+			if b.name == "postgres" {
+				s.poll = func() time.Duration { return 0 } // only NOTIFY can wake it
+			}
 			got := make(chan int64, 1)
 			errc := make(chan error, 1)
 			go func() {
@@ -365,4 +368,45 @@ func TestWaitChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestChangesResync: a follower behind a pruned part of the log, or ahead
+// of it, is told to start again from a snapshot; one up to date is not.
+func TestChangesResync(t *testing.T) {
+	forEach(t, func(t *testing.T, s *SQLStore) {
+		ctx := ctxT(t)
+		for i := range 5 {
+			mustUser(t, s, "p"+strconv.Itoa(i), 0)
+		}
+		if cs, err := s.Changes(ctx, 5, 10); err != nil || len(cs) != 0 {
+			t.Fatalf("Changes(head) = %v, %v; want none", cs, err)
+		}
+		if _, err := s.Changes(ctx, 6, 10); !errors.Is(err, ErrResync) {
+			t.Fatalf("Changes(ahead of the log) = %v, want ErrResync", err)
+		}
+		if n, err := s.PruneChanges(ctx, 3); err != nil || n != 3 {
+			t.Fatalf("PruneChanges(3) = %d, %v; want 3", n, err)
+		}
+		for _, after := range []int64{0, 2} {
+			if _, err := s.Changes(ctx, after, 10); !errors.Is(err, ErrResync) {
+				t.Errorf("Changes(%d) after pruning through 3 = %v, want ErrResync", after, err)
+			}
+		}
+		if cs, err := s.Changes(ctx, 3, 10); err != nil || len(cs) != 2 || cs[0].Version != 4 {
+			t.Fatalf("Changes(3) = %v, %v; want versions 4 and 5", cs, err)
+		}
+		if _, err := s.PruneChanges(ctx, 5); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Changes(ctx, 4, 10); !errors.Is(err, ErrResync) {
+			t.Fatalf("Changes(4) with the whole log pruned = %v, want ErrResync", err)
+		}
+		if cs, err := s.Changes(ctx, 5, 10); err != nil || len(cs) != 0 {
+			t.Fatalf("Changes(head) with the whole log pruned = %v, %v; want none", cs, err)
+		}
+		snap, err := s.Snapshot(ctx)
+		if err != nil || snap.Version != 5 || len(snap.Users) != 5 {
+			t.Fatalf("Snapshot after pruning = %+v, %v; want version 5 with 5 users", snap, err)
+		}
+	})
 }

@@ -2,7 +2,9 @@
 // pg_ctl from the machine's PostgreSQL (Debian's postgresql package) in a
 // temporary directory, listening on a unix socket only (no TCP port, so
 // clusters of packages tested in parallel never collide), with durability
-// off to start fast. As root it runs PostgreSQL as the unprivileged user
+// off to start fast (fsync=off: nothing waits for the disk, yet a crash of
+// PostgreSQL alone loses no commit, as the kernel still holds what was
+// written; synchronous_commit stays on for that reason). As root it runs PostgreSQL as the unprivileged user
 // "postgres" (PostgreSQL refuses to run as root).
 //
 // A test package that uses it says so in its TestMain:
@@ -14,7 +16,8 @@
 //	dsn := pgtest.DB(t) // postgres://postgres@/db3?host=/tmp/burrow-pg-…
 //
 // The cluster starts with the first DB call and stops when the package's
-// tests end. A cluster that cannot start fails the test loudly with
+// tests end. A test that stops PostgreSQL on purpose takes a cluster of its
+// own with New, and uses Halt and Resume. A cluster that cannot start fails the test loudly with
 // PostgreSQL's own log; it never skips.
 package pgtest
 
@@ -32,7 +35,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,10 +43,10 @@ import (
 
 // Cluster is one running PostgreSQL server.
 type Cluster struct {
-	dir  string // holds data/, the socket and the log; removed by Stop
-	bin  string
-	cred *syscall.Credential // nil unless running as root
-	n    atomic.Int64        // databases created
+	dir string // holds data/, the socket and the log; removed by Stop
+	bin string
+	as  *user.User   // run PostgreSQL as this user; nil unless running as root
+	n   atomic.Int64 // databases created
 }
 
 var (
@@ -99,6 +101,23 @@ func DB(tb testing.TB) string {
 	return dsn
 }
 
+// New starts a cluster of the test's own, stopped when the test ends: for
+// tests that stop and restart PostgreSQL (Halt, Resume), which must not
+// disturb the package's shared cluster.
+func New(tb testing.TB) *Cluster {
+	tb.Helper()
+	c, err := Start()
+	if err != nil {
+		tb.Fatalf("pgtest: PostgreSQL did not start (install Debian's postgresql package): %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return c
+}
+
 // Start starts a new cluster. The caller stops it.
 func Start() (*Cluster, error) {
 	bin, err := findBin()
@@ -125,29 +144,49 @@ func (c *Cluster) start() error {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chown(c.dir, uid, gid); err != nil {
 			return err
 		}
+		c.as = u
 	}
-	data := filepath.Join(c.dir, "data")
-	if out, err := c.run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+	if out, err := c.run("initdb", "-D", c.data(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
 		"--locale=C", "--no-sync", "--no-instructions"); err != nil {
 		return fmt.Errorf("initdb: %v\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c fsync=off -c synchronous_commit=off "+
+	return c.Resume()
+}
+
+// Resume starts the cluster's server (again, after Halt) on its data.
+func (c *Cluster) Resume() error {
+	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c fsync=off "+
 		"-c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB", c.dir)
 	logf := filepath.Join(c.dir, "postgres.log")
-	if out, err := c.run("pg_ctl", "start", "-w", "-t", "120", "-D", data, "-l", logf, "-o", opts); err != nil {
+	if out, err := c.run("pg_ctl", "start", "-w", "-t", "120", "-D", c.data(), "-l", logf, "-o", opts); err != nil {
 		log, _ := os.ReadFile(logf)
 		return fmt.Errorf("pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
 	return nil
 }
 
+func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
+
+// Halt stops the cluster's server at once, as a crash would, keeping its
+// data; every connection breaks. Resume starts it again.
+func (c *Cluster) Halt() error {
+	if out, err := c.run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", c.data()); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
+	}
+	return nil
+}
+
 // Stop stops the server at once and removes its files.
 func (c *Cluster) Stop() error {
-	out, err := c.run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", filepath.Join(c.dir, "data"))
+	out, err := c.run("pg_ctl", "status", "-D", c.data())
+	if err == nil {
+		out, err = c.run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", c.data())
+	} else {
+		err = nil // not running (halted): nothing to stop
+	}
 	os.RemoveAll(c.dir)
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop: %v\n%s", err, out)
@@ -180,8 +219,10 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 	cmd := exec.Command(filepath.Join(c.bin, prog), args...)
 	cmd.Dir = c.dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "PGTZ=UTC")
-	if c.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	if c.as != nil {
+		if err := runAs(cmd, c.as); err != nil {
+			return nil, err
+		}
 		cmd.Env = append(cmd.Env, "HOME="+c.dir)
 	}
 	return cmd.CombinedOutput()
