@@ -239,9 +239,11 @@ func TestLeasesNeverExceedQuota(t *testing.T) {
 		if err := s.ReturnLease(ctx, nodes[0].ID, u.ID, back); err != nil {
 			t.Fatal(err)
 		}
+		// Near the end, with other nodes holding leases, half of what is
+		// free (at least 256 KiB of it).
 		l, err = s.LeaseQuota(ctx, nodes[1].ID, u.ID, quota)
-		if err != nil || l.Granted != back {
-			t.Fatalf("lease after %d returned = %+v, %v; want those granted", back, l, err)
+		if want := max(back/2, min(back, 256<<10)); err != nil || l.Granted != want {
+			t.Fatalf("lease after %d returned = %+v, %v; want %d granted", back, l, err, want)
 		}
 		// Leases lapse after LeaseTTL: what is not used is free again.
 		clk.add(LeaseTTL + time.Second)

@@ -404,6 +404,10 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	chs, err := p.store.Changes(ctx, after, syncBatch)
+	if errors.Is(err, ErrResync) {
+		p.sendSnapshot(w, r, n) // the log no longer reaches back to after
+		return
+	}
 	if err != nil {
 		p.fail(w, r, "changes", err)
 		return

@@ -141,9 +141,10 @@ func (s *SQLStore) LeaseQuota(ctx context.Context, node, user int64, want int64)
 		if u.Usable(now) == nil {
 			free := u.Quota - u.Used(now) - all
 			l.Granted = max(min(want, free), 0)
-			if free < 2*want {
-				// Near the end, half of what is left (at least 256 KiB,
-				// if there is that much), so other nodes still find some.
+			if free < 2*want && all > mine {
+				// Near the end, with other nodes spending too, half of
+				// what is left (at least 256 KiB, if there is that
+				// much), so they still find some.
 				l.Granted = max(min(l.Granted, max(free/2, min(free, 256<<10))), 0)
 			}
 		}
