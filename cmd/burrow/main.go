@@ -37,6 +37,15 @@ Entry relay (inside a whitelisted network; forwards to exits without reading the
   burrow relay run --data DIR [--metrics HOST:PORT]
   burrow user show NAME --via RELAYHOST:PORT      on the exit: the user's link through the relay
 
+Fleet (a control plane for many exits and relays):
+  burrow control init --data CDIR --cover HOST:PORT [--db sqlite|postgres://...]
+  burrow control run --data CDIR                  serve the nodes (camouflaged like an exit)
+  burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
+  burrow server init --join TOKEN --cover HOST:PORT [--data DIR] ...   an exit of the fleet
+  burrow control nodes --data CDIR
+  burrow control path add|remove RELAY EXIT --data CDIR   which relay fronts which exit
+  burrow user ... --data CDIR                      the user commands, fleet-wide
+
 Client:
   burrow connect LINK|FILE [--socks 127.0.0.1:1080] [--http 127.0.0.1:8080] [--rules FILE|ru-direct]
   burrow connect LINK|FILE --tun [--kill-switch=false] [--dns 1.1.1.1:53] [--tun-name burrow0]   (Linux, root)
@@ -118,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(ctx, rest, stdout, stderr)
 	case "relay":
 		return runRelay(ctx, rest, stdout, stderr)
+	case "control":
+		return runControl(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -126,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // helpWord turns the word "help" where it can only mean help into -h:
 // `burrow server help`, `burrow user add help`, `burrow connect help`.
 func helpWord(cmd string, rest []string) []string {
-	group := cmd == "server" || cmd == "user" || cmd == "users" || cmd == "relay"
+	group := cmd == "server" || cmd == "user" || cmd == "users" || cmd == "relay" || cmd == "control"
 	switch {
 	case len(rest) == 1 && rest[0] == "help":
 		return []string{"-h"}

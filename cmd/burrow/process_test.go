@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/control/pgtest"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 )
 
@@ -24,7 +25,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m) // m.Run, then stops the PostgreSQL of the control tests
 	if buildPath != "" {
 		os.RemoveAll(filepath.Dir(buildPath)) // the binary built for the run
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
@@ -30,6 +31,7 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 	allowPrivate := fs.Bool("allow-private-egress", false, "let clients reach loopback and private networks through this server (labs and tests only)")
 	fp := fs.String("fingerprint", "chrome", "browser fingerprint put into links: chrome, firefox, safari, ios, android, edge, 360, qq, random, or another fp name Xray-core's links use")
 	skipCheck := fs.Bool("skip-cover-check", false, "do not check now that the cover site speaks TLS 1.3 with X25519")
+	join := fs.String("join", "", "join a fleet as an exit with the token `burrow control node-token NAME --role exit` printed: users then come from the control plane")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -58,6 +60,15 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 	if err := refuseExisting(*data); err != nil {
 		return err
 	}
+	var tok *control.Token
+	if *join != "" {
+		if tok, err = control.ParseToken(*join); err != nil {
+			return fmt.Errorf("server init: --join: %w", err)
+		}
+		if tok.Role != control.RoleExit {
+			return fmt.Errorf("server init: --join: the token is for a %s; make one with --role exit", tok.Role)
+		}
+	}
 
 	priv, pub, err := camo.GenerateKey()
 	if err != nil {
@@ -75,6 +86,7 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 		ShortIDs:           []string{hex.EncodeToString(sid)},
 		AllowPrivateEgress: *allowPrivate,
 		Fingerprint:        *fp,
+		Join:               *join,
 	}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -102,6 +114,9 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 			return nil, err
 		}
 		defer st.Close()
+		if tok != nil {
+			return nil, nil // the control plane has the users
+		}
 		return st.CreateUser(context.Background(), access.NewUser{Name: "owner", Note: "created by server init"})
 	}()
 	if err != nil {
@@ -116,6 +131,10 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "Created %s (listen %s, cover %s, sni %s).\n", *data, cfg.Listen, cfg.Cover, strings.Join(cfg.ServerNames, ","))
 	fmt.Fprintf(stderr, "Start the server with: burrow server run --data %s\n", *data)
+	if tok != nil {
+		fmt.Fprintf(stderr, "It joins the fleet of the control plane at %s as exit %q; its users and their links come from there (burrow user show NAME --data CONTROLDIR).\n", tok.Addr, tok.Name)
+		return nil
+	}
 	fmt.Fprintf(stderr, "Link for user %q (import it into v2rayNG, Hiddify, Streisand, Happ, or `burrow connect`):\n", owner.Name)
 	return printLink(stdout, cfg, owner, "")
 }
@@ -226,7 +245,19 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("open user store: %w", err)
 	}
 	defer st.Close()
-	reg := server.NewRegistry(st, log)
+	var users server.UserSource = st
+	var node *fleetNode
+	if cfg.Join != "" {
+		if node, err = newFleetNode(cfg, st, log); err != nil {
+			return fmt.Errorf("server run: %w", err)
+		}
+		users = node.users
+	}
+	reg := server.NewRegistry(users, log)
+	if node != nil {
+		reg.SetLeases(node.leases)
+		node.reg = reg
+	}
 	if err := reg.Refresh(ctx); err != nil {
 		return fmt.Errorf("load users: %w", err)
 	}
@@ -242,6 +273,12 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ln, err := srv.Listen(ctx)
 	if err != nil {
 		return err
+	}
+	if node != nil {
+		node.srv = srv
+		node.start()
+		// After the last traffic flush (below): what it counted still goes.
+		defer node.stop()
 	}
 	stopSide, err := side.start(*data, cfg, st, reg, srv, tele, log)
 	if err != nil {

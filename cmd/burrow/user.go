@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/admin"
+	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
@@ -131,16 +133,29 @@ func writeLink(w io.Writer, s, qrFile string) error {
 // the store itself when no server answers. Both implement admin.API, so each
 // command below has one code path.
 type userEnv struct {
-	cfg   *server.Config
+	cfg   *server.Config // nil on a control directory
+	fleet control.Store  // set on a control directory: links come from its nodes
 	api   admin.API
 	live  bool // api is the running server's: connected-now counts are real
 	close func()
 }
 
 func openUserEnv(ctx context.Context, data, sock string) (*userEnv, error) {
+	if control.IsControlDir(data) {
+		// The store is shared safely with a running control plane, and
+		// every change reaches the nodes through its change log.
+		_, st, err := openControl(ctx, data)
+		if err != nil {
+			return nil, err
+		}
+		return &userEnv{fleet: st, api: &admin.Local{Store: st}, close: func() { st.Close() }}, nil
+	}
 	cfg, err := server.LoadConfig(data)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Join != "" {
+		return nil, errFleetNode
 	}
 	if sock == "" {
 		sock = filepath.Join(data, server.AdminSock)
@@ -159,12 +174,14 @@ const userSubcommands = "add, list, show, set, revoke, enable, rotate or reset-t
 
 const userUsage = `usage: burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
        burrow user list
-       burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp]
+       burrow user show NAME [--qr FILE.png] [--transport tcp|xhttp] [--node NAME]
        burrow user set NAME [--quota SIZE] [--expires WHEN|never] [--reset PERIOD] [--note TEXT]
        burrow user revoke NAME | enable NAME | rotate NAME | reset-traffic NAME
 
 They work while the server runs (through its admin socket) and while it is
-stopped (on its store). Every one takes --data DIR. Run 'burrow user SUBCOMMAND -h'
+stopped (on its store). Every one takes --data DIR; on a control plane's
+directory (burrow control init) they act on the whole fleet, and links are
+printed for every exit and relay path (--node NAME: only through that node). Run 'burrow user SUBCOMMAND -h'
 for its flags.
 `
 
@@ -179,9 +196,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlagSet("user "+sub, stderr)
-	data := fs.String("data", server.DefaultDataDir(), "server data directory")
+	data := fs.String("data", server.DefaultDataDir(), "server data directory, or a control plane's (burrow control init)")
 	sock := fs.String("admin-socket", "", "admin API socket of the running server (default DATA/admin.sock)")
-	var quota, expires, reset, note, qr, transport, via *string
+	var quota, expires, reset, note, qr, transport, via, node *string
 	switch sub {
 	case "add", "set":
 		quota = fs.String("quota", "", "traffic per period, e.g. 50GB, 20GiB (0 = unlimited)")
@@ -192,6 +209,7 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		qr = fs.String("qr", "", "also write the link's QR code to this PNG file")
 		transport = fs.String("transport", "tcp", "link for: tcp (REALITY + Vision) or xhttp (XHTTP with connection rotation)")
 		via = fs.String("via", "", "the link through the entry relay at HOST:PORT (see burrow relay)")
+		node = fs.String("node", "", "on a control directory: only the links through this exit or relay")
 	case "list", "revoke", "enable", "rotate", "reset-traffic":
 	default:
 		fmt.Fprint(stderr, userUsage)
@@ -242,6 +260,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("user add: %w", err)
 		}
 		fmt.Fprintf(stderr, "Added user %q. Their link:\n", u.Name)
+		if env.fleet != nil {
+			return printFleetLinks(ctx, stdout, stderr, env.fleet, u, "", "")
+		}
 		return printUserLink(stdout, env.cfg, u, "")
 	case "show":
 		if u, err = api.User(ctx, name); err != nil {
@@ -249,6 +270,16 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 		}
 		if *transport != "tcp" && *transport != "xhttp" {
 			return fmt.Errorf("user show: --transport %.20q: want tcp or xhttp", *transport)
+		}
+		if env.fleet != nil {
+			if *via != "" || *transport != "tcp" {
+				return errors.New("user show: --via and --transport xhttp are for a single server; a control plane lists every relay path itself")
+			}
+			printUser(stdout, u, env.live)
+			return printFleetLinks(ctx, stdout, stderr, env.fleet, u, *node, *qr)
+		}
+		if *node != "" {
+			return errors.New("user show: --node is for a control plane's directory")
 		}
 		cfg := env.cfg
 		if *via != "" {
@@ -291,6 +322,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("user rotate: %w", err)
 		}
 		fmt.Fprintf(stderr, "Rotated %q: the old link stopped working. The new link:\n", u.Name)
+		if env.fleet != nil {
+			return printFleetLinks(ctx, stdout, stderr, env.fleet, u, "", "")
+		}
 		return printUserLink(stdout, env.cfg, u, "")
 	case "reset-traffic":
 		if u, err = api.ResetTraffic(ctx, name); err != nil {
@@ -406,4 +440,48 @@ func listUsers(w io.Writer, users []admin.UserInfo, live bool) error {
 			usageText(u), expiry(u), connected(u, live), orDash(u.LastSeenDay))
 	}
 	return tw.Flush()
+}
+
+// printFleetLinks prints ui's link for every exit and relay path of the
+// fleet (or only through node), each under its path's name.
+func printFleetLinks(ctx context.Context, w, stderr io.Writer, st control.Store, ui *admin.UserInfo, node, qrFile string) error {
+	u, err := ui.User()
+	if err != nil {
+		return err
+	}
+	nodes, err := st.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	paths, err := st.RelayPaths(ctx)
+	if err != nil {
+		return err
+	}
+	var only *control.Node
+	if node != "" {
+		if only, err = st.NodeByName(ctx, node); err != nil {
+			return err
+		}
+	}
+	ls, err := control.UserLinks(u, nodes, paths, only)
+	if err != nil {
+		return err
+	}
+	if len(ls) == 0 {
+		fmt.Fprintln(stderr, "No links yet: no exit has joined the fleet (burrow control node-token NAME --role exit, then burrow server init --join TOKEN on the exit).")
+		return nil
+	}
+	if qrFile != "" && len(ls) > 1 {
+		fmt.Fprintf(stderr, "%s holds the first link (%s); --node NAME chooses another.\n", qrFile, ls[0].Label())
+	}
+	for i, l := range ls {
+		fmt.Fprintf(w, "%s:\n", l.Label())
+		if i > 0 {
+			qrFile = ""
+		}
+		if err := writeLink(w, l.Link.String(), qrFile); err != nil {
+			return err
+		}
+	}
+	return nil
 }

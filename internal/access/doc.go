@@ -33,6 +33,10 @@
 //	  metric        TEXT     reports, conns_ok, conns_failed, freeze, budget, cap, reset, fallback
 //	  bucket        INTEGER  freeze, budget: the least KiB of the size bucket; cap: the cap; else 0
 //	  count         INTEGER
+//	replica_state     on a fleet's exit (replica.go): the control plane's change log version applied
+//	  version, next_seq (the next traffic batch's number; never reused)
+//	traffic_outbox    on a fleet's exit: traffic counted and not yet acknowledged by the control plane
+//	  seq, day, user_id, up, down
 //	schema_migrations
 //	  version       INTEGER PK   one row per applied migration
 //	  applied_at    INTEGER      Unix seconds

@@ -63,6 +63,24 @@ var migrations = []migration{
 			PRIMARY KEY (day, transport, metric, bucket)
 		) STRICT`,
 	}},
+	{4, []string{
+		// A fleet node's replica state (replica.go): the last change of the
+		// control plane applied here, and the traffic counted here that
+		// the control plane has not acknowledged yet, in numbered batches.
+		`CREATE TABLE replica_state (
+			id       INTEGER PRIMARY KEY CHECK (id = 1),
+			version  INTEGER NOT NULL CHECK (version >= 0),
+			next_seq INTEGER NOT NULL CHECK (next_seq >= 1)
+		) STRICT`,
+		`CREATE TABLE traffic_outbox (
+			seq     INTEGER NOT NULL,
+			day     TEXT    NOT NULL,
+			user_id INTEGER NOT NULL,
+			up      INTEGER NOT NULL CHECK (up >= 0),
+			down    INTEGER NOT NULL CHECK (down >= 0),
+			PRIMARY KEY (seq, user_id)
+		) STRICT`,
+	}},
 }
 
 // latestVersion is the schema version this binary writes.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,8 +21,9 @@ const BusyTimeout = 30 * time.Second
 // IMMEDIATE transaction, so writers queue on the database lock (up to
 // BusyTimeout) instead of failing when a read lock cannot be upgraded.
 type SQLiteStore struct {
-	db  *sql.DB
-	now func() time.Time // the clock; tests replace it
+	db    *sql.DB
+	now   func() time.Time // the clock; tests replace it
+	queue atomic.Bool      // AddTraffic also queues batches for a control plane (replica.go)
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -319,6 +321,9 @@ func (s *SQLiteStore) AddTraffic(ctx context.Context, deltas map[int64]Traffic, 
 			if _, err := stmt.ExecContext(ctx, int64(math.MaxInt64), t.Up, t.Down, day, id); err != nil {
 				return err
 			}
+		}
+		if s.queue.Load() {
+			return queueTraffic(ctx, tx, deltas, day)
 		}
 		return nil
 	})

@@ -63,6 +63,11 @@ type Config struct {
 	// edge, 360, qq, random, or another name Xray-core's links use (links.Fingerprints).
 	// Default "chrome".
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Join, on an exit of a fleet, is the join token the control plane gave
+	// it (`burrow control node-token`; `server init --join`): the server's
+	// users come from the control plane then, kept in users.db as a replica,
+	// and its traffic is counted there. It holds the node's identity key.
+	Join string `json:"join,omitempty"`
 }
 
 // Duration is a time.Duration that reads and writes as a Go duration string.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,8 @@ type Registry struct {
 	log *slog.Logger
 	now func() time.Time
 
-	poke chan struct{} // Poke asks Run for a refresh now
+	poke   chan struct{} // Poke asks Run for a refresh now
+	leases Leases        // set on a fleet node: the quota the control plane lent (SetLeases)
 
 	mu     sync.Mutex
 	byUUID map[[16]byte]*liveUser // guarded by mu
@@ -40,6 +42,7 @@ type Registry struct {
 }
 
 type liveUser struct {
+	id       int64                 // the user's; never changes
 	user     access.User           // snapshot from the store; guarded by Registry.mu
 	sessions map[*Session]struct{} // guarded by Registry.mu
 	// allow is what budget was last set from: the snapshot's remaining quota
@@ -98,6 +101,47 @@ func (lu *liveUser) setAllowLocked(allow int64) {
 	lu.allow = allow
 }
 
+// Leases is where a fleet node's quotas come from: the control plane lends
+// each node slices of a user's remaining quota, so that the fleet together
+// never moves more than the quota (internal/control). With Leases set, a
+// user with a quota may move what Allowance says, not what the store's
+// counters leave.
+type Leases interface {
+	// Allowance returns the bytes this node may still move for the user:
+	// what was lent and not yet counted (AddTraffic), 0 once a loan expired.
+	Allowance(id int64) int64
+	// Lease asks the control plane for more now, until ctx ends, and
+	// reports whether the user has any allowance after it. Concurrent
+	// calls for one user share one request; a refusal is remembered for a
+	// while.
+	Lease(ctx context.Context, id int64) bool
+	// Lendable reports whether asking again may help: the control plane
+	// did not say the user's quota is spent.
+	Lendable(id int64) bool
+}
+
+// leaseWait bounds how long a connection of a user with no loan left waits
+// for the control plane to lend more; leaseRetry is how often it asks.
+const (
+	leaseWait  = 3 * time.Second
+	leaseRetry = 250 * time.Millisecond
+)
+
+// SetLeases makes l decide the allowance of users with a quota. Call it
+// before Refresh.
+func (r *Registry) SetLeases(l Leases) { r.leases = l }
+
+// allowanceOf is allowance, or the loan's on a fleet node.
+func (r *Registry) allowanceOf(u *access.User, now time.Time) int64 {
+	if r.leases == nil || u.Quota <= 0 {
+		return allowance(u, now)
+	}
+	if u.Usable(now) != nil {
+		return 0
+	}
+	return r.leases.Allowance(u.ID)
+}
+
 // NewRegistry returns a registry over src. Call Refresh once before serving
 // and Run to keep it fresh.
 func NewRegistry(src UserSource, log *slog.Logger) *Registry {
@@ -117,20 +161,68 @@ type Session struct {
 
 // Acquire starts a session for the user with uuid, or returns why not
 // (ErrUnknownUser, access.ErrRevoked, access.ErrExpired, access.ErrQuotaExceeded).
+// On a fleet node, a user whose loan is spent waits up to leaseWait for
+// the control plane to lend more.
 func (r *Registry) Acquire(uuid [16]byte) (*Session, error) {
+	s, lu, err := r.acquire(uuid)
+	if errors.Is(err, errLoanSpent) && r.borrow(lu) {
+		s, _, err = r.acquire(uuid)
+	}
+	if errors.Is(err, errLoanSpent) {
+		err = access.ErrQuotaExceeded
+	}
+	return s, err
+}
+
+// borrow asks the control plane for more of lu's quota (a fleet node whose
+// loan is spent), waiting up to leaseWait, and reports whether the budget
+// grew. Concurrent callers for one user share one request.
+func (r *Registry) borrow(lu *liveUser) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), leaseWait)
+	defer cancel()
+	// Count what moved first, so the control plane sees this node's loan
+	// as spent as it is, not as lent 5 s ago.
+	if err := r.Flush(ctx); err != nil {
+		r.log.Warn("flush traffic", "err", err)
+	}
+	more := r.leases.Lease(ctx, lu.id)
+	// Nothing lent: what is left of the quota may sit in other nodes'
+	// loans, which shrink as they push their counts; ask again a few
+	// times while the wait lasts.
+	for !more && r.leases.Lendable(lu.id) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(leaseRetry):
+		}
+		more = r.leases.Lease(ctx, lu.id)
+	}
+	if more {
+		r.mu.Lock()
+		lu.setAllowLocked(r.leases.Allowance(lu.id))
+		r.mu.Unlock()
+	}
+	return more
+}
+
+// errLoanSpent: the user may connect, but this node's loan of the user's
+// quota is spent (fleet nodes only).
+var errLoanSpent = fmt.Errorf("%w on this node", access.ErrQuotaExceeded)
+
+func (r *Registry) acquire(uuid [16]byte) (*Session, *liveUser, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	lu := r.byUUID[uuid]
 	if lu == nil {
-		return nil, ErrUnknownUser
+		return nil, nil, ErrUnknownUser
 	}
 	if err := r.usableLocked(lu); err != nil {
-		return nil, err
+		return nil, lu, err
 	}
 	s := &Session{r: r, lu: lu, cut: make(chan struct{})}
 	lu.sessions[s] = struct{}{}
 	lu.seen.Store(true)
-	return s, nil
+	return s, lu, nil
 }
 
 func (r *Registry) usableLocked(lu *liveUser) error {
@@ -138,6 +230,9 @@ func (r *Registry) usableLocked(lu *liveUser) error {
 		return err
 	}
 	if lu.allow-lu.up.Load()-lu.down.Load() <= 0 {
+		if r.leases != nil && lu.user.Quota > 0 {
+			return errLoanSpent
+		}
 		return access.ErrQuotaExceeded
 	}
 	return nil
@@ -205,6 +300,14 @@ func (d *Direction) Reserve(n int64) int64 {
 	default:
 	}
 	g := d.lu.reserve(n)
+	if g == 0 && d.s.r.leases != nil {
+		if !d.s.r.borrow(d.lu) {
+			// Nothing more to borrow: the session ends, as over quota.
+			d.s.Close()
+			return 0
+		}
+		g = d.lu.reserve(n)
+	}
 	if g == 0 {
 		d.s.r.Poke()
 	}
@@ -248,8 +351,8 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	for _, u := range users {
 		lu := r.byID[u.ID]
 		if lu == nil {
-			lu = &liveUser{sessions: map[*Session]struct{}{}}
-			lu.allow = allowance(u, now)
+			lu = &liveUser{id: u.ID, sessions: map[*Session]struct{}{}}
+			lu.allow = r.allowanceOf(u, now)
 			lu.budget.Store(lu.allow)
 		} else if lu.user.UUID != u.UUID || (u.BytesUp+u.BytesDown < lu.user.BytesUp+lu.user.BytesDown) {
 			// Rotated: the old link dies. Traffic reset: drop nothing, keep counting.
@@ -261,10 +364,12 @@ func (r *Registry) Refresh(ctx context.Context) error {
 		}
 		lu.user = *u
 		// A quota raised or traffic reset in the store refills the live budget.
-		lu.setAllowLocked(allowance(u, now))
+		lu.setAllowLocked(r.allowanceOf(u, now))
 		byUUID[u.UUID] = lu
 		byID[u.ID] = lu
-		if r.usableLocked(lu) != nil {
+		// A fleet node's spent loan cuts nothing while more may be lent:
+		// the next byte borrows.
+		if err := r.usableLocked(lu); err != nil && (err != errLoanSpent || !r.leases.Lendable(lu.id)) {
 			for s := range lu.sessions {
 				cut = append(cut, s)
 			}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/control"
+	"github.com/burrow-vpn/burrow/internal/server"
+)
+
+// fleetNode is an exit's side of a fleet (server.Config.Join): the follower
+// that keeps users.db in step with the control plane and sends it the
+// traffic counted here, and the loans of the users' quotas.
+type fleetNode struct {
+	f      *control.Follower
+	leases *control.Leases
+	users  server.UserSource
+
+	reg *server.Registry // set before start
+	srv *server.Server   // set before start
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// errFleetNode refuses user commands on a fleet's exit.
+var errFleetNode = errors.New("this server is a node of a fleet: its users come from the control plane; manage them there (burrow user ... --data CONTROLDIR)")
+
+func newFleetNode(cfg *server.Config, st *access.SQLiteStore, log *slog.Logger) (*fleetNode, error) {
+	tok, err := control.ParseToken(cfg.Join)
+	if err != nil {
+		return nil, fmt.Errorf("join token in the config: %w", err)
+	}
+	if tok.Role != control.RoleExit {
+		return nil, fmt.Errorf("join token is for a %s, not an exit", tok.Role)
+	}
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	st.QueueTraffic()
+	n := &fleetNode{}
+	n.f, err = control.NewFollower(control.FollowerConfig{
+		Addr: tok.Addr,
+		Camo: camo.ClientConfig{ServerName: tok.SNI, PublicKey: tok.PublicKey[:], ShortID: tok.ShortID[:],
+			Fingerprint: tok.Fingerprint},
+		Key:     tok.Key,
+		Replica: st,
+		Endpoint: control.Endpoint{Addr: net.JoinHostPort(cfg.PublicAddr, port), SNI: cfg.ServerNames[0],
+			PublicKey: cfg.PublicKey, ShortID: cfg.ShortIDs[0], Fingerprint: cfg.Fingerprint},
+		Applied: func() { n.reg.Poke() },
+		Status:  n.status,
+		Logger:  log.With("part", "fleet"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.leases = control.NewLeases(n.f, func() { n.reg.Poke() })
+	n.users = control.NodeUsers{SQLiteStore: st, Leases: n.leases}
+	return n, nil
+}
+
+func (n *fleetNode) status() control.NodeStatus {
+	st := n.srv.Stats()
+	return control.NodeStatus{Version: version, UsersOnline: len(n.reg.Active()),
+		BytesUp: st.BytesUp.Load(), BytesDown: st.BytesDown.Load(), Health: "ok"}
+}
+
+// start follows the control plane until stop.
+func (n *fleetNode) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel, n.done = cancel, make(chan struct{})
+	go func() {
+		defer close(n.done)
+		lctx, lcancel := context.WithCancel(ctx)
+		ldone := make(chan struct{})
+		go func() { n.leases.Run(lctx); close(ldone) }()
+		n.f.Run(ctx)
+		lcancel()
+		<-ldone
+	}()
+}
+
+// stop sends what is left to send (briefly) and stops following.
+func (n *fleetNode) stop() {
+	if n.cancel != nil {
+		n.cancel()
+		<-n.done
+	}
+}
