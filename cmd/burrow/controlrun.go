@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/control"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
 
 // controlRun is `burrow control run`: the camouflaged endpoint nodes follow.
@@ -20,6 +23,8 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	data := fs.String("data", "", "control directory made by 'burrow control init' (required)")
 	listen := fs.String("listen", "", "TCP address for the camouflaged control endpoint (default: the config's)")
 	debug := fs.Bool("debug", false, "log debug messages")
+	sub := fs.String("subscribe", "", "serve each user's subscription (every exit and relay path, healthy nodes first) on HOST:PORT; off by default")
+	subTitle := fs.String("subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -51,6 +56,24 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 		Camo: camo.ServerConfig{PrivateKey: priv, ServerNames: cfg.ServerNames, Cover: cfg.Cover}})
 	if err != nil {
 		return fmt.Errorf("control run: %w", err)
+	}
+	var subSrv *http.Server
+	if *sub != "" {
+		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Title: *subTitle,
+			Links: func(ctx context.Context, u *access.User) ([]*links.VLESS, error) {
+				return control.SubscriptionLinks(ctx, st, u, time.Now())
+			}})
+		if err != nil {
+			return fmt.Errorf("control run: --subscribe-title: %w", err)
+		}
+		sln, err := listenSide("--subscribe", *sub)
+		if err != nil {
+			return fmt.Errorf("control run: %w", err)
+		}
+		subSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go subSrv.Serve(sln)
+		defer subSrv.Close()
+		log.Info("subscriptions", "listen", sln.Addr().String())
 	}
 	ln, err := listenSide("--listen", cfg.Listen)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/control/pgtest"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
 
 // fleetLab is a control plane (a separate process of the real binary, so
@@ -24,6 +25,7 @@ type fleetLab struct {
 	cover       *coversite.Site
 	ctlData     string
 	ctlAddr     string
+	subAddr     string // the control plane's subscriptions
 	ctl         *exec.Cmd
 	ctlLog      *syncBuffer
 	exits       []*fleetExit
@@ -47,7 +49,7 @@ func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.cover.Close() })
-	l.ctlData, l.ctlAddr = filepath.Join(t.TempDir(), "control"), loopbackAddr(t)
+	l.ctlData, l.ctlAddr, l.subAddr = filepath.Join(t.TempDir(), "control"), loopbackAddr(t), loopbackAddr(t)
 	runCmd(t, "control", "init", "--data", l.ctlData, "--db", db, "--listen", l.ctlAddr, "--public-addr", "127.0.0.1",
 		"--cover", l.cover.Addr, "--sni", "cover.test")
 	l.startControl(t)
@@ -65,7 +67,7 @@ func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
 func (l *fleetLab) startControl(t *testing.T) {
 	t.Helper()
 	l.ctlLog = &syncBuffer{}
-	l.ctl = exec.Command(l.bin, "control", "run", "--data", l.ctlData)
+	l.ctl = exec.Command(l.bin, "control", "run", "--data", l.ctlData, "--subscribe", l.subAddr)
 	l.ctl.Stderr = l.ctlLog
 	if err := l.ctl.Start(); err != nil {
 		t.Fatal(err)
@@ -122,6 +124,34 @@ func (l *fleetLab) links(t *testing.T, user string) map[string]*links.VLESS {
 	}
 }
 
+// subscription fetches user's subscription from the control plane.
+func (l *fleetLab) subscription(t *testing.T, user string) []*links.VLESS {
+	t.Helper()
+	_, st, err := openControl(context.Background(), l.ctlData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.UserByName(context.Background(), user)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(subscribe.URL("http://"+l.subAddr, u.SubToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscription: %s: %s", resp.Status, body)
+	}
+	ls, err := subscribe.ParseBase64(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
 // fetchVia fetches n bytes of the test stream through a client on link.
 func (l *fleetLab) fetchVia(t *testing.T, socks string, n int64) error {
 	t.Helper()
@@ -159,6 +189,17 @@ func testFleetEndToEnd(t *testing.T, db string) {
 	l := newFleetLab(t, 2, db)
 	runCmd(t, "user", "add", "anna", "--data", l.ctlData)
 	ls := l.links(t, "anna")
+	// The control plane's subscription lists the user's link through
+	// every exit.
+	sub := l.subscription(t, "anna")
+	if len(sub) != len(l.exits) {
+		t.Fatalf("subscription holds %d links, want one per exit (%d)", len(sub), len(l.exits))
+	}
+	for _, v := range sub {
+		if w := ls[fmt.Sprintf("%s:%d", v.Host, v.Port)]; w == nil || w.UUID != v.UUID {
+			t.Fatalf("subscription link %s is not one of user show's", v)
+		}
+	}
 	socks := map[string]string{}
 	for _, e := range l.exits {
 		link := ls[e.addr]

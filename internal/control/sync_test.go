@@ -361,3 +361,43 @@ func TestRequestSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionLinksHealthyFirst: a subscription lists every registered
+// exit, those that report healthy first.
+func TestSubscriptionLinksHealthyFirst(t *testing.T) {
+	ctx := context.Background()
+	st := openTestStore(t)
+	_, pub, err := camo.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exits []*Node
+	for i, name := range []string{"quiet", "busy"} {
+		n, err := st.CreateNode(ctx, name, RoleExit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep := Endpoint{Addr: "127.0.0." + strconv.Itoa(i+1) + ":443", SNI: testSNI, PublicKey: b64(pub), ShortID: "0123456789abcdef"}
+		if err := st.RegisterNode(ctx, n.ID, ep); err != nil {
+			t.Fatal(err)
+		}
+		exits = append(exits, n)
+	}
+	u, err := st.CreateUser(ctx, access.NewUser{Name: "anna"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Neither has reported: ID order.
+	ls, err := SubscriptionLinks(ctx, st, u, time.Now())
+	if err != nil || len(ls) != 2 || ls[0].Host != "127.0.0.1" {
+		t.Fatalf("before any report: %v, %v", ls, err)
+	}
+	// The second reports healthy: it goes first.
+	if err := st.UpdateNodeStatus(ctx, exits[1].ID, NodeStatus{Health: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err = SubscriptionLinks(ctx, st, u, time.Now())
+	if err != nil || len(ls) != 2 || ls[0].Host != "127.0.0.2" || ls[0].UUID != u.UUID {
+		t.Fatalf("after a report: %v, %v", ls, err)
+	}
+}
