@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
 
@@ -25,6 +27,7 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	debug := fs.Bool("debug", false, "log debug messages")
 	sub := fs.String("subscribe", "", "serve each user's subscription (every exit and relay path, healthy nodes first) on HOST:PORT; off by default")
 	subTitle := fs.String("subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
+	adminSock := fs.String("admin-socket", "", "the admin API (users, fleet-wide) on this unix socket; default CDIR/admin.sock, \"off\" for none")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -74,6 +77,24 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 		go subSrv.Serve(sln)
 		defer subSrv.Close()
 		log.Info("subscriptions", "listen", sln.Addr().String())
+	}
+	if *adminSock != "off" {
+		path := *adminSock
+		if path == "" {
+			path = filepath.Join(*data, server.AdminSock)
+		}
+		aln, err := admin.ListenUnix(path)
+		if err != nil {
+			return fmt.Errorf("control run: --admin-socket: %w", err)
+		}
+		local := &admin.Local{Store: st, Version: version, Started: time.Now()}
+		if *sub != "" {
+			local.SubscriptionURL = func(token string) string { return subscribe.URL("http://"+*sub, token) }
+		}
+		asrv := &http.Server{Handler: admin.Handler(local, ""), ReadHeaderTimeout: 10 * time.Second}
+		go asrv.Serve(aln)
+		defer func() { asrv.Close(); aln.Close() }()
+		log.Info("admin API on unix socket", "path", path)
 	}
 	ln, err := listenSide("--listen", cfg.Listen)
 	if err != nil {

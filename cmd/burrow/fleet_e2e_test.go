@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/control/pgtest"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
 
@@ -200,6 +202,15 @@ func testFleetEndToEnd(t *testing.T, db string) {
 			t.Fatalf("subscription link %s is not one of user show's", v)
 		}
 	}
+	// The admin API answers on the control plane's unix socket.
+	ac, err := admin.DialUnix(context.Background(), filepath.Join(l.ctlData, server.AdminSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if us, err := ac.ListUsers(context.Background()); err != nil || len(us) != 1 || us[0].Name != "anna" {
+		t.Fatalf("admin API on the control plane: %v, %v", us, err)
+	}
+	ac.Close()
 	socks := map[string]string{}
 	for _, e := range l.exits {
 		link := ls[e.addr]
