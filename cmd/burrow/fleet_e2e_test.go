@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -411,4 +412,35 @@ func mustConnect(t *testing.T, link *links.VLESS) string {
 	t.Helper()
 	socks, _ := connectLink(t, link.String())
 	return socks
+}
+
+// TestServerInitJoinErrors: a join token that is not an exit's, or not a
+// token at all, is refused with a clear error and leaves no data dir.
+func TestServerInitJoinErrors(t *testing.T) {
+	ctl := controlDir(t, "sqlite")
+	relayTok := strings.TrimSpace(runCmd(t, "control", "node-token", "r1", "--data", ctl, "--role", "relay"))
+	for tok, want := range map[string]string{
+		relayTok:                       "relay",
+		"burrow-node://garbage@x:1":    "token",
+		"vless://not-a-node-token@x:1": "token",
+	} {
+		data := filepath.Join(t.TempDir(), "exit")
+		msg := runCmdErr(t, "server", "init", "--join", tok, "--data", data, "--cover", "cover.example:443",
+			"--public-addr", "127.0.0.1", "--skip-cover-check")
+		if !strings.Contains(msg, want) {
+			t.Errorf("server init --join %.30s…: %q, want it to mention %q", tok, msg, want)
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Errorf("a refused --join left %s behind", data)
+		}
+	}
+	// On a joined exit, user commands are refused: the users are the
+	// control plane's.
+	tok := strings.TrimSpace(runCmd(t, "control", "node-token", "e1", "--data", ctl, "--role", "exit"))
+	data := filepath.Join(t.TempDir(), "exit")
+	runCmd(t, "server", "init", "--join", tok, "--data", data, "--cover", "cover.example:443",
+		"--public-addr", "127.0.0.1", "--skip-cover-check")
+	if msg := runCmdErr(t, "user", "add", "bob", "--data", data); !strings.Contains(msg, "control plane") {
+		t.Errorf("user add on a joined exit: %q, want a refusal naming the control plane", msg)
+	}
 }
