@@ -105,6 +105,7 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
 	go resetPeriods(pctx, st, log)
+	go pruneLog(pctx, st, log)
 	err = plane.Serve(ctx, ln)
 	log.Info("burrow control plane stopped")
 	return err
@@ -123,6 +124,29 @@ func resetPeriods(ctx context.Context, st access.Store, log interface{ Warn(stri
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// pruneLog deletes, every 10 minutes, the change log entries every live
+// node has applied (control.PruneThrough).
+func pruneLog(ctx context.Context, st *control.SQLStore, log interface{ Warn(string, ...any) }) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, err := st.ListNodes(ctx)
+		if err == nil {
+			if through := control.PruneThrough(nodes, time.Now()); through > 0 {
+				_, err = st.PruneChanges(ctx, through)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("prune the change log", "err", err)
 		}
 	}
 }

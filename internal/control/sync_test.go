@@ -401,3 +401,24 @@ func TestSubscriptionLinksHealthyFirst(t *testing.T) {
 		t.Fatalf("after a report: %v, %v", ls, err)
 	}
 }
+
+func TestPruneThrough(t *testing.T) {
+	now := time.Now()
+	seen := func(v int64, ago time.Duration) *Node {
+		return &Node{Status: NodeStatus{AppliedVersion: v, LastSeen: now.Add(-ago)}}
+	}
+	for name, tc := range map[string]struct {
+		nodes []*Node
+		want  int64
+	}{
+		"no nodes":                 {nil, 0},
+		"least of the live":        {[]*Node{seen(50, time.Minute), seen(30, time.Hour), seen(90, 0)}, 30},
+		"away too long is skipped": {[]*Node{seen(50, time.Minute), seen(3, 25*time.Hour)}, 50},
+		"never connected skipped":  {[]*Node{seen(50, time.Minute), {}}, 50},
+		"revoked skipped":          {[]*Node{seen(50, time.Minute), {Revoked: true, Status: NodeStatus{AppliedVersion: 1, LastSeen: now}}}, 50},
+	} {
+		if got := PruneThrough(tc.nodes, now); got != tc.want {
+			t.Errorf("%s: %d, want %d", name, got, tc.want)
+		}
+	}
+}
