@@ -33,6 +33,12 @@
 //	  metric        TEXT     reports, conns_ok, conns_failed, freeze, budget, cap, reset, fallback
 //	  bucket        INTEGER  freeze, budget: the least KiB of the size bucket; cap: the cap; else 0
 //	  count         INTEGER
+//	traffic_daily     each user's bytes per UTC day (daily.go), kept DailyKeep days
+//	  user_id, day, up, down
+//	admins            the web panel's administrators (admins.go): name, role,
+//	                  argon2id password hash, TOTP secret, one-time setup token hash
+//	admin_audit       what administrators did: at, admin, action, target, detail
+//	                  (never a destination or a network address)
 //	schema_migrations
 //	  version       INTEGER PK   one row per applied migration
 //	  applied_at    INTEGER      Unix seconds

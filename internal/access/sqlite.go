@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,6 +23,9 @@ const BusyTimeout = 30 * time.Second
 type SQLiteStore struct {
 	db  *sql.DB
 	now func() time.Time // the clock; tests replace it
+
+	mu          sync.Mutex
+	dailyPruned string // the day traffic_daily was last pruned in this process
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -320,7 +324,7 @@ func (s *SQLiteStore) AddTraffic(ctx context.Context, deltas map[int64]Traffic, 
 				return err
 			}
 		}
-		return nil
+		return s.addDailyLocked(ctx, tx, deltas, day)
 	})
 	if err != nil {
 		return fmt.Errorf("access: add traffic: %w", err)
