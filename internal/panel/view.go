@@ -3,7 +3,6 @@ package panel
 import (
 	"bytes"
 	"errors"
-	"html/template"
 	"net/http"
 	"time"
 
@@ -42,12 +41,8 @@ func (v *view) Reset(r string) string       { return tr(v.Lang, "reset."+r) }
 func (v *view) Add(a, b int64) int64        { return addSat(a, b) }
 func (v *view) IsCurrent(page string) bool  { return v.Page == page }
 func (v *view) Action(a string) string      { return tr(v.Lang, "audit."+a) }
-func (v *view) Flag(f string) bool          { return f != "" }
-func (v *view) HTML(s string) template.HTML { return template.HTML(template.HTMLEscapeString(s)) }
-func (v *view) Percent(a, b int64) int64    { return percent(a, b) }
 func (v *view) Int(n int) int64             { return int64(n) }
 func (v *view) Metric(m string) string      { return tr(v.Lang, "metric."+m) }
-func (v *view) Transport(t string) string   { return t }
 func (v *view) Dash(s string) string        { return orDash(v.Lang, s) }
 func (v *view) DayOrDash(day string) string { return dayOrDash(v.Lang, day) }
 func (v *view) Yes(b bool) string {
@@ -55,7 +50,6 @@ func (v *view) Yes(b bool) string {
 }
 func (v *view) Quota(q int64) string        { return quotaText(v.Lang, q) }
 func (v *view) Expiry(t time.Time) string   { return formatDate(v.Lang, t) }
-func (v *view) Pct(a, b int64) string       { return formatNum(v.Lang, percent(a, b)) + "%" }
 func (v *view) Pages() []string             { return []string{"users", "server", "admins"} }
 func (v *view) NavTitle(page string) string { return tr(v.Lang, "nav."+page) }
 func (v *view) Selected(a, b string) bool   { return a == b }
@@ -69,7 +63,6 @@ func (v *view) Filters() []string {
 	return []string{"", access.FilterActive, access.FilterExpiring, access.FilterOverQuota, access.FilterRevoked, access.FilterOnline}
 }
 func (v *view) FilterName(f string) string { return tr(v.Lang, "filter."+orAll(f)) }
-func (v *view) Langs() []string            { return languages }
 func (v *view) LangName(l string) string {
 	return map[string]string{"en": "English", "ru": "Русский"}[l]
 }
@@ -102,13 +95,6 @@ func quotaText(lang string, q int64) string {
 		return tr(lang, "unlimited")
 	}
 	return formatSize(lang, q)
-}
-
-func percent(a, b int64) int64 {
-	if b <= 0 {
-		return 0
-	}
-	return min(100, a*100/b)
 }
 
 func addSat(a, b int64) int64 {
