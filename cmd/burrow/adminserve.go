@@ -36,6 +36,8 @@ type sideFlags struct {
 	metricsPerUser           bool
 	subscribe, subBase       string
 	subTitle                 string
+	panel                    string
+	panelPublic              bool
 }
 
 func (f *sideFlags) register(fs *flag.FlagSet) {
@@ -46,6 +48,8 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subscribe, "subscribe", "", "serve each user's subscription on HOST:PORT (off by default; put it behind your own domain or reverse proxy)")
 	fs.StringVar(&f.subBase, "subscribe-url-base", "", "public URL that reaches the --subscribe server, e.g. https://sub.example.com/s (default http://HOST:PORT)")
 	fs.StringVar(&f.subTitle, "subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
+	fs.StringVar(&f.panel, "panel", "", "serve the web panel on HOST:PORT, loopback only (reach it through SSH or your own tunnel; admins: burrow admin add)")
+	fs.BoolVar(&f.panelPublic, "panel-public", false, "let --panel bind a non-loopback address (the panel becomes a page anyone can probe: not advised)")
 }
 
 // start opens every listener asked for, then serves them until the returned
@@ -114,6 +118,13 @@ func (f *sideFlags) start(data string, cfg *server.Config, st *access.SQLiteStor
 		}
 		services = append(services, sideService{ln, admin.Handler(local, tok), "admin API on TCP",
 			[]any{"listen", ln.Addr().String(), "token_file", filepath.Join(data, AdminTokenFile)}})
+	}
+	if f.panel != "" {
+		svc, err := f.startPanel(data, cfg, st, local, log)
+		if err != nil {
+			return nil, err
+		}
+		services = append(services, svc)
 	}
 	if f.metrics != "" {
 		ln, err := listenSide("--metrics", f.metrics)
@@ -186,6 +197,14 @@ func (f *sideFlags) validate() error {
 	}
 	if f.subBase != "" && f.subscribe == "" {
 		return errors.New("--subscribe-url-base needs --subscribe HOST:PORT")
+	}
+	if f.panel != "" && !f.panelPublic {
+		if err := loopbackOnly(f.panel); err != nil {
+			return fmt.Errorf("--panel: %w (or, knowing the risk, add --panel-public)", err)
+		}
+	}
+	if f.panelPublic && f.panel == "" {
+		return errors.New("--panel-public needs --panel HOST:PORT")
 	}
 	if f.metricsPerUser && f.metrics == "" {
 		return errors.New("--metrics-per-user needs --metrics HOST:PORT")
