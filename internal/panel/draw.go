@@ -78,7 +78,7 @@ func trafficChart(lang string, first time.Time, days int, rows []access.DayTraff
 		fmt.Fprintf(&b, `<g><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" class="down"/>`,
 			template.HTMLEscapeString(title), x+1, y-hd, bw-2, hd)
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" class="up"/></g>`, x+1, y-hd-hu, bw-2, hu)
-		if i%7 == 0 || i == days-1 {
+		if (days-1-i)%7 == 0 {
 			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="lbl" text-anchor="middle">%s</text>`, x+bw/2, h-6,
 				template.HTMLEscapeString(shortDate(lang, day)))
 		}

@@ -22,6 +22,7 @@ import (
 
 // env is a panel on a real SQLite store behind a real HTTP server.
 type env struct {
+	dir     string
 	st      *access.SQLiteStore
 	local   *admin.Local
 	srv     *httptest.Server
@@ -30,12 +31,13 @@ type env struct {
 
 func newEnv(t *testing.T, tlsOn bool) *env {
 	t.Helper()
-	st, err := access.OpenSQLite(filepath.Join(t.TempDir(), "burrow.db"))
+	dir := t.TempDir()
+	st, err := access.OpenSQLite(filepath.Join(dir, "burrow.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{st: st}
+	e := &env{st: st, dir: dir}
 	e.local = &admin.Local{Store: st, Version: "test", Started: time.Now(), Changed: func() { e.changed.Add(1) },
 		SubscriptionURL: func(tok string) string { return "http://127.0.0.1:1/s/" + tok }}
 	p, err := New(Config{Users: e.local, Admins: st, Links: testLinks, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
