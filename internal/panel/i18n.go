@@ -3,6 +3,7 @@ package panel
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ func pickLang(r *http.Request) string {
 	return best
 }
 
-func supported(lang string) bool { return lang == "en" || lang == "ru" }
+func supported(lang string) bool { return slices.Contains(languages, lang) }
 
 // tr returns the message key in lang. A key missing from the catalog shows
 // as itself in brackets (TestCatalogComplete keeps that from shipping).

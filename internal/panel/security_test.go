@@ -49,8 +49,9 @@ func TestLoginRateLimit(t *testing.T) {
 	// The limiter itself: per key, refilling with time.
 	l := newLimiter(2, time.Minute, 2)
 	t0 := time.Now()
-	if !l.allow("a", t0) || !l.allow("a", t0) || l.allow("a", t0) {
-		t.Error("burst of 2 not enforced")
+	got := []bool{l.allow("a", t0), l.allow("a", t0), l.allow("a", t0)}
+	if !got[0] || !got[1] || got[2] {
+		t.Errorf("three attempts at once with a burst of 2: %v, want true true false", got)
 	}
 	if !l.allow("a", t0.Add(time.Minute)) {
 		t.Error("no token after one interval")
