@@ -20,6 +20,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/metrics"
+	"github.com/burrow-vpn/burrow/internal/panel"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/subscribe"
 	"github.com/burrow-vpn/burrow/internal/telemetry"
@@ -38,6 +39,8 @@ type sideFlags struct {
 	subTitle                 string
 	panel                    string
 	panelPublic              bool
+	panelTunnel              bool
+	tunnel                   *panel.TunnelListener // set by serverRun when panelTunnel
 }
 
 func (f *sideFlags) register(fs *flag.FlagSet) {
@@ -50,6 +53,7 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subTitle, "subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
 	fs.StringVar(&f.panel, "panel", "", "serve the web panel on HOST:PORT, loopback only (reach it through SSH or your own tunnel; admins: burrow admin add)")
 	fs.BoolVar(&f.panelPublic, "panel-public", false, "let --panel bind a non-loopback address (the panel becomes a page anyone can probe: not advised)")
+	fs.BoolVar(&f.panelTunnel, "panel-tunnel", false, "also serve the panel inside the tunnel at http://"+server.PanelHost+"/ to the links of users named like an owner or operator admin")
 }
 
 // start opens every listener asked for, then serves them until the returned
@@ -119,12 +123,12 @@ func (f *sideFlags) start(data string, cfg *server.Config, st *access.SQLiteStor
 		services = append(services, sideService{ln, admin.Handler(local, tok), "admin API on TCP",
 			[]any{"listen", ln.Addr().String(), "token_file", filepath.Join(data, AdminTokenFile)}})
 	}
-	if f.panel != "" {
-		svc, err := f.startPanel(data, cfg, st, local, log)
+	if f.panel != "" || f.tunnel != nil {
+		svcs, err := f.startPanel(data, cfg, st, local, log)
 		if err != nil {
 			return nil, err
 		}
-		services = append(services, svc)
+		services = append(services, svcs...)
 	}
 	if f.metrics != "" {
 		ln, err := listenSide("--metrics", f.metrics)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/panel"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
@@ -235,7 +236,12 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("load relays: %w", err)
 	}
 	tele := telemetry.NewAggregator(st, log)
-	srv, err := server.New(cfg, reg, log, server.Options{LogDestinations: *logDest, Relays: relays, Telemetry: tele})
+	opts := server.Options{LogDestinations: *logDest, Relays: relays, Telemetry: tele}
+	if side.panelTunnel {
+		side.tunnel = panel.NewTunnelListener(panel.AdminGate(st))
+		opts.Panel = side.tunnel
+	}
+	srv, err := server.New(cfg, reg, log, opts)
 	if err != nil {
 		return err
 	}
