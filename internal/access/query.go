@@ -50,25 +50,44 @@ func (s *SQLiteStore) QueryUsers(ctx context.Context, q UserQuery) ([]*User, int
 		users []*User
 		total int
 	)
+	// A search reads every name anyway: then one pass, with the count taken
+	// by a window over the selected rows before the page is cut. Without
+	// one, the page stops after Limit rows and the count runs apart on
+	// the indexes (a window would materialize every row). A page past the
+	// end needs a count of its own either way.
+	cols, window := userColumns+`, 0`, q.Search != ""
+	if window {
+		cols = userColumns + `, COUNT(*) OVER ()`
+	}
 	err = retryBusy(ctx, func() error {
-		users = users[:0]
-		if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total); err != nil {
-			return err
+		users, total = users[:0], 0
+		if !window {
+			if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total); err != nil {
+				return err
+			}
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE `+where+
+		var ignored int
+		dst := &total
+		if !window {
+			dst = &ignored
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM users WHERE `+where+
 			` ORDER BY id DESC LIMIT ? OFFSET ?`, append(args, q.Limit, q.Offset)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			u, err := scanUser(rows)
+			u, err := scanUser(countScanner{rows, dst})
 			if err != nil {
 				return err
 			}
 			users = append(users, u)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil || !window || len(users) > 0 || q.Offset == 0 {
+			return err
+		}
+		return s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total)
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("access: query users: %w", err)
@@ -82,8 +101,8 @@ func (q *UserQuery) where() (string, []any, error) {
 	conds := []string{"1"}
 	var args []any
 	if q.Search != "" {
-		conds = append(conds, `name_key LIKE ? ESCAPE '\'`)
-		args = append(args, "%"+likeEscaper.Replace(NameKey(q.Search))+"%")
+		conds = append(conds, `instr(name_key, ?) > 0`)
+		args = append(args, NameKey(q.Search))
 	}
 	switch q.Filter {
 	case FilterAll:
@@ -110,4 +129,10 @@ func (q *UserQuery) where() (string, []any, error) {
 	return strings.Join(conds, " AND "), args, nil
 }
 
-var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+// countScanner scans a user row followed by the window count.
+type countScanner struct {
+	sc    scanner
+	total *int
+}
+
+func (c countScanner) Scan(dest ...any) error { return c.sc.Scan(append(dest, c.total)...) }

@@ -79,7 +79,11 @@ func trafficChart(lang string, first time.Time, days int, rows []access.DayTraff
 			template.HTMLEscapeString(title), x+1, y-hd, bw-2, hd)
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" class="up"/></g>`, x+1, y-hd-hu, bw-2, hu)
 		if (days-1-i)%7 == 0 {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="lbl" text-anchor="middle">%s</text>`, x+bw/2, h-6,
+			lx, anchor := x+bw/2, "middle"
+			if i == days-1 { // the last label ends at the edge
+				lx, anchor = x+bw, "end"
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="lbl" text-anchor="%s">%s</text>`, lx, h-6, anchor,
 				template.HTMLEscapeString(shortDate(lang, day)))
 		}
 	}
