@@ -27,6 +27,7 @@ type env struct {
 	local   *admin.Local
 	srv     *httptest.Server
 	changed atomic.Int64 // calls of Local.Changed: what makes the server apply a change at once
+	ahead   atomic.Int64 // how far the panel's clock is ahead of time.Now, in ns
 }
 
 func newEnv(t *testing.T, tlsOn bool) *env {
@@ -40,7 +41,8 @@ func newEnv(t *testing.T, tlsOn bool) *env {
 	e := &env{st: st, dir: dir}
 	e.local = &admin.Local{Store: st, Version: "test", Started: time.Now(), Changed: func() { e.changed.Add(1) },
 		SubscriptionURL: func(tok string) string { return "http://127.0.0.1:1/s/" + tok }}
-	p, err := New(Config{Users: e.local, Admins: st, Links: testLinks, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+	p, err := New(Config{Users: e.local, Admins: st, Links: testLinks, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil)),
+		Now: func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,4 +254,50 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestSetupLinkExpires: a setup link stops working after SetupTTL.
+func TestSetupLinkExpires(t *testing.T) {
+	e := newEnv(t, false)
+	tok, _, err := AddAdmin(context.Background(), e.st, "root", access.RoleOwner, "", false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser(t)
+	if st, _ := b.get("/setup/" + tok); st != http.StatusOK {
+		t.Fatalf("fresh setup link = %d", st)
+	}
+	e.ahead.Store(int64(SetupTTL + time.Minute))
+	if st, _ := b.get("/setup/" + tok); st != http.StatusNotFound {
+		t.Errorf("setup link after %v = %d, want 404", SetupTTL, st)
+	}
+	if st, _ := b.post("/setup/"+tok, url.Values{"password": {"a long enough pw"}, "password2": {"a long enough pw"}}); st != http.StatusNotFound {
+		t.Errorf("POST to an expired setup link = %d, want 404", st)
+	}
+}
+
+// TestRemovedAdminLoggedOut: removing or demoting an admin acts on their
+// open session at once.
+func TestRemovedAdminLoggedOut(t *testing.T) {
+	e := newEnv(t, false)
+	e.addAdmin(t, "root", access.RoleOwner, false)
+	e.addAdmin(t, "otto", access.RoleOperator, false)
+	e.local.AddUser(context.Background(), admin.AddRequest{Name: "alice"})
+	otto := e.browser(t)
+	otto.login("otto", "correct horse battery", "")
+	otto.get("/users/alice")
+	if err := e.st.SetAdminRole(context.Background(), "otto", access.RoleViewer); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := otto.post("/users/alice/revoke", url.Values{}); st != http.StatusForbidden {
+		t.Errorf("revoke by an operator demoted to viewer = %d, want 403", st)
+	}
+	root := e.browser(t)
+	root.login("root", "correct horse battery", "")
+	if st, _ := root.post("/admins/otto/remove", url.Values{}); st != http.StatusSeeOther {
+		t.Fatalf("remove otto = %d", st)
+	}
+	if st, _ := otto.get("/users"); st != http.StatusSeeOther {
+		t.Errorf("removed admin's session: GET /users = %d, want a redirect to the login", st)
+	}
 }

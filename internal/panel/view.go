@@ -156,7 +156,7 @@ func (p *Panel) fail(w http.ResponseWriter, r *http.Request, me *who, code int, 
 	p.render(w, r, code, "error", &view{Lang: lang, Me: me, Title: "err.title", Err: tr(lang, key)})
 }
 
-// errKey maps an error from the admin API to a message and a status.
+// errText maps an error from the admin API to a message and a status.
 func errText(lang string, err error) (string, int) {
 	switch {
 	case errors.Is(err, access.ErrNotFound):
