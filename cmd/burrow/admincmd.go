@@ -26,11 +26,14 @@ const PanelURLFile = "panel.url"
 const adminUsage = `usage: burrow admin add NAME [--role owner|operator|viewer] [--password-stdin] [--totp] [--data DIR]
        burrow admin list [--data DIR]
        burrow admin remove NAME [--data DIR]
+       burrow admin totp NAME [--off] [--data DIR]
 
 Administrators of the web panel (burrow server run --panel HOST:PORT). A new
 admin gets a one-time setup link (valid 24 hours) that sets the password, or
 reads it from standard input with --password-stdin. Roles: an owner may do
 everything and manages admins; an operator manages users; a viewer looks.
+'admin totp' gives an admin a new authenticator secret (every login then
+needs its code), or with --off removes it.
 `
 
 func runAdmin(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -49,9 +52,11 @@ func runAdmin(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return adminList(args[1:], stdout, stderr)
 	case "remove", "rm":
 		return adminRemove(args[1:], stdout, stderr)
+	case "totp":
+		return adminTOTP(args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, adminUsage)
-	return fmt.Errorf("admin: unknown subcommand %.40q (want add, list or remove)", args[0])
+	return fmt.Errorf("admin: unknown subcommand %.40q (want add, list, remove or totp)", args[0])
 }
 
 // openAdminStore opens the store of the server in data.
@@ -193,5 +198,45 @@ func adminRemove(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("admin remove: %w", err)
 	}
 	fmt.Fprintf(stdout, "Removed %s; their sessions end at their next request.\n", pos[0])
+	return nil
+}
+
+func adminTOTP(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("admin totp", stderr)
+	data := fs.String("data", server.DefaultDataDir(), "data directory of the server")
+	off := fs.Bool("off", false, "remove the admin's authenticator secret: the password alone logs in")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("admin totp: want one NAME")
+	}
+	st, err := openAdminStore(*data)
+	if err != nil {
+		return fmt.Errorf("admin totp: %w", err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	secret, action := panel.NewTOTPSecret(), "admin.cli-totp"
+	if *off {
+		secret, action = "", "admin.cli-totp-off"
+	}
+	if err := st.SetAdminTOTP(ctx, pos[0], secret); err != nil {
+		return fmt.Errorf("admin totp: %w", err)
+	}
+	if err := st.AddAudit(ctx, access.AuditEntry{Admin: cliActor(), Action: action, Target: pos[0]}); err != nil {
+		return fmt.Errorf("admin totp: %w", err)
+	}
+	if *off {
+		fmt.Fprintf(stdout, "%s now logs in with the password alone.\n", pos[0])
+		return nil
+	}
+	uri := panel.TOTPURI("Burrow", pos[0], secret)
+	fmt.Fprintf(stderr, "Add this to the authenticator app (scan the QR code or type the secret %s); every login of %s now needs its code:\n", secret, pos[0])
+	fmt.Fprintln(stdout, uri)
+	if isTerminal(stdout) {
+		fmt.Fprint(stdout, links.QRTerminal(uri))
+	}
 	return nil
 }

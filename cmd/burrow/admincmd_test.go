@@ -66,6 +66,16 @@ func TestAdminCommands(t *testing.T) {
 	if err != nil || !want.MatchString(out) {
 		t.Errorf("admin list =\n%s%v", out, err)
 	}
+	out, _, err = adminCmd(data, "", "totp", "vera")
+	if err != nil || !strings.HasPrefix(out, "otpauth://totp/Burrow:vera?") {
+		t.Errorf("admin totp vera = %q, %v", out, err)
+	}
+	if _, _, err := adminCmd(data, "", "totp", "otto", "--off"); err != nil {
+		t.Errorf("admin totp otto --off = %v", err)
+	}
+	if _, _, err := adminCmd(data, "", "totp", "nobody"); err == nil {
+		t.Error("admin totp nobody = nil error")
+	}
 	if _, _, err := adminCmd(data, "", "remove", "vera"); err != nil {
 		t.Errorf("admin remove vera = %v", err)
 	}
@@ -75,12 +85,12 @@ func TestAdminCommands(t *testing.T) {
 	}
 	defer st.Close()
 	a, err := st.AdminByName(context.Background(), "otto")
-	if err != nil || !panel.CheckPassword(a.PasswordHash, "correct horse battery") {
-		t.Errorf("otto's stored hash does not check: %v", err)
+	if err != nil || !panel.CheckPassword(a.PasswordHash, "correct horse battery") || a.TOTPSecret != "" {
+		t.Errorf("otto: stored hash does not check, or TOTP still on: %v", err)
 	}
 	audit, _ := st.Audit(context.Background(), 0, 10)
-	if len(audit) != 4 || audit[0].Action != "admin.cli-remove" || audit[0].Target != "vera" {
-		t.Errorf("audit = %+v, want three adds and a remove", audit)
+	if len(audit) != 6 || audit[0].Action != "admin.cli-remove" || audit[0].Target != "vera" || audit[1].Action != "admin.cli-totp-off" {
+		t.Errorf("audit = %+v, want three adds, two TOTP changes and a remove", audit)
 	}
 	if _, _, err := adminCmd(filepath.Join(t.TempDir(), "none"), "", "list"); err == nil || !strings.Contains(err.Error(), "server init") {
 		t.Errorf("admin list on no server = %v, want a hint to run server init", err)

@@ -29,7 +29,7 @@ Server:
 
 Web panel (burrow server run --panel 127.0.0.1:PORT):
   burrow admin add NAME [--role owner|operator|viewer] [--password-stdin] [--totp]
-  burrow admin list | remove NAME
+  burrow admin list | remove NAME | totp NAME [--off]
 
 Users (work while the server runs):
   burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
@@ -267,6 +267,7 @@ var commandUsage = map[string]string{
 	"admin add":          "burrow admin add NAME [--role owner|operator|viewer] [--password-stdin] [--totp] [--data DIR]",
 	"admin list":         "burrow admin list [--data DIR]",
 	"admin remove":       "burrow admin remove NAME [--data DIR]",
+	"admin totp":         "burrow admin totp NAME [--off] [--data DIR]",
 }
 
 func newLogger(w io.Writer, debug bool) *slog.Logger {

@@ -186,5 +186,7 @@ var catalog = map[string][2]string{
 	"audit.admin.setup":        {"made a setup link", "создал ссылку настройки"},
 	"audit.admin.password":     {"set password", "задал пароль"},
 	"audit.admin.cli-add":      {"added administrator (command line)", "добавил администратора (командная строка)"},
+	"audit.admin.cli-totp":     {"set a two-factor secret (command line)", "задал двухфакторный секрет (командная строка)"},
+	"audit.admin.cli-totp-off": {"removed the two-factor secret (command line)", "убрал двухфакторный секрет (командная строка)"},
 	"audit.admin.cli-remove":   {"removed administrator (command line)", "удалил администратора (командная строка)"},
 }

@@ -47,7 +47,7 @@ func usedKeys(t *testing.T) map[string]bool {
 	add("nav.", "users", "server", "admins")
 	add("users.count.", "one", "few", "many")
 	add("audit.", "login", "logout", "user.add", "user.edit", "user.revoke", "user.enable", "user.rotate", "user.reset-traffic",
-		"admin.add", "admin.remove", "admin.role", "admin.setup", "admin.password", "admin.cli-add", "admin.cli-remove")
+		"admin.add", "admin.remove", "admin.role", "admin.setup", "admin.password", "admin.cli-add", "admin.cli-remove", "admin.cli-totp", "admin.cli-totp-off")
 	add("done.", "setup", "added", "saved", "unchanged", "revoke", "enable", "rotate", "reset-traffic", "admin-remove", "admin-role")
 	for m := telemetry.ConnOK; m <= telemetry.Fallback; m++ {
 		add("metric.", m.String())
