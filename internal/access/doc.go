@@ -27,6 +27,7 @@
 //	  bytes_down    INTEGER  this period, saturating at 2^63-1
 //	  last_seen_day TEXT     YYYY-MM-DD (UTC) or ''
 //	  period_start  INTEGER  Unix seconds
+//	  over_quota    INTEGER  generated: quota > 0 AND bytes_up + bytes_down >= quota (indexed)
 //	telemetry_daily   what clients reported about blocking (telemetry.go), per UTC day
 //	  day           TEXT     YYYY-MM-DD
 //	  transport     TEXT     tcp | xhttp

@@ -113,7 +113,7 @@ func (q *UserQuery) where() (string, []any, error) {
 		conds = append(conds, `revoked = 0 AND expires_at > ? AND expires_at <= ?`)
 		args = append(args, now, q.Now.Add(ExpiringWithin).Unix())
 	case FilterOverQuota:
-		conds = append(conds, `quota > 0 AND bytes_up + bytes_down >= quota`)
+		conds = append(conds, `over_quota = 1`)
 	case FilterRevoked:
 		conds = append(conds, `revoked = 1`)
 	case FilterOnline:

@@ -24,7 +24,7 @@ var screenshots = flag.String("panel-screenshots", "", "write screenshots of eve
 
 // bulkUsers adds n users named userN to the database at path in one
 // statement (CreateUser would take one transaction each).
-func bulkUsers(t *testing.T, path string, n int) {
+func bulkUsers(t testing.TB, path string, n int) {
 	t.Helper()
 	db, err := sql.Open("sqlite", path+"?_busy_timeout=30000")
 	if err != nil {

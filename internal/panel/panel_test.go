@@ -23,6 +23,7 @@ import (
 // env is a panel on a real SQLite store behind a real HTTP server.
 type env struct {
 	dir     string
+	p       *Panel
 	st      *access.SQLiteStore
 	local   *admin.Local
 	srv     *httptest.Server
@@ -30,7 +31,7 @@ type env struct {
 	ahead   atomic.Int64 // how far the panel's clock is ahead of time.Now, in ns
 }
 
-func newEnv(t *testing.T, tlsOn bool) *env {
+func newEnv(t testing.TB, tlsOn bool) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := access.OpenSQLite(filepath.Join(dir, "burrow.db"))
@@ -46,6 +47,7 @@ func newEnv(t *testing.T, tlsOn bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.p = p
 	if tlsOn {
 		e.srv = httptest.NewTLSServer(p)
 	} else {
@@ -60,7 +62,7 @@ func testLinks(u *admin.UserInfo) ([]Link, error) {
 }
 
 // addAdmin creates an admin with a password directly in the store.
-func (e *env) addAdmin(t *testing.T, name, role string, totp bool) *access.Admin {
+func (e *env) addAdmin(t testing.TB, name, role string, totp bool) *access.Admin {
 	t.Helper()
 	_, a, err := AddAdmin(context.Background(), e.st, name, role, "correct horse battery", totp, time.Now())
 	if err != nil {
@@ -249,7 +251,7 @@ func TestSessionExpires(t *testing.T) {
 }
 
 // tWriter sends the panel's log to the test's.
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
