@@ -96,10 +96,9 @@ var migrations = []migration{
 		// The panel pages through users by filter (query.go); over_quota
 		// is computed (never stored by hand) so it can be indexed.
 		`ALTER TABLE users ADD COLUMN over_quota INTEGER GENERATED ALWAYS AS (quota > 0 AND bytes_up + bytes_down >= quota) VIRTUAL`,
-		`CREATE INDEX users_revoked ON users (revoked, id)`,
+		`CREATE INDEX users_state ON users (revoked, over_quota, expires_at)`,
 		`CREATE INDEX users_over_quota ON users (over_quota, id)`,
 		`CREATE INDEX users_expires ON users (expires_at)`,
-		`CREATE INDEX users_last_seen ON users (last_seen_day)`,
 	}},
 }
 

@@ -107,7 +107,7 @@ func (q *UserQuery) where() (string, []any, error) {
 	switch q.Filter {
 	case FilterAll:
 	case FilterActive:
-		conds = append(conds, `revoked = 0 AND (expires_at = 0 OR expires_at > ?) AND (quota = 0 OR bytes_up + bytes_down < quota)`)
+		conds = append(conds, `revoked = 0 AND over_quota = 0 AND (expires_at = 0 OR expires_at > ?)`)
 		args = append(args, now)
 	case FilterExpiring:
 		conds = append(conds, `revoked = 0 AND expires_at > ? AND expires_at <= ?`)

@@ -22,6 +22,7 @@ func BenchmarkUsersPage(b *testing.B) {
 		{"first", "/users"},
 		{"search", "/users?q=user99999"},
 		{"filter", "/users?filter=over_quota"},
+		{"active", "/users?filter=active"},
 		{"page1000", "/users?page=1000"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
