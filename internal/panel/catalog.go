@@ -41,6 +41,11 @@ var catalog = map[string][2]string{
 	"err.ratelimit": {"Too many attempts. Wait a few minutes and try again.", "Слишком много попыток. Подождите несколько минут."},
 	"err.setup":     {"This setup link is not valid (used, expired or mistyped). Ask an owner for a new one.", "Ссылка для настройки недействительна (использована, устарела или с ошибкой). Попросите владельца о новой."},
 	"err.mismatch":  {"The two passwords differ.", "Пароли не совпадают."},
+	"field.name":    {"The name is not accepted: use letters, digits, '.', '_', '-' and spaces inside, at most 64 characters.", "Имя не принято: буквы, цифры, «.», «_», «-» и пробелы внутри, не длиннее 64 символов."},
+	"field.quota":   {"The quota is not understood: write a size such as 50GB or 500MB, or 0 for unlimited.", "Лимит не понят: укажите размер, например 50GB или 500MB, или 0 — без лимита."},
+	"field.expires": {"The expiry is not understood or has passed: write 30d, a date such as 2027-01-31, or never.", "Срок не понят или уже прошёл: укажите 30d, дату вроде 2027-01-31 или never."},
+	"field.reset":   {"The reset period must be never, weekly or monthly.", "Период сброса: never, weekly или monthly."},
+	"field.note":    {"The note is too long.", "Заметка слишком длинная."},
 	"err.password":  {"The password must be at least 12 characters long.", "Пароль должен быть не короче 12 символов."},
 
 	"done.setup":         {"Password set. Log in now.", "Пароль задан. Теперь войдите."},

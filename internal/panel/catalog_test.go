@@ -45,6 +45,7 @@ func usedKeys(t *testing.T) map[string]bool {
 	add("reset.", access.ResetNever, access.ResetWeekly, access.ResetMonthly)
 	add("filter.", "all", access.FilterActive, access.FilterExpiring, access.FilterOverQuota, access.FilterRevoked, access.FilterOnline)
 	add("nav.", "users", "server", "admins")
+	add("field.", "name", "quota", "expires", "reset", "note")
 	add("users.count.", "one", "few", "many")
 	add("audit.", "login", "logout", "user.add", "user.edit", "user.revoke", "user.enable", "user.rotate", "user.reset-traffic",
 		"admin.add", "admin.remove", "admin.role", "admin.setup", "admin.password", "admin.cli-add", "admin.cli-remove", "admin.cli-totp", "admin.cli-totp-off")

@@ -110,6 +110,10 @@ func (p *Panel) addAdmin(w http.ResponseWriter, r *http.Request, me *who) {
 	lang := pickLang(r)
 	d := &adminsData{}
 	d.Add.Name, d.Add.Role = strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role")
+	if key := fieldError(userFields{Name: &d.Add.Name}, p.cfg.Now()); key != "" {
+		p.showAdmins(w, r, me, http.StatusBadRequest, tr(lang, key), d)
+		return
+	}
 	tok, a, err := AddAdmin(r.Context(), p.cfg.Admins, d.Add.Name, d.Add.Role, "", false, p.cfg.Now())
 	if err != nil {
 		msg, code := errText(lang, err)

@@ -338,3 +338,41 @@ func TestLanguage(t *testing.T) {
 		t.Errorf("formatNum(ru, 100000) = %q", got)
 	}
 }
+
+// TestFormErrorsTranslated: a refused field is named in the page's language,
+// and nothing is changed.
+func TestFormErrorsTranslated(t *testing.T) {
+	e := newEnv(t, false)
+	e.addAdmin(t, "root", access.RoleOwner, false)
+	e.local.AddUser(context.Background(), admin.AddRequest{Name: "alice"})
+	b := e.browser(t)
+	b.login("root", "correct horse battery", "")
+	for _, lang := range []string{"en", "ru"} {
+		b.get("/lang/" + lang)
+		b.get("/users")
+		for _, c := range []struct {
+			path string
+			form url.Values
+			key  string
+		}{
+			{"/users", url.Values{"name": {"bad/name"}}, "field.name"},
+			{"/users", url.Values{"name": {"zed"}, "quota": {"lots"}}, "field.quota"},
+			{"/users", url.Values{"name": {"zed"}, "expires": {"2001-01-01"}}, "field.expires"},
+			{"/users/alice/edit", url.Values{"quota": {"0"}, "expires": {"soon"}, "reset": {"never"}}, "field.expires"},
+			{"/users/alice/edit", url.Values{"quota": {"-5GB"}, "expires": {"never"}, "reset": {"never"}}, "field.quota"},
+			{"/users/alice/edit", url.Values{"quota": {"0"}, "expires": {"never"}, "reset": {"daily"}}, "field.reset"},
+			{"/admins", url.Values{"name": {""}, "role": {"viewer"}}, "field.name"},
+		} {
+			st, body := b.post(c.path, c.form)
+			if want := template.HTMLEscapeString(tr(lang, c.key)); st != http.StatusBadRequest || !strings.Contains(body, want) {
+				t.Errorf("%s: POST %s %v = %d, want 400 saying %q", lang, c.path, c.form, st, tr(lang, c.key))
+			}
+		}
+	}
+	if _, err := e.local.User(context.Background(), "zed"); err == nil {
+		t.Error("a refused form added a user")
+	}
+	if u, _ := e.local.User(context.Background(), "alice"); u.Quota != 0 || !u.ExpiresAt.IsZero() || u.Reset != "never" {
+		t.Errorf("alice changed by refused forms: %+v", u)
+	}
+}

@@ -68,6 +68,10 @@ func (p *Panel) showUsers(w http.ResponseWriter, r *http.Request, me *who, code 
 func (p *Panel) addUser(w http.ResponseWriter, r *http.Request, me *who) {
 	req := admin.AddRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Quota: strings.TrimSpace(r.PostFormValue("quota")),
 		Expires: strings.TrimSpace(r.PostFormValue("expires")), Reset: r.PostFormValue("reset"), Note: r.PostFormValue("note")}
+	if key := fieldError(userFields{Name: &req.Name, Quota: &req.Quota, Expires: &req.Expires, Reset: &req.Reset, Note: &req.Note}, p.cfg.Now()); key != "" {
+		p.showUsers(w, r, me, http.StatusBadRequest, tr(pickLang(r), key), req)
+		return
+	}
 	u, err := p.cfg.Users.AddUser(r.Context(), req)
 	if err != nil {
 		msg, code := errText(pickLang(r), err)
@@ -196,6 +200,10 @@ func (p *Panel) editUser(w http.ResponseWriter, r *http.Request, me *who) {
 	}
 	if len(changed) == 0 {
 		http.Redirect(w, r, userURL(u.Name)+"?done=unchanged", http.StatusSeeOther)
+		return
+	}
+	if key := fieldError(userFields{Quota: req.Quota, Expires: req.Expires, Reset: req.Reset, Note: req.Note}, p.cfg.Now()); key != "" {
+		p.showUser(w, r, me, http.StatusBadRequest, tr(lang, key), &f)
 		return
 	}
 	if _, err := p.cfg.Users.SetUser(r.Context(), u.Name, req); err != nil {
