@@ -201,6 +201,18 @@ func TestBrowserPanel(t *testing.T) {
 		t.Errorf("QR code reads %q, want dora's link %q", link, want[0].URL)
 	}
 	checkA11y("user")
+	// And at a phone's width, where tables become cards.
+	if err := browsertest.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Fatal(err)
+	}
+	checkA11y("user at 390 px")
+	if err := browsertest.Do(ctx, chromedp.Navigate(base+"/users"), chromedp.WaitVisible(chromedp.CSS("table.users"))); err != nil {
+		t.Fatal(err)
+	}
+	checkA11y("users at 390 px")
+	if err := browsertest.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(base+"/users/dora"), chromedp.WaitVisible(chromedp.CSS("svg.qr"))); err != nil {
+		t.Fatal(err)
+	}
 
 	// A POST without the CSRF token is refused; dora keeps her access.
 	if st := post(t, ctx, "/users/dora/revoke", false); st != http.StatusForbidden {
