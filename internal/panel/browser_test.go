@@ -221,7 +221,7 @@ func TestBrowserPanel(t *testing.T) {
 	if u, _ := e.local.User(context.Background(), "dora"); u.Revoked {
 		t.Error("a CSRF-less POST revoked dora")
 	}
-	for _, page := range []string{"server", "admins"} {
+	for _, page := range []string{"server", "admins", "account"} {
 		if err := browsertest.Do(ctx, chromedp.Navigate(base+"/"+page), chromedp.WaitVisible(chromedp.CSS("main h2"))); err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func shoot(t *testing.T, ctx context.Context, base, dir string) {
 	t.Helper()
 	pages := []struct{ name, path string }{
 		{"users", "/users"}, {"users-search", "/users?filter=expiring"}, {"user", "/users/alice"},
-		{"server", "/server"}, {"admins", "/admins"},
+		{"server", "/server"}, {"admins", "/admins"}, {"account", "/account"},
 	}
 	for _, lang := range []string{"en", "ru"} {
 		if err := browsertest.Do(ctx, chromedp.Navigate(base+"/lang/"+lang+"?back=/users"), chromedp.WaitVisible(chromedp.CSS("main"))); err != nil {

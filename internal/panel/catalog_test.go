@@ -17,7 +17,7 @@ import (
 // the templates and the code, and those it builds from known values.
 func usedKeys(t *testing.T) map[string]bool {
 	keys := map[string]bool{}
-	lit := regexp.MustCompile(`\bT "([a-z0-9_.-]+)"|tr\([a-zA-Z.]+, "([a-z0-9_. -]+)"\)|(?:Title|Flash): "([a-z0-9_.-]+)"|fail\([^)]*"([a-z.]+)"\)|again\([^,]+, "([a-z.]+)"\)`)
+	lit := regexp.MustCompile(`\bT "([a-z0-9_.-]+)"|tr\([a-zA-Z.]+, "([a-z0-9_. -]+)"\)|(?:Title|Flash): "([a-z0-9_.-]+)"|fail\([^)]*"([a-z.]+)"\)|again\([^,]+, "([a-z.]+)"\)|"((?:err|field)\.[a-z]+)"`)
 	err := fs.WalkDir(os.DirFS("."), ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.go") || !(strings.HasSuffix(path, ".go") || strings.HasSuffix(path, ".html")) {
 			return err
@@ -48,8 +48,9 @@ func usedKeys(t *testing.T) map[string]bool {
 	add("field.", "name", "quota", "expires", "reset", "note")
 	add("users.count.", "one", "few", "many")
 	add("audit.", "login", "logout", "user.add", "user.edit", "user.revoke", "user.enable", "user.rotate", "user.reset-traffic",
-		"admin.add", "admin.remove", "admin.role", "admin.setup", "admin.password", "admin.cli-add", "admin.cli-remove", "admin.cli-totp", "admin.cli-totp-off")
-	add("done.", "setup", "added", "saved", "unchanged", "revoke", "enable", "rotate", "reset-traffic", "admin-remove", "admin-role")
+		"admin.add", "admin.remove", "admin.role", "admin.setup", "admin.password", "admin.cli-add", "admin.cli-remove", "admin.cli-totp", "admin.cli-totp-off", "admin.totp-on", "admin.totp-off")
+	add("done.", "setup", "added", "saved", "unchanged", "revoke", "enable", "rotate", "reset-traffic", "admin-remove", "admin-role",
+		"password", "confirm-totp", "off-totp")
 	for m := telemetry.ConnOK; m <= telemetry.Fallback; m++ {
 		add("metric.", m.String())
 	}

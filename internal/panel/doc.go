@@ -25,6 +25,9 @@
 //	GET  /users/{name}                  viewer; links, QR codes and subscription URL for operators
 //	POST /users/{name}/edit             operator: quota, expiry, reset period, note
 //	POST /users/{name}/{revoke|enable|rotate|reset-traffic}   operator
+//	GET  /account                       viewer: one's own password and TOTP
+//	POST /account/password              viewer: current, password, password2
+//	POST /account/totp                  viewer: step=start|confirm (secret, code)|off (code)
 //	GET  /server                        viewer: health, counters, block telemetry
 //	GET  /admins?before=ID              viewer: administrators and the audit log
 //	POST /admins, /admins/{name}/{remove|role|setup}          owner

@@ -46,6 +46,7 @@ type Admins interface {
 	SetAdminRole(ctx context.Context, name, role string) error
 	SetAdminPassword(ctx context.Context, name, hash string) error
 	SetAdminSetup(ctx context.Context, name, hash string, expires time.Time) error
+	SetAdminTOTP(ctx context.Context, name, secret string) error
 	AddAudit(ctx context.Context, e access.AuditEntry) error
 	Audit(ctx context.Context, before int64, limit int) ([]access.AuditEntry, error)
 }
@@ -150,6 +151,9 @@ func (p *Panel) routes() {
 	m.HandleFunc("GET /users/{name}", p.authed(access.RoleViewer, p.userPage))
 	m.HandleFunc("POST /users/{name}/edit", p.authed(access.RoleOperator, p.editUser))
 	m.HandleFunc("POST /users/{name}/{action}", p.authed(access.RoleOperator, p.userAction))
+	m.HandleFunc("GET /account", p.authed(access.RoleViewer, p.accountPage))
+	m.HandleFunc("POST /account/password", p.authed(access.RoleViewer, p.changePassword))
+	m.HandleFunc("POST /account/totp", p.authed(access.RoleViewer, p.totp))
 	m.HandleFunc("GET /server", p.authed(access.RoleViewer, p.serverPage))
 	m.HandleFunc("GET /admins", p.authed(access.RoleViewer, p.adminsPage))
 	m.HandleFunc("POST /admins", p.authed(access.RoleOwner, p.addAdmin))

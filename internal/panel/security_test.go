@@ -197,7 +197,7 @@ func TestPagesHeadersAndSource(t *testing.T) {
 	bob, _ := e.local.AddUser(ctx, admin.AddRequest{Name: "bob"})
 	b := e.browser(t)
 	b.login("root", "correct horse battery", "")
-	for _, path := range []string{"/login", "/users", "/users?filter=revoked", "/users/alice", "/server", "/admins", "/nope", "/static/app.js"} {
+	for _, path := range []string{"/login", "/users", "/users?filter=revoked", "/users/alice", "/server", "/admins", "/account", "/nope", "/static/app.js"} {
 		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
 		resp, err := b.c.Do(req)
 		if err != nil {

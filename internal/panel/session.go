@@ -87,6 +87,18 @@ func (s *sessions) endAdmin(admin string) {
 	}
 }
 
+// endAdminExcept ends admin's sessions but keep (a password change ends
+// the others).
+func (s *sessions) endAdminExcept(admin, keep string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for tok, se := range s.m {
+		if se.admin == admin && tok != keep {
+			delete(s.m, tok)
+		}
+	}
+}
+
 func (s *sessions) expireLocked(now time.Time) {
 	for tok, se := range s.m {
 		if now.Sub(se.created) > SessionTTL || now.Sub(se.seen) > SessionIdle {
