@@ -112,6 +112,8 @@ func TestPanelBindsLoopbackOnly(t *testing.T) {
 		{sideFlags{panel: "203.0.113.5:8089"}, false},
 		{sideFlags{panel: "0.0.0.0:8089", panelPublic: true}, true},
 		{sideFlags{panelPublic: true}, false},
+		{sideFlags{panelHosts: "panel.example.com"}, false},
+		{sideFlags{panel: "127.0.0.1:8089", panelHosts: "panel.example.com"}, true},
 	} {
 		c.f.subTitle = "Burrow"
 		if err := c.f.validate(); (err == nil) != c.ok {
@@ -124,7 +126,7 @@ func TestPanelBindsLoopbackOnly(t *testing.T) {
 // notes its URL for `admin add`, and an admin made on the command line logs in.
 func TestPanelServed(t *testing.T) {
 	port, _ := freePort()
-	e := deployServer(t, false, "--panel", "127.0.0.1:"+port)
+	e := deployServer(t, false, "--panel", "127.0.0.1:"+port, "--panel-host", "panel.example.com")
 	base := "http://127.0.0.1:" + port
 	if b, err := os.ReadFile(filepath.Join(e.data, PanelURLFile)); err != nil || strings.TrimSpace(string(b)) != base {
 		t.Fatalf("%s = %q, %v; want %s", PanelURLFile, b, err, base)
@@ -132,6 +134,19 @@ func TestPanelServed(t *testing.T) {
 	out, _, err := adminCmd(e.data, "", "add", "root", "--role", "owner")
 	if err != nil || !strings.HasPrefix(out, base+"/setup/") {
 		t.Fatalf("admin add = %q, %v", out, err)
+	}
+	// Host names: IP addresses, localhost and --panel-host; others refused.
+	for host, want := range map[string]int{"panel.example.com": 200, "localhost": 200, "evil.example": http.StatusMisdirectedRequest} {
+		req, _ := http.NewRequest("GET", base+"/login", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
 	}
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}

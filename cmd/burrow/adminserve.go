@@ -40,6 +40,7 @@ type sideFlags struct {
 	panel                    string
 	panelPublic              bool
 	panelTunnel              bool
+	panelHosts               string
 	tunnel                   *panel.TunnelListener // set by serverRun when panelTunnel
 }
 
@@ -53,6 +54,7 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subTitle, "subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
 	fs.StringVar(&f.panel, "panel", "", "serve the web panel on HOST:PORT, loopback only (reach it through SSH or your own tunnel; admins: burrow admin add)")
 	fs.BoolVar(&f.panelPublic, "panel-public", false, "let --panel bind a non-loopback address (the panel becomes a page anyone can probe: not advised)")
+	fs.StringVar(&f.panelHosts, "panel-host", "", "host names the panel answers to besides IP addresses and localhost, comma-separated (behind your own reverse proxy); others get 421")
 	fs.BoolVar(&f.panelTunnel, "panel-tunnel", false, "also serve the panel inside the tunnel at http://"+server.PanelHost+"/ to the links of users named like an owner or operator admin")
 }
 
@@ -206,6 +208,9 @@ func (f *sideFlags) validate() error {
 		if err := loopbackOnly(f.panel); err != nil {
 			return fmt.Errorf("--panel: %w (or, knowing the risk, add --panel-public)", err)
 		}
+	}
+	if f.panelHosts != "" && f.panel == "" {
+		return errors.New("--panel-host needs --panel HOST:PORT")
 	}
 	if f.panelPublic && f.panel == "" {
 		return errors.New("--panel-public needs --panel HOST:PORT")

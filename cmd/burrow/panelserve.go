@@ -20,8 +20,9 @@ import (
 func (f *sideFlags) startPanel(data string, cfg *server.Config, st *access.SQLiteStore, local *admin.Local, log *slog.Logger) ([]sideService, error) {
 	pc := panel.Config{Users: local, Admins: st, Log: log,
 		Links: func(ui *admin.UserInfo) ([]panel.Link, error) { return panelLinks(cfg, ui) }}
+	pc.Hosts = splitList(f.panelHosts)
 	if f.tunnel != nil {
-		pc.Hosts = []string{server.PanelHost}
+		pc.Hosts = append(pc.Hosts, server.PanelHost)
 	}
 	p, err := panel.New(pc)
 	if err != nil {
