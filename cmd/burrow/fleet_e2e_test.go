@@ -444,3 +444,42 @@ func TestServerInitJoinErrors(t *testing.T) {
 		t.Errorf("user add on a joined exit: %q, want a refusal naming the control plane", msg)
 	}
 }
+
+// TestJoinedExitManagesNoUsers: a joined exit refuses the panel and
+// subscriptions (the control plane's), and its admin API changes no user.
+func TestJoinedExitManagesNoUsers(t *testing.T) {
+	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cover.Close() })
+	ctl := controlDir(t, "sqlite")
+	tok := strings.TrimSpace(runCmd(t, "control", "node-token", "e1", "--data", ctl, "--role", "exit"))
+	data, addr := filepath.Join(t.TempDir(), "exit"), loopbackAddr(t)
+	runCmd(t, "server", "init", "--join", tok, "--data", data, "--listen", addr, "--cover", cover.Addr, "--sni", "cover.test",
+		"--public-addr", "127.0.0.1")
+	for _, flag := range [][]string{{"--panel", loopbackAddr(t)}, {"--subscribe", loopbackAddr(t)}} {
+		if msg := runCmdErr(t, append([]string{"server", "run", "--data", data}, flag...)...); !strings.Contains(msg, "control plane") {
+			t.Errorf("server run %s on a joined exit: %q, want a refusal naming the control plane", flag[0], msg)
+		}
+	}
+	p := start(t, "server", "run", "--data", data)
+	if err := waitListening(context.Background(), addr); err != nil {
+		t.Fatalf("%v\n%s", err, p.stderr)
+	}
+	sock := filepath.Join(data, server.AdminSock)
+	var ac *admin.Client
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if ac, err = admin.DialUnix(context.Background(), sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the socket comes up with the server
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.AddUser(context.Background(), admin.AddRequest{Name: "bob"}); err == nil || !strings.Contains(err.Error(), "control plane") {
+		t.Errorf("admin API add on a joined exit: %v, want a refusal naming the control plane", err)
+	}
+}
