@@ -2,6 +2,7 @@ package xhttp
 
 import (
 	"io"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,7 +126,7 @@ func (s *frameShaper) writeLocked(b []byte) error {
 		_, err := s.w.Write(b)
 		return err
 	}
-	n := randBetween(paddedMin, paddedMax)
+	n := paddedMin + mrand.IntN(paddedMax-paddedMin+1) // math/rand: no allocation per write
 	out := s.small[:n]
 	copy(out, b)
 	pad := out[len(b):]
