@@ -8,16 +8,14 @@ import (
 	"time"
 )
 
-// HTTP/2 frame types the shaper looks at (framePingType is in firstping.go).
+// HTTP/2 frame types and flags the shaper looks at.
 const (
 	frameHeadersType      = 0x1
-	framePriorityType     = 0x2
-	frameRSTStreamType    = 0x3
-	frameSettingsType     = 0x4
-	frameWindowUpdateType = 0x8
+	frameWindowUpdateType = 0x8 // the tests'
 	frameContinuationType = 0x9
 
-	flagEndStream = 0x1
+	flagEndStream  = 0x1
+	flagEndHeaders = 0x4
 )
 
 // holdMax bounds how long request headers wait for the first DATA of their body. net/http
@@ -27,13 +25,14 @@ const holdMax = 20 * time.Millisecond
 
 // Padding of small writes (see frameShaper).
 const (
-	// framePadType is the type of the padding frame: one from the range RFC 9113 (§11.2)
-	// keeps for experiments, never assigned; receivers ignore frames of unknown types
-	// (§5.5), Go's HTTP/2 server (Burrow's and Xray's) among them.
+	// framePadType is the type of the padding frame: one of 0xf0–0xff, which the HTTP/2
+	// frame-type registry keeps for experimental use, never assigned. Receivers ignore
+	// frames of unknown types (RFC 9113 §4.1, §5.5), Go's HTTP/2 server (Burrow's and
+	// Xray's) among them.
 	framePadType = 0xfb
 	// smallWrite: a write shorter than this gets a padding frame. Its TLS record (17 bytes
-	// more under TLS 1.3) would otherwise be at most 176 bytes: an inner Finished's size
-	// (the TLS-in-TLS rules look for 20–170 bytes).
+	// more under TLS 1.3) would otherwise be at most 176 bytes: about an inner Finished's
+	// size (the TLS-in-TLS rules look for 20–170 bytes).
 	smallWrite = 160
 	// A padded write is paddedMin..paddedMax bytes, its record 17 more: the size of a
 	// small request's HEADERS.
@@ -167,8 +166,6 @@ type frameCursor struct {
 	skip  int  // payload bytes of the current frame still to come
 	block bool // the last frame opened a header block (HEADERS or CONTINUATION without END_HEADERS)
 }
-
-const flagEndHeaders = 0x4
 
 // feed follows p.
 func (c *frameCursor) feed(p []byte) {
