@@ -19,7 +19,7 @@ import (
 )
 
 const controlUsage = `usage: burrow control init --data CDIR --cover HOST:PORT [--sni NAME] [--db sqlite|postgres://...] [--listen :443] [--public-addr HOST]
-       burrow control run --data CDIR [--listen HOST:PORT]
+       burrow control run --data CDIR [--listen HOST:PORT] [--metrics HOST:PORT]
        burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
        burrow control nodes --data CDIR
        burrow control path add|remove RELAY EXIT --data CDIR   which relay fronts which exit

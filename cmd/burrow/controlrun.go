@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/metrics"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
@@ -24,6 +26,7 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("control run", stderr)
 	data := fs.String("data", "", "control directory made by 'burrow control init' (required)")
 	listen := fs.String("listen", "", "TCP address for the camouflaged control endpoint (default: the config's)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	sub := fs.String("subscribe", "", "serve each user's subscription (every exit and relay path, healthy nodes first) on HOST:PORT; off by default")
 	subTitle := fs.String("subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
@@ -100,6 +103,14 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("control run: %w", err)
 	}
+	if *metricsAddr != "" {
+		stop, err := serveControlMetrics(*metricsAddr, plane, log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("control run: %w", err)
+		}
+		defer stop()
+	}
 	log.Info("burrow control plane running", "listen", ln.Addr().String(), "cover", cfg.Cover,
 		"sni", strings.Join(cfg.ServerNames, ","), "store", st.Backend())
 	pctx, pcancel := context.WithCancel(ctx)
@@ -109,6 +120,23 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	err = plane.Serve(ctx, ln)
 	log.Info("burrow control plane stopped")
 	return err
+}
+
+// serveControlMetrics serves the plane's metrics on addr until stop.
+func serveControlMetrics(addr string, plane *control.Plane, log *slog.Logger) (stop func(), err error) {
+	ln, err := listenSide("--metrics", addr)
+	if err != nil {
+		return nil, err
+	}
+	h := metrics.ControlHandler(func(ctx context.Context) (*metrics.Control, error) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a store that hangs is reported down
+		defer cancel()
+		return plane.Metrics(ctx), nil
+	})
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: time.Minute, ErrorLog: log2discard()}
+	go hs.Serve(ln)
+	log.Info("metrics served", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() { hs.Close() }, nil
 }
 
 // resetPeriods starts users' new weekly or monthly periods fleet-wide; each

@@ -43,7 +43,7 @@ Entry relay (inside a whitelisted network; forwards to exits without reading the
 
 Fleet (a control plane for many exits and relays):
   burrow control init --data CDIR --cover HOST:PORT [--db sqlite|postgres://...]
-  burrow control run --data CDIR                  serve the nodes (camouflaged like an exit)
+  burrow control run --data CDIR [--metrics HOST:PORT]  serve the nodes (camouflaged like an exit)
   burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
   burrow server init --join TOKEN --cover HOST:PORT [--data DIR] ...   an exit of the fleet
   burrow control nodes --data CDIR

@@ -30,12 +30,18 @@ func OpenPostgres(ctx context.Context, dsn string) (*SQLStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: postgres dsn: %w", err)
 	}
+	return openPostgres(ctx, dsn, cfg)
+}
+
+// openPostgres is OpenPostgres with the parsed configuration (a benchmark
+// sets a tracer on it to count statements).
+func openPostgres(ctx context.Context, dsn string, cfg *pgx.ConnConfig) (*SQLStore, error) {
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = db.PingContext(pingCtx)
+	err := db.PingContext(pingCtx)
 	cancel()
 	if err != nil {
 		db.Close()

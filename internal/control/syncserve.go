@@ -40,6 +40,7 @@ type Plane struct {
 	camo    *camo.Server
 	log     *slog.Logger
 	refresh time.Duration
+	stats   planeStats
 
 	mu      sync.Mutex
 	byShort map[[8]byte]*Node            // live nodes by short ID; guarded by mu
@@ -322,6 +323,7 @@ func (p *Plane) routes() http.Handler {
 			http.Error(w, "refused", http.StatusForbidden)
 			return
 		}
+		p.stats.heard(n.ID, time.Now())
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		mux.ServeHTTP(w, r)
 	})
@@ -383,6 +385,7 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad after or wait", http.StatusBadRequest)
 		return
 	}
+	p.stats.synced(n.ID, after)
 	ctx := r.Context()
 	cur, err := p.store.Version(ctx)
 	if err != nil {
@@ -412,6 +415,7 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, "changes", err)
 		return
 	}
+	p.stats.syncChanges.Add(1)
 	ans := syncAnswer{From: after, Version: after, More: len(chs) == syncBatch}
 	for _, ch := range chs {
 		ans.Version = ch.Version
@@ -434,6 +438,7 @@ func (p *Plane) sendSnapshot(w http.ResponseWriter, r *http.Request, n *Node) {
 		p.fail(w, r, "snapshot", err)
 		return
 	}
+	p.stats.syncSnapshots.Add(1)
 	ans := syncAnswer{Version: snap.Version, Snapshot: true, Paths: snap.Paths}
 	if n.Role == RoleExit {
 		ans.Users = make([]wireUser, len(snap.Users))
@@ -493,6 +498,11 @@ func (p *Plane) handleTraffic(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, "traffic", err)
 		return
 	}
+	if applied {
+		p.stats.pushesApplied.Add(1)
+	} else {
+		p.stats.pushesRetried.Add(1)
+	}
 	writeJSON(w, map[string]bool{"applied": applied})
 }
 
@@ -506,6 +516,10 @@ func (p *Plane) handleLease(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		p.fail(w, r, "lease", err)
 		return
+	}
+	if l.Granted > 0 && !l.Unlimited {
+		p.stats.loans.Add(1)
+		p.stats.loanBytes.Add(l.Granted)
 	}
 	writeJSON(w, l)
 }

@@ -104,18 +104,28 @@ const ContentType = "text/plain; version=0.0.4; charset=utf-8"
 // Handler serves GET /metrics from snap, called once per scrape; every
 // other path is 404.
 func Handler(snap func(ctx context.Context) (*Snapshot, error)) http.Handler {
+	return handler(func(ctx context.Context, w io.Writer) error {
+		s, err := snap(ctx)
+		if err != nil {
+			return err
+		}
+		return Write(w, s)
+	})
+}
+
+// handler serves GET /metrics with what write writes; every other path is
+// 404.
+func handler(write func(ctx context.Context, w io.Writer) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/metrics" || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 			http.NotFound(w, r)
 			return
 		}
-		s, err := snap(r.Context())
-		if err != nil {
+		var b strings.Builder
+		if err := write(r.Context(), &b); err != nil {
 			http.Error(w, "metrics unavailable", http.StatusInternalServerError)
 			return
 		}
-		var b strings.Builder
-		Write(&b, s)
 		w.Header().Set("Content-Type", ContentType)
 		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, b.String())
