@@ -15,7 +15,7 @@ import (
 )
 
 const nodeColumns = `id, name, role, public_key, short_id, created_at, revoked,
-	ep_addr, ep_sni, ep_public_key, ep_short_id, ep_fingerprint,
+	ep_addr, ep_sni, ep_public_key, ep_short_id, ep_fingerprint, ep_cover,
 	st_version, st_last_seen, st_users_online, st_bytes_up, st_bytes_down, st_applied_version, st_health`
 
 func scanNode(sc scanner) (*Node, error) {
@@ -28,7 +28,7 @@ func scanNode(sc scanner) (*Node, error) {
 		status            = &n.Status
 	)
 	err := sc.Scan(&n.ID, &n.Name, &role, &pub, &sid, &created, &n.Revoked,
-		&endpoint.Addr, &endpoint.SNI, &endpoint.PublicKey, &endpoint.ShortID, &endpoint.Fingerprint,
+		&endpoint.Addr, &endpoint.SNI, &endpoint.PublicKey, &endpoint.ShortID, &endpoint.Fingerprint, &endpoint.Cover,
 		&status.Version, &lastSeen, &online, &status.BytesUp, &status.BytesDown, &status.AppliedVersion, &status.Health)
 	if err != nil {
 		return nil, err
@@ -246,7 +246,7 @@ func (s *SQLStore) RegisterNode(ctx context.Context, id int64, ep Endpoint) erro
 			return err
 		}
 		_, err := s.exec(ctx, tx, `UPDATE nodes SET ep_addr = ?, ep_sni = ?, ep_public_key = ?, ep_short_id = ?,
-			ep_fingerprint = ? WHERE id = ?`, ep.Addr, ep.SNI, ep.PublicKey, ep.ShortID, ep.Fingerprint, id)
+			ep_fingerprint = ?, ep_cover = ? WHERE id = ?`, ep.Addr, ep.SNI, ep.PublicKey, ep.ShortID, ep.Fingerprint, ep.Cover, id)
 		return err
 	}))
 }

@@ -182,6 +182,9 @@ type Endpoint struct {
 	ShortID string
 	// Fingerprint is the fp= links carry (default chrome).
 	Fingerprint string
+	// Cover is an exit's cover site, HOST:PORT: what a relay in front of
+	// it without a cover of its own shows probers when no exit is up.
+	Cover string `json:",omitempty"`
 }
 
 // NodeStatus is what a node last reported about itself.
