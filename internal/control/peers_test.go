@@ -18,14 +18,14 @@ import (
 
 // peerFollower follows tp as node n with no replica (a relay, or an exit
 // watched for its peers only) and sends each Peers it gets to the channel.
-func peerFollower(t *testing.T, tp *testPlane, n *Node) <-chan *Peers {
+func peerFollower(t *testing.T, tp *testPlane, n *Node, ep Endpoint) <-chan *Peers {
 	t.Helper()
 	ch := make(chan *Peers, 100)
 	f, err := NewFollower(FollowerConfig{
 		Addr:     tp.addr,
 		Camo:     camo.ClientConfig{ServerName: testSNI, PublicKey: tp.pub, ShortID: n.ShortID[:]},
 		Key:      n.PrivateKey,
-		Endpoint: Endpoint{Addr: "127.0.0.1:5443"},
+		Endpoint: ep,
 		Peers:    func(p *Peers) { ch <- p },
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
@@ -76,16 +76,15 @@ func TestSyncRelayPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ep := Endpoint{Addr: "127.0.0.1:7443", SNI: testSNI, PublicKey: b64(tp.pub), ShortID: "0123456789abcdef", Cover: "127.0.0.1:9443"}
-	for _, n := range []*Node{exit, other} {
-		if err := st.RegisterNode(ctx, n.ID, ep); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := st.AddRelayPath(ctx, rl.ID, exit.ID); err != nil {
 		t.Fatal(err)
 	}
 	want := RelaySecret(tp.ident, rl)
-	relayCh, exitCh, otherCh := peerFollower(t, tp, rl), peerFollower(t, tp, exit), peerFollower(t, tp, other)
+	// The exits register their endpoint after the relay started: that is
+	// logged (node-changed), so the relay learns it at once.
+	relayCh := peerFollower(t, tp, rl, Endpoint{Addr: "127.0.0.1:5443"})
+	nextPeers(t, relayCh, "the relay's first peers", func(*Peers) bool { return true })
+	exitCh, otherCh := peerFollower(t, tp, exit, ep), peerFollower(t, tp, other, ep)
 
 	p := nextPeers(t, relayCh, "the relay's exit", func(p *Peers) bool { return len(p.Exits) == 1 })
 	if p.Exits[0].ID != exit.ID || p.Exits[0].Endpoint != ep || p.Secret != want {

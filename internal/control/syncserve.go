@@ -249,7 +249,7 @@ func (p *Plane) watchChanges(ctx context.Context) {
 			continue
 		}
 		for _, ch := range chs {
-			if ch.Kind == ChangeNodeRevoked {
+			if ch.Kind == ChangeNodeRevoked || ch.Kind == ChangeNodeChanged {
 				err = p.loadNodes(ctx)
 				break
 			}
@@ -421,7 +421,8 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 	ans := syncAnswer{From: after, Version: after, More: len(chs) == syncBatch}
 	wantPeers := r.URL.Query().Get("peers") == "1"
 	for _, ch := range chs {
-		if ch.Kind == ChangeRelayPathAdded || ch.Kind == ChangeRelayPathRemoved || ch.Kind == ChangeNodeRevoked {
+		switch ch.Kind {
+		case ChangeRelayPathAdded, ChangeRelayPathRemoved, ChangeNodeRevoked, ChangeNodeChanged:
 			wantPeers = true
 		}
 		ans.Version = ch.Version
