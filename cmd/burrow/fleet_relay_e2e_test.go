@@ -126,6 +126,20 @@ func TestFleetRelay(t *testing.T) {
 	}
 	u := ls["exit-1"].UUID
 
+	// A prober of the relay, whose hello no exit takes, gets the cover's
+	// certificate; a REALITY client with a key no exit has, the cover too.
+	want, err := probeCover(l.cover.Addr, "cover.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := probeCover(r.addr, "cover.test"); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("prober of the relay: err %v, the cover's certificate: %v", err, bytes.Equal(got, want))
+	}
+	_, stranger, _ := camo.GenerateKey()
+	if err := realityThrough(r.addr, camo.ClientConfig{ServerName: "cover.test", PublicKey: stranger, ShortID: ls["exit-1"].ShortID}); !errors.Is(err, camo.ErrNotReality) {
+		t.Errorf("REALITY client of another key through the relay: %v, want %v", err, camo.ErrNotReality)
+	}
+
 	// A path removed: the relay drops the exit, and the exit cuts the relay.
 	at := time.Now()
 	runCmd(t, "control", "path", "remove", "relay-1", "exit-2", "--data", l.ctlData)
