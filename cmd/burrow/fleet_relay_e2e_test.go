@@ -117,6 +117,16 @@ func TestFleetRelay(t *testing.T) {
 		d := l.waitFetch(t, socks[e.name], "through the relay to "+e.name)
 		t.Logf("through the relay to %s: first fetch after %v", e.name, d.Round(time.Millisecond))
 	}
+	// Every REALITY handshake through the relay reaches the exit of its
+	// link's key, whichever exit the relay tries first.
+	for _, e := range l.exits {
+		v := ls[e.name]
+		for i := range 6 {
+			if err := realityThrough(r.addr, camo.ClientConfig{ServerName: v.SNI, PublicKey: v.PublicKey, ShortID: v.ShortID}); err != nil {
+				t.Errorf("handshake %d through the relay with %s's key: %v", i+1, e.name, err)
+			}
+		}
+	}
 	m := scrapeText(t, r.metrics)
 	for _, e := range l.exits {
 		if !strings.Contains(m, fmt.Sprintf("burrow_relay_exit_streams_total{exit=%q}", e.addr)) ||
