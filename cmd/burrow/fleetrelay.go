@@ -100,7 +100,7 @@ func (n *fleetRelay) setConfig(cfg *relay.Config) error {
 func (n *fleetRelay) setPeers(p *control.Peers) {
 	var exits []string
 	for _, e := range p.Exits {
-		t, err := n.exitToken(p.Secret, e)
+		t, err := n.exitToken(e)
 		if err != nil {
 			n.log.Warn("exit left out", "exit", e.Name, "err", err)
 			continue
@@ -128,8 +128,8 @@ func (n *fleetRelay) setPeers(p *control.Peers) {
 }
 
 // exitToken is the relay token for exit e: its endpoint, this relay's
-// short ID and credential.
-func (n *fleetRelay) exitToken(secret [16]byte, e control.PeerExit) (string, error) {
+// short ID and its credential there.
+func (n *fleetRelay) exitToken(e control.PeerExit) (string, error) {
 	ep := e.Endpoint
 	if ep.Cover == "" {
 		return "", errors.New("the exit registered no cover (an older burrow?)")
@@ -139,7 +139,7 @@ func (n *fleetRelay) exitToken(secret [16]byte, e control.PeerExit) (string, err
 		return "", errors.New("bad public key")
 	}
 	t := relaylink.Token{Name: n.tok.Name, Addr: ep.Addr, ShortID: n.tok.ShortID, SNI: ep.SNI, Cover: ep.Cover,
-		Fingerprint: ep.Fingerprint, Secret: secret}
+		Fingerprint: ep.Fingerprint, Secret: e.Secret}
 	copy(t.PublicKey[:], pub)
 	s := t.String()
 	if _, err := relaylink.ParseToken(s); err != nil {

@@ -14,40 +14,43 @@ import (
 //
 //	short ID  the relay node's own short ID (nodes.short_id), which it
 //	          also presents to the control plane
-//	secret    HMAC-SHA256(control plane identity seed,
-//	                      "burrow-relay-secret-v1" | node ID (8, big endian) | node public key)[:16]
+//	secret    HMAC-SHA256(control plane identity seed, "burrow-relay-secret-v1" |
+//	                      relay node ID (8, big endian) | exit node ID (8) | relay public key)[:16]
 //
-// The control plane derives the secret whenever it answers a sync request:
-// to the relay itself (over its authenticated sync connection) and to each
-// exit the relay has a path to. Rekeying the relay (a new join token)
+// one per path: an exit knows only its own, so it cannot pose as the relay
+// to another exit. The control plane derives the secrets whenever it
+// answers a sync request: to the relay itself (over its authenticated sync
+// connection) and to each exit the relay has a path to. Rekeying the relay (a new join token)
 // changes its public key and so its secret; revoking it or removing a path
 // drops it from the exits' answers, and they cut it. Nothing about it is
 // written to the store.
 
-// RelaySecret is relay's credential at the exits it fronts.
-func RelaySecret(identity ed25519.PrivateKey, relay *Node) [16]byte {
+// RelaySecret is relay's credential at exit.
+func RelaySecret(identity ed25519.PrivateKey, relay *Node, exit int64) [16]byte {
 	m := hmac.New(sha256.New, identity.Seed())
 	m.Write([]byte("burrow-relay-secret-v1"))
 	binary.Write(m, binary.BigEndian, relay.ID)
+	binary.Write(m, binary.BigEndian, exit)
 	m.Write(relay.PublicKey)
 	var s [16]byte
 	copy(s[:], m.Sum(nil))
 	return s
 }
 
-// Peers is what a node learns of the nodes next to it: a relay, its own
-// credential and the exits it fronts; an exit, the relays in front of it.
+// Peers is what a node learns of the nodes next to it: a relay, the exits
+// it fronts and its credential at each; an exit, the relays in front of it.
 type Peers struct {
-	Secret [16]byte   // a relay's credential at its exits
-	Exits  []PeerExit // a relay's exits, by ID
+	Exits  []PeerExit // a relay's exits, by path
 	Relays []PeerRelay
 }
 
-// PeerExit is an exit a relay fronts, and where to reach it.
+// PeerExit is an exit a relay fronts, where to reach it, and the relay's
+// credential there.
 type PeerExit struct {
 	ID       int64
 	Name     string
 	Endpoint Endpoint
+	Secret   [16]byte
 }
 
 // PeerRelay is a relay an exit lets carry its clients.
@@ -60,9 +63,15 @@ type PeerRelay struct {
 
 // wirePeers is Peers on the wire (syncAnswer.Peers); byte strings in hex.
 type wirePeers struct {
-	Secret string          `json:"secret,omitempty"`
-	Exits  []PeerExit      `json:"exits,omitempty"`
+	Exits  []wirePeerExit  `json:"exits,omitempty"`
 	Relays []wirePeerRelay `json:"relays,omitempty"`
+}
+
+type wirePeerExit struct {
+	ID       int64    `json:"id"`
+	Name     string   `json:"name"`
+	Endpoint Endpoint `json:"endpoint"`
+	Secret   string   `json:"secret"`
 }
 
 type wirePeerRelay struct {
@@ -89,19 +98,16 @@ func peersFor(ctx context.Context, st Store, identity ed25519.PrivateKey, n *Nod
 		}
 	}
 	wp := &wirePeers{}
-	if n.Role == RoleRelay {
-		s := RelaySecret(identity, n)
-		wp.Secret = hex.EncodeToString(s[:])
-	}
 	for _, p := range paths {
 		switch {
 		case n.Role == RoleRelay && p.Relay == n.ID:
 			if ex := byID[p.Exit]; ex != nil && ex.Endpoint.Addr != "" && ex.Endpoint.PublicKey != "" {
-				wp.Exits = append(wp.Exits, PeerExit{ID: ex.ID, Name: ex.Name, Endpoint: ex.Endpoint})
+				s := RelaySecret(identity, n, ex.ID)
+				wp.Exits = append(wp.Exits, wirePeerExit{ID: ex.ID, Name: ex.Name, Endpoint: ex.Endpoint, Secret: hex.EncodeToString(s[:])})
 			}
 		case n.Role == RoleExit && p.Exit == n.ID:
 			if rl := byID[p.Relay]; rl != nil {
-				s := RelaySecret(identity, rl)
+				s := RelaySecret(identity, rl, n.ID)
 				wp.Relays = append(wp.Relays, wirePeerRelay{ID: rl.ID, Name: rl.Name,
 					ShortID: hex.EncodeToString(rl.ShortID[:]), Secret: hex.EncodeToString(s[:])})
 			}
@@ -113,16 +119,15 @@ func peersFor(ctx context.Context, st Store, identity ed25519.PrivateKey, n *Nod
 // peers checks and decodes what the control plane sent.
 func (w *wirePeers) peers() (*Peers, error) {
 	var p Peers
-	if w.Secret != "" {
-		if err := decodeHex(w.Secret, p.Secret[:]); err != nil {
-			return nil, fmt.Errorf("relay secret: %w", err)
-		}
-	}
 	for _, e := range w.Exits {
 		if err := e.Endpoint.validate(); err != nil || e.Endpoint.PublicKey == "" {
 			return nil, fmt.Errorf("exit %d: bad endpoint: %v", e.ID, err)
 		}
-		p.Exits = append(p.Exits, e)
+		pe := PeerExit{ID: e.ID, Name: e.Name, Endpoint: e.Endpoint}
+		if err := decodeHex(e.Secret, pe.Secret[:]); err != nil {
+			return nil, fmt.Errorf("exit %d secret: %w", e.ID, err)
+		}
+		p.Exits = append(p.Exits, pe)
 	}
 	for _, r := range w.Relays {
 		pr := PeerRelay{ID: r.ID, Name: r.Name}

@@ -79,7 +79,7 @@ func TestSyncRelayPeers(t *testing.T) {
 	if err := st.AddRelayPath(ctx, rl.ID, exit.ID); err != nil {
 		t.Fatal(err)
 	}
-	want := RelaySecret(tp.ident, rl)
+	want := RelaySecret(tp.ident, rl, exit.ID)
 	// The exits register their endpoint after the relay started: that is
 	// logged (node-changed), so the relay learns it at once.
 	relayCh := peerFollower(t, tp, rl, Endpoint{Addr: "127.0.0.1:5443"})
@@ -87,8 +87,8 @@ func TestSyncRelayPeers(t *testing.T) {
 	exitCh, otherCh := peerFollower(t, tp, exit, ep), peerFollower(t, tp, other, ep)
 
 	p := nextPeers(t, relayCh, "the relay's exit", func(p *Peers) bool { return len(p.Exits) == 1 })
-	if p.Exits[0].ID != exit.ID || p.Exits[0].Endpoint != ep || p.Secret != want {
-		t.Errorf("relay peers = %+v, want exit %d at %+v and secret %x", p, exit.ID, ep, want)
+	if p.Exits[0].ID != exit.ID || p.Exits[0].Endpoint != ep || p.Exits[0].Secret != want {
+		t.Errorf("relay peers = %+v, want exit %d at %+v with secret %x", p, exit.ID, ep, want)
 	}
 	p = nextPeers(t, exitCh, "the exit's relay", func(p *Peers) bool { return len(p.Relays) == 1 })
 	if r := p.Relays[0]; r.ID != rl.ID || r.ShortID != rl.ShortID || r.Secret != want {
@@ -115,21 +115,23 @@ func TestSyncRelayPeers(t *testing.T) {
 }
 
 // TestRelaySecret: the credential depends on the control plane's identity,
-// the relay's ID and its key (a rekeyed relay gets a new one).
+// the relay's ID, the exit (one per path) and the relay's key (a rekeyed
+// relay gets a new one).
 func TestRelaySecret(t *testing.T) {
 	_, id1, _ := ed25519.GenerateKey(nil)
 	_, id2, _ := ed25519.GenerateKey(nil)
 	pub1, _, _ := ed25519.GenerateKey(nil)
 	pub2, _, _ := ed25519.GenerateKey(nil)
 	n := &Node{ID: 7, PublicKey: pub1}
-	base := RelaySecret(id1, n)
-	if RelaySecret(id1, n) != base {
+	base := RelaySecret(id1, n, 3)
+	if RelaySecret(id1, n, 3) != base {
 		t.Fatal("RelaySecret is not deterministic")
 	}
 	for what, s := range map[string][16]byte{
-		"another control plane": RelaySecret(id2, n),
-		"another node ID":       RelaySecret(id1, &Node{ID: 8, PublicKey: pub1}),
-		"a new key":             RelaySecret(id1, &Node{ID: 7, PublicKey: pub2}),
+		"another control plane": RelaySecret(id2, n, 3),
+		"another node ID":       RelaySecret(id1, &Node{ID: 8, PublicKey: pub1}, 3),
+		"another exit":          RelaySecret(id1, n, 4),
+		"a new key":             RelaySecret(id1, &Node{ID: 7, PublicKey: pub2}, 3),
 	} {
 		if s == base {
 			t.Errorf("%s gives the same secret", what)
