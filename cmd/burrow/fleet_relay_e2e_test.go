@@ -84,6 +84,18 @@ func (r *fleetRelayLab) waitMetrics(t *testing.T, what string, ok func(string) b
 	}
 }
 
+// waitLogCount waits until the process's log holds s more than n times.
+func waitLogCount(t *testing.T, p *proc, who, s string, n int) {
+	t.Helper()
+	start := time.Now()
+	for strings.Count(p.stderr.String(), s) <= n {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("%s did not log %q within 30 s:\n%s", who, s, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond) // polled: the log has no events
+	}
+}
+
 // waitLog waits until the process's log holds s; it returns how long that
 // took.
 func waitLog(t *testing.T, p *proc, who, s string) time.Duration {
@@ -165,6 +177,25 @@ func TestFleetRelay(t *testing.T) {
 		t.Error("a link through the relay to exit-2 still works with the path removed")
 	}
 	l.waitFetch(t, socks["exit-1"], "through the relay to exit-1, the other path removed")
+
+	// The control plane down, the relay restarted: it serves from the
+	// exits it kept.
+	l.killControl(t)
+	if err := r.proc.stop(t); err != nil {
+		t.Fatalf("relay stop: %v\n%s", err, r.proc.stderr)
+	}
+	r.proc = start(t, "relay", "run", "--data", r.data, "--debug", "--metrics", r.metrics)
+	if err := waitListening(context.Background(), r.addr); err != nil {
+		t.Fatalf("relay run: %v\n%s", err, r.proc.stderr)
+	}
+	l.waitFetch(t, socks["exit-1"], "through the relay restarted with the control plane down")
+	// The control plane back: the exit and the relay reconnect (within
+	// their backoff, up to 10 s) before the next step measures a revocation.
+	const back = "control plane reachable again"
+	seen := strings.Count(l.exits[0].proc.stderr.String(), back)
+	l.startControl(t)
+	waitLogCount(t, r.proc, "the relay", back, 0)
+	waitLogCount(t, l.exits[0].proc, "exit-1", back, seen)
 
 	// The relay node revoked: exit-1 cuts it and refuses it.
 	exits, err := loadFleetExits(r.data)
