@@ -20,6 +20,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/metrics"
+	"github.com/burrow-vpn/burrow/internal/panel"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/subscribe"
 	"github.com/burrow-vpn/burrow/internal/telemetry"
@@ -36,6 +37,11 @@ type sideFlags struct {
 	metricsPerUser           bool
 	subscribe, subBase       string
 	subTitle                 string
+	panel                    string
+	panelPublic              bool
+	panelTunnel              bool
+	panelHosts               string
+	tunnel                   *panel.TunnelListener // set by serverRun when panelTunnel
 }
 
 func (f *sideFlags) register(fs *flag.FlagSet) {
@@ -46,6 +52,10 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subscribe, "subscribe", "", "serve each user's subscription on HOST:PORT (off by default; put it behind your own domain or reverse proxy)")
 	fs.StringVar(&f.subBase, "subscribe-url-base", "", "public URL that reaches the --subscribe server, e.g. https://sub.example.com/s (default http://HOST:PORT)")
 	fs.StringVar(&f.subTitle, "subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
+	fs.StringVar(&f.panel, "panel", "", "serve the web panel on HOST:PORT, loopback only (reach it through SSH or your own tunnel; admins: burrow admin add)")
+	fs.BoolVar(&f.panelPublic, "panel-public", false, "let --panel bind a non-loopback address (the panel becomes a page anyone can probe: not advised)")
+	fs.StringVar(&f.panelHosts, "panel-host", "", "host names the panel answers to besides IP addresses and localhost, comma-separated (behind your own reverse proxy); others get 421")
+	fs.BoolVar(&f.panelTunnel, "panel-tunnel", false, "also serve the panel inside the tunnel at http://"+server.PanelHost+"/ to the links of users named like an owner or operator admin")
 }
 
 // start opens every listener asked for, then serves them until the returned
@@ -56,7 +66,11 @@ func (f *sideFlags) start(data string, cfg *server.Config, st *access.SQLiteStor
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
-	local := &admin.Local{Store: st, Live: reg, Changed: reg.Poke, Version: version, Started: time.Now(),
+	var store access.Store = st
+	if cfg.Join != "" {
+		store = fleetReplica{st} // the users are the control plane's
+	}
+	local := &admin.Local{Store: store, Live: reg, Changed: reg.Poke, Version: version, Started: time.Now(),
 		Counters: func() admin.Counters { return countersOf(srv.Stats()) }, Telemetry: tele.Totals}
 	var services []sideService
 	ok := false
@@ -114,6 +128,13 @@ func (f *sideFlags) start(data string, cfg *server.Config, st *access.SQLiteStor
 		}
 		services = append(services, sideService{ln, admin.Handler(local, tok), "admin API on TCP",
 			[]any{"listen", ln.Addr().String(), "token_file", filepath.Join(data, AdminTokenFile)}})
+	}
+	if f.panel != "" || f.tunnel != nil {
+		svcs, err := f.startPanel(data, cfg, st, local, log)
+		if err != nil {
+			return nil, err
+		}
+		services = append(services, svcs...)
 	}
 	if f.metrics != "" {
 		ln, err := listenSide("--metrics", f.metrics)
@@ -186,6 +207,17 @@ func (f *sideFlags) validate() error {
 	}
 	if f.subBase != "" && f.subscribe == "" {
 		return errors.New("--subscribe-url-base needs --subscribe HOST:PORT")
+	}
+	if f.panel != "" && !f.panelPublic {
+		if err := loopbackOnly(f.panel); err != nil {
+			return fmt.Errorf("--panel: %w (or, knowing the risk, add --panel-public)", err)
+		}
+	}
+	if f.panelHosts != "" && f.panel == "" {
+		return errors.New("--panel-host needs --panel HOST:PORT")
+	}
+	if f.panelPublic && f.panel == "" {
+		return errors.New("--panel-public needs --panel HOST:PORT")
 	}
 	if f.metricsPerUser && f.metrics == "" {
 		return errors.New("--metrics-per-user needs --metrics HOST:PORT")

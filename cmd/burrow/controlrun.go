@@ -5,13 +5,18 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/control"
+	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/server"
+	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
 
 // controlRun is `burrow control run`: the camouflaged endpoint nodes follow.
@@ -20,6 +25,9 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	data := fs.String("data", "", "control directory made by 'burrow control init' (required)")
 	listen := fs.String("listen", "", "TCP address for the camouflaged control endpoint (default: the config's)")
 	debug := fs.Bool("debug", false, "log debug messages")
+	sub := fs.String("subscribe", "", "serve each user's subscription (every exit and relay path, healthy nodes first) on HOST:PORT; off by default")
+	subTitle := fs.String("subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
+	adminSock := fs.String("admin-socket", "", "the admin API (users, fleet-wide) on this unix socket; default CDIR/admin.sock, \"off\" for none")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -52,6 +60,42 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("control run: %w", err)
 	}
+	var subSrv *http.Server
+	if *sub != "" {
+		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Title: *subTitle,
+			Links: func(ctx context.Context, u *access.User) ([]*links.VLESS, error) {
+				return control.SubscriptionLinks(ctx, st, u, time.Now())
+			}})
+		if err != nil {
+			return fmt.Errorf("control run: --subscribe-title: %w", err)
+		}
+		sln, err := listenSide("--subscribe", *sub)
+		if err != nil {
+			return fmt.Errorf("control run: %w", err)
+		}
+		subSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go subSrv.Serve(sln)
+		defer subSrv.Close()
+		log.Info("subscriptions", "listen", sln.Addr().String())
+	}
+	if *adminSock != "off" {
+		path := *adminSock
+		if path == "" {
+			path = filepath.Join(*data, server.AdminSock)
+		}
+		aln, err := admin.ListenUnix(path)
+		if err != nil {
+			return fmt.Errorf("control run: --admin-socket: %w", err)
+		}
+		local := &admin.Local{Store: st, Version: version, Started: time.Now()}
+		if *sub != "" {
+			local.SubscriptionURL = func(token string) string { return subscribe.URL("http://"+*sub, token) }
+		}
+		asrv := &http.Server{Handler: admin.Handler(local, ""), ReadHeaderTimeout: 10 * time.Second}
+		go asrv.Serve(aln)
+		defer func() { asrv.Close(); aln.Close() }()
+		log.Info("admin API on unix socket", "path", path)
+	}
 	ln, err := listenSide("--listen", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("control run: %w", err)
@@ -61,6 +105,7 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
 	go resetPeriods(pctx, st, log)
+	go pruneLog(pctx, st, log)
 	err = plane.Serve(ctx, ln)
 	log.Info("burrow control plane stopped")
 	return err
@@ -79,6 +124,29 @@ func resetPeriods(ctx context.Context, st access.Store, log interface{ Warn(stri
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// pruneLog deletes, every 10 minutes, the change log entries every live
+// node has applied (control.PruneThrough).
+func pruneLog(ctx context.Context, st *control.SQLStore, log interface{ Warn(string, ...any) }) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, err := st.ListNodes(ctx)
+		if err == nil {
+			if through := control.PruneThrough(nodes, time.Now()); through > 0 {
+				_, err = st.PruneChanges(ctx, through)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("prune the change log", "err", err)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-vpn/burrow/internal/admin"
 	"github.com/burrow-vpn/burrow/internal/control/pgtest"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
+	"github.com/burrow-vpn/burrow/internal/server"
+	"github.com/burrow-vpn/burrow/internal/subscribe"
 )
 
 // fleetLab is a control plane (a separate process of the real binary, so
@@ -24,6 +28,7 @@ type fleetLab struct {
 	cover       *coversite.Site
 	ctlData     string
 	ctlAddr     string
+	subAddr     string // the control plane's subscriptions
 	ctl         *exec.Cmd
 	ctlLog      *syncBuffer
 	exits       []*fleetExit
@@ -47,7 +52,7 @@ func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.cover.Close() })
-	l.ctlData, l.ctlAddr = filepath.Join(t.TempDir(), "control"), loopbackAddr(t)
+	l.ctlData, l.ctlAddr, l.subAddr = filepath.Join(t.TempDir(), "control"), loopbackAddr(t), loopbackAddr(t)
 	runCmd(t, "control", "init", "--data", l.ctlData, "--db", db, "--listen", l.ctlAddr, "--public-addr", "127.0.0.1",
 		"--cover", l.cover.Addr, "--sni", "cover.test")
 	l.startControl(t)
@@ -65,7 +70,7 @@ func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
 func (l *fleetLab) startControl(t *testing.T) {
 	t.Helper()
 	l.ctlLog = &syncBuffer{}
-	l.ctl = exec.Command(l.bin, "control", "run", "--data", l.ctlData)
+	l.ctl = exec.Command(l.bin, "control", "run", "--data", l.ctlData, "--subscribe", l.subAddr)
 	l.ctl.Stderr = l.ctlLog
 	if err := l.ctl.Start(); err != nil {
 		t.Fatal(err)
@@ -122,6 +127,34 @@ func (l *fleetLab) links(t *testing.T, user string) map[string]*links.VLESS {
 	}
 }
 
+// subscription fetches user's subscription from the control plane.
+func (l *fleetLab) subscription(t *testing.T, user string) []*links.VLESS {
+	t.Helper()
+	_, st, err := openControl(context.Background(), l.ctlData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := st.UserByName(context.Background(), user)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(subscribe.URL("http://"+l.subAddr, u.SubToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscription: %s: %s", resp.Status, body)
+	}
+	ls, err := subscribe.ParseBase64(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
 // fetchVia fetches n bytes of the test stream through a client on link.
 func (l *fleetLab) fetchVia(t *testing.T, socks string, n int64) error {
 	t.Helper()
@@ -159,6 +192,26 @@ func testFleetEndToEnd(t *testing.T, db string) {
 	l := newFleetLab(t, 2, db)
 	runCmd(t, "user", "add", "anna", "--data", l.ctlData)
 	ls := l.links(t, "anna")
+	// The control plane's subscription lists the user's link through
+	// every exit.
+	sub := l.subscription(t, "anna")
+	if len(sub) != len(l.exits) {
+		t.Fatalf("subscription holds %d links, want one per exit (%d)", len(sub), len(l.exits))
+	}
+	for _, v := range sub {
+		if w := ls[fmt.Sprintf("%s:%d", v.Host, v.Port)]; w == nil || w.UUID != v.UUID {
+			t.Fatalf("subscription link %s is not one of user show's", v)
+		}
+	}
+	// The admin API answers on the control plane's unix socket.
+	ac, err := admin.DialUnix(context.Background(), filepath.Join(l.ctlData, server.AdminSock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if us, err := ac.ListUsers(context.Background()); err != nil || len(us) != 1 || us[0].Name != "anna" {
+		t.Fatalf("admin API on the control plane: %v, %v", us, err)
+	}
+	ac.Close()
 	socks := map[string]string{}
 	for _, e := range l.exits {
 		link := ls[e.addr]
@@ -359,4 +412,74 @@ func mustConnect(t *testing.T, link *links.VLESS) string {
 	t.Helper()
 	socks, _ := connectLink(t, link.String())
 	return socks
+}
+
+// TestServerInitJoinErrors: a join token that is not an exit's, or not a
+// token at all, is refused with a clear error and leaves no data dir.
+func TestServerInitJoinErrors(t *testing.T) {
+	ctl := controlDir(t, "sqlite")
+	relayTok := strings.TrimSpace(runCmd(t, "control", "node-token", "r1", "--data", ctl, "--role", "relay"))
+	for tok, want := range map[string]string{
+		relayTok:                       "relay",
+		"burrow-node://garbage@x:1":    "token",
+		"vless://not-a-node-token@x:1": "token",
+	} {
+		data := filepath.Join(t.TempDir(), "exit")
+		msg := runCmdErr(t, "server", "init", "--join", tok, "--data", data, "--cover", "cover.example:443",
+			"--public-addr", "127.0.0.1", "--skip-cover-check")
+		if !strings.Contains(msg, want) {
+			t.Errorf("server init --join %.30s…: %q, want it to mention %q", tok, msg, want)
+		}
+		if _, err := os.Stat(data); !os.IsNotExist(err) {
+			t.Errorf("a refused --join left %s behind", data)
+		}
+	}
+	// On a joined exit, user commands are refused: the users are the
+	// control plane's.
+	tok := strings.TrimSpace(runCmd(t, "control", "node-token", "e1", "--data", ctl, "--role", "exit"))
+	data := filepath.Join(t.TempDir(), "exit")
+	runCmd(t, "server", "init", "--join", tok, "--data", data, "--cover", "cover.example:443",
+		"--public-addr", "127.0.0.1", "--skip-cover-check")
+	if msg := runCmdErr(t, "user", "add", "bob", "--data", data); !strings.Contains(msg, "control plane") {
+		t.Errorf("user add on a joined exit: %q, want a refusal naming the control plane", msg)
+	}
+}
+
+// TestJoinedExitManagesNoUsers: a joined exit refuses the panel and
+// subscriptions (the control plane's), and its admin API changes no user.
+func TestJoinedExitManagesNoUsers(t *testing.T) {
+	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cover.Close() })
+	ctl := controlDir(t, "sqlite")
+	tok := strings.TrimSpace(runCmd(t, "control", "node-token", "e1", "--data", ctl, "--role", "exit"))
+	data, addr := filepath.Join(t.TempDir(), "exit"), loopbackAddr(t)
+	runCmd(t, "server", "init", "--join", tok, "--data", data, "--listen", addr, "--cover", cover.Addr, "--sni", "cover.test",
+		"--public-addr", "127.0.0.1")
+	for _, flag := range [][]string{{"--panel", loopbackAddr(t)}, {"--subscribe", loopbackAddr(t)}} {
+		if msg := runCmdErr(t, append([]string{"server", "run", "--data", data}, flag...)...); !strings.Contains(msg, "control plane") {
+			t.Errorf("server run %s on a joined exit: %q, want a refusal naming the control plane", flag[0], msg)
+		}
+	}
+	p := start(t, "server", "run", "--data", data)
+	if err := waitListening(context.Background(), addr); err != nil {
+		t.Fatalf("%v\n%s", err, p.stderr)
+	}
+	sock := filepath.Join(data, server.AdminSock)
+	var ac *admin.Client
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if ac, err = admin.DialUnix(context.Background(), sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the socket comes up with the server
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close()
+	if _, err := ac.AddUser(context.Background(), admin.AddRequest{Name: "bob"}); err == nil || !strings.Contains(err.Error(), "control plane") {
+		t.Errorf("admin API add on a joined exit: %v, want a refusal naming the control plane", err)
+	}
 }

@@ -150,3 +150,38 @@ func (n *fleetNode) stop() {
 		<-n.done
 	}
 }
+
+// fleetReplica is a joined exit's users.db as the admin API sees it: read
+// only, since the control plane owns the users (every change there reaches
+// the replica through the change log).
+type fleetReplica struct{ *access.SQLiteStore }
+
+func (fleetReplica) refuse() error { return fmt.Errorf("%w: %w", errFleetNode, access.ErrInvalid) }
+
+func (r fleetReplica) CreateUser(context.Context, access.NewUser) (*access.User, error) {
+	return nil, r.refuse()
+}
+func (r fleetReplica) UpdateUser(context.Context, int64, access.UserUpdate) (*access.User, error) {
+	return nil, r.refuse()
+}
+func (r fleetReplica) RevokeUser(context.Context, int64) error { return r.refuse() }
+func (r fleetReplica) EnableUser(context.Context, int64) error { return r.refuse() }
+func (r fleetReplica) RotateUUID(context.Context, int64) (*access.User, error) {
+	return nil, r.refuse()
+}
+func (r fleetReplica) ResetTraffic(context.Context, int64, time.Time) error { return r.refuse() }
+
+// refuseOnFleetNode refuses side services that would manage users on a
+// joined exit: they run on the control plane.
+func refuseOnFleetNode(cfg *server.Config, side *sideFlags) error {
+	if cfg.Join == "" {
+		return nil
+	}
+	switch {
+	case side.panel != "" || side.panelTunnel:
+		return errors.New("--panel: this server is a node of a fleet; its users are managed on the control plane")
+	case side.subscribe != "":
+		return errors.New("--subscribe: this server is a node of a fleet; subscriptions are served by the control plane (burrow control run --subscribe)")
+	}
+	return nil
+}

@@ -31,6 +31,11 @@ func TestHelpEverywhere(t *testing.T) {
 		{"relay uninstall", "usage: burrow relay uninstall"},
 		{"relay upgrade", "usage: burrow relay upgrade"},
 		{"server relay-token", "usage: burrow server relay-token NAME"},
+		{"admin", "usage: burrow admin add NAME"},
+		{"admin add", "usage: burrow admin add NAME"},
+		{"admin list", "usage: burrow admin list"},
+		{"admin remove", "usage: burrow admin remove NAME"},
+		{"admin totp", "usage: burrow admin totp NAME"},
 	}
 	for _, sub := range []string{"add", "list", "show", "set", "revoke", "enable", "rotate", "reset-traffic"} {
 		cmds = append(cmds, struct{ args, want string }{"user " + sub, "usage: burrow user " + sub})

@@ -24,8 +24,12 @@ const usage = `burrow — a censorship-resistant VPN (VLESS + REALITY + Vision, 
 
 Server:
   burrow server init --cover HOST:PORT --sni NAME [--data DIR] [--listen :443] [--public-addr HOST]
-  burrow server run [--data DIR] [--metrics HOST:PORT] [--subscribe HOST:PORT] [--admin-listen 127.0.0.1:PORT]
+  burrow server run [--data DIR] [--metrics HOST:PORT] [--subscribe HOST:PORT] [--admin-listen 127.0.0.1:PORT] [--panel 127.0.0.1:PORT]
   burrow server stats [--days N] [--json]         what clients report about blocking (telemetry), per day
+
+Web panel (burrow server run --panel 127.0.0.1:PORT):
+  burrow admin add NAME [--role owner|operator|viewer] [--password-stdin] [--totp]
+  burrow admin list | remove NAME | totp NAME [--off]
 
 Users (work while the server runs):
   burrow user add NAME [--quota 50GB] [--expires 30d|2027-01-31] [--reset monthly|weekly|never] [--note TEXT]
@@ -129,6 +133,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRelay(ctx, rest, stdout, stderr)
 	case "control":
 		return runControl(ctx, rest, stdout, stderr)
+	case "admin", "admins":
+		return runAdmin(rest, os.Stdin, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
@@ -137,7 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // helpWord turns the word "help" where it can only mean help into -h:
 // `burrow server help`, `burrow user add help`, `burrow connect help`.
 func helpWord(cmd string, rest []string) []string {
-	group := cmd == "server" || cmd == "user" || cmd == "users" || cmd == "relay" || cmd == "control"
+	group := cmd == "server" || cmd == "user" || cmd == "users" || cmd == "relay" || cmd == "control" || cmd == "admin" || cmd == "admins"
 	switch {
 	case len(rest) == 1 && rest[0] == "help":
 		return []string{"-h"}
@@ -269,6 +275,10 @@ var commandUsage = map[string]string{
 	"connect":            "burrow connect LINK|FILE [flags]\n  LINK is a vless:// link (quote it in the shell), FILE a file holding one",
 	"cover":              "burrow cover [--listen 127.0.0.1:8443] [--sni NAME]",
 	"demo":               "burrow demo [--once] [--data DIR] [--socks ADDR] [--http ADDR]",
+	"admin add":          "burrow admin add NAME [--role owner|operator|viewer] [--password-stdin] [--totp] [--data DIR]",
+	"admin list":         "burrow admin list [--data DIR]",
+	"admin remove":       "burrow admin remove NAME [--data DIR]",
+	"admin totp":         "burrow admin totp NAME [--off] [--data DIR]",
 }
 
 func newLogger(w io.Writer, debug bool) *slog.Logger {

@@ -213,10 +213,12 @@ func TestServerRunSideListenerErrors(t *testing.T) {
 		{"--metrics", held, "--metrics " + held + ": the port is already in use"},
 		{"--subscribe", held, "--subscribe " + held + ": the port is already in use"},
 		{"--admin-listen", held, "--admin-listen " + held + ": the port is already in use"},
+		{"--panel", held, "--panel " + held + ": the port is already in use"},
+		{"--panel", "0.0.0.0:1", "--panel: only loopback addresses"},
 		{"--admin-socket", filepath.Join(t.TempDir(), "no-such-dir", "admin.sock"), "no-such-dir does not exist"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.flag, func(t *testing.T) {
+		t.Run(tt.flag+" "+tt.value, func(t *testing.T) {
 			out, err := runWithTimeout(exec.Command(bin, "server", "run", "--data", data, tt.flag, tt.value), 20*time.Second)
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {

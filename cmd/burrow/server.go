@@ -17,6 +17,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/control"
+	"github.com/burrow-vpn/burrow/internal/panel"
 	"github.com/burrow-vpn/burrow/internal/server"
 	"github.com/burrow-vpn/burrow/internal/telemetry"
 )
@@ -223,6 +224,9 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if err := refuseOnFleetNode(cfg, &side); err != nil {
+		return fmt.Errorf("server run: %w", err)
+	}
 	if files, err := server.RaiseFileLimit(); err != nil {
 		log.Warn("open-file limit", "err", err)
 	} else if files > 0 {
@@ -273,7 +277,12 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("load relays: %w", err)
 	}
 	tele := telemetry.NewAggregator(st, log)
-	srv, err := server.New(cfg, reg, log, server.Options{LogDestinations: *logDest, Relays: relays, Telemetry: tele})
+	opts := server.Options{LogDestinations: *logDest, Relays: relays, Telemetry: tele}
+	if side.panelTunnel {
+		side.tunnel = panel.NewTunnelListener(panel.AdminGate(st))
+		opts.Panel = side.tunnel
+	}
+	srv, err := server.New(cfg, reg, log, opts)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@
 //	  bytes_down    INTEGER  this period, saturating at 2^63-1
 //	  last_seen_day TEXT     YYYY-MM-DD (UTC) or ''
 //	  period_start  INTEGER  Unix seconds
+//	  over_quota    INTEGER  generated: quota > 0 AND bytes_up + bytes_down >= quota (indexed)
 //	telemetry_daily   what clients reported about blocking (telemetry.go), per UTC day
 //	  day           TEXT     YYYY-MM-DD
 //	  transport     TEXT     tcp | xhttp
@@ -37,6 +38,12 @@
 //	  version, next_seq (the next traffic batch's number; never reused)
 //	traffic_outbox    on a fleet's exit: traffic counted and not yet acknowledged by the control plane
 //	  seq, day, user_id, up, down
+//	traffic_daily     each user's bytes per UTC day (daily.go), kept DailyKeep days
+//	  user_id, day, up, down
+//	admins            the web panel's administrators (admins.go): name, role,
+//	                  argon2id password hash, TOTP secret, one-time setup token hash
+//	admin_audit       what administrators did: at, admin, action, target, detail
+//	                  (never a destination or a network address)
 //	schema_migrations
 //	  version       INTEGER PK   one row per applied migration
 //	  applied_at    INTEGER      Unix seconds

@@ -81,6 +81,43 @@ var migrations = []migration{
 			PRIMARY KEY (seq, user_id)
 		) STRICT`,
 	}},
+	{5, []string{
+		// The web panel (internal/panel): its administrators (admins.go),
+		// the audit log of their actions, and each user's traffic per UTC
+		// day (daily.go). No destinations, no client addresses.
+		`CREATE TABLE admins (
+			id            INTEGER PRIMARY KEY,
+			name          TEXT    NOT NULL,
+			name_key      TEXT    NOT NULL UNIQUE,
+			role          TEXT    NOT NULL CHECK (role IN ('owner', 'operator', 'viewer')),
+			password_hash TEXT    NOT NULL DEFAULT '',
+			totp_secret   TEXT    NOT NULL DEFAULT '',
+			setup_hash    TEXT    NOT NULL DEFAULT '',
+			setup_expires INTEGER NOT NULL DEFAULT 0,
+			created_at    INTEGER NOT NULL
+		) STRICT`,
+		`CREATE TABLE admin_audit (
+			id     INTEGER PRIMARY KEY,
+			at     INTEGER NOT NULL,
+			admin  TEXT    NOT NULL,
+			action TEXT    NOT NULL,
+			target TEXT    NOT NULL DEFAULT '',
+			detail TEXT    NOT NULL DEFAULT ''
+		) STRICT`,
+		`CREATE TABLE traffic_daily (
+			user_id INTEGER NOT NULL,
+			day     TEXT    NOT NULL,
+			up      INTEGER NOT NULL CHECK (up >= 0),
+			down    INTEGER NOT NULL CHECK (down >= 0),
+			PRIMARY KEY (user_id, day)
+		) STRICT, WITHOUT ROWID`,
+		// The panel pages through users by filter (query.go); over_quota
+		// is computed (never stored by hand) so it can be indexed.
+		`ALTER TABLE users ADD COLUMN over_quota INTEGER GENERATED ALWAYS AS (quota > 0 AND bytes_up + bytes_down >= quota) VIRTUAL`,
+		`CREATE INDEX users_state ON users (revoked, over_quota, expires_at)`,
+		`CREATE INDEX users_over_quota ON users (over_quota, id)`,
+		`CREATE INDEX users_expires ON users (expires_at)`,
+	}},
 }
 
 // latestVersion is the schema version this binary writes.

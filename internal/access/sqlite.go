@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -24,6 +25,9 @@ type SQLiteStore struct {
 	db    *sql.DB
 	now   func() time.Time // the clock; tests replace it
 	queue atomic.Bool      // AddTraffic also queues batches for a control plane (replica.go)
+
+	mu          sync.Mutex
+	dailyPruned string // the day traffic_daily was last pruned in this process
 }
 
 var _ Store = (*SQLiteStore)(nil)
@@ -323,9 +327,11 @@ func (s *SQLiteStore) AddTraffic(ctx context.Context, deltas map[int64]Traffic, 
 			}
 		}
 		if s.queue.Load() {
-			return queueTraffic(ctx, tx, deltas, day)
+			if err := queueTraffic(ctx, tx, deltas, day); err != nil {
+				return err
+			}
 		}
-		return nil
+		return s.addDailyLocked(ctx, tx, deltas, day)
 	})
 	if err != nil {
 		return fmt.Errorf("access: add traffic: %w", err)

@@ -94,7 +94,7 @@ func writeLoad(s *SQLiteStore, prefix string) error {
 	return nil
 }
 
-func openTemp(t *testing.T) (*SQLiteStore, string) {
+func openTemp(t testing.TB) (*SQLiteStore, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "burrow.db")
 	s, err := OpenSQLite(path)

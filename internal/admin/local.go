@@ -467,3 +467,56 @@ func (l *Local) Snapshot(ctx context.Context, perUser bool) (*metrics.Snapshot, 
 	}
 	return s, nil
 }
+
+// userQuerier is a store that pages through users (access.SQLiteStore).
+type userQuerier interface {
+	QueryUsers(ctx context.Context, q access.UserQuery) ([]*access.User, int, error)
+}
+
+// dailySource is a store that keeps traffic per day (access.SQLiteStore).
+type dailySource interface {
+	DailyTraffic(ctx context.Context, userID int64, since string) ([]access.DayTraffic, error)
+}
+
+// PageUsers returns one page of the users q selects, as the API shows them,
+// and how many it selects in all. q.Now and, for the "online" filter,
+// q.Online are filled in here.
+func (l *Local) PageUsers(ctx context.Context, q access.UserQuery) ([]UserInfo, int, error) {
+	st, ok := l.Store.(userQuerier)
+	if !ok {
+		return nil, 0, errors.New("admin: this store cannot page through users")
+	}
+	live := l.live()
+	q.Now = l.now()
+	if q.Filter == access.FilterOnline {
+		q.Online = make([]int64, 0, len(live.active))
+		for id, n := range live.active {
+			if n > 0 {
+				q.Online = append(q.Online, id)
+			}
+		}
+	}
+	users, total, err := st.QueryUsers(ctx, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]UserInfo, len(users))
+	for i, u := range users {
+		out[i] = *l.info(u, live)
+	}
+	return out, total, nil
+}
+
+// DailyTraffic returns the named user's traffic per UTC day from day since
+// on (days without traffic absent).
+func (l *Local) DailyTraffic(ctx context.Context, name, since string) ([]access.DayTraffic, error) {
+	st, ok := l.Store.(dailySource)
+	if !ok {
+		return nil, errors.New("admin: this store keeps no daily traffic")
+	}
+	u, err := l.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return st.DailyTraffic(ctx, u.ID, since)
+}

@@ -1,11 +1,14 @@
 package control
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/links"
@@ -105,4 +108,41 @@ func splitAddr(hostport string) (string, uint16, error) {
 		return "", 0, fmt.Errorf("address %q: bad port", hostport)
 	}
 	return host, uint16(p), nil
+}
+
+// SubscriptionLinks returns u's links for a subscription: every live,
+// registered exit and relay path, those through nodes that report healthy
+// (seen within StaleAfter, "ok") first, each group in UserLinks' order.
+// Adding or removing a node changes what subscribed apps get at their next
+// refresh, without a new invitation.
+func SubscriptionLinks(ctx context.Context, st Store, u *access.User, now time.Time) ([]*links.VLESS, error) {
+	nodes, err := st.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := st.RelayPaths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uls, err := UserLinks(u, nodes, paths, nil)
+	if err != nil {
+		return nil, err
+	}
+	healthy := func(ul UserLink) bool {
+		return ul.Exit.Health(now) == "ok" && (ul.Relay == nil || ul.Relay.Health(now) == "ok")
+	}
+	slices.SortStableFunc(uls, func(a, b UserLink) int {
+		switch ha, hb := healthy(a), healthy(b); {
+		case ha == hb:
+			return 0
+		case ha:
+			return -1
+		}
+		return 1
+	})
+	out := make([]*links.VLESS, len(uls))
+	for i := range uls {
+		out[i] = uls[i].Link
+	}
+	return out, nil
 }

@@ -80,3 +80,24 @@ func (n *Node) Health(now time.Time) string {
 	}
 	return n.Status.Health
 }
+
+// PruneAfter is how long a node may stay away and still catch up from the
+// change log; a node away longer starts again from a snapshot.
+const PruneAfter = 24 * time.Hour
+
+// PruneThrough returns the change log version up to which entries may go:
+// the least version applied by any live node seen within PruneAfter (a
+// node away longer, or never connected, will load a snapshot anyway), or 0
+// (keep everything) when there is no such node.
+func PruneThrough(nodes []*Node, now time.Time) int64 {
+	least := int64(-1)
+	for _, n := range nodes {
+		if n.Revoked || n.Status.LastSeen.IsZero() || now.Sub(n.Status.LastSeen) > PruneAfter {
+			continue
+		}
+		if least < 0 || n.Status.AppliedVersion < least {
+			least = n.Status.AppliedVersion
+		}
+	}
+	return max(least, 0)
+}

@@ -367,3 +367,64 @@ func TestRequestSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionLinksHealthyFirst: a subscription lists every registered
+// exit, those that report healthy first.
+func TestSubscriptionLinksHealthyFirst(t *testing.T) {
+	ctx := context.Background()
+	st := openTestStore(t)
+	_, pub, err := camo.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exits []*Node
+	for i, name := range []string{"quiet", "busy"} {
+		n, err := st.CreateNode(ctx, name, RoleExit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep := Endpoint{Addr: "127.0.0." + strconv.Itoa(i+1) + ":443", SNI: testSNI, PublicKey: b64(pub), ShortID: "0123456789abcdef"}
+		if err := st.RegisterNode(ctx, n.ID, ep); err != nil {
+			t.Fatal(err)
+		}
+		exits = append(exits, n)
+	}
+	u, err := st.CreateUser(ctx, access.NewUser{Name: "anna"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Neither has reported: ID order.
+	ls, err := SubscriptionLinks(ctx, st, u, time.Now())
+	if err != nil || len(ls) != 2 || ls[0].Host != "127.0.0.1" {
+		t.Fatalf("before any report: %v, %v", ls, err)
+	}
+	// The second reports healthy: it goes first.
+	if err := st.UpdateNodeStatus(ctx, exits[1].ID, NodeStatus{Health: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err = SubscriptionLinks(ctx, st, u, time.Now())
+	if err != nil || len(ls) != 2 || ls[0].Host != "127.0.0.2" || ls[0].UUID != u.UUID {
+		t.Fatalf("after a report: %v, %v", ls, err)
+	}
+}
+
+func TestPruneThrough(t *testing.T) {
+	now := time.Now()
+	seen := func(v int64, ago time.Duration) *Node {
+		return &Node{Status: NodeStatus{AppliedVersion: v, LastSeen: now.Add(-ago)}}
+	}
+	for name, tc := range map[string]struct {
+		nodes []*Node
+		want  int64
+	}{
+		"no nodes":                 {nil, 0},
+		"least of the live":        {[]*Node{seen(50, time.Minute), seen(30, time.Hour), seen(90, 0)}, 30},
+		"away too long is skipped": {[]*Node{seen(50, time.Minute), seen(3, 25*time.Hour)}, 50},
+		"never connected skipped":  {[]*Node{seen(50, time.Minute), {}}, 50},
+		"revoked skipped":          {[]*Node{seen(50, time.Minute), {Revoked: true, Status: NodeStatus{AppliedVersion: 1, LastSeen: now}}}, 50},
+	} {
+		if got := PruneThrough(tc.nodes, now); got != tc.want {
+			t.Errorf("%s: %d, want %d", name, got, tc.want)
+		}
+	}
+}

@@ -183,6 +183,9 @@ func (s *Server) dial(ctx context.Context, network string, req *vless.Request) (
 }
 
 func (s *Server) proxyTCP(ctx context.Context, tconn net.Conn, req *vless.Request, sess *Session) {
+	if s.servePanel(tconn, req, sess) {
+		return
+	}
 	target, err := s.dial(ctx, "tcp", req)
 	if err != nil {
 		s.log.Debug("dial failed", "err", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 
 	"github.com/burrow-vpn/burrow/internal/meter"
 	"github.com/burrow-vpn/burrow/internal/mux"
@@ -50,9 +51,14 @@ func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Reques
 	// never sends one there, and an Xray client with "mux" on would otherwise carry HTTPS
 	// as TLS in TLS without Vision's padding. Its plain-text streams are carried.
 	opts := mux.ServerOptions{RefuseTLS: !overXHTTP}
+	var panels sync.WaitGroup // streams to the in-tunnel panel, ended with muxCtx
+	muxCtx := ctx
 	err := mux.ServeMux(ctx, conn, func(ctx context.Context, network, address string) (net.Conn, error) {
 		if network == "tcp" && !tcpAllowed {
 			return nil, errMuxTCP
+		}
+		if c := s.dialPanel(muxCtx, network, address, sess, &panels); c != nil {
+			return c, nil
 		}
 		if s.opts.LogDestinations {
 			s.log.Info("proxy", "user", sess.UserName(), "cmd", "mux "+network, "dest", address)
@@ -63,6 +69,8 @@ func (s *Server) proxyMux(ctx context.Context, tconn net.Conn, req *vless.Reques
 		}
 		return c, err
 	}, opts)
+	cancel()
+	panels.Wait()
 	if err != nil {
 		s.log.Debug("mux ended", "err", err)
 	}

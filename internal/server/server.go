@@ -55,6 +55,9 @@ type Options struct {
 	// (internal/telemetry); nil reads and answers reports but keeps
 	// nothing.
 	Telemetry *telemetry.Aggregator
+	// Panel, when set, answers PanelHost:80 inside the tunnel for the
+	// users it allows (intunnel.go); nil leaves that name refused.
+	Panel InTunnel
 }
 
 // MaxConnsFor is the default Options.MaxConns under an open-file limit of

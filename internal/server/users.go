@@ -35,6 +35,11 @@ type Registry struct {
 
 	poke   chan struct{} // Poke asks Run for a refresh now
 	leases Leases        // set on a fleet node: the quota the control plane lent (SetLeases)
+	// flushMu is held while counted bytes move from the sessions to the
+	// store (Flush) and while allowances are read from the store or Leases,
+	// so a read never sees bytes taken off a user's allowance and not yet
+	// off the store's (or the loan's). Taken before mu.
+	flushMu sync.Mutex
 
 	mu     sync.Mutex
 	byUUID map[[16]byte]*liveUser // guarded by mu
@@ -198,9 +203,11 @@ func (r *Registry) borrow(lu *liveUser) bool {
 		more = r.leases.Lease(ctx, lu.id)
 	}
 	if more {
+		r.flushMu.Lock()
 		r.mu.Lock()
 		lu.setAllowLocked(r.leases.Allowance(lu.id))
 		r.mu.Unlock()
+		r.flushMu.Unlock()
 	}
 	return more
 }
@@ -330,6 +337,8 @@ func (d *Direction) Settle(reserved, moved int64) {
 // Refresh reloads users from the store and cuts the sessions of users who
 // are gone, revoked, expired, over quota or whose UUID was rotated.
 func (r *Registry) Refresh(ctx context.Context) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	users, err := r.src.ListUsers(ctx)
 	if err != nil {
 		return err
@@ -395,6 +404,8 @@ func (r *Registry) Refresh(ctx context.Context) error {
 // Flush writes the counted bytes to the store. On failure the counts stay
 // pending and are retried at the next flush.
 func (r *Registry) Flush(ctx context.Context) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	deltas := map[int64]access.Traffic{}
 	lus := map[int64]*liveUser{}

@@ -94,6 +94,10 @@ type Config struct {
 	// Telemetry, when set, orders each user's links by what works best on
 	// this node (see the package doc); nil keeps the templates' order.
 	Telemetry TelemetrySource
+	// Links, when set, gives each user's links instead of Servers, in the
+	// order clients should try them (a fleet's control plane: every exit
+	// and relay path, healthy nodes first).
+	Links func(ctx context.Context, u *access.User) ([]*links.VLESS, error)
 }
 
 // MaxTitleLen is the longest profile title, in characters (Happ shows 25).
@@ -172,8 +176,8 @@ const TCPOnlySuffix = " (tcp only)"
 
 // NewHandler returns the subscription server's handler.
 func NewHandler(cfg Config) (http.Handler, error) {
-	if cfg.Users == nil || len(cfg.Servers) == 0 {
-		return nil, errors.New("subscribe: Users and at least one server are required")
+	if cfg.Users == nil || len(cfg.Servers) == 0 && cfg.Links == nil {
+		return nil, errors.New("subscribe: Users and at least one server (or Links) are required")
 	}
 	if cfg.Title == "" {
 		cfg.Title = "Burrow"
@@ -269,6 +273,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ls := h.links(u)
+	if h.cfg.Links != nil {
+		if ls, err = h.cfg.Links(r.Context(), u); err != nil {
+			w.Header()["Date"] = nil
+			http.Error(w, "temporarily unavailable, try again later", http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if h.cfg.Telemetry != nil && h.preferred(r.Context()) == links.TypeXHTTP {
 		ls = Order(ls, links.TypeXHTTP)
 	}

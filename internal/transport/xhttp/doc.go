@@ -102,11 +102,12 @@
 // timing: without it, a client whose SETTINGS acknowledgement travelled with its first
 // request got the pattern now and then under CPU load.
 //
-// Later in the connection the client cuts HTTP/2's writes into TLS records as a browser does
-// (frameShaper, shape.go): control frames one per record, where Go's client joins the
-// connection's and the stream's window updates into a 43-byte record after each 4 KiB read;
-// and a POST's headers in one record with the start of its body, where Go writes them apart.
-// Otherwise a request, its answer (a download cut at the connection's budget, an echo) and
-// that short record have the shape of an inner handshake in any later flight. Only record
-// boundaries change, never the frames, so any HTTP/2 server reads the same bytes.
+// Later in the connection the client cuts HTTP/2's writes into TLS records (frameShaper,
+// shape.go): a POST's headers go in one record with the start of its body, where Go writes them
+// apart; and every write shorter than 160 bytes (Go's window updates after each 4 KiB read, SETTINGS
+// and PING acknowledgements, stream resets, a short DATA frame alone) gets a padding frame of an
+// unknown type (0xfb; RFC 9113 makes receivers ignore it) up to 192–384 bytes. Otherwise a
+// request, its answer (an inner TLS server flight, a download cut at the connection's budget, an
+// echo) and a short record after it have the shape of an inner handshake in any later flight. The
+// frames net/http writes are never changed, so any HTTP/2 server reads the same requests.
 package xhttp

@@ -43,36 +43,43 @@ func (w *writeLog) got() [][]byte {
 
 func TestFrameClassifiers(t *testing.T) {
 	wu := sized(frameWindowUpdateType, 0, 0, 4)
-	wu1 := sized(frameWindowUpdateType, 0, 1, 4)
-	rst := sized(frameRSTStreamType, 0, 3, 4)
 	hdr := sized(frameHeadersType, 0x4, 5, 300)
 	hdrEnd := sized(frameHeadersType, 0x4|flagEndStream, 5, 300)
 	cont := sized(frameContinuationType, 0x4, 5, 100)
 	data := sized(0x0, 0, 5, 100)
 	tests := []struct {
-		name          string
-		p             []byte
-		control, hold bool
+		name string
+		p    []byte
+		hold bool
 	}{
-		{"WINDOW_UPDATE pair", cat(wu, wu1), true, false},
-		{"RST_STREAM and WINDOW_UPDATE", cat(rst, wu), true, false},
-		{"lone WINDOW_UPDATE", wu, false, false},
-		{"WINDOW_UPDATE and DATA", cat(wu, data), false, false},
-		{"torn frame", cat(wu, wu1)[:20], false, false},
-		{"request headers, body follows", hdr, false, true},
-		{"headers and CONTINUATION, body follows", cat(hdr, cont), false, true},
-		{"headers ending the stream (GET)", hdrEnd, false, false},
-		{"headers and DATA", cat(hdr, data), false, false},
-		{"CONTINUATION alone", cont, false, false},
-		{"empty", nil, false, false},
+		{"request headers, body follows", hdr, true},
+		{"headers and CONTINUATION, body follows", cat(hdr, cont), true},
+		{"headers ending the stream (GET)", hdrEnd, false},
+		{"headers and DATA", cat(hdr, data), false},
+		{"CONTINUATION alone", cont, false},
+		{"WINDOW_UPDATE", wu, false},
+		{"torn headers", hdr[:20], false},
+		{"empty", nil, false},
 	}
 	for _, tt := range tests {
-		if got := controlFramesOnly(tt.p); got != tt.control {
-			t.Errorf("controlFramesOnly(%s) = %v, want %v", tt.name, got, tt.control)
-		}
 		if got := headersAwaitingBody(tt.p); got != tt.hold {
 			t.Errorf("headersAwaitingBody(%s) = %v, want %v", tt.name, got, tt.hold)
 		}
+	}
+}
+
+// checkPadded checks that got is want and one padding frame of zeros, paddedMin..paddedMax
+// bytes in all.
+func checkPadded(t *testing.T, step string, got, want []byte) {
+	t.Helper()
+	if len(got) < paddedMin || len(got) > paddedMax || !bytes.HasPrefix(got, want) {
+		t.Fatalf("%s: write is %d bytes (starts as written: %v), want the %d bytes written and padding, %d..%d in all",
+			step, len(got), bytes.HasPrefix(got, want), len(want), paddedMin, paddedMax)
+	}
+	pad := got[len(want):]
+	n := int(pad[0])<<16 | int(pad[1])<<8 | int(pad[2])
+	if n != len(pad)-9 || pad[3] != framePadType || pad[4] != 0 || !bytes.Equal(pad[5:], make([]byte, len(pad)-5)) {
+		t.Fatalf("%s: padding = % x..., want one frame of type %#x, stream 0, zeros", step, pad[:9], framePadType)
 	}
 }
 
@@ -91,35 +98,58 @@ func TestFrameShaper(t *testing.T) {
 				t.Fatalf("Write(%d bytes) = %d, %v", len(p), n, err)
 			}
 		}
-		want := func(step string, writes ...[]byte) {
+		last := func(step string, n int) []byte {
 			t.Helper()
 			got := w.got()
-			if len(got) != len(writes) {
-				t.Fatalf("%s: %d writes, want %d", step, len(got), len(writes))
+			if len(got) != n {
+				t.Fatalf("%s: %d writes, want %d", step, len(got), n)
 			}
-			for i := range got {
-				if !bytes.Equal(got[i], writes[i]) {
-					t.Fatalf("%s: write %d is %d bytes, want %d", step, i, len(got[i]), len(writes[i]))
-				}
+			return got[n-1]
+		}
+		same := func(step string, n int, want []byte) {
+			t.Helper()
+			if got := last(step, n); !bytes.Equal(got, want) {
+				t.Fatalf("%s: write %d is %d bytes, want %d", step, n, len(got), len(want))
 			}
 		}
+		// Control frames, alone or together, go out padded.
 		write(cat(wu, wu1))
-		want("WINDOW_UPDATE pair", wu, wu1)
+		checkPadded(t, "WINDOW_UPDATE pair", last("WINDOW_UPDATE pair", 1), cat(wu, wu1))
 		write(get)
-		want("GET", wu, wu1, get)
+		same("GET", 2, get)
 		write(hdr)
-		want("POST headers", wu, wu1, get)
+		last("POST headers", 2)
 		write(data)
-		want("POST body", wu, wu1, get, cat(hdr, data))
+		same("POST body", 3, cat(hdr, data))
+
+		// A short DATA frame alone is padded; one cut by net/http's buffer is padded
+		// where it ends, never inside it.
+		short := sized(0x0, 0, 1, 40)
+		write(short)
+		checkPadded(t, "short DATA", last("short DATA", 4), short)
+		long := sized(0x0, 0, 1, 200)
+		write(long[:150])
+		same("DATA cut", 5, long[:150])
+		write(long[150:])
+		checkPadded(t, "DATA's end", last("DATA's end", 6), long[150:])
+
+		// Nothing goes inside a header block: headers waiting for their CONTINUATION
+		// are not padded; the CONTINUATION that ends them is.
+		open := sized(frameHeadersType, flagEndStream, 5, 40)
+		write(open)
+		same("open header block", 7, open)
+		cont := sized(frameContinuationType, 0x4, 5, 20)
+		write(cont)
+		checkPadded(t, "CONTINUATION", last("CONTINUATION", 8), cont)
 
 		// Headers whose body does not come go out alone after holdMax.
 		write(hdr)
 		time.Sleep(holdMax - time.Nanosecond)
 		synctest.Wait()
-		want("headers held", wu, wu1, get, cat(hdr, data))
+		last("headers held", 8)
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
-		want("headers after holdMax", wu, wu1, get, cat(hdr, data), hdr)
+		same("headers after holdMax", 9, hdr)
 
 		// A flush that fails fails the next Write.
 		write(hdr)
@@ -135,9 +165,11 @@ func TestFrameShaper(t *testing.T) {
 }
 
 // TestClientRecords runs a session through a real hub over loopback and checks the client's
-// socket writes (its TLS records under REALITY): window updates travel one per write, and
-// every packet-up POST's body starts in the write that carries its headers, but for headers
-// the shaper let go alone after holdMax (a stall of net/http's writer on a busy machine).
+// socket writes (its TLS records under REALITY): after the opening flight none that ends
+// between frames is shorter than smallWrite (window updates, SETTINGS ACK, short DATA go out
+// padded), and every packet-up POST's body starts in the write that carries its headers, but
+// for headers the shaper let go alone after holdMax (a stall of net/http's writer on a busy
+// machine).
 func TestClientRecords(t *testing.T) {
 	d, wire := wiredDialer(t, HubConfig{Handle: testHandle})
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -179,14 +211,28 @@ func TestClientRecords(t *testing.T) {
 	events := append([]wireEvent(nil), wl.events...)
 	wl.mu.Unlock()
 	writeOf := func(f wireFrame) int { return seq(events, true, f.end) }
-	updates, posts, apart := 0, 0, 0
+	ends := map[int]bool{}
+	for _, f := range out {
+		ends[f.end] = true
+	}
+	writes, prev := 0, 0
+	for _, e := range events {
+		if !e.write {
+			continue
+		}
+		writes++
+		if n := e.end - prev; writes > 2 && ends[e.end] && n < smallWrite { // after the preface and the PING
+			t.Errorf("client write %d is %d bytes, ending between frames: a record of an inner Finished's size", writes, n)
+		}
+		prev = e.end
+	}
+	updates, posts, apart, pads := 0, 0, 0, 0
 	for i, f := range out {
 		switch {
+		case f.typ == framePadType:
+			pads++
 		case f.typ == frameWindowUpdate && i > 1: // after the opening SETTINGS and WINDOW_UPDATE
 			updates++
-			if i > 0 && out[i-1].typ == frameWindowUpdate && writeOf(out[i-1]) == writeOf(f) {
-				t.Errorf("WINDOW_UPDATEs for streams %d and %d share a write", out[i-1].stream, f.stream)
-			}
 		case f.typ == frameHeaders && f.flags&flagEndStream == 0:
 			j := first(out[i+1:], func(g wireFrame) bool { return g.typ == frameData && g.stream == f.stream })
 			if j < 0 {
@@ -201,7 +247,7 @@ func TestClientRecords(t *testing.T) {
 	if apart > int(alone) {
 		t.Errorf("%d of %d POSTs have their headers and first DATA in different writes, %d after holdMax", apart, posts, alone)
 	}
-	if updates == 0 || posts < 6 {
-		t.Fatalf("%d window updates and %d POSTs with a body seen, want some and at least 6", updates, posts)
+	if updates == 0 || pads == 0 || posts < 6 {
+		t.Fatalf("%d window updates, %d padding frames and %d POSTs with a body seen, want some and at least 6", updates, pads, posts)
 	}
 }
