@@ -17,8 +17,11 @@
 //
 // Probers of the relay reach, through the exit, the relay's cover (or the
 // exit's); when no exit is up, the relay shows the cover itself (camo's
-// fallback, with a key no client has). It depends on camo, relaylink,
-// meter, bidi and xhttp; it imports neither the server nor the store.
+// fallback, with a key no client has). When its exits have different keys
+// (a relay of a fleet), it reads each client's ClientHello and asks the
+// exits whose client it is (relaylink's KindAsk). It depends on camo,
+// relaylink, tlshello, meter, bidi and xhttp; it imports neither the
+// server nor the store.
 package relay
 
 import (
