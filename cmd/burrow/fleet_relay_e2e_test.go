@@ -298,3 +298,32 @@ func checkFleetRelayHoldsNoUser(t *testing.T, r *fleetRelayLab, uuid [16]byte, n
 		}
 	}
 }
+
+// TestRelayStatusHealth: a fleet relay reports how many exits it has up.
+func TestRelayStatusHealth(t *testing.T) {
+	cfg := &relay.Config{Listen: loopbackAddr(t), PublicAddr: "127.0.0.1", Join: "burrow-node://x"}
+	cfg.Defaults()
+	r, err := relay.New(cfg.WithExits(nil), relay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if h := relayStatus(r).Health; !strings.HasPrefix(h, "no exits") {
+		t.Errorf("health with no exits = %q, want no exits", h)
+	}
+	tok := relaylink.Token{Name: "r1", Addr: loopbackAddr(t), SNI: "cover.test", Cover: "127.0.0.1:1"} // nothing listens
+	if err := r.Reload(cfg.WithExits([]string{tok.String()})); err != nil {
+		t.Fatal(err)
+	}
+	if h := relayStatus(r).Health; h != "ok" {
+		t.Errorf("health with a new exit (up until a probe says otherwise) = %q, want ok", h)
+	}
+	start := time.Now()
+	for relayStatus(r).Health != "0 of 1 exits up" {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("health with the exit down for 30 s = %q, want 0 of 1 exits up", relayStatus(r).Health)
+		}
+		time.Sleep(50 * time.Millisecond) // polled: probes run every second
+	}
+}
+

@@ -42,7 +42,7 @@ type fleetRelay struct {
 	exits []string      // guarded by mu: the exits' tokens now applied
 }
 
-func newFleetRelay(dir string, cfg *relay.Config, log *slog.Logger, stats func() *relay.Stats) (*fleetRelay, error) {
+func newFleetRelay(dir string, cfg *relay.Config, log *slog.Logger, running func() *relay.Relay) (*fleetRelay, error) {
 	tok, err := control.ParseToken(cfg.Join)
 	if err != nil {
 		return nil, fmt.Errorf("join token in the config: %w", err)
@@ -61,16 +61,27 @@ func newFleetRelay(dir string, cfg *relay.Config, log *slog.Logger, stats func()
 		Key:      tok.Key,
 		Endpoint: control.Endpoint{Addr: net.JoinHostPort(cfg.PublicAddr, portOf(cfg.Listen)), SNI: cfg.SNI},
 		Peers:    n.setPeers,
-		Status: func() control.NodeStatus {
-			st := stats()
-			return control.NodeStatus{Version: version, BytesUp: st.BytesUp.Load(), BytesDown: st.BytesDown.Load(), Health: "ok"}
-		},
+		Status: func() control.NodeStatus { return relayStatus(running()) },
 		Logger: n.log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// relayStatus is what a fleet relay reports to the control plane (`burrow
+// control nodes`): its bytes, and in HEALTH how many of its exits are up.
+func relayStatus(r *relay.Relay) control.NodeStatus {
+	st := r.Stats()
+	health := "ok"
+	switch up, total := r.ExitsUp(); {
+	case total == 0:
+		health = "no exits (burrow control path add RELAY EXIT)"
+	case up < total:
+		health = fmt.Sprintf("%d of %d exits up", up, total)
+	}
+	return control.NodeStatus{Version: version, BytesUp: st.BytesUp.Load(), BytesDown: st.BytesDown.Load(), Health: health}
 }
 
 // config is the relay's running configuration: relay.json with the exits

@@ -190,9 +190,9 @@ func relayRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var fleet *fleetRelay
 	run := cfg
-	stats := new(*relay.Relay)
+	running := new(*relay.Relay)
 	if cfg.Join != "" {
-		if fleet, err = newFleetRelay(*data, cfg, log, func() *relay.Stats { return (*stats).Stats() }); err != nil {
+		if fleet, err = newFleetRelay(*data, cfg, log, func() *relay.Relay { return *running }); err != nil {
 			return fmt.Errorf("relay run: %w", err)
 		}
 		run = fleet.config()
@@ -202,7 +202,7 @@ func relayRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("relay run: %w", err)
 	}
 	defer r.Close()
-	*stats = r
+	*running = r
 	return relayServe(ctx, *data, *metricsAddr, r, fleet, run, log)
 }
 

@@ -289,6 +289,17 @@ func fallbackCover(cfg *Config, exitCover, exitSNI string, opts Options) (*camo.
 	})
 }
 
+// ExitsUp returns how many of the relay's exits are up, and how many it has.
+func (r *Relay) ExitsUp() (up, total int) {
+	all := r.exits.list()
+	for _, e := range all {
+		if e.up.Load() {
+			up++
+		}
+	}
+	return up, len(all)
+}
+
 // Close stops the health checks and closes every pool.
 func (r *Relay) Close() {
 	r.exits.mu.Lock()
