@@ -326,4 +326,3 @@ func TestRelayStatusHealth(t *testing.T) {
 		time.Sleep(50 * time.Millisecond) // polled: probes run every second
 	}
 }
-

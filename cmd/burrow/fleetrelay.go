@@ -61,8 +61,8 @@ func newFleetRelay(dir string, cfg *relay.Config, log *slog.Logger, running func
 		Key:      tok.Key,
 		Endpoint: control.Endpoint{Addr: net.JoinHostPort(cfg.PublicAddr, portOf(cfg.Listen)), SNI: cfg.SNI},
 		Peers:    n.setPeers,
-		Status: func() control.NodeStatus { return relayStatus(running()) },
-		Logger: n.log,
+		Status:   func() control.NodeStatus { return relayStatus(running()) },
+		Logger:   n.log,
 	})
 	if err != nil {
 		return nil, err
