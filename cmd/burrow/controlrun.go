@@ -58,7 +58,7 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("control run: private_key: %w", err)
 	}
-	plane, err := control.NewPlane(control.PlaneConfig{Store: st, Logger: log,
+	plane, err := control.NewPlane(control.PlaneConfig{Store: st, Logger: log, Identity: cfg.Identity(),
 		Camo: camo.ServerConfig{PrivateKey: priv, ServerNames: cfg.ServerNames, Cover: cfg.Cover}})
 	if err != nil {
 		return fmt.Errorf("control run: %w", err)

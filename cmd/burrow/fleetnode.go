@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
@@ -21,10 +22,13 @@ type fleetNode struct {
 	f      *control.Follower
 	leases *control.Leases
 	users  server.UserSource
+	relays *fleetRelays
 
-	reg *server.Registry // set before start
-	srv *server.Server   // set before start
+	reg   *server.Registry // set before start
+	srv   *server.Server   // set before start
+	table *server.Relays   // set before start
 
+	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -45,7 +49,7 @@ func newFleetNode(cfg *server.Config, st *access.SQLiteStore, log *slog.Logger) 
 		return nil, err
 	}
 	st.QueueTraffic()
-	n := &fleetNode{}
+	n := &fleetNode{relays: &fleetRelays{RelaySource: st}, log: log.With("part", "fleet")}
 	n.f, err = control.NewFollower(control.FollowerConfig{
 		Addr: tok.Addr,
 		Camo: camo.ClientConfig{ServerName: tok.SNI, PublicKey: tok.PublicKey[:], ShortID: tok.ShortID[:],
@@ -53,8 +57,9 @@ func newFleetNode(cfg *server.Config, st *access.SQLiteStore, log *slog.Logger) 
 		Key:     tok.Key,
 		Replica: st,
 		Endpoint: control.Endpoint{Addr: net.JoinHostPort(cfg.PublicAddr, port), SNI: cfg.ServerNames[0],
-			PublicKey: cfg.PublicKey, ShortID: cfg.ShortIDs[0], Fingerprint: cfg.Fingerprint},
+			PublicKey: cfg.PublicKey, ShortID: cfg.ShortIDs[0], Fingerprint: cfg.Fingerprint, Cover: cfg.Cover},
 		Applied: func() { n.reg.Poke() },
+		Peers:   n.setPeers,
 		Status:  n.status,
 		Logger:  log.With("part", "fleet"),
 	})
@@ -64,6 +69,57 @@ func newFleetNode(cfg *server.Config, st *access.SQLiteStore, log *slog.Logger) 
 	n.leases = control.NewLeases(n.f, func() { n.reg.Poke() })
 	n.users = control.NodeUsers{SQLiteStore: st, Leases: n.leases}
 	return n, nil
+}
+
+// setPeers takes the fleet's relays in front of this exit and applies them
+// at once: a relay whose path was removed, or that was revoked, is cut.
+func (n *fleetNode) setPeers(p *control.Peers) {
+	list := make([]*access.Relay, len(p.Relays))
+	for i, r := range p.Relays {
+		list[i] = &access.Relay{ID: -r.ID, Name: r.Name, ShortID: r.ShortID, Secret: r.Secret}
+	}
+	n.relays.set(list)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.table.Refresh(ctx); err != nil {
+		n.log.Warn("relay table refresh failed", "err", err)
+	}
+}
+
+// fleetRelays is the exit's relay table in a fleet: its own relays
+// (`server relay-token`, in users.db) and the fleet's relays with a path to
+// it, held in memory (their credentials are derived by the control plane,
+// never stored here). A fleet relay's ID is minus its node ID.
+type fleetRelays struct {
+	server.RelaySource
+
+	mu    sync.Mutex
+	fleet []*access.Relay // guarded by mu
+}
+
+func (f *fleetRelays) set(list []*access.Relay) {
+	f.mu.Lock()
+	f.fleet = list
+	f.mu.Unlock()
+}
+
+func (f *fleetRelays) ListRelays(ctx context.Context) ([]*access.Relay, error) {
+	own, err := f.RelaySource.ListRelays(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append(own, f.fleet...), nil
+}
+
+// SetRelayAnnounce records a relay's announcement for the exit's own
+// relays; a fleet relay registers its endpoint with the control plane.
+func (f *fleetRelays) SetRelayAnnounce(ctx context.Context, id int64, sni, cover, addr string) error {
+	if id < 0 {
+		return nil
+	}
+	return f.RelaySource.SetRelayAnnounce(ctx, id, sni, cover, addr)
 }
 
 func (n *fleetNode) status() control.NodeStatus {

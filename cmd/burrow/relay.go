@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,19 +17,24 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/relay"
 	"github.com/burrow-vpn/burrow/internal/relaylink"
 	"github.com/burrow-vpn/burrow/internal/server"
 )
 
 const relayUsage = `usage: burrow relay init --data DIR --listen HOST:PORT --public-addr HOST --exit TOKEN [--exit TOKEN ...] [--cover HOST:PORT --sni NAME]
+       burrow relay init --join TOKEN --data DIR --listen HOST:PORT [--public-addr HOST] [--cover HOST:PORT --sni NAME]
        burrow relay run --data DIR [--metrics HOST:PORT]
        burrow relay install [--data DIR] [--print]      run it as a systemd service (unit burrow-relay)
        burrow relay uninstall                           remove the service (keeps the data)
        burrow relay upgrade BINARY                      replace the binary, restart the service
 
 A relay carries clients' connections to exits without being able to read
-them. Tokens come from 'burrow server relay-token NAME' on each exit.
+them. Tokens come from 'burrow server relay-token NAME' on each exit, or,
+for a relay of a fleet, one join token from 'burrow control node-token NAME
+--role relay': its exits then come from the control plane ('burrow control
+path add RELAY EXIT').
 Run 'burrow relay SUBCOMMAND -h' for its flags.
 `
 
@@ -74,6 +80,7 @@ func relayInit(args []string, stdout, stderr io.Writer) error {
 	skipCheck := fs.Bool("skip-cover-check", false, "do not check now that --cover speaks TLS 1.3 with X25519")
 	var exits multiFlag
 	fs.Var(&exits, "exit", "relay token from 'burrow server relay-token NAME' on an exit (repeat for several exits)")
+	join := fs.String("join", "", "join a fleet as a relay with the token `burrow control node-token NAME --role relay` printed: exits then come from the control plane")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -84,10 +91,25 @@ func relayInit(args []string, stdout, stderr io.Writer) error {
 	if *data == "" {
 		return errors.New("relay init: --data DIR is required")
 	}
+	var tok *control.Token
+	if *join != "" {
+		if len(exits) > 0 {
+			return errors.New("relay init: --join and --exit: a relay of a fleet learns its exits from the control plane")
+		}
+		if tok, err = control.ParseToken(*join); err != nil {
+			return fmt.Errorf("relay init: --join: %w", err)
+		}
+		if tok.Role != control.RoleRelay {
+			return fmt.Errorf("relay init: --join: the token is for a %s; make one with --role relay", tok.Role)
+		}
+		if *publicAddr == "" {
+			*publicAddr = listenHost(*listen)
+		}
+	}
 	if *publicAddr == "" {
 		return errors.New("relay init: --public-addr HOST is required: the address clients connect to (links through the relay carry it)")
 	}
-	cfg := &relay.Config{Listen: *listen, PublicAddr: *publicAddr, Exits: exits, Cover: *cover, SNI: *sni, Budget: *budget}
+	cfg := &relay.Config{Listen: *listen, PublicAddr: *publicAddr, Exits: exits, Join: *join, Cover: *cover, SNI: *sni, Budget: *budget}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("relay init: %w", err)
@@ -110,11 +132,29 @@ func relayInit(args []string, stdout, stderr io.Writer) error {
 	if err := relay.WriteConfig(*data, cfg); err != nil {
 		return fmt.Errorf("relay init: %w", err)
 	}
+	fmt.Fprintf(stderr, "Start the relay with: burrow relay run --data %s\n", *data)
+	if tok != nil {
+		fmt.Fprintf(stderr, "Created %s (listen %s): relay %q of the fleet at %s.\n", p, cfg.Listen, tok.Name, tok.Addr)
+		fmt.Fprintf(stderr, "On the control plane, let it front exits with: burrow control path add %s EXIT; user links: burrow user show NAME --data CONTROLDIR\n", tok.Name)
+		return nil
+	}
 	toks, _ := cfg.Tokens()
 	fmt.Fprintf(stderr, "Created %s (listen %s, %d exit(s)).\n", p, cfg.Listen, len(toks))
-	fmt.Fprintf(stderr, "Start the relay with: burrow relay run --data %s\n", *data)
 	fmt.Fprintf(stderr, "On the exit, a user's link through this relay: burrow user show NAME --via %s\n", net.JoinHostPort(cfg.PublicAddr, portOf(cfg.Listen)))
 	return nil
+}
+
+// listenHost is the host of a listen address when it names one (not a
+// wildcard): a fleet relay's default public address.
+func listenHost(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	return h
 }
 
 func portOf(hostport string) string {
@@ -148,17 +188,33 @@ func relayRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if _, err := server.RaiseFileLimit(); err != nil {
 		log.Warn("open-file limit", "err", err)
 	}
-	r, err := relay.New(cfg, relay.Options{Logger: log})
+	var fleet *fleetRelay
+	run := cfg
+	running := new(*relay.Relay)
+	if cfg.Join != "" {
+		if fleet, err = newFleetRelay(*data, cfg, log, func() *relay.Relay { return *running }); err != nil {
+			return fmt.Errorf("relay run: %w", err)
+		}
+		run = fleet.config()
+	}
+	r, err := relay.New(run, relay.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("relay run: %w", err)
 	}
 	defer r.Close()
+	*running = r
+	return relayServe(ctx, *data, *metricsAddr, r, fleet, run, log)
+}
+
+// relayServe listens and serves with r until ctx ends; fleet, when not
+// nil, follows the control plane meanwhile.
+func relayServe(ctx context.Context, data, metricsAddr string, r *relay.Relay, fleet *fleetRelay, cfg *relay.Config, log *slog.Logger) error {
 	ln, err := listenSide("listen", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("relay run: %w", err)
 	}
-	if *metricsAddr != "" {
-		mln, err := listenSide("--metrics", *metricsAddr)
+	if metricsAddr != "" {
+		mln, err := listenSide("--metrics", metricsAddr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("relay run: %w", err)
@@ -170,7 +226,14 @@ func relayRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	rctx, stopReload := context.WithCancel(ctx)
 	reloadDone := make(chan struct{})
-	go func() { reloadLoop(rctx, *data, r, log); close(reloadDone) }()
+	apply := r.Reload
+	if fleet != nil {
+		fleet.r = r
+		apply = fleet.setConfig
+		fdone := fleet.start(rctx)
+		defer func() { stopReload(); <-fdone }()
+	}
+	go func() { reloadLoop(rctx, data, apply, log); close(reloadDone) }()
 	defer func() { stopReload(); <-reloadDone }()
 	toks, _ := cfg.Tokens()
 	log.Info("burrow relay running", "listen", ln.Addr().String(), "exits", len(toks))
@@ -182,7 +245,7 @@ func relayRun(ctx context.Context, args []string, stderr io.Writer) error {
 // reloadLoop re-reads relay.json on SIGHUP and when its modification time
 // or size changes, and applies it; a bad file is logged and the running
 // configuration kept.
-func reloadLoop(ctx context.Context, dir string, r *relay.Relay, log interface {
+func reloadLoop(ctx context.Context, dir string, apply func(*relay.Config) error, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
 }) {
@@ -213,13 +276,13 @@ func reloadLoop(ctx context.Context, dir string, r *relay.Relay, log interface {
 		last = stamp()
 		cfg, err := relay.LoadConfig(dir)
 		if err == nil {
-			err = r.Reload(cfg)
+			err = apply(cfg)
 		}
 		if err != nil {
 			log.Warn("relay config not reloaded; the running one is kept", "err", err)
 			continue
 		}
-		log.Info("relay config reloaded", "exits", len(cfg.Exits))
+		log.Info("relay config reloaded")
 	}
 }
 

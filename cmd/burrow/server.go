@@ -265,7 +265,14 @@ func serverRun(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := reg.Refresh(ctx); err != nil {
 		return fmt.Errorf("load users: %w", err)
 	}
-	relays := server.NewRelays(st, log)
+	var relaySrc server.RelaySource = st
+	if node != nil {
+		relaySrc = node.relays
+	}
+	relays := server.NewRelays(relaySrc, log)
+	if node != nil {
+		node.table = relays
+	}
 	if err := relays.Refresh(ctx); err != nil {
 		return fmt.Errorf("load relays: %w", err)
 	}

@@ -67,6 +67,16 @@ func (s *Server) authenticate(h *tlshello.ClientHello, now time.Time) (shortID [
 	return shortID, ""
 }
 
+// Recognizes reports whether h authenticates to this server (its server
+// name, key, clock and a known short ID) without recording it: the replay
+// check stays Handshake's, so the hello can then be handed to Handshake.
+// A relay fronting exits of different keys asks them with it
+// (relaylink's KindAsk).
+func (s *Server) Recognizes(h *tlshello.ClientHello) bool {
+	_, reason := s.authenticate(h, time.Now())
+	return reason == ""
+}
+
 // x25519Share returns the client's X25519 public key: the X25519 share, or
 // the last 32 bytes of an X25519MLKEM768 share; nil if there is neither.
 func x25519Share(h *tlshello.ClientHello) []byte {

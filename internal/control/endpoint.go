@@ -34,6 +34,11 @@ func (ep *Endpoint) validate() error {
 	if b, err := hex.DecodeString(ep.ShortID); err != nil || len(b) > 8 {
 		return invalid("endpoint short id", "%.40q is not 0..16 hex digits", ep.ShortID)
 	}
+	if ep.Cover != "" {
+		if h, _, err := net.SplitHostPort(ep.Cover); err != nil || h == "" || len(ep.Cover) > maxField || !printable(ep.Cover) {
+			return invalid("endpoint cover", "%.80q is not HOST:PORT", ep.Cover)
+		}
+	}
 	if len(ep.Fingerprint) > 32 || !printable(ep.Fingerprint) || strings.Contains(ep.Fingerprint, " ") {
 		return invalid("endpoint fingerprint", "%.40q is not a browser name", ep.Fingerprint)
 	}

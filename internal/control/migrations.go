@@ -95,6 +95,11 @@ var sqliteMigrations = []migration{
 		) STRICT`,
 		`CREATE INDEX leases_by_user ON leases (user_id)`,
 	}},
+	{2, []string{
+		// What an exit shows probers: a relay without a cover of its own
+		// shows its exits'.
+		`ALTER TABLE nodes ADD COLUMN ep_cover TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 var postgresMigrations = []migration{
@@ -173,6 +178,11 @@ var postgresMigrations = []migration{
 			PRIMARY KEY (node_id, user_id)
 		)`,
 		`CREATE INDEX leases_by_user ON leases (user_id)`,
+	}},
+	{2, []string{
+		// What an exit shows probers: a relay without a cover of its own
+		// shows its exits'.
+		`ALTER TABLE nodes ADD COLUMN ep_cover TEXT NOT NULL DEFAULT ''`,
 	}},
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 const nodeColumns = `id, name, role, public_key, short_id, created_at, revoked,
-	ep_addr, ep_sni, ep_public_key, ep_short_id, ep_fingerprint,
+	ep_addr, ep_sni, ep_public_key, ep_short_id, ep_fingerprint, ep_cover,
 	st_version, st_last_seen, st_users_online, st_bytes_up, st_bytes_down, st_applied_version, st_health`
 
 func scanNode(sc scanner) (*Node, error) {
@@ -28,7 +28,7 @@ func scanNode(sc scanner) (*Node, error) {
 		status            = &n.Status
 	)
 	err := sc.Scan(&n.ID, &n.Name, &role, &pub, &sid, &created, &n.Revoked,
-		&endpoint.Addr, &endpoint.SNI, &endpoint.PublicKey, &endpoint.ShortID, &endpoint.Fingerprint,
+		&endpoint.Addr, &endpoint.SNI, &endpoint.PublicKey, &endpoint.ShortID, &endpoint.Fingerprint, &endpoint.Cover,
 		&status.Version, &lastSeen, &online, &status.BytesUp, &status.BytesDown, &status.AppliedVersion, &status.Health)
 	if err != nil {
 		return nil, err
@@ -106,12 +106,19 @@ func (s *SQLStore) RekeyNode(ctx context.Context, id int64) (*Node, error) {
 	what := fmt.Sprintf("rekey node %d", id)
 	priv, sid := newIdentity()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		v, err := s.nextVersion(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if err := s.liveNode(ctx, tx, id, ""); err != nil {
 			return err
 		}
-		_, err := s.exec(ctx, tx, `UPDATE nodes SET public_key = ?, short_id = ? WHERE id = ?`,
-			encodePub(priv), hex.EncodeToString(sid[:]), id)
-		return err
+		if _, err := s.exec(ctx, tx, `UPDATE nodes SET public_key = ?, short_id = ? WHERE id = ?`,
+			encodePub(priv), hex.EncodeToString(sid[:]), id); err != nil {
+			return err
+		}
+		// A relay's credential at its exits derives from its key.
+		return s.appendChange(ctx, tx, Change{Version: v, Kind: ChangeNodeChanged, Node: id})
 	})
 	if err != nil {
 		return nil, wrap(what, err)
@@ -242,12 +249,26 @@ func (s *SQLStore) RegisterNode(ctx context.Context, id int64, ep Endpoint) erro
 		return wrap(what, err)
 	}
 	return wrap(what, s.inTx(ctx, func(tx *sql.Tx) error {
+		v, err := s.nextVersion(ctx, tx)
+		if err != nil {
+			return err
+		}
 		if err := s.liveNode(ctx, tx, id, ""); err != nil {
 			return err
 		}
-		_, err := s.exec(ctx, tx, `UPDATE nodes SET ep_addr = ?, ep_sni = ?, ep_public_key = ?, ep_short_id = ?,
-			ep_fingerprint = ? WHERE id = ?`, ep.Addr, ep.SNI, ep.PublicKey, ep.ShortID, ep.Fingerprint, id)
-		return err
+		var cur Endpoint
+		if err := s.row(ctx, tx, `SELECT ep_addr, ep_sni, ep_public_key, ep_short_id, ep_fingerprint, ep_cover FROM nodes WHERE id = ?`, id).
+			Scan(&cur.Addr, &cur.SNI, &cur.PublicKey, &cur.ShortID, &cur.Fingerprint, &cur.Cover); err != nil {
+			return err
+		}
+		if cur == ep {
+			return errNoChange // a node registers each time it connects
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE nodes SET ep_addr = ?, ep_sni = ?, ep_public_key = ?, ep_short_id = ?,
+			ep_fingerprint = ?, ep_cover = ? WHERE id = ?`, ep.Addr, ep.SNI, ep.PublicKey, ep.ShortID, ep.Fingerprint, ep.Cover, id); err != nil {
+			return err
+		}
+		return s.appendChange(ctx, tx, Change{Version: v, Kind: ChangeNodeChanged, Node: id})
 	}))
 }
 

@@ -57,7 +57,7 @@ type Store interface {
 	// wraps access.ErrExists, or ErrNodeRevoked if that node was revoked.
 	CreateNode(ctx context.Context, name string, role Role) (*Node, error)
 	// RekeyNode gives a node a fresh key pair and short ID, so the old join
-	// token stops working; like CreateNode it returns the private key once.
+	// token stops working, and logs ChangeNodeChanged; like CreateNode it returns the private key once.
 	// A revoked node wraps ErrNodeRevoked.
 	RekeyNode(ctx context.Context, id int64) (*Node, error)
 	NodeByID(ctx context.Context, id int64) (*Node, error)
@@ -70,7 +70,8 @@ type Store interface {
 	// drops its relay paths and its leases, and logs ChangeNodeRevoked.
 	RevokeNode(ctx context.Context, id int64) error
 	// RegisterNode records where clients reach the node (what its links
-	// carry). The node sends it when it joins and whenever it changes.
+	// carry) and logs ChangeNodeChanged if that changed. The node sends it
+	// each time it connects.
 	RegisterNode(ctx context.Context, id int64, ep Endpoint) error
 	// UpdateNodeStatus records what the node last reported; LastSeen is set
 	// to the store's clock, whatever st.LastSeen holds.
@@ -182,6 +183,9 @@ type Endpoint struct {
 	ShortID string
 	// Fingerprint is the fp= links carry (default chrome).
 	Fingerprint string
+	// Cover is an exit's cover site, HOST:PORT: what a relay in front of
+	// it without a cover of its own shows probers when no exit is up.
+	Cover string `json:",omitempty"`
 }
 
 // NodeStatus is what a node last reported about itself.
@@ -218,6 +222,10 @@ const (
 	// Node to exit Exit was added or removed.
 	ChangeRelayPathAdded   ChangeKind = "relay-path-added"
 	ChangeRelayPathRemoved ChangeKind = "relay-path-removed"
+	// ChangeNodeChanged: Node registered a new endpoint or was given new
+	// keys; relays learn their exits' endpoints, and exits their relays'
+	// credentials, from it (peers.go).
+	ChangeNodeChanged ChangeKind = "node-changed"
 )
 
 // Change is one entry of the change log. Applying the same Change twice
@@ -227,7 +235,7 @@ type Change struct {
 	Kind    ChangeKind
 	At      time.Time    // when it was made, store clock, whole seconds
 	User    *access.User // ChangeUser
-	Node    int64        // ChangeNodeRevoked; the relay of a path change
+	Node    int64        // ChangeNodeRevoked, ChangeNodeChanged; the relay of a path change
 	Exit    int64        // the exit of a path change
 }
 

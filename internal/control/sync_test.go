@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -25,6 +26,7 @@ const testSNI = "cover.test"
 // public key and its address.
 type testPlane struct {
 	store Store
+	ident ed25519.PrivateKey
 	pub   []byte
 	addr  string
 	cover *coversite.Site
@@ -41,7 +43,11 @@ func startPlane(t *testing.T, st Store) *testPlane {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPlane(PlaneConfig{Store: st, NodeRefresh: 100 * time.Millisecond,
+	_, ident, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlane(PlaneConfig{Store: st, NodeRefresh: 100 * time.Millisecond, Identity: ident,
 		Camo: camo.ServerConfig{PrivateKey: priv, ServerNames: []string{testSNI}, Cover: cover.Addr}})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +65,7 @@ func startPlane(t *testing.T, st Store) *testPlane {
 			t.Errorf("plane: %v", err)
 		}
 	})
-	return &testPlane{store: st, pub: pub, addr: ln.Addr().String(), cover: cover}
+	return &testPlane{store: st, ident: ident, pub: pub, addr: ln.Addr().String(), cover: cover}
 }
 
 func openTestStore(t *testing.T) Store {

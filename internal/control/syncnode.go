@@ -48,6 +48,11 @@ type FollowerConfig struct {
 	// Applied, if set, is called after changes were applied to the replica
 	// (the server then rereads its users at once).
 	Applied func()
+	// Peers, if set, is given the node's peers (peers.go) whenever the
+	// control plane sends them: at a snapshot, when relay paths change or a
+	// node is revoked, and at least every peersEvery otherwise (endpoints
+	// and rekeys are not in the change log).
+	Peers func(*Peers)
 	// Dial opens the TCP connection to Addr; default a net.Dialer.
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger
@@ -55,6 +60,9 @@ type FollowerConfig struct {
 	// how often the node reports its status (default 10 s).
 	PushEvery, StatusEvery time.Duration
 }
+
+// peersEvery is how old a node's peers may grow before it asks again.
+const peersEvery = 20 * time.Second
 
 // Follower keeps a node in step with the control plane: it applies the
 // change log to the replica, sends the traffic the node counted and its
@@ -66,8 +74,9 @@ type Follower struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	version int64 // the replica's version; guarded by mu
-	down    bool  // the control plane was unreachable last time; guarded by mu
+	version int64     // the replica's version; guarded by mu
+	down    bool      // the control plane was unreachable last time; guarded by mu
+	peersAt time.Time // when peers last came; only syncLoop uses it
 	synced  chan struct{}
 	once    sync.Once
 }
@@ -219,9 +228,20 @@ func (f *Follower) syncOnce(ctx context.Context) error {
 	v := f.Version()
 	wait := int(maxWait / time.Second)
 	target := pathSync + "?after=" + strconv.FormatInt(v, 10) + "&wait=" + strconv.Itoa(wait)
+	if f.cfg.Peers != nil && time.Since(f.peersAt) > peersEvery {
+		target += "&peers=1"
+	}
 	var ans syncAnswer
 	if err := f.call(ctx, http.MethodGet, target, nil, &ans); err != nil {
 		return err
+	}
+	if ans.Peers != nil && f.cfg.Peers != nil {
+		ps, err := ans.Peers.peers()
+		if err != nil {
+			return fmt.Errorf("control plane sent bad peers: %w", err)
+		}
+		f.peersAt = time.Now()
+		f.cfg.Peers(ps)
 	}
 	rep := f.cfg.Replica
 	if ans.Snapshot {

@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,10 @@ type PlaneConfig struct {
 	// MoreShortIDs unset).
 	Camo   camo.ServerConfig
 	Logger *slog.Logger
+	// Identity is the control plane's identity key (control.json's
+	// identity_key). Relays' credentials at their exits are derived from it
+	// (peers.go); without it nodes are sent no peers.
+	Identity ed25519.PrivateKey
 	// NodeRefresh is how often the set of nodes is reread, so a node created
 	// by another process can connect. Default one second.
 	NodeRefresh time.Duration
@@ -41,6 +46,7 @@ type Plane struct {
 	log     *slog.Logger
 	refresh time.Duration
 	stats   planeStats
+	ident   ed25519.PrivateKey
 
 	mu      sync.Mutex
 	byShort map[[8]byte]*Node            // live nodes by short ID; guarded by mu
@@ -54,7 +60,7 @@ func NewPlane(cfg PlaneConfig) (*Plane, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("control: plane: no store")
 	}
-	p := &Plane{store: cfg.Store, log: cfg.Logger, refresh: cfg.NodeRefresh,
+	p := &Plane{store: cfg.Store, log: cfg.Logger, refresh: cfg.NodeRefresh, ident: cfg.Identity,
 		byShort: map[[8]byte]*Node{}, conns: map[int64]map[*nodeConn]bool{}}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -244,7 +250,7 @@ func (p *Plane) watchChanges(ctx context.Context) {
 			continue
 		}
 		for _, ch := range chs {
-			if ch.Kind == ChangeNodeRevoked {
+			if ch.Kind == ChangeNodeRevoked || ch.Kind == ChangeNodeChanged {
 				err = p.loadNodes(ctx)
 				break
 			}
@@ -417,7 +423,12 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 	}
 	p.stats.syncChanges.Add(1)
 	ans := syncAnswer{From: after, Version: after, More: len(chs) == syncBatch}
+	wantPeers := r.URL.Query().Get("peers") == "1"
 	for _, ch := range chs {
+		switch ch.Kind {
+		case ChangeRelayPathAdded, ChangeRelayPathRemoved, ChangeNodeRevoked, ChangeNodeChanged:
+			wantPeers = true
+		}
 		ans.Version = ch.Version
 		wc := wireChange{Version: ch.Version, Kind: ch.Kind, Node: ch.Node, Exit: ch.Exit}
 		if ch.Kind == ChangeUser {
@@ -429,7 +440,25 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 		}
 		ans.Changes = append(ans.Changes, wc)
 	}
+	if wantPeers && !p.addPeers(w, r, n, &ans) {
+		return
+	}
 	writeJSON(w, ans)
+}
+
+// addPeers puts n's peers, as the store holds them now, into ans; false
+// when it answered with an error instead.
+func (p *Plane) addPeers(w http.ResponseWriter, r *http.Request, n *Node, ans *syncAnswer) bool {
+	if p.ident == nil {
+		return true
+	}
+	wp, err := peersFor(r.Context(), p.store, p.ident, n)
+	if err != nil {
+		p.fail(w, r, "peers", err)
+		return false
+	}
+	ans.Peers = wp
+	return true
 }
 
 func (p *Plane) sendSnapshot(w http.ResponseWriter, r *http.Request, n *Node) {
@@ -448,6 +477,9 @@ func (p *Plane) sendSnapshot(w http.ResponseWriter, r *http.Request, n *Node) {
 	}
 	for _, o := range snap.Nodes {
 		ans.Nodes = append(ans.Nodes, wireNode{ID: o.ID, Name: o.Name, Role: o.Role, Revoked: o.Revoked, Endpoint: o.Endpoint})
+	}
+	if !p.addPeers(w, r, n, &ans) {
+		return
 	}
 	writeJSON(w, ans)
 }

@@ -17,9 +17,11 @@ import (
 // endpoint (the node's short ID; the REALITY handshake proves the control
 // plane holds its key), every request signed with the node's identity key.
 //
-//	GET  /v1/sync?after=V&wait=S  the changes after V, waiting up to S seconds
+//	GET  /v1/sync?after=V&wait=S[&peers=1]
+//	                              the changes after V, waiting up to S seconds
 //	                              for one; after=0, or V older than the log
-//	                              keeps, answers with a snapshot instead
+//	                              keeps, answers with a snapshot instead;
+//	                              peers=1 asks for the node's peers too
 //	POST /v1/register             the node's Endpoint (where clients reach it)
 //	POST /v1/status               its NodeStatus
 //	POST /v1/traffic              a numbered batch of per-user traffic
@@ -176,6 +178,10 @@ type syncAnswer struct {
 	Nodes    []wireNode   `json:"nodes,omitempty"` // snapshot
 	Paths    []RelayPath  `json:"paths,omitempty"` // snapshot
 	More     bool         `json:"more,omitempty"`  // more changes wait: ask again at once
+	// Peers is the node's peers as of the answer (peers.go): in snapshots,
+	// in answers carrying relay-path or node-revoked changes, and when the
+	// request asks (peers=1).
+	Peers *wirePeers `json:"peers,omitempty"`
 }
 
 // trafficPush is the body of POST /v1/traffic.

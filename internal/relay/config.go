@@ -44,6 +44,11 @@ type Config struct {
 	// serve any link through the relay. The relay re-reads this list on
 	// SIGHUP and when the file changes.
 	Exits []string `json:"exits"`
+	// Join is the relay's fleet join token (`burrow control node-token
+	// NAME --role relay`, given to `relay init --join`). With it, Exits is
+	// empty: the relay learns its exits, and its credential at them, from
+	// the control plane (docs/fleet.md).
+	Join string `json:"join,omitempty"`
 	// Cover and SNI are the relay's own cover site (HOST:PORT) and its
 	// server name. Probers of the relay see this site; links through the
 	// relay carry SNI. Both empty: the exits' own cover and server name.
@@ -56,6 +61,19 @@ type Config struct {
 	Budget int64 `json:"budget,omitempty"`
 	// MaxConns is the pool size per exit. Default DefaultMaxConns (4).
 	MaxConns int `json:"max_conns,omitempty"`
+
+	// fleet marks a running fleet relay's config (WithExits): its exits
+	// came from the control plane, may be none, and may have different
+	// keys.
+	fleet bool
+}
+
+// WithExits returns a fleet relay's config (Join set) as it runs with the
+// exit tokens the control plane gave it: Join cleared, Exits set.
+func (c *Config) WithExits(tokens []string) *Config {
+	e := *c
+	e.Join, e.Exits, e.fleet = "", tokens, true
+	return &e
 }
 
 // Defaults fills unset fields.
@@ -83,7 +101,7 @@ func (c *Config) Tokens() ([]*relaylink.Token, error) {
 		if err != nil {
 			return nil, fmt.Errorf("exit %d: %w", i+1, err)
 		}
-		if len(out) > 0 && t.PublicKey != out[0].PublicKey {
+		if len(out) > 0 && t.PublicKey != out[0].PublicKey && !c.fleet {
 			return nil, fmt.Errorf("exit %d (%s) has another key than exit 1 (%s): the exits of one relay must be copies of one server; run another relay for another server", i+1, t.Redacted(), out[0].Redacted())
 		}
 		out = append(out, t)
@@ -104,7 +122,12 @@ func (c *Config) Validate() error {
 	if c.PublicAddr == "" || strings.ContainsAny(c.PublicAddr, " /\t\r\n@?#") {
 		return fmt.Errorf("public_addr %q: want the host or IP clients connect to", c.PublicAddr)
 	}
-	if len(c.Exits) == 0 {
+	switch {
+	case c.Join != "" && len(c.Exits) > 0:
+		return errors.New("join and exits: a relay of a fleet learns its exits from the control plane; remove \"exits\"")
+	case c.Join != "" && (len(c.Join) > 4096 || !strings.HasPrefix(c.Join, "burrow-node://")):
+		return errors.New("join: not a fleet join token (burrow-node://...)")
+	case len(c.Exits) == 0 && c.Join == "" && !c.fleet:
 		return errors.New("no exits: add at least one token from `burrow server relay-token NAME` on an exit")
 	}
 	if _, err := c.Tokens(); err != nil {

@@ -35,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no exits", func(c *Config) { c.Exits = nil }, "no exits"},
 		{"bad token", func(c *Config) { c.Exits[1] = "burrow-relay://x" }, "exit 2"},
 		{"two servers", func(c *Config) { c.Exits[1] = token(t, "203.0.113.2:443", 2) }, "another key"},
+		{"join and exits", func(c *Config) { c.Join = "burrow-node://x" }, "join and exits"},
+		{"join not a node token", func(c *Config) { c.Exits, c.Join = nil, token(t, "203.0.113.2:443", 1) }, "not a fleet join token"},
 		{"cover without sni", func(c *Config) { c.Cover = "vk.com:443" }, "go together"},
 		{"bad listen", func(c *Config) { c.Listen = "8443" }, "listen"},
 		{"no public addr", func(c *Config) { c.PublicAddr = "" }, "public_addr"},
@@ -71,5 +73,24 @@ func TestConfigFile(t *testing.T) {
 	}
 	if _, err := LoadConfig(t.TempDir()); err == nil || !strings.Contains(err.Error(), "relay init") {
 		t.Errorf("LoadConfig of an empty dir = %v, want advice to run relay init", err)
+	}
+}
+
+// TestConfigFleet: a fleet relay's file has a join token and no exits; as
+// it runs (WithExits) it may have none yet, or exits of different keys.
+func TestConfigFleet(t *testing.T) {
+	c := &Config{Listen: "127.0.0.1:8443", PublicAddr: "198.51.100.1", Join: "burrow-node://from-the-control-plane"}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate(join) = %v", err)
+	}
+	for _, exits := range [][]string{nil, {token(t, "203.0.113.1:443", 1), token(t, "203.0.113.2:443", 2)}} {
+		run := c.WithExits(exits)
+		if err := run.Validate(); err != nil {
+			t.Errorf("Validate(WithExits(%d exits)) = %v", len(exits), err)
+		}
+		if run.Join != "" || c.Join == "" {
+			t.Errorf("WithExits: join %q in the copy, %q in the file's", run.Join, c.Join)
+		}
 	}
 }

@@ -41,6 +41,7 @@ type exit struct {
 	pool   *xhttp.Dialer
 	client []byte // the header of client streams
 	probe  []byte // the header of probes
+	ask    []byte // the header of ask streams (exits of several keys)
 	log    *slog.Logger
 
 	learned xhttp.Learned // the leg's freeze budget and connection cap
@@ -71,6 +72,10 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 	}
 	ann.Kind = relaylink.KindProbe
 	if e.probe, err = ann.Append(nil); err != nil {
+		return nil, err
+	}
+	ann.Kind = relaylink.KindAsk
+	if e.ask, err = ann.Append(nil); err != nil {
 		return nil, err
 	}
 	reality := camo.ClientConfig{ServerName: tok.SNI, PublicKey: tok.PublicKey[:], ShortID: tok.ShortID[:], Fingerprint: tok.Fingerprint}
@@ -239,7 +244,30 @@ func (e *exit) probeOnce(ctx context.Context) error {
 
 // open opens a client stream on the exit: the header is sent, the
 // client's bytes may follow.
-func (e *exit) open(ctx context.Context) (net.Conn, error) {
+func (e *exit) open(ctx context.Context) (net.Conn, error) { return e.openWith(ctx, e.client) }
+
+// askFor opens an ask stream and sends hello, the client's ClientHello:
+// the stream if the exit takes the client, nil if it is another exit's.
+func (e *exit) askFor(ctx context.Context, hello []byte) (net.Conn, error) {
+	s, err := e.openWith(ctx, e.ask)
+	if err != nil {
+		return nil, err
+	}
+	var b [1]byte
+	if _, err = s.Write(hello); err == nil {
+		s.SetReadDeadline(time.Now().Add(openTimeout))
+		_, err = io.ReadFull(s, b[:])
+		s.SetReadDeadline(time.Time{})
+	}
+	if err != nil || b[0] != relaylink.AskYes {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openWith opens a stream on the exit and sends hdr.
+func (e *exit) openWith(ctx context.Context, hdr []byte) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	c, err := e.pool.Dial(ctx)
@@ -251,7 +279,7 @@ func (e *exit) open(ctx context.Context) (net.Conn, error) {
 		}
 		return nil, err
 	}
-	if _, err := c.Write(e.client); err != nil {
+	if _, err := c.Write(hdr); err != nil {
 		c.Close()
 		e.failed.Add(1)
 		return nil, err

@@ -17,11 +17,15 @@
 //
 // Probers of the relay reach, through the exit, the relay's cover (or the
 // exit's); when no exit is up, the relay shows the cover itself (camo's
-// fallback, with a key no client has). It depends on camo, relaylink,
-// meter, bidi and xhttp; it imports neither the server nor the store.
+// fallback, with a key no client has). When its exits have different keys
+// (a relay of a fleet), it reads each client's ClientHello and asks the
+// exits whose client it is (relaylink's KindAsk). It depends on camo,
+// relaylink, tlshello, meter, bidi and xhttp; it imports neither the
+// server nor the store.
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +39,7 @@ import (
 
 	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/camo"
+	"github.com/burrow-vpn/burrow/internal/tlshello"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
@@ -109,7 +114,11 @@ func (r *Relay) Reload(cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	cover, err := fallbackCover(cfg, toks[0].Cover, toks[0].SNI, r.opts)
+	var exitCover, exitSNI string
+	if len(toks) > 0 {
+		exitCover, exitSNI = toks[0].Cover, toks[0].SNI
+	}
+	cover, err := fallbackCover(cfg, exitCover, exitSNI, r.opts)
 	if err != nil {
 		return err
 	}
@@ -157,6 +166,104 @@ func (r *Relay) Reload(cfg *Config) error {
 	return nil
 }
 
+// carry copies between client connection c and stream s on exit e.
+func (r *Relay) carry(ctx context.Context, c, s net.Conn, e *exit) {
+	r.stats.ToExit.Add(1)
+	e.streams.Add(1)
+	defer e.streams.Add(-1)
+	r.log.Debug("client connection carried to an exit", "exit", e.name())
+	// Most relayed connections are idle most of the time: CopyLean
+	// holds 1 KiB per direction while they are, where io.Copy (and
+	// meter.Copy through it) held 32 KiB for the connection's life.
+	bidi.CopyWith(ctx, c, s,
+		func(dst io.Writer, src io.Reader) (int64, error) {
+			return bidi.CopyLean(dst, src, func(k int64) { r.stats.BytesUp.Add(k) })
+		},
+		func(dst io.Writer, src io.Reader) (int64, error) {
+			n, err := bidi.CopyLean(dst, src, func(k int64) {
+				r.stats.BytesDown.Add(k)
+				e.sawBytes()
+			})
+			if errors.Is(err, xhttp.ErrReset) {
+				// The exit's side ended with a reset (the cover reset a
+				// prober): the client gets a reset too, as from the cover.
+				if l, ok := dst.(interface{ SetLinger(int) error }); ok {
+					l.SetLinger(0)
+				}
+			}
+			return n, err
+		})
+}
+
+// helloWait bounds how long the relay waits for a client's ClientHello
+// when it must ask its exits whose client it is.
+const helloWait = 20 * time.Second
+
+// mixedKeys reports whether the exits have more than one key: then the
+// relay cannot know which exit a client's hello is for, and asks them.
+func mixedKeys(exits []*exit) bool {
+	for _, e := range exits[min(1, len(exits)):] {
+		if e.tok.PublicKey != exits[0].tok.PublicKey {
+			return true
+		}
+	}
+	return false
+}
+
+// ask reads c's ClientHello and asks the exits, one per key, whose client
+// it is (relaylink's KindAsk). It returns the stream of the exit that took
+// it, or nil and what was read (a prober's bytes, or a hello no exit
+// takes), which the caller sends on as to the cover.
+func (r *Relay) ask(ctx context.Context, c net.Conn, exits []*exit) (net.Conn, *exit, []byte) {
+	c.SetReadDeadline(time.Now().Add(helloWait))
+	_, raw, err := tlshello.ReadRecords(c)
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		return nil, nil, raw
+	}
+	refused := map[[32]byte]bool{}
+	for _, e := range exits {
+		if refused[e.tok.PublicKey] {
+			continue
+		}
+		s, err := e.askFor(ctx, raw)
+		if err != nil {
+			r.log.Debug("exit could not be asked; trying the next", "exit", e.name(), "err", err)
+			continue
+		}
+		if s != nil {
+			return s, e, raw
+		}
+		refused[e.tok.PublicKey] = true
+	}
+	return nil, nil, raw
+}
+
+// prefixedConn is a client connection whose first bytes were read already
+// and are read again.
+type prefixedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (p *prefixedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// CloseWrite and SetLinger pass the cover's FIN or reset on (camo's splice
+// looks for them).
+func (p *prefixedConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
+}
+
+func (p *prefixedConn) SetLinger(sec int) error {
+	if l, ok := p.Conn.(interface{ SetLinger(int) error }); ok {
+		return l.SetLinger(sec)
+	}
+	return nil
+}
+
 // fallbackCover returns the REALITY server the relay hands connections to
 // when no exit is up: its private key is random and thrown away, so it
 // authenticates nobody and shows everyone the cover — the relay's own, or
@@ -165,6 +272,9 @@ func fallbackCover(cfg *Config, exitCover, exitSNI string, opts Options) (*camo.
 	cover, sni := cfg.Cover, cfg.SNI
 	if cover == "" {
 		cover, sni = exitCover, exitSNI
+	}
+	if cover == "" {
+		return nil, nil // a fleet relay with no exit yet and no cover of its own
 	}
 	priv, _, err := camo.GenerateKey()
 	if err != nil {
@@ -177,6 +287,17 @@ func fallbackCover(cfg *Config, exitCover, exitSNI string, opts Options) (*camo.
 		Cover:       cover,
 		DialCover:   opts.Dial,
 	})
+}
+
+// ExitsUp returns how many of the relay's exits are up, and how many it has.
+func (r *Relay) ExitsUp() (up, total int) {
+	all := r.exits.list()
+	for _, e := range all {
+		if e.up.Load() {
+			up++
+		}
+	}
+	return up, len(all)
 }
 
 // Close stops the health checks and closes every pool.
@@ -234,42 +355,41 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 func (r *Relay) handle(ctx context.Context, c net.Conn) {
 	r.stats.Active.Add(1)
 	defer r.stats.Active.Add(-1)
-	for _, e := range r.exits.candidates() {
+	cands := r.exits.candidates()
+	var hello []byte // the client's first bytes, read already to ask exits
+	if mixedKeys(cands) {
+		var s net.Conn
+		var e *exit
+		if s, e, hello = r.ask(ctx, c, cands); s != nil {
+			r.carry(ctx, c, s, e)
+			return
+		}
+	}
+	for _, e := range cands {
 		s, err := e.open(ctx)
+		if err == nil && len(hello) > 0 {
+			if _, err = s.Write(hello); err != nil {
+				s.Close()
+			}
+		}
 		if err != nil {
 			r.log.Debug("exit refused a stream; trying the next", "exit", e.name(), "err", err)
 			continue
 		}
-		r.stats.ToExit.Add(1)
-		e.streams.Add(1)
-		r.log.Debug("client connection carried to an exit", "exit", e.name())
-		// Most relayed connections are idle most of the time: CopyLean
-		// holds 1 KiB per direction while they are, where io.Copy (and
-		// meter.Copy through it) held 32 KiB for the connection's life.
-		bidi.CopyWith(ctx, c, s,
-			func(dst io.Writer, src io.Reader) (int64, error) {
-				return bidi.CopyLean(dst, src, func(k int64) { r.stats.BytesUp.Add(k) })
-			},
-			func(dst io.Writer, src io.Reader) (int64, error) {
-				n, err := bidi.CopyLean(dst, src, func(k int64) {
-					r.stats.BytesDown.Add(k)
-					e.sawBytes()
-				})
-				if errors.Is(err, xhttp.ErrReset) {
-					// The exit's side ended with a reset (the cover reset a
-					// prober): the client gets a reset too, as from the cover.
-					if l, ok := dst.(interface{ SetLinger(int) error }); ok {
-						l.SetLinger(0)
-					}
-				}
-				return n, err
-			})
-		e.streams.Add(-1)
+		r.carry(ctx, c, s, e)
 		return
+	}
+	if len(hello) > 0 {
+		c = &prefixedConn{Conn: c, r: io.MultiReader(bytes.NewReader(hello), c)}
 	}
 	r.mu.Lock()
 	cover := r.cover
 	r.mu.Unlock()
+	if cover == nil {
+		r.stats.Refused.Add(1)
+		c.Close()
+		return
+	}
 	_, err := cover.Handshake(ctx, c)
 	if errors.Is(err, camo.ErrFallback) {
 		r.stats.ToCover.Add(1)

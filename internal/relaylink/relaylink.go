@@ -32,6 +32,13 @@
 //	kind 1  a client connection: the client's bytes follow (its REALITY
 //	        ClientHello first); the exit accepts them as a fresh connection.
 //	kind 2  a health probe: the exit answers one byte, ProbeOK, and ends.
+//	kind 3  a client connection whose exit the relay does not know (a fleet
+//	        relay fronting exits of different keys): the client's
+//	        ClientHello follows, and the exit answers one byte first:
+//	        AskYes, the hello authenticates to it (a client of this exit)
+//	        and the stream goes on as kind 1; AskNo, it does not, and the
+//	        stream ends (the relay asks the next exit, and sends a hello no
+//	        exit takes, a prober's, as kind 1 to an exit, whose cover answers).
 //	SNI, COVER  the relay's own cover ("" and "" for the exit's): the exit
 //	        uses them as server name and cover for this stream's REALITY
 //	        accept, so probers through the relay see the relay's cover.
@@ -168,6 +175,13 @@ func validName(n string) bool {
 const (
 	KindClient byte = 1 // a client connection's bytes follow
 	KindProbe  byte = 2 // a health probe: the exit answers ProbeOK
+	KindAsk    byte = 3 // a client connection, if its hello is this exit's
+)
+
+// The exit's one-byte answers to a KindAsk stream.
+const (
+	AskYes byte = 0xa1
+	AskNo  byte = 0xa0
 )
 
 // ProbeOK is the exit's one-byte answer to a probe.
@@ -213,7 +227,7 @@ func ReadHeader(r io.Reader) (*Header, error) {
 		return nil, fmt.Errorf("%w: magic", ErrHeader)
 	}
 	h := &Header{Kind: fixed[4]}
-	if h.Kind != KindClient && h.Kind != KindProbe {
+	if h.Kind != KindClient && h.Kind != KindProbe && h.Kind != KindAsk {
 		return nil, fmt.Errorf("%w: kind %d", ErrHeader, h.Kind)
 	}
 	copy(h.Secret[:], fixed[5:21])

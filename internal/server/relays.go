@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/relaylink"
+	"github.com/burrow-vpn/burrow/internal/tlshello"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 	"github.com/xtls/reality"
 )
@@ -37,6 +39,10 @@ type RelaySource interface {
 type Relays struct {
 	src RelaySource
 	log *slog.Logger
+
+	// refreshing serializes Refresh, so an older list read by one call
+	// never replaces a newer one applied by another.
+	refreshing sync.Mutex
 
 	mu   sync.Mutex
 	byID map[[8]byte]*liveRelay // guarded by mu; revoked relays are absent
@@ -83,6 +89,8 @@ func (r *Relays) lookup(id [8]byte) *liveRelay {
 // Refresh reloads the table; relays revoked or gone since are cut: their
 // connections closed and their streams ended.
 func (r *Relays) Refresh(ctx context.Context) error {
+	r.refreshing.Lock()
+	defer r.refreshing.Unlock()
 	list, err := r.src.ListRelays(ctx)
 	if err != nil {
 		return err
@@ -249,8 +257,14 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 		c.Write([]byte{relaylink.ProbeOK})
 		return
 	}
+	var in net.Conn = c
+	if h.Kind == relaylink.KindAsk {
+		if in = askStream(c, cs); in == nil {
+			return // another exit's client: the relay asks the next
+		}
+	}
 	s.stats.RelayStreams.Add(1)
-	tconn, err := cs.Handshake(ctx, c)
+	tconn, err := cs.Handshake(ctx, in)
 	if err != nil {
 		if errors.Is(err, camo.ErrFallback) {
 			s.stats.Fallback.Add(1)
@@ -297,6 +311,42 @@ func (s *Server) relayCamo(lr *liveRelay, h *relaylink.Header) (cs *camo.Server,
 	announced = ann != lr.stored
 	lr.stored = ann
 	return cs, announced, nil
+}
+
+// askStream answers a KindAsk stream: the ClientHello that follows the
+// header is read and AskYes sent if it authenticates to cs, and the stream
+// is returned with the hello put back in front; otherwise AskNo is sent
+// and nil returned.
+func askStream(c net.Conn, cs *camo.Server) net.Conn {
+	c.SetReadDeadline(time.Now().Add(requestTimeout))
+	hello, raw, err := tlshello.ReadRecords(c)
+	c.SetReadDeadline(time.Time{})
+	c.SetWriteDeadline(time.Now().Add(requestTimeout))
+	defer c.SetWriteDeadline(time.Time{})
+	if err != nil || !cs.Recognizes(hello) {
+		c.Write([]byte{relaylink.AskNo})
+		return nil
+	}
+	if _, err := c.Write([]byte{relaylink.AskYes}); err != nil {
+		return nil
+	}
+	return &prefixedConn{Conn: c, r: io.MultiReader(bytes.NewReader(raw), c)}
+}
+
+// prefixedConn is a conn whose first bytes were read already and are
+// read again.
+type prefixedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (p *prefixedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+func (p *prefixedConn) CloseWrite() error {
+	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return p.Conn.Close()
 }
 
 func announceKey(sni, cover, addr string) string { return sni + " " + cover + " " + addr }

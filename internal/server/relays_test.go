@@ -14,6 +14,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/relaylink"
+	"github.com/burrow-vpn/burrow/internal/tlshello"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
@@ -190,5 +191,50 @@ func TestRelayUnknownShortID(t *testing.T) {
 	}
 	if relays.Known(e.relay.ShortID) {
 		t.Error("Known(revoked relay's short ID) = true after Refresh, want false")
+	}
+}
+
+// helloFor returns the ClientHello a REALITY client sends for key and sid.
+func helloFor(t *testing.T, key []byte, sid []byte) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		camo.Client(ctx, b, camo.ClientConfig{ServerName: "cover.test", PublicKey: key, ShortID: sid})
+		b.Close()
+	}()
+	a.SetDeadline(time.Now().Add(30 * time.Second))
+	_, raw, err := tlshello.ReadRecords(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestRelayAsk: asked with a client's ClientHello (relaylink.KindAsk), the
+// exit answers AskYes for its own client and goes on with the handshake,
+// and AskNo, with nothing else, for another key's client or junk.
+func TestRelayAsk(t *testing.T) {
+	e := startRelayExit(t)
+	d := e.leg(t, e.relay.ShortID)
+	ask := header(t, relaylink.Header{Kind: relaylink.KindAsk, Secret: e.relay.Secret})
+	_, other, err := camo.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, hello := range map[string][]byte{
+		"another key's client": helloFor(t, other, []byte{1}),
+		"an unknown short ID":  helloFor(t, e.pub, []byte{2}),
+		"junk":                 bytes.Repeat([]byte("\x16\x03\x01\x00\x05junk!"), 20),
+	} {
+		if got := exchange(t, d, append(ask, hello...)); !bytes.Equal(got, []byte{relaylink.AskNo}) {
+			t.Errorf("%s: the exit answered %x, want only AskNo (%x)", name, got, relaylink.AskNo)
+		}
+	}
+	got := exchange(t, d, append(ask, helloFor(t, e.pub, []byte{1})...))
+	if len(got) < 2 || got[0] != relaylink.AskYes || got[1] != 0x16 {
+		t.Errorf("its own client: the exit answered %.8x..., want AskYes (%x) then a TLS handshake record", got, relaylink.AskYes)
 	}
 }
