@@ -22,7 +22,20 @@ import (
 type srvOutcome struct {
 	Data   string // the answer, normalized (see srvNormalize)
 	End    string // "FIN", "RST" or "open" (nothing within the probe's patience)
-	Timing string // "fast" (< 400ms after the probe was sent) or "slow"
+	Timing string // "fast" (< 500 ms after the probe was sent), "slow" (2 s or more) or "middle"
+}
+
+// sameAs reports whether o and p look like the same server. A "middle"
+// timing matches either: an answer near a boundary lands on either side of
+// it by the machine's load of the moment, for the cover as for the server;
+// fast against slow (an answer at once against one that waited for a
+// timeout) is a difference.
+func (o srvOutcome) sameAs(p srvOutcome) bool {
+	if o.Timing != p.Timing && o.Timing != "middle" && p.Timing != "middle" {
+		return false
+	}
+	o.Timing, p.Timing = "", ""
+	return o == p
 }
 
 func (o srvOutcome) String() string {
@@ -43,8 +56,12 @@ func srvClassify(err error, elapsed time.Duration) (end, timing string) {
 	default:
 		end = "error: " + err.Error()
 	}
-	timing = "fast"
-	if elapsed >= 400*time.Millisecond {
+	switch {
+	case elapsed < 500*time.Millisecond:
+		timing = "fast"
+	case elapsed < 2*time.Second:
+		timing = "middle"
+	default:
 		timing = "slow"
 	}
 	return end, timing
@@ -164,7 +181,7 @@ func srvSame(t *testing.T, p srvProbe, cover, ours string) {
 	var direct, via srvOutcome
 	for range srvTries {
 		d, v := p.run(t, cover), p.run(t, ours)
-		if d != v {
+		if !d.sameAs(v) {
 			if differed == 0 {
 				direct, via = d, v
 			}
@@ -206,7 +223,7 @@ func TestServerResetMirrored(t *testing.T) {
 			t.Errorf("random %d via server ended %s, want RST", n, got.End)
 		}
 	}
-	if got := srvProbeRaw(t, h.addr, []byte("GET / HTTP/1.0\r\n\r\n")); got.End != "RST" || got.Timing != "fast" {
+	if got := srvProbeRaw(t, h.addr, []byte("GET / HTTP/1.0\r\n\r\n")); got.End != "RST" || got.Timing == "slow" {
 		t.Errorf("plain http via server = %v, want a fast RST", got)
 	}
 }
