@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/panel"
@@ -128,6 +129,15 @@ func TestPanelServed(t *testing.T) {
 	port, _ := freePort()
 	e := deployServer(t, false, "--panel", "127.0.0.1:"+port, "--panel-host", "panel.example.com")
 	base := "http://127.0.0.1:" + port
+	// The server logs "web panel served" once the panel's listener is up
+	// and its address noted (the proxy's port and the admin socket, which
+	// deployServer waits for, may come first).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(e.srv.stderr.String(), "web panel served"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the panel did not start within 30 s:\n%s", e.srv.stderr)
+		}
+		time.Sleep(20 * time.Millisecond) // the log is the only event there is
+	}
 	if b, err := os.ReadFile(filepath.Join(e.data, PanelURLFile)); err != nil || strings.TrimSpace(string(b)) != base {
 		t.Fatalf("%s = %q, %v; want %s", PanelURLFile, b, err, base)
 	}

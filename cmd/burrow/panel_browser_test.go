@@ -59,6 +59,9 @@ func TestPanelBrowserEndToEnd(t *testing.T) {
 	port, _ := freePort()
 	e := deployServer(t, true, "--panel", "127.0.0.1:"+port)
 	base := "http://127.0.0.1:" + port
+	if err := waitListening(context.Background(), "127.0.0.1:"+port); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range [][2]string{{"root", "owner"}, {"vera", "viewer"}} {
 		if _, _, err := adminCmd(e.data, "correct horse battery\n", "add", a[0], "--role", a[1], "--password-stdin"); err != nil {
 			t.Fatalf("admin add %s: %v", a[0], err)
