@@ -104,9 +104,9 @@ type wireUser struct {
 }
 
 func toWireUser(u *access.User) wireUser {
-	return wireUser{ID: u.ID, Name: u.Name, UUID: access.FormatUUID(u.UUID), CreatedAt: epoch(u.CreatedAt),
-		Quota: u.Quota, ExpiresAt: epoch(u.ExpiresAt), Reset: u.Reset, Revoked: u.Revoked,
-		BytesUp: u.BytesUp, BytesDown: u.BytesDown, LastSeenDay: u.LastSeenDay, PeriodStart: epoch(u.PeriodStart)}
+	return wireUser{ID: u.ID, Name: u.Name, UUID: access.FormatUUID(u.UUID), CreatedAt: toUnix(u.CreatedAt),
+		Quota: u.Quota, ExpiresAt: toUnix(u.ExpiresAt), Reset: u.Reset, Revoked: u.Revoked,
+		BytesUp: u.BytesUp, BytesDown: u.BytesDown, LastSeenDay: u.LastSeenDay, PeriodStart: toUnix(u.PeriodStart)}
 }
 
 func (w wireUser) user() (*access.User, error) {
@@ -129,23 +129,9 @@ func (w wireUser) user() (*access.User, error) {
 			return nil, fmt.Errorf("user %d: %w", w.ID, err)
 		}
 	}
-	return &access.User{ID: w.ID, Name: w.Name, UUID: id, CreatedAt: fromEpoch(w.CreatedAt), Quota: w.Quota,
-		ExpiresAt: fromEpoch(w.ExpiresAt), Reset: reset, Revoked: w.Revoked, BytesUp: w.BytesUp,
-		BytesDown: w.BytesDown, LastSeenDay: w.LastSeenDay, PeriodStart: fromEpoch(w.PeriodStart)}, nil
-}
-
-func epoch(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.Unix()
-}
-
-func fromEpoch(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(n, 0).UTC()
+	return &access.User{ID: w.ID, Name: w.Name, UUID: id, CreatedAt: fromUnix(w.CreatedAt), Quota: w.Quota,
+		ExpiresAt: fromUnix(w.ExpiresAt), Reset: reset, Revoked: w.Revoked, BytesUp: w.BytesUp,
+		BytesDown: w.BytesDown, LastSeenDay: w.LastSeenDay, PeriodStart: fromUnix(w.PeriodStart)}, nil
 }
 
 // wireNode is a node as other nodes see it: its role, state and endpoint,
