@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -69,6 +70,40 @@ type gate struct {
 	mu     sync.Mutex
 	open   chan struct{} // guarded by mu: closed while not held
 	upHeld atomic.Int64  // client bytes that arrived while held
+	held   []byte        // guarded by mu: those bytes (HTTP/2 frames: the tests' dialers speak it in the clear)
+}
+
+// heldFrames returns the types of the HTTP/2 frames the client sent while
+// held, with PING acknowledgements as "ping-ack".
+func (g *gate) heldFrames() []string {
+	g.mu.Lock()
+	b := append([]byte(nil), g.held...)
+	g.mu.Unlock()
+	var out []string
+	for len(b) >= 9 {
+		n := int(b[0])<<16 | int(b[1])<<8 | int(b[2])
+		typ, flags := b[3], b[4]
+		name := fmt.Sprintf("type %#x", typ)
+		switch {
+		case typ == 0x0:
+			name = "data"
+		case typ == 0x1:
+			name = "headers"
+		case typ == 0x6 && flags&1 != 0:
+			name = "ping-ack"
+		case typ == 0x6:
+			name = "ping"
+		case typ == 0x8:
+			name = "window-update"
+		case typ == 0x4:
+			name = "settings"
+		case typ == 0xfb:
+			name = "padding"
+		}
+		out = append(out, name)
+		b = b[min(len(b), 9+n):]
+	}
+	return out
 }
 
 func startGate(t *testing.T, to string) *gate {
@@ -119,6 +154,9 @@ func (g *gate) pipe(dst, src net.Conn, up bool) {
 			default:
 				if up {
 					g.upHeld.Add(int64(n))
+					g.mu.Lock()
+					g.held = append(g.held, b[:n]...)
+					g.mu.Unlock()
 				}
 				<-open
 			}
@@ -220,8 +258,16 @@ func TestIdleSpikeLearnsNothing(t *testing.T) {
 	if len(stalls) != 0 {
 		t.Errorf("an idle session through a 1.2 s spike reported stalls after %v bytes, want none", stalls)
 	}
-	if n := g.upHeld.Load(); n != 0 {
-		t.Errorf("the client sent %d bytes while its idle tunnel was held, want none (no probe)", n)
+	// No probe: nothing that asks the server for an answer (a PING, a
+	// request). Flow control and the padding that shapes it may go out
+	// late on a busy machine.
+	for _, f := range g.heldFrames() {
+		switch f {
+		case "window-update", "padding", "ping-ack", "settings":
+		default:
+			t.Errorf("the client sent %d bytes while its idle tunnel was held, frames %v; want no probe", g.upHeld.Load(), g.heldFrames())
+			return
+		}
 	}
 	if n := d.Stats().Dialed; n != 1 {
 		t.Errorf("%d connections dialed, want the first one kept", n)
