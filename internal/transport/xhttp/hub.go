@@ -54,6 +54,7 @@ type Hub struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session // guarded by mu
+	closed   bool                // guarded by mu: Close began; no new session (wg.Add) after it
 	wg       sync.WaitGroup      // Handle goroutines
 }
 
@@ -100,6 +101,7 @@ func (h *Hub) resumeTimeout() time.Duration {
 // Close ends every session and waits for the Handle calls to return.
 func (h *Hub) Close() {
 	h.mu.Lock()
+	h.closed = true
 	all := make([]*session, 0, len(h.sessions))
 	for _, s := range h.sessions {
 		all = append(all, s)
@@ -110,6 +112,9 @@ func (h *Hub) Close() {
 	}
 	h.wg.Wait()
 }
+
+// errHubClosed: a request for a new session after Close.
+var errHubClosed = errors.New("xhttp: hub closed")
 
 // Sessions returns the number of live sessions.
 func (h *Hub) Sessions() int {
@@ -300,6 +305,9 @@ func (h *Hub) session(sid string, r *http.Request) (*session, error) {
 	}
 	if h.ctx.Err() != nil {
 		return nil, h.ctx.Err()
+	}
+	if h.closed {
+		return nil, errHubClosed
 	}
 	s := h.newSessionLocked(sid, r)
 	h.sessions[sid] = s
