@@ -14,6 +14,7 @@ import (
 	_ "embed"
 	"fmt"
 	"image"
+	"image/draw"
 	_ "image/png"
 	"os"
 	"os/exec"
@@ -123,12 +124,22 @@ func Screenshot(ctx context.Context, width int64, dir, name string) error {
 
 // ReadQR screenshots the first element matching the CSS selector and
 // decodes the QR code in the picture.
+//
+// A screenshot taken while the page still lays itself out (a busy machine
+// renders late) can cut the code; it is taken again, up to three times.
 func ReadQR(ctx context.Context, selector string) (string, error) {
-	png, err := Run(ctx, chromedp.Screenshot(chromedp.CSS(selector), chromedp.NodeVisible))
-	if err != nil {
-		return "", fmt.Errorf("screenshot %s: %w", selector, err)
+	var err error
+	for range 3 {
+		var png []byte
+		if png, err = Run(ctx, chromedp.Screenshot(chromedp.CSS(selector), chromedp.NodeVisible)); err != nil {
+			return "", fmt.Errorf("screenshot %s: %w", selector, err)
+		}
+		var text string
+		if text, err = DecodeQR(png); err == nil {
+			return text, nil
+		}
 	}
-	return DecodeQR(png)
+	return "", err
 }
 
 // DecodeQR reads the QR code in a PNG picture.
@@ -137,7 +148,15 @@ func DecodeQR(png []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("decode picture: %w", err)
 	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	// A white margin around the picture: a screenshot of the element
+	// alone may end at the code's edge, and readers look for the quiet
+	// zone around its finder patterns.
+	const margin = 24
+	b := img.Bounds()
+	framed := image.NewRGBA(image.Rect(0, 0, b.Dx()+2*margin, b.Dy()+2*margin))
+	draw.Draw(framed, framed.Bounds(), image.White, image.Point{}, draw.Src)
+	draw.Draw(framed, image.Rect(margin, margin, margin+b.Dx(), margin+b.Dy()), img, b.Min, draw.Over)
+	bmp, err := gozxing.NewBinaryBitmapFromImage(framed)
 	if err != nil {
 		return "", fmt.Errorf("binarize picture: %w", err)
 	}
