@@ -43,11 +43,13 @@ Entry relay (inside a whitelisted network; forwards to exits without reading the
 
 Fleet (a control plane for many exits and relays):
   burrow control init --data CDIR --cover HOST:PORT [--db sqlite|postgres://...]
-  burrow control run --data CDIR [--metrics HOST:PORT]  serve the nodes (camouflaged like an exit)
+  burrow control run --data CDIR [--subscribe HOST:PORT] [--metrics HOST:PORT]  serve the nodes (camouflaged like an exit)
   burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
   burrow server init --join TOKEN --cover HOST:PORT [--data DIR] ...   an exit of the fleet
+  burrow relay init --join TOKEN --data DIR --listen HOST:PORT ...    a relay of the fleet
   burrow control nodes --data CDIR
   burrow control path add|remove RELAY EXIT --data CDIR   which relay fronts which exit
+  burrow control import --data CDIR --from SERVERDIR     a server's users into the fleet, links kept
   burrow user ... --data CDIR                      the user commands, fleet-wide
 
 Client:
