@@ -111,7 +111,7 @@ func TestPanelBrowserEndToEnd(t *testing.T) {
 	t.Logf("alice's download cut %v after the revoke button was clicked", alice.ended.Sub(t0).Round(time.Millisecond))
 
 	// A viewer's revoke, with a valid session and token, is refused.
-	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.CSS("form[action='/login']"))); err != nil {
 		t.Fatalf("log out: %v", err)
 	}
 	browserLogin(t, ctx, base, "vera", "correct horse battery")
@@ -126,7 +126,7 @@ func TestPanelBrowserEndToEnd(t *testing.T) {
 	if u, err := st.UserByName(context.Background(), "bob"); err != nil || u.Revoked {
 		t.Errorf("bob after a viewer's revoke: %+v, %v; want not revoked", u, err)
 	}
-	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.CSS("form[action='/login']"))); err != nil {
 		t.Fatalf("log out: %v", err)
 	}
 	if st := browserPost(t, ctx, "/users/bob/revoke", true); st != http.StatusUnauthorized {

@@ -240,7 +240,7 @@ func TestBrowserPanel(t *testing.T) {
 	}
 
 	// Log out, log in as a viewer: a revoke with a valid token is refused.
-	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.CSS("form[action='/login']"))); err != nil {
 		t.Fatalf("log out: %v", err)
 	}
 	if st := post(t, ctx, "/users/dora/revoke", true); st != http.StatusUnauthorized {
@@ -259,7 +259,7 @@ func TestBrowserPanel(t *testing.T) {
 	if u, _ := e.local.User(context.Background(), "dora"); u.Revoked {
 		t.Error("a viewer revoked dora")
 	}
-	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+	if err := browsertest.Do(ctx, chromedp.Click(chromedp.CSS("form[action='/logout'] button")), chromedp.WaitVisible(chromedp.CSS("form[action='/login']"))); err != nil {
 		t.Fatalf("log out: %v", err)
 	}
 	if *screenshots != "" {
