@@ -99,13 +99,7 @@ func (e *srvEnv) addUser(t *testing.T, name string, flags ...string) string {
 // connect starts a client for link and returns its SOCKS5 proxy URL.
 func connect(t *testing.T, link string) string {
 	t.Helper()
-	sp, _ := freePort()
-	socks := "127.0.0.1:" + sp
-	start(t, "connect", link, "--socks", socks, "--http", "")
-	if err := waitListening(context.Background(), socks); err != nil {
-		t.Fatal(err)
-	}
-	return "socks5://" + socks
+	return "socks5://" + startClient(t, link, false).socks
 }
 
 // slowSite serves /slow: 16 KiB every 10 ms until the client goes away or a minute passes.

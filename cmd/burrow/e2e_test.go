@@ -158,13 +158,8 @@ func deploy(t *testing.T, allowPrivate bool) *deployment {
 	if err := waitListening(context.Background(), "127.0.0.1:"+port); err != nil {
 		t.Fatal(err)
 	}
-	sp, _ := freePort()
-	hp, _ := freePort()
-	d.socks, d.http = "127.0.0.1:"+sp, "127.0.0.1:"+hp
-	start(t, "connect", d.link, "--socks", d.socks, "--http", d.http)
-	if err := waitListening(context.Background(), d.socks); err != nil {
-		t.Fatal(err)
-	}
+	c := startClient(t, d.link, true)
+	d.socks, d.http = c.socks, c.http
 	return d
 }
 
@@ -288,3 +283,54 @@ func TestServerInitRefusesExistingDir(t *testing.T) {
 }
 
 func listenTCP(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+// clientProc is a `burrow connect` run in-process, with the addresses its
+// proxies listen on.
+type clientProc struct {
+	*proc
+	socks, http string
+}
+
+// startClient runs `burrow connect LINK ARGS` with its proxies on ports the
+// kernel picks (so no other test can take them in between), and waits for
+// the lines naming them, or for the process to end, which fails the test
+// with its error. withHTTP turns the HTTP proxy on.
+func startClient(t *testing.T, link string, withHTTP bool, args ...string) *clientProc {
+	t.Helper()
+	httpArg := ""
+	if withHTTP {
+		httpArg = "127.0.0.1:0"
+	}
+	p := start(t, append([]string{"connect", link, "--socks", "127.0.0.1:0", "--http", httpArg}, args...)...)
+	c := &clientProc{proc: p}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(2 * time.Minute)
+	for {
+		out := p.stderr.String()
+		c.socks = listenLine(out, "SOCKS5 proxy on ")
+		c.http = listenLine(out, "HTTP proxy on ")
+		if c.socks != "" && (c.http != "" || !withHTTP) {
+			return c
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("burrow connect ended before its proxies listened: %v\n%s", err, out)
+		case <-deadline:
+			t.Fatalf("burrow connect did not name its proxies within 2m:\n%s", out)
+		case <-tick.C:
+		}
+	}
+}
+
+// listenLine returns what follows prefix on the line of out that starts
+// with it, or "".
+func listenLine(out, prefix string) string {
+	for line := range strings.Lines(out) {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}

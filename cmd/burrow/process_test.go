@@ -80,8 +80,7 @@ func TestServerSIGTERMAndRestart(t *testing.T) {
 	bin := burrowBinary(t)
 	site := testSite(t)
 	data, port, link := initBinaryServer(t, bin)
-	sp, _ := freePort()
-	start(t, "connect", link, "--socks", "127.0.0.1:"+sp, "--http", "")
+	socks := startClient(t, link, false).socks
 	target := fmt.Sprintf("http://%s/data?n=100000", site)
 
 	for round := 1; round <= 2; round++ {
@@ -95,7 +94,7 @@ func TestServerSIGTERMAndRestart(t *testing.T) {
 			srv.Process.Kill()
 			t.Fatalf("round %d: server did not listen: %v\n%s", round, err, stderr.String())
 		}
-		if _, n, err := get("socks5://127.0.0.1:"+sp, target); err != nil || n != 100000 {
+		if _, n, err := get("socks5://"+socks, target); err != nil || n != 100000 {
 			t.Errorf("round %d: fetch = %d bytes, %v; want 100000", round, n, err)
 		}
 		srv.Process.Signal(syscall.SIGTERM)

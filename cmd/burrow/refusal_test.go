@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -49,15 +48,8 @@ func TestAccessRefusalReachesUser(t *testing.T) {
 	site := testSite(t)
 	e := deployServer(t, true)
 	link := e.addUser(t, "erin", "--quota", "1MiB")
-	sp, _ := freePort()
-	hp, _ := freePort()
-	socks, httpAddr := "127.0.0.1:"+sp, "127.0.0.1:"+hp
-	client := start(t, "connect", link, "--socks", socks, "--http", httpAddr)
-	for _, a := range []string{socks, httpAddr} {
-		if err := waitListening(context.Background(), a); err != nil {
-			t.Fatal(err)
-		}
-	}
+	client := startClient(t, link, true)
+	socks, httpAddr := client.socks, client.http
 	proxy := "socks5://" + socks
 	if _, n, err := get(proxy, fmt.Sprintf("http://%s/data?n=%d", site, 8<<20)); err == nil {
 		t.Fatalf("download of 8 MiB with a 1 MiB quota completed (%d bytes)", n)
@@ -103,12 +95,8 @@ func TestAccessRefusalRevoked(t *testing.T) {
 	if _, err := e.user("revoke", "frank"); err != nil {
 		t.Fatal(err)
 	}
-	sp, _ := freePort()
-	socks := "127.0.0.1:" + sp
-	client := start(t, "connect", link, "--socks", socks, "--http", "")
-	if err := waitListening(context.Background(), socks); err != nil {
-		t.Fatal(err)
-	}
+	client := startClient(t, link, false)
+	socks := client.socks
 	get("socks5://"+socks, fmt.Sprintf("http://%s/data?n=10", site))
 	if code := socksConnect(t, socks, site); code != 2 {
 		t.Errorf("SOCKS5 CONNECT of a revoked user: reply %d, want 2 (connection not allowed)", code)

@@ -212,12 +212,8 @@ func (l *relayLab) waitAnnounced(t *testing.T) {
 // connect runs `burrow connect` with link and returns its SOCKS and HTTP addresses.
 func connectLink(t *testing.T, link string) (socks, httpAddr string) {
 	t.Helper()
-	socks, httpAddr = loopbackAddr(t), loopbackAddr(t)
-	p := start(t, "connect", link, "--socks", socks, "--http", httpAddr)
-	if err := waitListening(context.Background(), socks); err != nil {
-		t.Fatalf("connect: %v\n%s", err, p.stderr)
-	}
-	return socks, httpAddr
+	c := startClient(t, link, true)
+	return c.socks, c.http
 }
 
 // scrapeText returns the metrics text at addr.
