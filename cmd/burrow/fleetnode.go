@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,7 +125,15 @@ func (f *fleetRelays) SetRelayAnnounce(ctx context.Context, id int64, sni, cover
 
 func (n *fleetNode) status() control.NodeStatus {
 	st := n.srv.Stats()
-	return control.NodeStatus{Version: version, UsersOnline: len(n.reg.Active()),
+	active := n.reg.Active()
+	online := make([]int64, 0, len(active))
+	for id, conns := range active {
+		if conns > 0 {
+			online = append(online, id)
+		}
+	}
+	slices.Sort(online)
+	return control.NodeStatus{Version: version, UsersOnline: len(online), Online: online,
 		BytesUp: st.BytesUp.Load(), BytesDown: st.BytesDown.Load(), Health: "ok"}
 }
 

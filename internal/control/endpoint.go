@@ -45,6 +45,9 @@ func (ep *Endpoint) validate() error {
 	return nil
 }
 
+// maxOnline bounds the online list of one status report.
+const maxOnline = 1 << 20
+
 func (st *NodeStatus) validate() error {
 	switch {
 	case len(st.Version) > 64 || !printable(st.Version):
@@ -53,6 +56,13 @@ func (st *NodeStatus) validate() error {
 		return invalid("status health", "not printable or over %d bytes", maxHealth)
 	case st.UsersOnline < 0 || st.BytesUp < 0 || st.BytesDown < 0 || st.AppliedVersion < 0:
 		return invalid("status", "negative count")
+	case len(st.Online) > maxOnline:
+		return invalid("status", "%d users online, over %d", len(st.Online), maxOnline)
+	}
+	for _, id := range st.Online {
+		if id <= 0 {
+			return invalid("status", "user id %d online", id)
+		}
 	}
 	return nil
 }

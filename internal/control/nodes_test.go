@@ -3,6 +3,7 @@ package control
 import (
 	"crypto/ed25519"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func TestNodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.LastSeen = clk.now()
-		if got.Endpoint != ep || got.Status != st {
+		if got.Endpoint != ep || !reflect.DeepEqual(got.Status, st) {
 			t.Fatalf("node = %+v %+v, want %+v %+v", got.Endpoint, got.Status, ep, st)
 		}
 		if err := s.UpdateNodeStatus(ctx, ex.ID, NodeStatus{UsersOnline: -1}); !errors.Is(err, access.ErrInvalid) {
@@ -111,7 +112,7 @@ func TestNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(snap.Nodes) != 2 || !snap.Nodes[0].Revoked || snap.Nodes[0].Status != (NodeStatus{}) {
+		if len(snap.Nodes) != 2 || !snap.Nodes[0].Revoked || !reflect.DeepEqual(snap.Nodes[0].Status, NodeStatus{}) {
 			t.Fatalf("snapshot nodes = %+v, want 2 with the first revoked and no status", snap.Nodes)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -30,6 +31,7 @@ type testPlane struct {
 	pub   []byte
 	addr  string
 	cover *coversite.Site
+	plane *Plane
 }
 
 func startPlane(t *testing.T, st Store) *testPlane {
@@ -65,7 +67,7 @@ func startPlane(t *testing.T, st Store) *testPlane {
 			t.Errorf("plane: %v", err)
 		}
 	})
-	return &testPlane{store: st, ident: ident, pub: pub, addr: ln.Addr().String(), cover: cover}
+	return &testPlane{plane: p, store: st, ident: ident, pub: pub, addr: ln.Addr().String(), cover: cover}
 }
 
 func openTestStore(t *testing.T) Store {
@@ -279,6 +281,51 @@ func TestSyncPushesTrafficOnce(t *testing.T) {
 			t.Fatalf("%d batches still queued 30 s after the control plane took them", len(pend))
 		}
 		time.Sleep(20 * time.Millisecond) // the replica's outbox: nothing to wait on
+	}
+}
+
+// TestPlaneKnowsWhoIsOnline: the users each exit reports online add up in
+// Plane.Active, which the panel's "online now" reads; a report naming a
+// bad user id is refused and changes nothing.
+func TestPlaneKnowsWhoIsOnline(t *testing.T) {
+	ctx := context.Background()
+	st := openTestStore(t)
+	tp := startPlane(t, st)
+	u, err := st.CreateUser(ctx, access.NewUser{Name: "anna"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*testNode
+	for _, name := range []string{"exit-1", "exit-2"} {
+		n, err := st.CreateNode(ctx, name, RoleExit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn := startNode(t, tp, n, filepath.Join(t.TempDir(), "users.db"))
+		// Its first snapshot shows the plane knows the node.
+		waitFor(t, tn, "snapshot", func() bool { _, err := tn.replica.UserByUUID(ctx, u.UUID); return err == nil })
+		nodes = append(nodes, tn)
+	}
+	report := func(tn *testNode, online ...int64) error {
+		return tn.f.call(ctx, "POST", pathStatus, NodeStatus{Version: "test", UsersOnline: len(online), Online: online, Health: "ok"}, nil)
+	}
+	if err := report(nodes[0], 7, 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := report(nodes[1], 9); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tp.plane.Active(), map[int64]int{7: 1, 9: 2}; !maps.Equal(got, want) {
+		t.Fatalf("Active = %v, want %v", got, want)
+	}
+	if err := report(nodes[1], 9, -3); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("a report naming user -3 online: %v, want 400 Bad Request", err)
+	}
+	if err := report(nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := tp.plane.Active(), map[int64]int{9: 1}; !maps.Equal(got, want) {
+		t.Fatalf("after exit-1 reported nobody online: Active = %v, want %v", got, want)
 	}
 }
 

@@ -51,7 +51,19 @@ type Plane struct {
 	mu      sync.Mutex
 	byShort map[[8]byte]*Node            // live nodes by short ID; guarded by mu
 	conns   map[int64]map[*nodeConn]bool // each node's open connections; guarded by mu
+	online  map[int64]onlineReport       // each exit's users online, last reported; guarded by mu
 }
+
+// onlineReport is the users an exit last said were online, and when.
+type onlineReport struct {
+	users []int64
+	at    time.Time
+}
+
+// OnlineFresh is how long an exit's report of who is online counts: three
+// of its status reports (every 10 s), so one lost report changes nothing
+// and a node that stopped reporting drops out.
+const OnlineFresh = 35 * time.Second
 
 type nodeKey struct{}
 
@@ -61,7 +73,7 @@ func NewPlane(cfg PlaneConfig) (*Plane, error) {
 		return nil, errors.New("control: plane: no store")
 	}
 	p := &Plane{store: cfg.Store, log: cfg.Logger, refresh: cfg.NodeRefresh, ident: cfg.Identity,
-		byShort: map[[8]byte]*Node{}, conns: map[int64]map[*nodeConn]bool{}}
+		byShort: map[[8]byte]*Node{}, conns: map[int64]map[*nodeConn]bool{}, online: map[int64]onlineReport{}}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -503,11 +515,34 @@ func (p *Plane) handleStatus(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, "status", err)
 		return
 	}
-	if err := p.store.UpdateNodeStatus(r.Context(), nodeOf(r).ID, st); err != nil {
+	id := nodeOf(r).ID
+	if err := p.store.UpdateNodeStatus(r.Context(), id, st); err != nil {
 		p.fail(w, r, "status", err)
 		return
 	}
+	p.mu.Lock()
+	p.online[id] = onlineReport{users: st.Online, at: time.Now()}
+	p.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// Active returns, per user id, on how many exits the user has a connection
+// open, as the exits last reported within OnlineFresh (admin.Live).
+func (p *Plane) Active() map[int64]int {
+	cutoff := time.Now().Add(-OnlineFresh)
+	out := map[int64]int{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for node, rep := range p.online {
+		if rep.at.Before(cutoff) {
+			delete(p.online, node)
+			continue
+		}
+		for _, u := range rep.users {
+			out[u]++
+		}
+	}
+	return out
 }
 
 func (p *Plane) handleTraffic(w http.ResponseWriter, r *http.Request) {
