@@ -55,6 +55,8 @@ func usedKeys(t *testing.T) map[string]bool {
 		add("metric.", m.String())
 	}
 	add("metric.", "reports")
+	add("noderole.", "exit", "relay")
+	add("nodestate.", "ok", "unhealthy", "stale", "new", "revoked")
 	return keys
 }
 

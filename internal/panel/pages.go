@@ -15,6 +15,29 @@ type serverData struct {
 	Health *admin.Health
 	Stats  *admin.Stats
 	Online int
+	Fleet  bool
+	Nodes  []nodeRow
+}
+
+// nodeRow is a Node with its state as one word: "ok", "unhealthy",
+// "stale" (no report for NodeStale), "new" (never reported), "revoked".
+type nodeRow struct {
+	Node
+	State string
+}
+
+func nodeState(n Node, now time.Time) string {
+	switch {
+	case n.Revoked:
+		return "revoked"
+	case n.LastSeen.IsZero():
+		return "new"
+	case now.Sub(n.LastSeen) > NodeStale:
+		return "stale"
+	case n.Health != "ok":
+		return "unhealthy"
+	}
+	return "ok"
 }
 
 // serverPage shows health, counters and block telemetry.
@@ -29,7 +52,19 @@ func (p *Panel) serverPage(w http.ResponseWriter, r *http.Request, me *who) {
 		p.render(w, r, code, "error", &view{Me: me, Title: "err.title", Err: msg})
 		return
 	}
-	d := serverData{Health: h, Stats: st, Online: len(st.Connected)}
+	d := serverData{Health: h, Stats: st, Online: len(st.Connected), Fleet: p.cfg.Nodes != nil}
+	if d.Fleet {
+		nodes, err := p.cfg.Nodes(r.Context())
+		if err != nil {
+			msg, code := errText(pickLang(r), err)
+			p.render(w, r, code, "error", &view{Me: me, Title: "err.title", Err: msg})
+			return
+		}
+		now := p.cfg.Now()
+		for _, n := range nodes {
+			d.Nodes = append(d.Nodes, nodeRow{Node: n, State: nodeState(n, now)})
+		}
+	}
 	p.render(w, r, http.StatusOK, "server", &view{Me: me, Page: "server", Title: "nav.server", Data: d})
 }
 

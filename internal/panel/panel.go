@@ -67,9 +67,32 @@ type Config struct {
 	// and "localhost" (a request for any other Host is refused, which
 	// stops DNS-rebinding pages from reaching it).
 	Hosts []string
+	// Nodes, set when the panel runs a fleet, lists its nodes for the
+	// server page.
+	Nodes func(ctx context.Context) ([]Node, error)
 	Log   *slog.Logger     // default: discard
 	Now   func() time.Time // default: time.Now
 }
+
+// Node is one server of a fleet as the server page shows it.
+type Node struct {
+	Name     string
+	Role     string // "exit" or "relay"
+	Revoked  bool
+	Version  string    // what it last reported; "" before its first report
+	LastSeen time.Time // its last report; zero if none
+	// Lag is how many changes of the fleet's change log the node has not
+	// applied yet, as of its last report.
+	Lag       int64
+	Online    int // users connected through it, last reported
+	BytesUp   int64
+	BytesDown int64
+	Health    string // "ok", or what is wrong, as the node says
+}
+
+// NodeStale is how long after its last report a node shows as not
+// reporting (nodes report every 10 s).
+const NodeStale = time.Minute
 
 // Panel is the web panel's http.Handler.
 type Panel struct {

@@ -303,3 +303,23 @@ func TestRemovedAdminLoggedOut(t *testing.T) {
 		t.Errorf("removed admin's session: GET /users = %d, want a redirect to the login", st)
 	}
 }
+
+// TestNodeState: the server page names each fleet node's state from its
+// last report.
+func TestNodeState(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		n    Node
+		want string
+	}{
+		{Node{LastSeen: now.Add(-5 * time.Second), Health: "ok"}, "ok"},
+		{Node{LastSeen: now.Add(-5 * time.Second), Health: "no exit reachable"}, "unhealthy"},
+		{Node{LastSeen: now.Add(-NodeStale - time.Second), Health: "ok"}, "stale"},
+		{Node{}, "new"},
+		{Node{Revoked: true, LastSeen: now, Health: "ok"}, "revoked"},
+	} {
+		if got := nodeState(c.n, now); got != c.want {
+			t.Errorf("nodeState(%+v) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}
