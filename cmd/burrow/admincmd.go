@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
+	"github.com/burrow-vpn/burrow/internal/control"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/panel"
 	"github.com/burrow-vpn/burrow/internal/server"
@@ -59,10 +61,33 @@ func runAdmin(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return fmt.Errorf("admin: unknown subcommand %.40q (want add, list, remove or totp)", args[0])
 }
 
-// openAdminStore opens the store of the server in data.
-func openAdminStore(data string) (*access.SQLiteStore, error) {
-	if _, err := os.Stat(filepath.Join(data, server.ConfigFile)); err != nil {
-		return nil, fmt.Errorf("%s holds no burrow server (run `burrow server init` first, or pass --data DIR): %w", data, err)
+// adminStore is where a panel's administrators live: a server's users.db,
+// or a fleet's control store.
+type adminStore interface {
+	panel.Admins
+	Close() error
+}
+
+// openAdminStore opens the store of the server, or of the control plane,
+// in data. A fleet's exit has none of its own: its panel is the control
+// plane's.
+func openAdminStore(data string) (adminStore, error) {
+	if _, err := os.Stat(filepath.Join(data, control.ConfigFile)); err == nil {
+		_, st, err := openControl(context.Background(), data)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	cfg, err := server.LoadConfig(data)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s holds no burrow server or control plane (run `burrow server init` first, or pass --data DIR): %w", data, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Join != "" {
+		return nil, fmt.Errorf("%s is a node of a fleet: its panel and administrators are the control plane's (burrow admin add NAME --data CDIR on the control machine): %w", data, access.ErrInvalid)
 	}
 	st, err := access.OpenSQLite(filepath.Join(data, server.StoreFile))
 	if err != nil {

@@ -105,16 +105,16 @@ func TestPanelBindsLoopbackOnly(t *testing.T) {
 		f  sideFlags
 		ok bool
 	}{
-		{sideFlags{panel: "127.0.0.1:8089"}, true},
-		{sideFlags{panel: "[::1]:8089"}, true},
-		{sideFlags{panel: "localhost:8089"}, true},
-		{sideFlags{panel: "0.0.0.0:8089"}, false},
-		{sideFlags{panel: ":8089"}, false},
-		{sideFlags{panel: "203.0.113.5:8089"}, false},
-		{sideFlags{panel: "0.0.0.0:8089", panelPublic: true}, true},
-		{sideFlags{panelPublic: true}, false},
-		{sideFlags{panelHosts: "panel.example.com"}, false},
-		{sideFlags{panel: "127.0.0.1:8089", panelHosts: "panel.example.com"}, true},
+		{sideFlags{panelFlags: panelFlags{panel: "127.0.0.1:8089"}}, true},
+		{sideFlags{panelFlags: panelFlags{panel: "[::1]:8089"}}, true},
+		{sideFlags{panelFlags: panelFlags{panel: "localhost:8089"}}, true},
+		{sideFlags{panelFlags: panelFlags{panel: "0.0.0.0:8089"}}, false},
+		{sideFlags{panelFlags: panelFlags{panel: ":8089"}}, false},
+		{sideFlags{panelFlags: panelFlags{panel: "203.0.113.5:8089"}}, false},
+		{sideFlags{panelFlags: panelFlags{panel: "0.0.0.0:8089", panelPublic: true}}, true},
+		{sideFlags{panelFlags: panelFlags{panelPublic: true}}, false},
+		{sideFlags{panelFlags: panelFlags{panelHosts: "panel.example.com"}}, false},
+		{sideFlags{panelFlags: panelFlags{panel: "127.0.0.1:8089", panelHosts: "panel.example.com"}}, true},
 	} {
 		c.f.subTitle = "Burrow"
 		if err := c.f.validate(); (err == nil) != c.ok {

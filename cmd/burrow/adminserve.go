@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -37,11 +38,55 @@ type sideFlags struct {
 	metricsPerUser           bool
 	subscribe, subBase       string
 	subTitle                 string
-	panel                    string
-	panelPublic              bool
-	panelTunnel              bool
-	panelHosts               string
-	tunnel                   *panel.TunnelListener // set by serverRun when panelTunnel
+	panelFlags
+	panelTunnel bool
+	tunnel      *panel.TunnelListener // set by serverRun when panelTunnel
+}
+
+// panelFlags are the web panel's flags, for server run and control run.
+type panelFlags struct {
+	panel       string
+	panelPublic bool
+	panelHosts  string
+}
+
+func (f *panelFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.panel, "panel", "", "serve the web panel on HOST:PORT, loopback only (reach it through SSH or your own tunnel; admins: burrow admin add)")
+	fs.BoolVar(&f.panelPublic, "panel-public", false, "let --panel bind a non-loopback address (the panel becomes a page anyone can probe: not advised)")
+	fs.StringVar(&f.panelHosts, "panel-host", "", "host names the panel answers to besides IP addresses and localhost, comma-separated (behind your own reverse proxy); others get 421")
+}
+
+// validate checks the panel flags before anything starts.
+func (f *panelFlags) validate() error {
+	if f.panel != "" && !f.panelPublic {
+		if err := loopbackOnly(f.panel); err != nil {
+			return fmt.Errorf("--panel: %w (or, knowing the risk, add --panel-public)", err)
+		}
+	}
+	if f.panelHosts != "" && f.panel == "" {
+		return errors.New("--panel-host needs --panel HOST:PORT")
+	}
+	if f.panelPublic && f.panel == "" {
+		return errors.New("--panel-public needs --panel HOST:PORT")
+	}
+	return nil
+}
+
+// listen opens --panel for h and notes its URL in data for `burrow admin
+// add`.
+func (f *panelFlags) listen(data string, h http.Handler, log *slog.Logger) (sideService, error) {
+	ln, err := listenSide("--panel", f.panel)
+	if err != nil {
+		return sideService{}, err
+	}
+	url := "http://" + ln.Addr().String()
+	if err := os.WriteFile(filepath.Join(data, PanelURLFile), []byte(url+"\n"), 0o600); err != nil {
+		log.Warn("could not note the panel's address for `burrow admin add`", "err", err)
+	}
+	if f.panelPublic {
+		log.Warn("--panel-public: the web panel listens on a public address, where scanners can find and probe it; prefer loopback reached through SSH or --panel-tunnel", "listen", ln.Addr().String())
+	}
+	return sideService{ln, h, "web panel served", []any{"url", url}}, nil
 }
 
 func (f *sideFlags) register(fs *flag.FlagSet) {
@@ -52,9 +97,7 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.subscribe, "subscribe", "", "serve each user's subscription on HOST:PORT (off by default; put it behind your own domain or reverse proxy)")
 	fs.StringVar(&f.subBase, "subscribe-url-base", "", "public URL that reaches the --subscribe server, e.g. https://sub.example.com/s (default http://HOST:PORT)")
 	fs.StringVar(&f.subTitle, "subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
-	fs.StringVar(&f.panel, "panel", "", "serve the web panel on HOST:PORT, loopback only (reach it through SSH or your own tunnel; admins: burrow admin add)")
-	fs.BoolVar(&f.panelPublic, "panel-public", false, "let --panel bind a non-loopback address (the panel becomes a page anyone can probe: not advised)")
-	fs.StringVar(&f.panelHosts, "panel-host", "", "host names the panel answers to besides IP addresses and localhost, comma-separated (behind your own reverse proxy); others get 421")
+	f.panelFlags.register(fs)
 	fs.BoolVar(&f.panelTunnel, "panel-tunnel", false, "also serve the panel inside the tunnel at http://"+server.PanelHost+"/ to the links of users named like an owner or operator admin")
 }
 
@@ -208,16 +251,8 @@ func (f *sideFlags) validate() error {
 	if f.subBase != "" && f.subscribe == "" {
 		return errors.New("--subscribe-url-base needs --subscribe HOST:PORT")
 	}
-	if f.panel != "" && !f.panelPublic {
-		if err := loopbackOnly(f.panel); err != nil {
-			return fmt.Errorf("--panel: %w (or, knowing the risk, add --panel-public)", err)
-		}
-	}
-	if f.panelHosts != "" && f.panel == "" {
-		return errors.New("--panel-host needs --panel HOST:PORT")
-	}
-	if f.panelPublic && f.panel == "" {
-		return errors.New("--panel-public needs --panel HOST:PORT")
+	if err := f.panelFlags.validate(); err != nil {
+		return err
 	}
 	if f.metricsPerUser && f.metrics == "" {
 		return errors.New("--metrics-per-user needs --metrics HOST:PORT")

@@ -19,7 +19,7 @@ import (
 )
 
 const controlUsage = `usage: burrow control init --data CDIR --cover HOST:PORT [--sni NAME] [--db sqlite|postgres://...] [--listen :443] [--public-addr HOST]
-       burrow control run --data CDIR [--listen HOST:PORT] [--metrics HOST:PORT]
+       burrow control run --data CDIR [--listen HOST:PORT] [--metrics HOST:PORT] [--subscribe HOST:PORT] [--panel 127.0.0.1:PORT]
        burrow control node-token NAME --data CDIR [--role exit|relay] [--revoke]
        burrow control nodes --data CDIR
        burrow control path add|remove RELAY EXIT --data CDIR   which relay fronts which exit
@@ -28,7 +28,8 @@ const controlUsage = `usage: burrow control init --data CDIR --cover HOST:PORT [
 
 The control plane keeps a fleet's users and nodes, in PostgreSQL (--db
 postgres://...) or, to try it on one machine, SQLite. The user commands work
-on it unchanged: burrow user add|list|show|set|... --data CDIR.
+on it unchanged: burrow user add|list|show|set|... --data CDIR; so do the web
+panel's (burrow admin add NAME --role owner --data CDIR, then control run --panel).
 Run 'burrow control SUBCOMMAND -h' for its flags.
 `
 

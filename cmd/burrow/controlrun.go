@@ -31,12 +31,17 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	sub := fs.String("subscribe", "", "serve each user's subscription (every exit and relay path, healthy nodes first) on HOST:PORT; off by default")
 	subTitle := fs.String("subscribe-title", "Burrow", "profile title client apps show for subscriptions (at most 25 characters)")
 	adminSock := fs.String("admin-socket", "", "the admin API (users, fleet-wide) on this unix socket; default CDIR/admin.sock, \"off\" for none")
+	var pf panelFlags
+	pf.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("control run: unexpected argument %q", pos[0])
+	}
+	if err := pf.validate(); err != nil {
+		return fmt.Errorf("control run: %w", err)
 	}
 	log := newLogger(stderr, *debug)
 	cfg, st, err := openControl(ctx, *data)
@@ -63,6 +68,9 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("control run: %w", err)
 	}
+	// One admin API for the socket and the panel: users fleet-wide, who is
+	// online as the exits report it.
+	local := &admin.Local{Store: st, Live: plane, Version: version, Started: time.Now()}
 	var subSrv *http.Server
 	if *sub != "" {
 		h, err := subscribe.NewHandler(subscribe.Config{Users: st, Title: *subTitle,
@@ -80,6 +88,19 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 		go subSrv.Serve(sln)
 		defer subSrv.Close()
 		log.Info("subscriptions", "listen", sln.Addr().String())
+		base := "http://" + sln.Addr().String()
+		local.SubscriptionURL = func(token string) string { return subscribe.URL(base, token) }
+	}
+	if pf.panel != "" {
+		svc, err := pf.startFleetPanel(*data, st, local, log)
+		if err != nil {
+			return fmt.Errorf("control run: %w", err)
+		}
+		psrv := &http.Server{Handler: svc.h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: log2discard()}
+		go psrv.Serve(svc.ln)
+		defer psrv.Close()
+		log.Info(svc.msg, svc.attrs...)
 	}
 	if *adminSock != "off" {
 		path := *adminSock
@@ -89,10 +110,6 @@ func controlRun(ctx context.Context, args []string, stderr io.Writer) error {
 		aln, err := admin.ListenUnix(path)
 		if err != nil {
 			return fmt.Errorf("control run: --admin-socket: %w", err)
-		}
-		local := &admin.Local{Store: st, Version: version, Started: time.Now()}
-		if *sub != "" {
-			local.SubscriptionURL = func(token string) string { return subscribe.URL("http://"+*sub, token) }
 		}
 		asrv := &http.Server{Handler: admin.Handler(local, ""), ReadHeaderTimeout: 10 * time.Second}
 		go asrv.Serve(aln)

@@ -188,7 +188,7 @@ func refuseOnFleetNode(cfg *server.Config, side *sideFlags) error {
 	}
 	switch {
 	case side.panel != "" || side.panelTunnel:
-		return errors.New("--panel: this server is a node of a fleet; its users are managed on the control plane")
+		return errors.New("--panel: this server is a node of a fleet; its users are managed on the control plane, which serves the panel (burrow control run --panel)")
 	case side.subscribe != "":
 		return errors.New("--subscribe: this server is a node of a fleet; subscriptions are served by the control plane (burrow control run --subscribe)")
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/admin"
@@ -33,18 +31,11 @@ func (f *sideFlags) startPanel(data string, cfg *server.Config, st *access.SQLit
 		svcs = append(svcs, sideService{f.tunnel, p, "web panel served inside the tunnel", []any{"url", "http://" + server.PanelHost + "/"}})
 	}
 	if f.panel != "" {
-		ln, err := listenSide("--panel", f.panel)
+		svc, err := f.panelFlags.listen(data, p, log)
 		if err != nil {
 			return nil, err
 		}
-		url := "http://" + ln.Addr().String()
-		if err := os.WriteFile(filepath.Join(data, PanelURLFile), []byte(url+"\n"), 0o600); err != nil {
-			log.Warn("could not note the panel's address for `burrow admin add`", "err", err)
-		}
-		if f.panelPublic {
-			log.Warn("--panel-public: the web panel listens on a public address, where scanners can find and probe it; prefer loopback reached through SSH or --panel-tunnel", "listen", ln.Addr().String())
-		}
-		svcs = append(svcs, sideService{ln, p, "web panel served", []any{"url", url}})
+		svcs = append(svcs, svc)
 	}
 	if admins, err := st.ListAdmins(context.Background()); err == nil && len(admins) == 0 {
 		log.Info("the panel has no administrators yet: create one with `burrow admin add NAME --role owner --data " + data + "`")

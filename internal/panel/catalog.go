@@ -165,7 +165,7 @@ var catalog = map[string][2]string{
 	"server.noreports":    {"No reports from clients yet.", "Отчётов от клиентов пока нет."},
 	"server.nodes":        {"Nodes", "Узлы"},
 	"server.nonodes":      {"No nodes yet: add one with `burrow control node-token`.", "Узлов пока нет: добавьте узел командой `burrow control node-token`."},
-	"server.fleetnote":    {"Nodes report every 10 seconds. Lag is how many changes to users a node has not applied yet. The counters below add up the nodes' reports since each started.", "Узлы присылают отчёт каждые 10 секунд. Отставание — сколько изменений пользователей узел ещё не применил. Счётчики ниже — сумма отчётов узлов с момента их запуска."},
+	"server.fleetnote":    {"Nodes report every 10 seconds. Lag is how many changes to users a node had not applied at its last report. Bytes are counted since each node started.", "Узлы присылают отчёт каждые 10 секунд. Отставание — сколько изменений пользователей узел ещё не применил к последнему отчёту. Байты считаются с запуска каждого узла."},
 	"node.name":           {"Node", "Узел"},
 	"node.state":          {"State", "Состояние"},
 	"node.version":        {"Version", "Версия"},
