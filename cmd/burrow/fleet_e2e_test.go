@@ -34,6 +34,7 @@ type fleetLab struct {
 	exits       []*fleetExit
 	bin         string
 	site, sitep string
+	ctlArgs     []string // more flags for control run
 }
 
 type fleetExit struct {
@@ -41,11 +42,11 @@ type fleetExit struct {
 	proc             *proc
 }
 
-// newFleetLab makes the control plane on db ("sqlite" or a postgres URL)
-// and exits joined to it, all running.
-func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
+// newFleetLab makes the control plane on db ("sqlite" or a postgres URL),
+// run with ctlArgs, and exits joined to it, all running.
+func newFleetLab(t *testing.T, exits int, db string, ctlArgs ...string) *fleetLab {
 	t.Helper()
-	l := &fleetLab{bin: burrowBinary(t), site: testSite(t)}
+	l := &fleetLab{bin: burrowBinary(t), site: testSite(t), ctlArgs: ctlArgs}
 	_, l.sitep, _ = strings.Cut(l.site, ":")
 	var err error
 	if l.cover, err = coversite.Start("127.0.0.1:0", "cover.test"); err != nil {
@@ -70,7 +71,7 @@ func newFleetLab(t *testing.T, exits int, db string) *fleetLab {
 func (l *fleetLab) startControl(t *testing.T) {
 	t.Helper()
 	l.ctlLog = &syncBuffer{}
-	l.ctl = exec.Command(l.bin, "control", "run", "--data", l.ctlData, "--subscribe", l.subAddr)
+	l.ctl = exec.Command(l.bin, append([]string{"control", "run", "--data", l.ctlData, "--subscribe", l.subAddr}, l.ctlArgs...)...)
 	l.ctl.Stderr = l.ctlLog
 	if err := l.ctl.Start(); err != nil {
 		t.Fatal(err)
