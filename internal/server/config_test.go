@@ -1,6 +1,10 @@
 package server
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,5 +60,28 @@ func TestLoadConfigKeyPair(t *testing.T) {
 	}
 	if strings.Contains(msg, good.PrivateKey) {
 		t.Errorf("LoadConfig error shows the private key: %q", msg)
+	}
+}
+
+// TestLoadConfigFile: a data dir without a config says how to make one
+// (and is fs.ErrNotExist to callers), the file is written 0600 (it holds
+// the private key), and an unknown field is refused naming the file.
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := LoadConfig(dir)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "burrow server init --data "+dir) {
+		t.Fatalf("LoadConfig of an empty dir = %v, want fs.ErrNotExist and advice to run server init", err)
+	}
+	if err := WriteConfig(dir, validConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, ConfigFile)
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config.json: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, []byte(strings.Replace(string(b), "{", `{"extra": 1,`, 1)), 0o600)
+	if _, err := LoadConfig(dir); err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "extra") {
+		t.Errorf("LoadConfig with an unknown field = %v, want an error naming %s and the field", err, p)
 	}
 }
