@@ -1,6 +1,7 @@
 // Package atomicfile writes a file so that a crash or a full disk never
 // leaves it torn: a temporary file beside it is written, synced and renamed
-// over it.
+// over it, and the directory is synced so that the rename lasts. LoadJSON
+// and WriteJSON read and write the JSON config files kept that way.
 package atomicfile
 
 import (
@@ -10,9 +11,17 @@ import (
 )
 
 // Write replaces path by a file holding data, with mode. On error path is
-// untouched and no temporary file is left.
+// untouched and no temporary file is left. The error names path.
 func Write(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err := write(path, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func write(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
@@ -24,14 +33,17 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
 }

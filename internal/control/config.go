@@ -1,13 +1,11 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -175,34 +173,14 @@ func IsControlDir(dir string) bool {
 // LoadConfig reads and validates DIR/control.json. Unknown fields are
 // errors.
 func LoadConfig(dir string) (*Config, error) {
-	p := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s not found: create the control plane with `burrow control init --data %s ...`", p, dir)
-		}
-		return nil, fmt.Errorf("control config: %w", err)
-	}
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	c.Defaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return &c, nil
+	return atomicfile.LoadJSON(filepath.Join(dir, ConfigFile),
+		fmt.Sprintf("create the control plane with `burrow control init --data %s ...`", dir),
+		func(c *Config) error { c.Defaults(); return c.Validate() })
 }
 
 // WriteConfig writes c to DIR/control.json (mode 0600) atomically.
 func WriteConfig(dir string, c *Config) error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
+	return atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), c, 0o600)
 }
 
 // Open opens the store the config in dir names: the SQLite file in dir,

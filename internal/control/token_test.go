@@ -3,6 +3,9 @@ package control
 import (
 	"bytes"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -112,6 +115,12 @@ func TestConfigValidate(t *testing.T) {
 	got, err := LoadConfig(dir)
 	if err != nil || !reflect.DeepEqual(got, c) {
 		t.Fatalf("LoadConfig(WriteConfig(c)) = %+v, %v; want %+v", got, err, c)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("control.json: %v, mode %v; want 0600 (it holds private keys)", err, fi.Mode().Perm())
+	}
+	if _, err := LoadConfig(t.TempDir()); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "burrow control init") {
+		t.Errorf("LoadConfig of an empty dir = %v, want fs.ErrNotExist and advice to run control init", err)
 	}
 }
 

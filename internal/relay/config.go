@@ -1,12 +1,9 @@
 package relay
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -155,35 +152,12 @@ func (c *Config) Validate() error {
 
 // LoadConfig reads and checks DIR/relay.json. Unknown fields are errors.
 func LoadConfig(dir string) (*Config, error) {
-	p := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s not found: create the relay with `burrow relay init --data %s ...`", p, dir)
-		}
-		return nil, fmt.Errorf("relay config: %w", err)
-	}
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	c.Defaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return &c, nil
+	return atomicfile.LoadJSON(filepath.Join(dir, ConfigFile),
+		fmt.Sprintf("create the relay with `burrow relay init --data %s ...`", dir),
+		func(c *Config) error { c.Defaults(); return c.Validate() })
 }
 
 // WriteConfig writes c to DIR/relay.json (mode 0600) atomically.
 func WriteConfig(dir string, c *Config) error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write relay config: %w", err)
-	}
-	return nil
+	return atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), c, 0o600)
 }

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,7 +73,7 @@ func TestConfigFile(t *testing.T) {
 	if _, err := LoadConfig(dir); err == nil || !strings.Contains(err.Error(), "extra") {
 		t.Errorf("LoadConfig with an unknown field = %v, want an error naming it", err)
 	}
-	if _, err := LoadConfig(t.TempDir()); err == nil || !strings.Contains(err.Error(), "relay init") {
+	if _, err := LoadConfig(t.TempDir()); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "relay init") {
 		t.Errorf("LoadConfig of an empty dir = %v, want advice to run relay init", err)
 	}
 }

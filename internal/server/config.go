@@ -214,39 +214,15 @@ func DecodeShortID(s string) ([]byte, error) {
 
 // LoadConfig reads and validates DIR/config.json. Unknown fields are errors.
 func LoadConfig(dir string) (*Config, error) {
-	path := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no server config at %s: run `burrow server init --data %s` first", path, dir)
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("cannot read %s: permission denied; run as the user that owns the data dir (or root)", path)
-		}
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	c.Defaults()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &c, nil
+	return atomicfile.LoadJSON(filepath.Join(dir, ConfigFile),
+		fmt.Sprintf("run `burrow server init --data %s` first", dir),
+		func(c *Config) error { c.Defaults(); return c.Validate() })
 }
 
 // WriteConfig writes c to DIR/config.json atomically (temp file, fsync,
 // rename) with mode 0600, so a crash or a full disk never leaves a torn file.
 func WriteConfig(dir string, c *Config) error {
-	b, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	return atomicfile.Write(filepath.Join(dir, ConfigFile), b, 0o600)
+	return atomicfile.WriteJSON(filepath.Join(dir, ConfigFile), c, 0o600)
 }
 
 // DefaultDataDir is the platform-conventional data dir: /var/lib/burrow for

@@ -1,6 +1,10 @@
 package server
 
 import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,5 +60,22 @@ func TestLoadConfigKeyPair(t *testing.T) {
 	}
 	if strings.Contains(msg, good.PrivateKey) {
 		t.Errorf("LoadConfig error shows the private key: %q", msg)
+	}
+}
+
+// TestLoadConfigFile: a data dir without a config says how to make one
+// (and is fs.ErrNotExist to callers), and the file is written 0600: it
+// holds the private key.
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	_, err := LoadConfig(dir)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "burrow server init --data "+dir) {
+		t.Fatalf("LoadConfig of an empty dir = %v, want fs.ErrNotExist and advice to run server init", err)
+	}
+	if err := WriteConfig(dir, validConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ConfigFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config.json: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 }
