@@ -298,3 +298,56 @@ func shoot(t *testing.T, ctx context.Context, base, dir string) {
 	}
 	t.Logf("screenshots written to %s", dir)
 }
+
+// TestBrowserFleetServerPage: a fleet's server page (Config.Nodes) lists
+// every node with its state, in both languages, at both widths, with no
+// serious accessibility finding.
+func TestBrowserFleetServerPage(t *testing.T) {
+	now := time.Now()
+	nodes := []Node{
+		{Name: "exit-de", Role: "exit", Version: "1.4.0", LastSeen: now.Add(-4 * time.Second), Online: 37, BytesUp: 3 << 30, BytesDown: 41 << 30, Health: "ok"},
+		{Name: "exit-fi", Role: "exit", Version: "1.4.0", LastSeen: now.Add(-7 * time.Second), Lag: 3, Online: 12, BytesUp: 1 << 30, BytesDown: 9 << 30, Health: "cover site unreachable"},
+		{Name: "relay-msk", Role: "relay", Version: "1.3.2", LastSeen: now.Add(-10 * time.Minute), BytesUp: 5 << 30, BytesDown: 50 << 30, Health: "ok"},
+		{Name: "exit-nl", Role: "exit"},
+		{Name: "exit-old", Role: "exit", Revoked: true, LastSeen: now.Add(-72 * time.Hour), Health: "ok"},
+	}
+	e := newEnv(t, false, func(c *Config) {
+		c.Nodes = func(context.Context) ([]Node, error) { return nodes, nil }
+	})
+	e.addAdmin(t, "root", access.RoleOwner, false)
+	ctx := browsertest.New(t)
+	base := e.srv.URL
+	login(t, ctx, base, "root", "correct horse battery")
+	for _, lang := range []string{"en", "ru"} {
+		if err := browsertest.Do(ctx, chromedp.Navigate(base+"/lang/"+lang+"?back=/server"), chromedp.WaitVisible(chromedp.CSS("main"))); err != nil {
+			t.Fatal(err)
+		}
+		text, err := browsertest.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]string{
+			"en": {"exit-de", "ok", "unhealthy", "cover site unreachable", "not reporting", "never reported", "revoked"},
+			"ru": {"exit-de", "работает", "неисправен", "не отвечает", "ещё не подключался", "отозван"},
+		}[lang]
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s server page lacks %q:\n%s", lang, w, text)
+			}
+		}
+		vs, err := browsertest.Axe(ctx)
+		if err != nil {
+			t.Fatalf("axe-core: %v", err)
+		}
+		for _, v := range browsertest.Serious(vs) {
+			t.Errorf("%s fleet server page: accessibility: %s", lang, v)
+		}
+		if *screenshots != "" {
+			for _, w := range []int64{1280, 390} {
+				if err := browsertest.Screenshot(ctx, w, *screenshots, fmt.Sprintf("server-fleet-%s-%d", lang, w)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}

@@ -31,7 +31,7 @@ type env struct {
 	ahead   atomic.Int64 // how far the panel's clock is ahead of time.Now, in ns
 }
 
-func newEnv(t testing.TB, tlsOn bool) *env {
+func newEnv(t testing.TB, tlsOn bool, opts ...func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := access.OpenSQLite(filepath.Join(dir, "burrow.db"))
@@ -42,8 +42,12 @@ func newEnv(t testing.TB, tlsOn bool) *env {
 	e := &env{st: st, dir: dir}
 	e.local = &admin.Local{Store: st, Version: "test", Started: time.Now(), Changed: func() { e.changed.Add(1) },
 		SubscriptionURL: func(tok string) string { return "http://127.0.0.1:1/s/" + tok }}
-	p, err := New(Config{Users: e.local, Admins: st, Links: testLinks, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil)),
-		Now: func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) }})
+	cfg := Config{Users: e.local, Admins: st, Links: testLinks, Log: slog.New(slog.NewTextHandler(tWriter{t}, nil)),
+		Now: func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) }}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
