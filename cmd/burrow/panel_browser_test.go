@@ -102,7 +102,10 @@ func TestPanelBrowserEndToEnd(t *testing.T) {
 	alice.flowing(t, "alice after a CSRF-less revoke", alice.n.Load()+256<<10)
 
 	t0 := time.Now()
-	if err := browsertest.Do(ctx, chromedp.Click(chromedp.ID("revoke")), chromedp.WaitVisible(chromedp.CSS("p.flash"))); err != nil {
+	// Done once the page holds what only a revoked user's has: the page
+	// before it showed a flash too (alice added), which a loaded run took
+	// for the revoke's, then clicked into the page being replaced.
+	if err := browsertest.Do(ctx, chromedp.Click(chromedp.ID("revoke")), chromedp.WaitVisible(chromedp.CSS("form[action='/users/alice/enable']"))); err != nil {
 		t.Fatalf("revoke in the panel: %v", err)
 	}
 	if !alice.endedWithin(cutBudget) {
