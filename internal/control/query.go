@@ -25,48 +25,35 @@ func (s *SQLStore) QueryUsers(ctx context.Context, q access.UserQuery) ([]*acces
 		users []*access.User
 		total int
 	)
-	// A search reads every name anyway: then one pass, with the count taken
-	// by a window over the selected rows before the page is cut. Without
-	// one, the page stops after Limit rows and the count runs apart on
-	// the indexes (a window would materialize every row). A page past the
-	// end needs a count of its own either way.
-	window := q.Search != ""
-	cols := userColumns + `, 0`
-	if window {
-		cols = userColumns + `, COUNT(*) OVER ()`
-	}
-	count := func() error {
-		return s.row(ctx, s.db, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total)
-	}
+	// The page first: newest first on the primary key, it stops after
+	// Limit rows. A short page tells the total itself; otherwise a count
+	// runs on an index (name_key's for a search, which reads every name
+	// anyway). Unlike a COUNT(*) OVER () window, nothing is materialized
+	// per selected row: a search matching most of 100,000 users took a
+	// second on SQLite with the window.
 	err = s.retrying(ctx, func() error {
 		users, total = users[:0], 0
-		if !window {
-			if err := count(); err != nil {
-				return err
-			}
-		}
-		var ignored int
-		dst := &total
-		if !window {
-			dst = &ignored
-		}
-		rows, err := s.rows(ctx, s.db, `SELECT `+cols+` FROM users WHERE `+where+
+		rows, err := s.rows(ctx, s.db, `SELECT `+userColumns+` FROM users WHERE `+where+
 			` ORDER BY id DESC LIMIT ? OFFSET ?`, append(args[:len(args):len(args)], q.Limit, q.Offset)...)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			u, err := scanUser(countScanner{rows, dst})
+			u, err := scanUser(rows)
 			if err != nil {
 				return err
 			}
 			users = append(users, u)
 		}
-		if err := rows.Err(); err != nil || !window || len(users) > 0 || q.Offset == 0 {
+		if err := rows.Err(); err != nil {
 			return err
 		}
-		return count()
+		if n := len(users); n < q.Limit && (n > 0 || q.Offset == 0) {
+			total = q.Offset + n
+			return nil
+		}
+		return s.row(ctx, s.db, `SELECT COUNT(*) FROM users WHERE `+where, args...).Scan(&total)
 	})
 	if err != nil {
 		return nil, 0, wrap(what, err)
@@ -97,7 +84,9 @@ func (s *SQLStore) userFilter(q access.UserQuery) (string, []any, error) {
 	switch q.Filter {
 	case access.FilterAll:
 	case access.FilterActive:
-		conds = append(conds, `revoked = 0 AND over_quota = 0 AND (expires_at = 0 OR expires_at > ?)`)
+		// Not (expires_at = 0 OR expires_at > ?): SQLite would run an OR
+		// as two index searches, one of them over every row.
+		conds = append(conds, `revoked = 0 AND over_quota = 0 AND NOT (expires_at <> 0 AND expires_at <= ?)`)
 		args = append(args, now)
 	case access.FilterExpiring:
 		conds = append(conds, `revoked = 0 AND expires_at > ? AND expires_at <= ?`)
@@ -125,11 +114,3 @@ func (s *SQLStore) userFilter(q access.UserQuery) (string, []any, error) {
 	}
 	return strings.Join(conds, " AND "), args, nil
 }
-
-// countScanner scans a user row followed by the window count.
-type countScanner struct {
-	sc    scanner
-	total *int
-}
-
-func (c countScanner) Scan(dest ...any) error { return c.sc.Scan(append(dest, c.total)...) }
