@@ -119,7 +119,9 @@ func BenchmarkQueryUsers100k(b *testing.B) {
 		}
 	}
 	open := map[string]func(b *testing.B) (*SQLStore, error){
-		"sqlite":   func(b *testing.B) (*SQLStore, error) { return OpenSQLite(ctx, filepath.Join(b.TempDir(), "control.db")) },
+		"sqlite": func(b *testing.B) (*SQLStore, error) {
+			return OpenSQLite(ctx, filepath.Join(b.TempDir(), "control.db"))
+		},
 		"postgres": func(b *testing.B) (*SQLStore, error) { return OpenPostgres(ctx, pgtest.DB(b)) },
 	}
 	for _, name := range []string{"sqlite", "postgres"} {

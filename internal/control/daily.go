@@ -35,8 +35,9 @@ func (s *SQLStore) addDaily(ctx context.Context, tx *sql.Tx, id int64, t access.
 }
 
 // pruneDaily drops the rows older than access.DailyKeep days before day,
-// at most once a day per process (the traffic_daily_day index makes it a
-// range delete).
+// unless this process has done so for day already (the traffic_daily_day
+// index makes it a range delete). The caller calls dailyCommitted once tx
+// has committed.
 func (s *SQLStore) pruneDaily(ctx context.Context, tx *sql.Tx, day string) error {
 	s.mu.Lock()
 	due := s.dailyPruned != day
@@ -52,10 +53,15 @@ func (s *SQLStore) pruneDaily(ctx context.Context, tx *sql.Tx, day string) error
 		d.AddDate(0, 0, -access.DailyKeep).Format(time.DateOnly)); err != nil {
 		return fmt.Errorf("prune daily traffic: %w", err)
 	}
+	return nil
+}
+
+// dailyCommitted records that a transaction which ran addCounters for day
+// committed: its prune, if one was due, is done.
+func (s *SQLStore) dailyCommitted(day string) {
 	s.mu.Lock()
 	s.dailyPruned = day
 	s.mu.Unlock()
-	return nil
 }
 
 // DailyTraffic returns the user's traffic per day from day since on, oldest

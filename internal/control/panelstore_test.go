@@ -215,7 +215,9 @@ func TestAudit(t *testing.T) {
 	})
 }
 
-func utf8Whole(s string) bool { return !strings.ContainsRune(s, '\uFFFD') && strings.ToValidUTF8(s, "?") == s }
+func utf8Whole(s string) bool {
+	return !strings.ContainsRune(s, '\uFFFD') && strings.ToValidUTF8(s, "?") == s
+}
 
 func TestTruncateUTF8(t *testing.T) {
 	for _, c := range []struct {
@@ -501,4 +503,44 @@ func TestDailyTraffic(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMigrateToPanelSchema: a database of schema 2 with users in it, some
+// over their quota and some with saturated counters, takes migration 3
+// (PostgreSQL computes the stored over_quota of every row then) and pages
+// them at once.
+func TestMigrateToPanelSchema(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			saved := map[string][]migration{"sqlite": sqliteMigrations, "postgres": postgresMigrations}
+			sqliteMigrations, postgresMigrations = saved["sqlite"][:2], saved["postgres"][:2]
+			old := be.open(t)
+			sqliteMigrations, postgresMigrations = saved["sqlite"], saved["postgres"]
+			if v, err := old.SchemaVersion(ctx); err != nil || v != 2 {
+				t.Fatalf("SchemaVersion() = %d, %v, want 2", v, err)
+			}
+			users := benchUserList(4)
+			users[1].BytesUp, users[1].BytesDown = math.MaxInt64, math.MaxInt64
+			users[2].BytesDown = users[2].Quota
+			users[3].Quota, users[3].BytesUp, users[3].BytesDown = 0, math.MaxInt64, math.MaxInt64
+			if err := old.ImportUsers(ctx, users); err != nil {
+				t.Fatal(err)
+			}
+			s := be.reopen(t, old)
+			if v, err := s.SchemaVersion(ctx); err != nil || v != 3 {
+				t.Fatalf("SchemaVersion() after reopening = %d, %v, want 3", v, err)
+			}
+			us, total, err := s.QueryUsers(ctx, access.UserQuery{Filter: access.FilterOverQuota, Limit: 10, Now: time.Now()})
+			if err != nil || total != 2 || len(us) != 2 || us[0].Name != users[2].Name || us[1].Name != users[1].Name {
+				t.Fatalf("over quota after migrating = %d %v, %v; want %s and %s", total, us, err, users[2].Name, users[1].Name)
+			}
+			if err := s.AddTraffic(ctx, map[int64]access.Traffic{1: {Up: 1}, 2: {Up: 1}}, "2026-12-01"); err != nil {
+				t.Fatal(err)
+			}
+			if days, err := s.DailyTraffic(ctx, 2, "2026-12-01"); err != nil || len(days) != 1 || days[0].Up != 1 {
+				t.Errorf("DailyTraffic after migrating = %v, %v, want 1 byte up", days, err)
+			}
+		})
+	}
 }

@@ -53,6 +53,9 @@ func (s *SQLStore) PushTraffic(ctx context.Context, node int64, seq uint64, delt
 	if err != nil {
 		return false, wrap(what, err)
 	}
+	if applied {
+		s.dailyCommitted(day)
+	}
 	return applied, nil
 }
 

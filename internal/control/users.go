@@ -342,9 +342,14 @@ func (s *SQLStore) AddTraffic(ctx context.Context, deltas map[int64]access.Traff
 	if len(deltas) == 0 {
 		return nil
 	}
-	return wrap("add traffic", s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		return s.addCounters(ctx, tx, deltas, day)
-	}))
+	})
+	if err != nil {
+		return wrap("add traffic", err)
+	}
+	s.dailyCommitted(day)
+	return nil
 }
 
 func checkDeltas(deltas map[int64]access.Traffic, day string) error {
@@ -372,7 +377,8 @@ func sortedIDs(deltas map[int64]access.Traffic) []int64 {
 
 // addCounters adds deltas to the users' counters and their rows of day in
 // traffic_daily, saturating at math.MaxInt64, and moves last_seen_day
-// forward to day. Unknown users are skipped.
+// forward to day. Unknown users are skipped. Once tx commits, the caller
+// calls dailyCommitted(day).
 func (s *SQLStore) addCounters(ctx context.Context, tx *sql.Tx, deltas map[int64]access.Traffic, day string) error {
 	for _, id := range sortedIDs(deltas) {
 		t := deltas[id]
