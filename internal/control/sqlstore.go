@@ -28,6 +28,9 @@ type SQLStore struct {
 	// while the LISTEN connection is down).
 	poll func() time.Duration
 	stop func() // ends background work (PostgreSQL's listener); Close calls it
+
+	mu          sync.Mutex
+	dailyPruned string // the day traffic_daily was last pruned by this process; guarded by mu
 }
 
 var _ Store = (*SQLStore)(nil)

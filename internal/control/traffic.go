@@ -11,7 +11,8 @@ import (
 
 // Row locks are always taken in this order, so concurrent writers on
 // PostgreSQL never deadlock: the change log head, then a node, then users
-// in ID order, then leases and node totals.
+// in ID order (each with its row of the day in traffic_daily), then leases
+// and node totals.
 
 // PushTraffic implements Store.
 func (s *SQLStore) PushTraffic(ctx context.Context, node int64, seq uint64, deltas map[int64]access.Traffic, day string) (bool, error) {
@@ -51,6 +52,9 @@ func (s *SQLStore) PushTraffic(ctx context.Context, node int64, seq uint64, delt
 	})
 	if err != nil {
 		return false, wrap(what, err)
+	}
+	if applied {
+		s.dailyCommitted(day)
 	}
 	return applied, nil
 }

@@ -342,9 +342,14 @@ func (s *SQLStore) AddTraffic(ctx context.Context, deltas map[int64]access.Traff
 	if len(deltas) == 0 {
 		return nil
 	}
-	return wrap("add traffic", s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		return s.addCounters(ctx, tx, deltas, day)
-	}))
+	})
+	if err != nil {
+		return wrap("add traffic", err)
+	}
+	s.dailyCommitted(day)
+	return nil
 }
 
 func checkDeltas(deltas map[int64]access.Traffic, day string) error {
@@ -370,13 +375,14 @@ func sortedIDs(deltas map[int64]access.Traffic) []int64 {
 	return ids
 }
 
-// addCounters adds deltas to the users' counters, saturating at
-// math.MaxInt64, and moves last_seen_day forward to day. Unknown users are
-// skipped.
+// addCounters adds deltas to the users' counters and their rows of day in
+// traffic_daily, saturating at math.MaxInt64, and moves last_seen_day
+// forward to day. Unknown users are skipped. Once tx commits, the caller
+// calls dailyCommitted(day).
 func (s *SQLStore) addCounters(ctx context.Context, tx *sql.Tx, deltas map[int64]access.Traffic, day string) error {
 	for _, id := range sortedIDs(deltas) {
 		t := deltas[id]
-		_, err := s.exec(ctx, tx, `UPDATE users SET
+		res, err := s.exec(ctx, tx, `UPDATE users SET
 			bytes_up   = CASE WHEN bytes_up   > ? THEN ? ELSE bytes_up   + ? END,
 			bytes_down = CASE WHEN bytes_down > ? THEN ? ELSE bytes_down + ? END,
 			last_seen_day = CASE WHEN last_seen_day < ? THEN ? ELSE last_seen_day END
@@ -387,6 +393,16 @@ func (s *SQLStore) addCounters(ctx context.Context, tx *sql.Tx, deltas map[int64
 		if err != nil {
 			return err
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			continue // an unknown user: no daily row either
+		}
+		if err := s.addDaily(ctx, tx, id, t, day); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.pruneDaily(ctx, tx, day)
 }
