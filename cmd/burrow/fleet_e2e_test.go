@@ -464,6 +464,14 @@ func TestJoinedExitManagesNoUsers(t *testing.T) {
 			t.Errorf("server run %s on a joined exit: %q, want a refusal naming the control plane", flag[0], msg)
 		}
 	}
+	// Its panel and admins are the control plane's: `admin add` on the
+	// exit says so, and on the control directory it works.
+	if _, _, err := adminCmd(data, "", "add", "root", "--role", "owner"); err == nil || !strings.Contains(err.Error(), "control plane") {
+		t.Errorf("admin add on a joined exit: %v, want a refusal naming the control plane", err)
+	}
+	if out, _, err := adminCmd(ctl, "", "add", "root", "--role", "owner"); err != nil || !strings.Contains(out, "/setup/") {
+		t.Errorf("admin add on the control directory: %v\n%s", err, out)
+	}
 	p := start(t, "server", "run", "--data", data)
 	if err := waitListening(context.Background(), addr); err != nil {
 		t.Fatalf("%v\n%s", err, p.stderr)
