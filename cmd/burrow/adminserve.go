@@ -73,8 +73,8 @@ func (f *panelFlags) validate() error {
 }
 
 // listen opens --panel for h and notes its URL in data for `burrow admin
-// add`.
-func (f *panelFlags) listen(data string, h http.Handler, log *slog.Logger) (sideService, error) {
+// add`. tunnel says whether --panel-tunnel is there to suggest.
+func (f *panelFlags) listen(data string, h http.Handler, log *slog.Logger, tunnel bool) (sideService, error) {
 	ln, err := listenSide("--panel", f.panel)
 	if err != nil {
 		return sideService{}, err
@@ -84,7 +84,11 @@ func (f *panelFlags) listen(data string, h http.Handler, log *slog.Logger) (side
 		log.Warn("could not note the panel's address for `burrow admin add`", "err", err)
 	}
 	if f.panelPublic {
-		log.Warn("--panel-public: the web panel listens on a public address, where scanners can find and probe it; prefer loopback reached through SSH or --panel-tunnel", "listen", ln.Addr().String())
+		prefer := "prefer loopback reached through SSH"
+		if tunnel {
+			prefer += " or --panel-tunnel"
+		}
+		log.Warn("--panel-public: the web panel listens on a public address, where scanners can find and probe it; "+prefer, "listen", ln.Addr().String())
 	}
 	return sideService{ln, h, "web panel served", []any{"url", url}}, nil
 }

@@ -21,7 +21,7 @@ func (f *panelFlags) startFleetPanel(data string, st *control.SQLStore, local *a
 	if err != nil {
 		return sideService{}, err
 	}
-	svc, err := f.listen(data, p, log)
+	svc, err := f.listen(data, p, log, false)
 	if err != nil {
 		return sideService{}, err
 	}

@@ -159,12 +159,17 @@ func TestFleetPanel(t *testing.T) {
 	if st, body := root.post("/users/nina/revoke", url.Values{}); st != http.StatusSeeOther {
 		t.Fatalf("revoke in the panel: %d\n%.500s", st, body)
 	}
+	// The promise is within 2 s (logged here, measured by the fleet
+	// benchmarks); the budget is for a machine busy with more.
 	select {
 	case <-done:
 		t.Logf("the exit cut nina's download %v after the revocation in the panel", time.Since(revoked).Round(time.Millisecond))
-	case <-time.After(2 * time.Second):
-		t.Fatalf("nina's download still runs 2 s after the revocation in the panel\ncontrol:\n%s", l.ctlLog)
+	case <-time.After(cutBudget):
+		t.Fatalf("nina's download still runs %v after the revocation in the panel\ncontrol:\n%s", cutBudget, l.ctlLog)
 	}
+	// With her connections cut, the exit's next report takes her off
+	// "online now".
+	root.waitPage("/users?filter=online", "nina no longer online", func(b string) bool { return !strings.Contains(b, "/users/nina") })
 	_, audit := root.get("/admins")
 	for _, action := range []string{"added user", "revoked user"} {
 		if !regexp.MustCompile(`<td[^>]*>root</td><td[^>]*>` + action + `</td><td[^>]*>nina</td>`).MatchString(audit) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,14 +127,18 @@ func (f *fleetRelays) SetRelayAnnounce(ctx context.Context, id int64, sni, cover
 func (n *fleetNode) status() control.NodeStatus {
 	st := n.srv.Stats()
 	active := n.reg.Active()
-	online := make([]int64, 0, len(active))
+	online := make([][2]int64, 0, len(active))
 	for id, conns := range active {
 		if conns > 0 {
-			online = append(online, id)
+			online = append(online, [2]int64{id, int64(conns)})
 		}
 	}
-	slices.Sort(online)
-	return control.NodeStatus{Version: version, UsersOnline: len(online), Online: online,
+	slices.SortFunc(online, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	count := len(online)
+	if count > control.MaxOnline {
+		online = nil // the count alone
+	}
+	return control.NodeStatus{Version: version, UsersOnline: count, Online: online,
 		BytesUp: st.BytesUp.Load(), BytesDown: st.BytesDown.Load(), Health: "ok"}
 }
 

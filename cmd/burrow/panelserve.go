@@ -31,7 +31,7 @@ func (f *sideFlags) startPanel(data string, cfg *server.Config, st *access.SQLit
 		svcs = append(svcs, sideService{f.tunnel, p, "web panel served inside the tunnel", []any{"url", "http://" + server.PanelHost + "/"}})
 	}
 	if f.panel != "" {
-		svc, err := f.panelFlags.listen(data, p, log)
+		svc, err := f.panelFlags.listen(data, p, log, true)
 		if err != nil {
 			return nil, err
 		}

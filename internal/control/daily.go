@@ -34,34 +34,49 @@ func (s *SQLStore) addDaily(ctx context.Context, tx *sql.Tx, id int64, t access.
 	return nil
 }
 
-// pruneDaily drops the rows older than access.DailyKeep days before day,
-// unless this process has done so for day already (the traffic_daily_day
-// index makes it a range delete). The caller calls dailyCommitted once tx
-// has committed.
-func (s *SQLStore) pruneDaily(ctx context.Context, tx *sql.Tx, day string) error {
+// pruneDaily drops the rows older than access.DailyKeep days before today,
+// by the store's clock (never a writer's day: a node's clock running ahead
+// must not erase the fleet's history), unless this process has done so
+// today already (the traffic_daily_day index makes it a range delete). It
+// returns the day it pruned for, "" if none; the caller passes it to
+// dailyCommitted once tx has committed.
+func (s *SQLStore) pruneDaily(ctx context.Context, tx *sql.Tx) (string, error) {
+	now := s.now().UTC()
+	today := now.Format(time.DateOnly)
 	s.mu.Lock()
-	due := s.dailyPruned != day
+	due := s.dailyPruned != today
 	s.mu.Unlock()
 	if !due {
-		return nil
-	}
-	d, err := time.Parse(time.DateOnly, day)
-	if err != nil {
-		return err // checkDeltas validated it
+		return "", nil
 	}
 	if _, err := s.exec(ctx, tx, `DELETE FROM traffic_daily WHERE day < ?`,
-		d.AddDate(0, 0, -access.DailyKeep).Format(time.DateOnly)); err != nil {
-		return fmt.Errorf("prune daily traffic: %w", err)
+		now.AddDate(0, 0, -access.DailyKeep).Format(time.DateOnly)); err != nil {
+		return "", fmt.Errorf("prune daily traffic: %w", err)
 	}
-	return nil
+	return today, nil
 }
 
-// dailyCommitted records that a transaction which ran addCounters for day
-// committed: its prune, if one was due, is done.
+// dailyCommitted records that the prune a committed transaction ran was
+// for day ("" for none).
 func (s *SQLStore) dailyCommitted(day string) {
+	if day == "" {
+		return
+	}
 	s.mu.Lock()
 	s.dailyPruned = day
 	s.mu.Unlock()
+}
+
+// pushDay is the day a node's traffic is filed under: the node's own (a
+// batch sent after an outage keeps the day its bytes moved), but never
+// after the control plane's tomorrow: a node whose clock runs ahead files
+// under today.
+func pushDay(day string, now time.Time) string {
+	now = now.UTC()
+	if day > now.AddDate(0, 0, 1).Format(time.DateOnly) {
+		return now.Format(time.DateOnly)
+	}
+	return day
 }
 
 // DailyTraffic returns the user's traffic per day from day since on, oldest

@@ -45,8 +45,9 @@ func (ep *Endpoint) validate() error {
 	return nil
 }
 
-// maxOnline bounds the online list of one status report.
-const maxOnline = 1 << 20
+// MaxOnline bounds the online list of one status report (an exit with
+// more users online reports the count alone).
+const MaxOnline = 1 << 16
 
 func (st *NodeStatus) validate() error {
 	switch {
@@ -56,13 +57,17 @@ func (st *NodeStatus) validate() error {
 		return invalid("status health", "not printable or over %d bytes", maxHealth)
 	case st.UsersOnline < 0 || st.BytesUp < 0 || st.BytesDown < 0 || st.AppliedVersion < 0:
 		return invalid("status", "negative count")
-	case len(st.Online) > maxOnline:
-		return invalid("status", "%d users online, over %d", len(st.Online), maxOnline)
+	case len(st.Online) > MaxOnline:
+		return invalid("status", "%d users online listed, over %d", len(st.Online), MaxOnline)
+	case len(st.Online) > 0 && len(st.Online) != st.UsersOnline:
+		return invalid("status", "%d users online listed, %d counted", len(st.Online), st.UsersOnline)
 	}
-	for _, id := range st.Online {
-		if id <= 0 {
-			return invalid("status", "user id %d online", id)
+	last := int64(0)
+	for _, u := range st.Online {
+		if u[0] <= last || u[1] <= 0 {
+			return invalid("status", "online entry %v: want ascending user ids with at least one connection", u)
 		}
+		last = u[0]
 	}
 	return nil
 }

@@ -483,18 +483,28 @@ func TestDailyTraffic(t *testing.T) {
 		if u := mustByName(t, s, "a"); u.BytesUp != 112 || u.BytesDown != 23 {
 			t.Errorf("a's counters = %d/%d, want 112/23", u.BytesUp, u.BytesDown)
 		}
-		// 2026-11-01 is more than DailyKeep days before 2027-02-15: pruned,
-		// by this process or by another one on the same database.
+		// A node whose clock runs far ahead prunes nothing: its bytes go
+		// under the control plane's today (2026-12-01 by the test clock).
+		if ok, err := s.PushTraffic(ctx, n.ID, 3, map[int64]access.Traffic{a.ID: {Up: 1}}, "9999-12-31"); !ok || err != nil {
+			t.Fatalf("PushTraffic(9999-12-31) = %v, %v", ok, err)
+		}
+		if got, want := daily(a.ID, "2000-01-01"), "[{2026-11-01 {1 2}} {2026-12-01 {12 21}} {2026-12-03 {100 0}}]"; got != want {
+			t.Errorf("after a push dated 9999-12-31: %s, want %s", got, want)
+		}
+		// On 2027-02-15 (by the store's clock, whatever the writer's day),
+		// 2026-11-01 is more than DailyKeep days old: pruned, by this
+		// process or by another one on the same database.
 		other := s
 		for _, be := range backends {
 			if be.name == s.Backend() {
 				other = be.reopen(t, s)
 			}
 		}
-		if err := other.AddTraffic(ctx, map[int64]access.Traffic{b.ID: {Up: 1, Down: 1}}, "2027-02-15"); err != nil {
+		newClock(other).add(76 * 24 * time.Hour)
+		if err := other.AddTraffic(ctx, map[int64]access.Traffic{b.ID: {Up: 1, Down: 1}}, "2026-12-01"); err != nil {
 			t.Fatal(err)
 		}
-		if got := daily(a.ID, "2000-01-01"); got != "[{2026-12-01 {11 21}} {2026-12-03 {100 0}}]" {
+		if got := daily(a.ID, "2000-01-01"); got != "[{2026-12-01 {12 21}} {2026-12-03 {100 0}}]" {
 			t.Errorf("after pruning: %s, want 2026-11-01 gone and December kept", got)
 		}
 		for _, bad := range []string{"12/01", "", "2026-13-01", "2026-12-1"} {

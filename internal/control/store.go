@@ -197,10 +197,12 @@ type NodeStatus struct {
 	BytesDown      int64
 	AppliedVersion int64  // the change log version the node's replica holds
 	Health         string // "ok", or what is wrong, in a few words
-	// Online lists the ids of the users with a connection open now (an
-	// exit's; relays know no users). The plane keeps it in memory only,
-	// for the panel's "online now" (Plane.Active); the store ignores it.
-	Online []int64 `json:",omitempty"`
+	// Online lists the users with a connection open now, as (id,
+	// connections) in ascending id order, one per user online (an exit's;
+	// relays know no users; nil from an exit with more than MaxOnline).
+	// The plane keeps it in memory only, for the panel's "online now"
+	// (Plane.Active); the store ignores it.
+	Online [][2]int64 `json:",omitempty"`
 }
 
 // RelayPath says a relay node fronts an exit node: clients may reach the

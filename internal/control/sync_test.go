@@ -284,9 +284,10 @@ func TestSyncPushesTrafficOnce(t *testing.T) {
 	}
 }
 
-// TestPlaneKnowsWhoIsOnline: the users each exit reports online add up in
-// Plane.Active, which the panel's "online now" reads; a report naming a
-// bad user id is refused and changes nothing.
+// TestPlaneKnowsWhoIsOnline: the connections each exit reports add up in
+// Plane.Active, which the panel's "online now" reads. A report that lists
+// a user twice, out of order, at odds with its own count, or from a relay
+// is refused and changes nothing; a revoked exit's users drop out.
 func TestPlaneKnowsWhoIsOnline(t *testing.T) {
 	ctx := context.Background()
 	st := openTestStore(t)
@@ -296,36 +297,76 @@ func TestPlaneKnowsWhoIsOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var nodes []*testNode
-	for _, name := range []string{"exit-1", "exit-2"} {
-		n, err := st.CreateNode(ctx, name, RoleExit)
+	for _, name := range []string{"exit-1", "exit-2", "relay-1"} {
+		role := RoleExit
+		if name == "relay-1" {
+			role = RoleRelay
+		}
+		n, err := st.CreateNode(ctx, name, role)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tn := startNode(t, tp, n, filepath.Join(t.TempDir(), "users.db"))
-		// Its first snapshot shows the plane knows the node.
-		waitFor(t, tn, "snapshot", func() bool { _, err := tn.replica.UserByUUID(ctx, u.UUID); return err == nil })
+		// Its first snapshot shows the plane knows the node (a relay's
+		// holds no users).
+		applied := false
+		waitFor(t, tn, "snapshot", func() bool {
+			_, err := tn.replica.UserByUUID(ctx, u.UUID)
+			seen := applied
+			applied = true
+			return err == nil || role == RoleRelay && seen
+		})
 		nodes = append(nodes, tn)
 	}
-	report := func(tn *testNode, online ...int64) error {
-		return tn.f.call(ctx, "POST", pathStatus, NodeStatus{Version: "test", UsersOnline: len(online), Online: online, Health: "ok"}, nil)
+	report := func(tn *testNode, count int, online ...[2]int64) error {
+		return tn.f.call(ctx, "POST", pathStatus, NodeStatus{Version: "test", UsersOnline: count, Online: online, Health: "ok"}, nil)
 	}
-	if err := report(nodes[0], 7, 9); err != nil {
+	if err := report(nodes[0], 2, [2]int64{7, 1}, [2]int64{9, 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := report(nodes[1], 9); err != nil {
+	if err := report(nodes[1], 1, [2]int64{9, 1}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tp.plane.Active(), map[int64]int{7: 1, 9: 2}; !maps.Equal(got, want) {
+	want := map[int64]int{7: 1, 9: 4}
+	if got := tp.plane.Active(); !maps.Equal(got, want) {
 		t.Fatalf("Active = %v, want %v", got, want)
 	}
-	if err := report(nodes[1], 9, -3); err == nil || !strings.Contains(err.Error(), "400") {
-		t.Fatalf("a report naming user -3 online: %v, want 400 Bad Request", err)
+	for _, bad := range []struct {
+		name   string
+		node   *testNode
+		count  int
+		online [][2]int64
+	}{
+		{"a user twice", nodes[1], 2, [][2]int64{{9, 1}, {9, 1}}},
+		{"out of order", nodes[1], 2, [][2]int64{{9, 1}, {7, 1}}},
+		{"no connection", nodes[1], 1, [][2]int64{{9, 0}}},
+		{"a bad id", nodes[1], 1, [][2]int64{{-3, 1}}},
+		{"a count at odds", nodes[1], 5, [][2]int64{{9, 1}}},
+		{"from a relay", nodes[2], 1, [][2]int64{{7, 1}}},
+	} {
+		if err := report(bad.node, bad.count, bad.online...); err == nil || !strings.Contains(err.Error(), "400") {
+			t.Errorf("a report with %s: %v, want 400 Bad Request", bad.name, err)
+		}
 	}
-	if err := report(nodes[0]); err != nil {
+	if got := tp.plane.Active(); !maps.Equal(got, want) {
+		t.Fatalf("after refused reports: Active = %v, want %v", got, want)
+	}
+	if err := report(nodes[0], 0); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := tp.plane.Active(), map[int64]int{9: 1}; !maps.Equal(got, want) {
 		t.Fatalf("after exit-1 reported nobody online: Active = %v, want %v", got, want)
+	}
+	// A revoked exit's report no longer counts, once the plane knows.
+	if err := st.RevokeNode(ctx, nodes[1].node.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(tp.plane.Active()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after exit-2 was revoked, Active = %v", tp.plane.Active())
+		}
+		time.Sleep(20 * time.Millisecond) // the plane rereads its nodes every 100 ms here
 	}
 }
 

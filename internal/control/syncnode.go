@@ -366,10 +366,21 @@ func (f *Follower) statusLoop(ctx context.Context) {
 	}
 	t := time.NewTicker(f.cfg.StatusEvery)
 	defer t.Stop()
+	refused := "" // the last refusal warned about
 	for {
 		st := f.cfg.Status()
 		st.AppliedVersion = f.Version()
-		if err := f.call(ctx, http.MethodPost, pathStatus, st, nil); err != nil && ctx.Err() == nil {
+		err := f.call(ctx, http.MethodPost, pathStatus, st, nil)
+		var pe *planeError
+		switch {
+		case err == nil:
+			refused = ""
+		case ctx.Err() != nil:
+		case errors.As(err, &pe) && pe.code/100 == 4 && pe.text != refused:
+			// The panel then shows this node as not reporting: say why.
+			refused = pe.text
+			f.log.Warn("the control plane refused this node's status report", "err", err)
+		default:
 			f.log.Debug("status report failed", "err", err)
 		}
 		select {
@@ -382,6 +393,14 @@ func (f *Follower) statusLoop(ctx context.Context) {
 
 // call sends one signed request; in is sent as JSON (if not nil), the answer
 // decoded into out (if not nil).
+// planeError is an answer of the control plane other than 2xx.
+type planeError struct {
+	code int
+	text string
+}
+
+func (e *planeError) Error() string { return e.text }
+
 func (f *Follower) call(ctx context.Context, method, target string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -406,7 +425,7 @@ func (f *Follower) call(ctx context.Context, method, target string, in, out any)
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("control plane: %s %s: %s: %s", method, target, resp.Status, bytes.TrimSpace(msg))
+		return &planeError{code: resp.StatusCode, text: fmt.Sprintf("control plane: %s %s: %s: %s", method, target, resp.Status, bytes.TrimSpace(msg))}
 	}
 	if out == nil {
 		io.Copy(io.Discard, resp.Body)

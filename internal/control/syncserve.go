@@ -54,9 +54,10 @@ type Plane struct {
 	online  map[int64]onlineReport       // each exit's users online, last reported; guarded by mu
 }
 
-// onlineReport is the users an exit last said were online, and when.
+// onlineReport is the users an exit last said were online (id and
+// connections), and when.
 type onlineReport struct {
-	users []int64
+	users [][2]int64
 	at    time.Time
 }
 
@@ -206,6 +207,11 @@ func (p *Plane) loadNodes(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.byShort = live
+	for id := range p.online {
+		if byID[id] == nil {
+			delete(p.online, id) // revoked: its users are no longer online through it
+		}
+	}
 	var cut []*nodeConn
 	for id, cs := range p.conns {
 		for c := range cs {
@@ -515,19 +521,26 @@ func (p *Plane) handleStatus(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, "status", err)
 		return
 	}
-	id := nodeOf(r).ID
-	if err := p.store.UpdateNodeStatus(r.Context(), id, st); err != nil {
+	n := nodeOf(r)
+	if n.Role != RoleExit && len(st.Online) > 0 {
+		p.fail(w, r, "status", invalid("status", "a %s has no users online", n.Role))
+		return
+	}
+	if err := p.store.UpdateNodeStatus(r.Context(), n.ID, st); err != nil {
 		p.fail(w, r, "status", err)
 		return
 	}
 	p.mu.Lock()
-	p.online[id] = onlineReport{users: st.Online, at: time.Now()}
+	if p.byShort[n.ShortID] != nil { // not revoked since
+		p.online[n.ID] = onlineReport{users: st.Online, at: time.Now()}
+	}
 	p.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// Active returns, per user id, on how many exits the user has a connection
-// open, as the exits last reported within OnlineFresh (admin.Live).
+// Active returns the connections each user has open, on every exit, as
+// the exits last reported within OnlineFresh (admin.Live). Exits of other
+// control-plane processes on the same database report there, not here.
 func (p *Plane) Active() map[int64]int {
 	cutoff := time.Now().Add(-OnlineFresh)
 	out := map[int64]int{}
@@ -539,7 +552,7 @@ func (p *Plane) Active() map[int64]int {
 			continue
 		}
 		for _, u := range rep.users {
-			out[u]++
+			out[u[0]] += int(u[1])
 		}
 	}
 	return out

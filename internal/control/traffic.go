@@ -23,7 +23,8 @@ func (s *SQLStore) PushTraffic(ctx context.Context, node int64, seq uint64, delt
 	if err := checkDeltas(deltas, day); err != nil {
 		return false, wrap(what, err)
 	}
-	applied := false
+	day = pushDay(day, s.now())
+	applied, pruned := false, ""
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		applied = false
 		if err := s.liveNode(ctx, tx, node, ""); err != nil {
@@ -36,7 +37,8 @@ func (s *SQLStore) PushTraffic(ctx context.Context, node int64, seq uint64, delt
 		if int64(seq) <= last {
 			return errNoChange // a retry of a push already applied
 		}
-		if err := s.addCounters(ctx, tx, deltas, day); err != nil {
+		var err error
+		if pruned, err = s.addCounters(ctx, tx, deltas, day); err != nil {
 			return err
 		}
 		for _, id := range sortedIDs(deltas) {
@@ -54,7 +56,7 @@ func (s *SQLStore) PushTraffic(ctx context.Context, node int64, seq uint64, delt
 		return false, wrap(what, err)
 	}
 	if applied {
-		s.dailyCommitted(day)
+		s.dailyCommitted(pruned)
 	}
 	return applied, nil
 }

@@ -342,13 +342,15 @@ func (s *SQLStore) AddTraffic(ctx context.Context, deltas map[int64]access.Traff
 	if len(deltas) == 0 {
 		return nil
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		return s.addCounters(ctx, tx, deltas, day)
+	var pruned string
+	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
+		pruned, err = s.addCounters(ctx, tx, deltas, day)
+		return err
 	})
 	if err != nil {
 		return wrap("add traffic", err)
 	}
-	s.dailyCommitted(day)
+	s.dailyCommitted(pruned)
 	return nil
 }
 
@@ -377,9 +379,9 @@ func sortedIDs(deltas map[int64]access.Traffic) []int64 {
 
 // addCounters adds deltas to the users' counters and their rows of day in
 // traffic_daily, saturating at math.MaxInt64, and moves last_seen_day
-// forward to day. Unknown users are skipped. Once tx commits, the caller
-// calls dailyCommitted(day).
-func (s *SQLStore) addCounters(ctx context.Context, tx *sql.Tx, deltas map[int64]access.Traffic, day string) error {
+// forward to day. Unknown users are skipped. It returns what pruneDaily
+// did, for dailyCommitted once tx commits.
+func (s *SQLStore) addCounters(ctx context.Context, tx *sql.Tx, deltas map[int64]access.Traffic, day string) (string, error) {
 	for _, id := range sortedIDs(deltas) {
 		t := deltas[id]
 		res, err := s.exec(ctx, tx, `UPDATE users SET
@@ -391,18 +393,18 @@ func (s *SQLStore) addCounters(ctx context.Context, tx *sql.Tx, deltas map[int64
 			int64(math.MaxInt64)-t.Down, int64(math.MaxInt64), t.Down,
 			day, day, id)
 		if err != nil {
-			return err
+			return "", err
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return err
+			return "", err
 		}
 		if n == 0 {
 			continue // an unknown user: no daily row either
 		}
 		if err := s.addDaily(ctx, tx, id, t, day); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return s.pruneDaily(ctx, tx, day)
+	return s.pruneDaily(ctx, tx)
 }

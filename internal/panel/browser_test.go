@@ -335,6 +335,10 @@ func TestBrowserFleetServerPage(t *testing.T) {
 				t.Errorf("%s server page lacks %q:\n%s", lang, w, text)
 			}
 		}
+		// A single server's counters and telemetry are the exits' own.
+		if strings.Contains(text, tr(lang, "server.auth")) || strings.Contains(text, tr(lang, "server.telemetry")) {
+			t.Errorf("%s fleet server page shows a single server's counters:\n%s", lang, text)
+		}
 		vs, err := browsertest.Axe(ctx)
 		if err != nil {
 			t.Fatalf("axe-core: %v", err)

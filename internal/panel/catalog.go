@@ -165,7 +165,7 @@ var catalog = map[string][2]string{
 	"server.noreports":    {"No reports from clients yet.", "Отчётов от клиентов пока нет."},
 	"server.nodes":        {"Nodes", "Узлы"},
 	"server.nonodes":      {"No nodes yet: add one with `burrow control node-token`.", "Узлов пока нет: добавьте узел командой `burrow control node-token`."},
-	"server.fleetnote":    {"Nodes report every 10 seconds. Lag is how many changes to users a node had not applied at its last report. Bytes are counted since each node started.", "Узлы присылают отчёт каждые 10 секунд. Отставание — сколько изменений пользователей узел ещё не применил к последнему отчёту. Байты считаются с запуска каждого узла."},
+	"server.fleetnote":    {"Nodes report every 10 seconds; a node silent for a minute shows no lag or users. Lag is how many changes to users a node had not applied at its last report. Users online per exit add up to more than the total above when a user is connected through several exits. Bytes are counted since each node started.", "Узлы присылают отчёт каждые 10 секунд; у узла, молчащего минуту, отставание и пользователи не показаны. Отставание — сколько изменений пользователей узел ещё не применил к последнему отчёту. Пользователи в сети по узлам дают в сумме больше общего числа выше, если пользователь подключён через несколько выходов. Байты считаются с запуска каждого узла."},
 	"node.name":           {"Node", "Узел"},
 	"node.state":          {"State", "Состояние"},
 	"node.version":        {"Version", "Версия"},
