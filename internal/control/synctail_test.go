@@ -500,3 +500,67 @@ func storeReads(t *testing.T, backend string, nodes, changes int) (reads, stmts 
 	}
 	return cs.reads.Load() - reads0, queries.Load() - stmts0
 }
+
+// TestSyncTailStoreDown: while PostgreSQL is down, a node's long poll fails
+// as it did before the tail (the node keeps serving from its replica), even
+// one that was waiting in memory; once it is back, changes reach the node
+// from memory again.
+func TestSyncTailStoreDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	c := pgtest.New(t)
+	dsn, err := c.NewDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustOpenPG(t, ctx, dsn)
+	mustUser(t, s, "anna", 0)
+	n := mustNode(t, s, "exit", RoleExit)
+	tp := startPlane(t, s)
+	rn := newRawNode(t, tp, n)
+	head, err := s.Version(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitTailAt(t, ctx, tp.plane, head)
+	// Waiting at the head, from memory: the request is in the plane
+	// before PostgreSQL stops (the first answer, with a wait of 0, tells).
+	if ans, err := rn.sync(ctx, head, 0); err != nil || ans.Version != head {
+		t.Fatalf("sync(head, no wait) = %+v, %v", ans, err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		ans, err := rn.sync(ctx, head, 25)
+		if err == nil {
+			err = errorf("answered %+v", ans)
+		}
+		waiting <- err
+	}()
+	if err := c.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; !strings.Contains(err.Error(), "500") {
+		t.Fatalf("a long poll waiting when PostgreSQL stopped: %v; want an error 500", err)
+	}
+	if ans, err := rn.sync(ctx, head, 25); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("a long poll with PostgreSQL down = %+v, %v; want an error 500", ans, err)
+	}
+	if err := c.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	// The first change after the restart may come before the plane
+	// follows the log again; the second comes after.
+	eventually(t, ctx, func() error { _, err := s.CreateUser(ctx, access.NewUser{Name: "back"}); return err })
+	waitTailAt(t, ctx, tp.plane, head+1)
+	mustUser(t, s, "after", 0)
+	waitTailAt(t, ctx, tp.plane, head+2)
+	mem0 := tp.plane.tail.fromMemory.Load()
+	got, _, err := rn.follow(ctx, head+1, head+2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].User == nil || got[0].User.Name != "after" || tp.plane.tail.fromMemory.Load() == mem0 {
+		t.Fatalf("after PostgreSQL came back: sent %+v (%d answers from memory); want user after, from memory",
+			got, tp.plane.tail.fromMemory.Load()-mem0)
+	}
+}
