@@ -34,7 +34,8 @@ type testPlane struct {
 	plane *Plane
 }
 
-func startPlane(t *testing.T, st Store) *testPlane {
+// startPlane starts a Plane on st; opts adjust it before it serves.
+func startPlane(t *testing.T, st Store, opts ...func(*Plane)) *testPlane {
 	t.Helper()
 	cover, err := coversite.Start("127.0.0.1:0", testSNI)
 	if err != nil {
@@ -53,6 +54,9 @@ func startPlane(t *testing.T, st Store) *testPlane {
 		Camo: camo.ServerConfig{PrivateKey: priv, ServerNames: []string{testSNI}, Cover: cover.Addr}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, o := range opts {
+		o(p)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -47,6 +47,8 @@ type Plane struct {
 	refresh time.Duration
 	stats   planeStats
 	ident   ed25519.PrivateKey
+	tail    *changeTail   // the change log's newest entries (synctail.go)
+	recheck time.Duration // how often a quiet log follower rereads the head
 
 	mu      sync.Mutex
 	byShort map[[8]byte]*Node            // live nodes by short ID; guarded by mu
@@ -74,6 +76,7 @@ func NewPlane(cfg PlaneConfig) (*Plane, error) {
 		return nil, errors.New("control: plane: no store")
 	}
 	p := &Plane{store: cfg.Store, log: cfg.Logger, refresh: cfg.NodeRefresh, ident: cfg.Identity,
+		tail: newChangeTail(tailEntries, tailBytes), recheck: tailRecheck,
 		byShort: map[[8]byte]*Node{}, conns: map[int64]map[*nodeConn]bool{}, online: map[int64]onlineReport{}}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -244,42 +247,6 @@ func (p *Plane) watchNodes(ctx context.Context) {
 	}
 }
 
-// watchChanges follows the change log so a node revoked (by this process or
-// another) loses its connections at once, not at the next reread.
-func (p *Plane) watchChanges(ctx context.Context) {
-	v, err := p.store.Version(ctx)
-	for ctx.Err() == nil {
-		if err != nil {
-			p.log.Warn("control: cannot follow the change log", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			v, err = p.store.Version(ctx)
-			continue
-		}
-		var nv int64
-		if nv, err = p.store.WaitChange(ctx, v); err != nil {
-			continue
-		}
-		var chs []Change
-		if chs, err = p.store.Changes(ctx, v, syncBatch); err != nil {
-			continue
-		}
-		for _, ch := range chs {
-			if ch.Kind == ChangeNodeRevoked || ch.Kind == ChangeNodeChanged {
-				err = p.loadNodes(ctx)
-				break
-			}
-		}
-		if len(chs) == syncBatch {
-			nv = chs[len(chs)-1].Version
-		}
-		v = nv
-	}
-}
-
 // nodeConn is an authenticated connection and the node it belongs to.
 type nodeConn struct {
 	net.Conn
@@ -411,6 +378,19 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 	}
 	p.stats.synced(n.ID, after)
 	ctx := r.Context()
+	timeout := min(time.Duration(wait)*time.Second, maxWait)
+	if after > 0 {
+		chs, ok := p.waitTail(ctx, after, timeout)
+		if ctx.Err() != nil {
+			return // the node went away
+		}
+		if ok {
+			p.tail.fromMemory.Add(1)
+			p.sendChanges(w, r, n, after, chs)
+			return
+		}
+	}
+	p.tail.fromStore.Add(1)
 	cur, err := p.store.Version(ctx)
 	if err != nil {
 		p.fail(w, r, "version", err)
@@ -423,7 +403,7 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if after == cur && wait > 0 {
-		wctx, cancel := context.WithTimeout(ctx, min(time.Duration(wait)*time.Second, maxWait))
+		wctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := p.store.WaitChange(wctx, after)
 		cancel()
 		if err != nil && ctx.Err() != nil {
@@ -439,6 +419,12 @@ func (p *Plane) handleSync(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, "changes", err)
 		return
 	}
+	p.sendChanges(w, r, n, after, chs)
+}
+
+// sendChanges answers a sync request with chs, the changes after after
+// (at most syncBatch), as node n may see them.
+func (p *Plane) sendChanges(w http.ResponseWriter, r *http.Request, n *Node, after int64, chs []Change) {
 	p.stats.syncChanges.Add(1)
 	ans := syncAnswer{From: after, Version: after, More: len(chs) == syncBatch}
 	wantPeers := r.URL.Query().Get("peers") == "1"
