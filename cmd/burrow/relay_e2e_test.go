@@ -555,9 +555,18 @@ func TestRelayFailover(t *testing.T) {
 	if err := realityThrough(l.relayAddr, reality); !errors.Is(err, camo.ErrNotReality) {
 		t.Errorf("REALITY client through the relay with every exit down: %v, want %v (the cover answered, the handshake ended)", err, camo.ErrNotReality)
 	}
-	m := scrapeText(t, l.relayMetrics)
-	if !strings.Contains(m, `burrow_relay_connections_total{result="cover"}`) || strings.Contains(m, `burrow_relay_connections_total{result="cover"} 0`) {
-		t.Errorf("relay metrics count no connection shown the cover:\n%s", m)
+	// The relay counts a connection shown the cover once its splice to the
+	// cover has ended, which may be just after the prober saw the end.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		m := scrapeText(t, l.relayMetrics)
+		if strings.Contains(m, `burrow_relay_connections_total{result="cover"}`) && !strings.Contains(m, `burrow_relay_connections_total{result="cover"} 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("relay metrics count no connection shown the cover:\n%s", m)
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the relay's metrics: nothing to wait on
 	}
 }
 
