@@ -94,12 +94,22 @@ func (s *Site) acceptLoop() {
 		if err != nil {
 			return
 		}
-		s.wg.Go(func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(Budget(time.Minute)))
-			s.serve(tls.Server(c, s.cfg))
-		})
+		s.wg.Go(func() { s.serveConn(c) })
 	}
+}
+
+// siteIdle is how long the site waits on a connection that moves nothing
+// before it drops it; the workloads give up much sooner (DefaultIdle).
+const siteIdle = time.Minute
+
+// serveConn serves one connection and closes it. A connection that moves
+// is served however long it takes: a sweep point carries 32 MiB through a
+// freeze at 8 KiB in minutes on a loaded machine, and a deadline on the
+// whole connection (one minute, stretched by Budget) cut such downloads
+// short, which the sweep counted as tries the transport needed.
+func (s *Site) serveConn(c net.Conn) {
+	defer c.Close()
+	s.serve(tls.Server(&idleConn{Conn: c, idle: Budget(siteIdle)}, s.cfg))
 }
 
 func (s *Site) counter(id string) *atomic.Int64 {

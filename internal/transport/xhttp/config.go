@@ -37,6 +37,19 @@ const (
 	// 22 bytes each (header, tag, content type).
 	recordPlain    = 1200
 	recordOverhead = 22
+	// A download write on a connection that has carried less than
+	// youngConn bytes is youngWriteMin–youngWriteMax bytes: one HTTP/2
+	// DATA frame, which the client's HTTP/2 reader passes on only once
+	// the whole frame is in. A censor's freeze in a connection's first
+	// kilobytes (8 or 16 KiB) then strands at most that much: with the
+	// 16 KiB frames of a large write it stranded everything after the
+	// handshake, and before the client knows the budget it needs two such
+	// freezes (~5 s each to find), so an application saw nothing for over
+	// 10 s and gave up. Go's TLS sizes its records the same way, small
+	// first (dynamic record sizing).
+	youngConn     = 64 << 10
+	youngWriteMin = 2 << 10
+	youngWriteMax = 4 << 10
 )
 
 // NormalizePath returns p as Xray uses it: a leading and a trailing slash,

@@ -85,6 +85,12 @@
 // filled, and closes them as the load drops. A connection at the stream
 // limit is full, never retired for it.
 //
+// A download's DATA is written in pieces of 2–4 KiB while its connection
+// has carried less than 64 KiB (then 16–64 KiB, or 4–16 KiB under a
+// budget). An HTTP/2 reader passes on only whole frames, so a freeze in a
+// connection's first kilobytes, before the client knows its budget,
+// strands one small frame instead of everything after the handshake.
+//
 // Byte budget on the wire, per connection (what a censor counting bytes
 // towards the client sees):
 //

@@ -447,10 +447,14 @@ func (h *Hub) serveDownload(w http.ResponseWriter, r *http.Request, s *session, 
 	defer st.streams.Add(-1)
 	off := start
 	for off <= end {
-		// Writes of varying size; small ones while a budget is counted.
+		// Writes of varying size; small ones while a budget is counted,
+		// and while the connection is young (youngWriteMax).
 		size := randBetween(16<<10, 64<<10)
 		if st.budget.Load() > 0 {
 			size = randBetween(4<<10, 16<<10)
+		}
+		if st.written.Load() < youngConn {
+			size = min(size, randBetween(youngWriteMin, youngWriteMax))
 		}
 		max := int(min(end-off+1, int64(size)))
 		if room, ok := st.room(); ok {
