@@ -254,7 +254,7 @@ func (s *SQLiteStore) AddAudit(ctx context.Context, e AuditEntry) error {
 		return fmt.Errorf("access: audit: %w", invalid("entry", "admin and action are required"))
 	}
 	if len(e.Detail) > MaxAuditDetail {
-		e.Detail = truncateUTF8(e.Detail, MaxAuditDetail)
+		e.Detail = TruncateUTF8(e.Detail, MaxAuditDetail)
 	}
 	if e.At.IsZero() {
 		e.At = s.now()
@@ -302,8 +302,11 @@ func (s *SQLiteStore) Audit(ctx context.Context, before int64, limit int) ([]Aud
 	return out, nil
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
+// TruncateUTF8 cuts s to at most n bytes without splitting a character.
+func TruncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}

@@ -200,3 +200,17 @@ func TestQueryUsers(t *testing.T) {
 		}
 	}
 }
+
+func TestTruncateUTF8(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 3, ""}, {"abc", 3, "abc"}, {"abcd", 3, "abc"}, {"aя", 2, "a"}, {"aя", 3, "aя"}, {"яя", 3, "я"}, {"€", 2, ""},
+	} {
+		if got := TruncateUTF8(c.in, c.n); got != c.want {
+			t.Errorf("TruncateUTF8(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}

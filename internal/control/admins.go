@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 )
@@ -222,7 +221,7 @@ func (s *SQLStore) AddAudit(ctx context.Context, e access.AuditEntry) error {
 		return wrap("audit", invalid("entry", "admin and action are required"))
 	}
 	e.Admin, e.Action, e.Target = auditText(e.Admin), auditText(e.Action), auditText(e.Target)
-	e.Detail = truncateUTF8(auditText(e.Detail), access.MaxAuditDetail)
+	e.Detail = access.TruncateUTF8(auditText(e.Detail), access.MaxAuditDetail)
 	if e.At.IsZero() {
 		e.At = s.now()
 	}
@@ -272,13 +271,3 @@ func auditText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}

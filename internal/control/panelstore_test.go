@@ -219,20 +219,6 @@ func utf8Whole(s string) bool {
 	return !strings.ContainsRune(s, '\uFFFD') && strings.ToValidUTF8(s, "?") == s
 }
 
-func TestTruncateUTF8(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"", 3, ""}, {"abc", 3, "abc"}, {"abcd", 3, "abc"}, {"aя", 2, "a"}, {"aя", 3, "aя"}, {"яя", 3, "я"}, {"€", 2, ""},
-	} {
-		if got := truncateUTF8(c.in, c.n); got != c.want {
-			t.Errorf("truncateUTF8(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
-		}
-	}
-}
-
 func TestQueryUsers(t *testing.T) {
 	forEach(t, func(t *testing.T, s *SQLStore) {
 		ctx := ctxT(t)
