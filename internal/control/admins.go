@@ -270,4 +270,3 @@ func (s *SQLStore) Audit(ctx context.Context, before int64, limit int) ([]access
 func auditText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
-
