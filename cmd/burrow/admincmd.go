@@ -30,7 +30,8 @@ const adminUsage = `usage: burrow admin add NAME [--role owner|operator|viewer] 
        burrow admin remove NAME [--data DIR]
        burrow admin totp NAME [--off] [--data DIR]
 
-Administrators of the web panel (burrow server run --panel HOST:PORT). A new
+Administrators of the web panel (burrow server run --panel HOST:PORT; for a
+fleet, burrow control run --panel HOST:PORT, with --data CDIR here). A new
 admin gets a one-time setup link (valid 24 hours) that sets the password, or
 reads it from standard input with --password-stdin. Roles: an owner may do
 everything and manages admins; an operator manages users; a viewer looks.
