@@ -152,7 +152,7 @@ func adminAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "Open this link once, within 24 hours, to set the password:\n")
 			fmt.Fprintln(stdout, panel.SetupURL(b, tok))
 		} else {
-			fmt.Fprintf(stderr, "Open this path on the panel (burrow server run --panel HOST:PORT) once, within 24 hours, to set the password:\n")
+			fmt.Fprintf(stderr, "Open this path on the panel (run with --panel HOST:PORT) once, within 24 hours, to set the password:\n")
 			fmt.Fprintln(stdout, "/setup/"+tok)
 		}
 	}
