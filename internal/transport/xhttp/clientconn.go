@@ -34,7 +34,7 @@ type clientConn struct {
 
 	mu       sync.Mutex
 	changed  chan struct{} // guarded by mu
-	dbuf     []byte        // guarded by mu
+	dbuf     byteQueue     // guarded by mu
 	off      int64         // download bytes received; guarded by mu
 	dErr     error         // download ended: io.EOF or why; guarded by mu
 	ubuf     []byte        // guarded by mu
@@ -297,7 +297,7 @@ func (c *clientConn) readBody(body io.Reader) (int64, error) {
 	defer rb.release()
 	for {
 		c.mu.Lock()
-		for len(c.dbuf) >= dbufMax && !c.closed {
+		for c.dbuf.Len() >= dbufMax && !c.closed {
 			c.waitLocked(c.ctx, time.Time{})
 			if c.ctx.Err() != nil {
 				break
@@ -312,7 +312,7 @@ func (c *clientConn) readBody(body io.Reader) (int64, error) {
 		n, err := body.Read(buf)
 		if n > 0 {
 			c.mu.Lock()
-			c.dbuf = append(c.dbuf, buf[:n]...)
+			c.dbuf.Write(buf[:n])
 			c.off += int64(n)
 			c.broadcastLocked()
 			c.mu.Unlock()
@@ -506,12 +506,8 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	for {
-		if len(c.dbuf) > 0 {
-			n := copy(p, c.dbuf)
-			c.dbuf = c.dbuf[n:]
-			if len(c.dbuf) == 0 {
-				c.dbuf = nil
-			}
+		if c.dbuf.Len() > 0 {
+			n := c.dbuf.Read(p)
 			c.broadcastLocked()
 			return n, nil
 		}

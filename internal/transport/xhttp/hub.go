@@ -463,19 +463,21 @@ func (h *Hub) serveDownload(w http.ResponseWriter, r *http.Request, s *session, 
 			}
 			max = min(max, room)
 		}
-		chunk, eof, err := s.next(r.Context(), gen, off, max)
+		buf, k, eof, err := s.next(r.Context(), gen, off, max)
 		if err != nil || eof {
 			return
 		}
 		// Other streams may have written while this one waited.
 		if room, ok := st.room(); ok {
 			if room <= 0 {
+				chunkPool.Put(buf)
 				return
 			}
-			chunk = chunk[:min(len(chunk), room)]
-			st.inflight.Add(dataCost(int64(len(chunk)), st.tls))
+			k = min(k, room)
+			st.inflight.Add(dataCost(int64(k), st.tls))
 		}
-		n, err := w.Write(chunk)
+		n, err := w.Write(buf[:k])
+		chunkPool.Put(buf)
 		off += int64(n)
 		if err != nil || rc.Flush() != nil {
 			return
@@ -632,11 +634,12 @@ func (h *Hub) serveStreamOne(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.close(); r.Body.Close(); <-done }()
 	var off int64
 	for {
-		chunk, eof, err := s.next(r.Context(), gen, off, 32<<10)
+		buf, k, eof, err := s.next(r.Context(), gen, off, 32<<10)
 		if err != nil || eof {
 			return
 		}
-		n, err := w.Write(chunk)
+		n, err := w.Write(buf[:k])
+		chunkPool.Put(buf)
 		off += int64(n)
 		if err != nil || rc.Flush() != nil {
 			return

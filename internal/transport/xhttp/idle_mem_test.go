@@ -376,16 +376,16 @@ func TestIdleSessionMemory(t *testing.T) {
 }
 
 // TestAckReleasesArray checks that acknowledging most of a large download
-// buffer lets the array go: the unacknowledged tail is all that stays.
+// buffer lets its blocks go: only those holding the unacknowledged tail stay.
 func TestAckReleasesArray(t *testing.T) {
 	s := &session{changed: make(chan struct{})}
-	s.down = make([]byte, RetainMax)
+	s.down.Write(make([]byte, RetainMax))
 	tail := int64(1000)
 	if err := s.ack(RetainMax - tail); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.down) != int(tail) || cap(s.down) > compactMin {
-		t.Errorf("after ack: len %d cap %d, want len %d and cap at most %d", len(s.down), cap(s.down), tail, compactMin)
+	if s.down.Len() != int(tail) || held(&s.down) > 2*queueBlock {
+		t.Errorf("after ack: len %d, blocks of %d bytes, want len %d and at most %d", s.down.Len(), held(&s.down), tail, 2*queueBlock)
 	}
 	if s.base != RetainMax-tail {
 		t.Errorf("base = %d, want %d", s.base, RetainMax-tail)

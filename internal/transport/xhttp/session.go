@@ -21,10 +21,6 @@ const (
 // wait beyond it, which slows the client down.
 const upMax = 1 << 20
 
-// compactMin is the capacity above which a download buffer mostly
-// acknowledged is copied into a smaller one.
-const compactMin = 64 << 10
-
 // maxPending bounds out-of-order upload packets per session (Xray: 30).
 const maxPending = 64
 
@@ -38,14 +34,14 @@ type session struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every change; guarded by mu
-	// download: bytes [base, base+len(down)) are kept until acknowledged.
-	down      []byte
+	// download: bytes [base, base+down.Len()) are kept until acknowledged.
+	down      byteQueue
 	base      int64
 	downEOF   bool // CloseWrite was called
 	reset     bool // the handler closed after SetLinger(0): the download ends as reset
 	abandoned bool // the client said it is gone: writes fail
 	// upload: in-order bytes not yet read, and packets waiting for their turn.
-	up       []byte
+	up       byteQueue
 	upEOF    bool
 	nextSeq  uint64
 	pending  map[uint64]packet
@@ -157,19 +153,11 @@ func (s *session) idleExpired() {
 func (s *session) ack(off int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if off < s.base || off > s.base+int64(len(s.down)) {
-		return fmt.Errorf("xhttp: resume offset %d outside the kept window [%d, %d]", off, s.base, s.base+int64(len(s.down)))
+	if off < s.base || off > s.base+int64(s.down.Len()) {
+		return fmt.Errorf("xhttp: resume offset %d outside the kept window [%d, %d]", off, s.base, s.base+int64(s.down.Len()))
 	}
-	n := int(off - s.base)
-	if n > 0 {
-		s.down = s.down[n:]
-		if len(s.down) == 0 {
-			s.down = nil
-		} else if cap(s.down) > compactMin && len(s.down) < cap(s.down)/4 {
-			// The acknowledged head still pins the whole array, which
-			// can be RetainMax: keep only what is unacknowledged.
-			s.down = append([]byte(nil), s.down...)
-		}
+	if n := int(off - s.base); n > 0 {
+		s.down.Discard(n)
 		s.base = off
 		s.broadcastLocked()
 	}
@@ -180,31 +168,32 @@ func (s *session) ack(off int64) error {
 func (s *session) finished() (total int64, done bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	total = s.base + int64(len(s.down))
+	total = s.base + int64(s.down.Len())
 	return total, s.downEOF || s.closed
 }
 
-// next waits for download bytes at off and returns a copy of at most max of
-// them. eof is true when the stream ended before off.
-func (s *session) next(ctx context.Context, gen, off int64, max int) (b []byte, eof bool, err error) {
+// next waits for download bytes at off and copies at most max of them into
+// a buffer from chunkPool (the caller puts it back). eof is true when the
+// stream ended before off.
+func (s *session) next(ctx context.Context, gen, off int64, max int) (b *[chunkMax]byte, n int, eof bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		if s.gen != gen {
-			return nil, false, errSuperseded
+			return nil, 0, false, errSuperseded
 		}
 		if off < s.base {
-			return nil, false, errors.New("xhttp: download offset already acknowledged")
+			return nil, 0, false, errors.New("xhttp: download offset already acknowledged")
 		}
-		if i := off - s.base; i < int64(len(s.down)) {
-			end := min(int64(len(s.down)), i+int64(max))
-			return append([]byte(nil), s.down[i:end]...), false, nil
+		if i := int(off - s.base); i < s.down.Len() {
+			b = chunkPool.Get().(*[chunkMax]byte)
+			return b, s.down.CopyAt(b[:min(max, chunkMax)], i), false, nil
 		}
 		if s.downEOF || s.closed || s.abandoned {
-			return nil, true, nil
+			return nil, 0, true, nil
 		}
 		if err := s.waitLocked(ctx, time.Time{}); err != nil {
-			return nil, false, err
+			return nil, 0, false, err
 		}
 	}
 }
@@ -237,7 +226,7 @@ func (s *session) push(ctx context.Context, seq uint64, p packet) error {
 			}
 			return nil
 		}
-		for len(s.up) > upMax && !s.closed && !s.hclosed {
+		for s.up.Len() > upMax && !s.closed && !s.hclosed {
 			if err := s.waitLocked(ctx, time.Time{}); err != nil {
 				return err
 			}
@@ -251,7 +240,7 @@ func (s *session) push(ctx context.Context, seq uint64, p packet) error {
 		delete(s.pending, s.nextSeq)
 		s.nextSeq++
 		if !s.upEOF && !s.hclosed {
-			s.up = append(s.up, q.data...)
+			s.up.Write(q.data)
 		}
 		switch q.close {
 		case closeWrite:
@@ -275,7 +264,7 @@ func (s *session) push(ctx context.Context, seq uint64, p packet) error {
 func (s *session) pushStream(ctx context.Context, b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.up) > upMax && !s.closed && !s.hclosed {
+	for s.up.Len() > upMax && !s.closed && !s.hclosed {
 		if err := s.waitLocked(ctx, time.Time{}); err != nil {
 			return err
 		}
@@ -284,7 +273,7 @@ func (s *session) pushStream(ctx context.Context, b []byte) error {
 		return net.ErrClosed
 	}
 	if !s.hclosed {
-		s.up = append(s.up, b...)
+		s.up.Write(b)
 	}
 	s.broadcastLocked()
 	return nil
@@ -344,12 +333,8 @@ func (c *serverConn) Read(p []byte) (int, error) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	for {
-		if len(s.up) > 0 {
-			n := copy(p, s.up)
-			s.up = s.up[n:]
-			if len(s.up) == 0 {
-				s.up = nil
-			}
+		if s.up.Len() > 0 {
+			n := s.up.Read(p)
 			s.broadcastLocked()
 			return n, nil
 		}
@@ -385,9 +370,9 @@ func (c *serverConn) Write(p []byte) (int, error) {
 		case s.downEOF:
 			return n, errors.New("xhttp: write after CloseWrite")
 		}
-		if room := RetainMax - len(s.down); room > 0 {
+		if room := RetainMax - s.down.Len(); room > 0 {
 			k := min(room, len(p)-n)
-			s.down = append(s.down, p[n:n+k]...)
+			s.down.Write(p[n : n+k])
 			n += k
 			s.broadcastLocked()
 			continue
@@ -440,7 +425,7 @@ func (c *serverConn) Close() error {
 	}
 	s.hclosed = true
 	s.downEOF = true
-	s.up = nil
+	s.up.Reset()
 	if s.abandoned || s.id == "" {
 		s.mu.Unlock()
 		s.close()
