@@ -2,7 +2,9 @@ package access
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -132,13 +134,23 @@ func upsertUsers(ctx context.Context, tx *sql.Tx, users []*User) error {
 		if u.ID <= 0 || u.BytesUp < 0 || u.BytesDown < 0 {
 			return fmt.Errorf("user %d: %w", u.ID, invalid("user", "bad id or counters"))
 		}
-		if _, err := stmt.ExecContext(ctx, u.ID, u.Name, NameKey(u.Name), FormatUUID(u.UUID), NewSubToken(),
+		if _, err := stmt.ExecContext(ctx, u.ID, u.Name, NameKey(u.Name), FormatUUID(u.UUID), replicaSubToken(u.ID),
 			toUnix(u.CreatedAt), u.Quota, toUnix(u.ExpiresAt), u.Reset, u.Note, u.Revoked,
 			u.BytesUp, u.BytesDown, u.LastSeenDay, toUnix(u.PeriodStart), int64(math.MaxInt64)); err != nil {
 			return fmt.Errorf("user %d: %w", u.ID, err)
 		}
 	}
 	return nil
+}
+
+// replicaSubToken fills a replica's sub_token column, which must be unique
+// and which nobody may know: the user's id, zero-padded so the tokens sort
+// as the ids do (a snapshot, written in id order, appends to the column's
+// index instead of inserting at random places), then 16 random bytes.
+func replicaSubToken(id int64) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("n%019d.", id) + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // queueTraffic records deltas as the next batch, inside AddTraffic's transaction.
