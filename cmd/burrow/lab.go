@@ -34,9 +34,10 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sweepBudgets := fs.String("sweep-budgets", "4,8,16,32,64", "freezes of --sweep, in KiB")
 	sweepCaps := fs.String("sweep-caps", "2,3,4,8", "connection caps of --sweep")
 	sweepMiB := fs.Int64("sweep-mib", 32, "MiB carried at each point of --sweep")
+	coverChain := fs.Bool("cover-chain", false, "the cover serves a large site's certificate chain (a ~6 KB handshake) instead of one small certificate (~1.8 KB)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns] [--known-failing]")
-		fmt.Fprintln(stderr, "       burrow lab --sweep [--system NAME[,NAME]] [--sweep-budgets KIB,...] [--sweep-caps N,...] [--sweep-mib N] [--json]")
+		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns] [--known-failing] [--cover-chain]")
+		fmt.Fprintln(stderr, "       burrow lab --sweep [--system NAME[,NAME]] [--sweep-budgets KIB,...] [--sweep-caps N,...] [--sweep-mib N] [--cover-chain] [--json]")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -69,9 +70,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if *sweep {
-		return runSweep(ctx, systems, *sweepBudgets, *sweepCaps, *sweepMiB, *asJSON, stdout)
+		return runSweep(ctx, systems, *sweepBudgets, *sweepCaps, *sweepMiB, *coverChain, *asJSON, stdout)
 	}
-	cfg := censorlab.Config{Systems: systems, Scenarios: splitList(*scenario), Parallel: *parallel}
+	cfg := censorlab.Config{Systems: systems, Scenarios: splitList(*scenario), Parallel: *parallel, CoverChain: *coverChain}
 	if *netns {
 		path, cleanup, err := censorlab.NetnsPath(fmt.Sprintf("bl%d", os.Getpid()))
 		if err != nil {
@@ -116,7 +117,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // runSweep is `burrow lab --sweep`: the Burrow systems among systems carry
 // mib MiB behind each freeze budget × connection cap (issue 14).
-func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps string, mib int64, asJSON bool, stdout io.Writer) error {
+func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps string, mib int64, coverChain, asJSON bool, stdout io.Writer) error {
 	systems = slices.DeleteFunc(slices.Clone(systems), func(s censorlab.System) bool { return s.Baseline || s.Control })
 	var points []censorlab.SweepPoint
 	for _, b := range splitList(budgets) {
@@ -143,7 +144,7 @@ func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps str
 			censorlab.PrintSweep(stdout, []censorlab.SweepResult{r})
 		}
 	}
-	results, err := censorlab.Sweep(ctx, censorlab.SweepConfig{Systems: systems, Points: points, Bytes: mib << 20}, each)
+	results, err := censorlab.Sweep(ctx, censorlab.SweepConfig{Systems: systems, Points: points, Bytes: mib << 20, CoverChain: coverChain}, each)
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,9 @@ func Audit(ctx context.Context, cfg AuditConfig) (*Report, error) {
 			"a REALITY server needs a cover that speaks TLS 1.3 with X25519 for the SNI; pick a popular HTTPS site that does (check with: burrow check --cover HOST:443)")
 	} else {
 		add(SevOK, fmt.Sprintf("cover %s speaks TLS 1.3 with X25519 for %q", cfg.Cover, cfg.SNI), "")
+		if hs, err := camo.CoverHandshake(ctx, cfg.Dial, cfg.Cover, cfg.SNI); err == nil {
+			r.Findings = append(r.Findings, handshakeFinding(hs))
+		}
 	}
 
 	r.Probes = Compare(ctx, cfg.Dial, cfg.Server, cfg.Cover, Probes(nil, cfg.SNI, "www.wikipedia.org"), cfg.Patience, cfg.Tries)
@@ -116,6 +119,25 @@ func Audit(ctx context.Context, cfg AuditConfig) (*Report, error) {
 	}
 	r.Findings = append(r.Findings, networkFinding(ctx, cfg, host))
 	return r, nil
+}
+
+// LargeHandshake is the cover's server flight above which Audit warns: every
+// connection to a REALITY server pays its cover's, and behind a censor that
+// freezes connections after 16 KiB a connection of the xhttp transport then
+// carries less than about 10 KB.
+const LargeHandshake = 4500
+
+// handshakeFinding judges the size of the cover's handshake, hs bytes.
+func handshakeFinding(hs int64) Finding {
+	// docs/adaptive.md: a learned budget sits 1/32 below the freeze, and
+	// a connection keeps ~1.4 KB for its own records and frames.
+	per16 := (16384 - 16384/32 - hs - 1400) / 100 * 100
+	what := fmt.Sprintf("the cover's TLS handshake is %d bytes; behind a 16 KiB freeze each xhttp connection carries about %d bytes of data", hs, max(per16, 0))
+	if hs <= LargeHandshake {
+		return Finding{SevOK, what, ""}
+	}
+	return Finding{SevWarn, what,
+		"every connection to the server pays the cover's handshake before it carries anything, so a large one (long certificate chain, RSA keys, many names) means more connections per MiB behind a byte limit, which a connection-rate rule can count, and below a limit of about the handshake + 2 KB no connection can rotate at all; a cover with a short ECDSA chain (2-3 KB) leaves more room"}
 }
 
 // probeAdvice says what a difference on one probe usually means.

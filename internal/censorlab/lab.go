@@ -283,6 +283,10 @@ type Config struct {
 	Log *slog.Logger
 	// Path places the parties; the zero value is loopback.
 	Path Path
+	// CoverChain makes the cover serve a large site's certificate chain
+	// (4-6 KB of handshake, coverchain.go) instead of one small
+	// self-signed certificate (~1.8 KB).
+	CoverChain bool
 }
 
 // Run starts the lab, runs every selected cell and calls each (if not nil)
@@ -373,6 +377,9 @@ func pickScenarios(names []string) ([]Scenario, error) {
 func start(ctx context.Context, cfg Config) (*Lab, error) {
 	l := &Lab{instances: map[string]*Instance{}, systems: cfg.Systems, path: cfg.Path.withDefaults()}
 	cert, err := selfSigned(CoverSNI)
+	if cfg.CoverChain {
+		cert, err = cdnChain(CoverSNI)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,8 @@ type SweepConfig struct {
 	Points  []SweepPoint
 	// Bytes is the download carried at each point. Default 32 MiB.
 	Bytes int64
+	// CoverChain is Config.CoverChain.
+	CoverChain bool
 	// Tries is how many times the download may start over (an application
 	// retrying a connection that froze or was cut). Default 20.
 	Tries int
@@ -83,7 +85,7 @@ func Sweep(ctx context.Context, cfg SweepConfig, each func(SweepResult)) ([]Swee
 		cfg.Idle = DefaultIdle
 	}
 	cfg.Parallel = max(cfg.Parallel, 1)
-	l, err := start(ctx, Config{Systems: cfg.Systems, Log: slog.New(slog.DiscardHandler)})
+	l, err := start(ctx, Config{Systems: cfg.Systems, Log: slog.New(slog.DiscardHandler), CoverChain: cfg.CoverChain})
 	if err != nil {
 		return nil, err
 	}
