@@ -1,7 +1,6 @@
 package censorlab
 
 import (
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -29,33 +28,17 @@ const cdnNames = 40
 // (the root that signs that one is not sent, as real servers do not send
 // theirs).
 func cdnChain(name string) (tls.Certificate, error) {
-	root, err := rsa.GenerateKey(rand.Reader, 4096)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
+	// The root signs itself: its template is its own parent.
 	rootTmpl := caTemplate("Northwind Lab Root CA", 1)
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &root.PublicKey, root)
+	root, err := issue(rootTmpl, 4096, rootTmpl, nil)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	rootCert, _ := x509.ParseCertificate(rootDER)
-	cross, err := rsa.GenerateKey(rand.Reader, 4096)
+	cross, err := issue(caTemplate("Northwind Lab Global Root R2", 2), 4096, root.cert, root.key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	crossDER, crossCert, err := sign(caTemplate("Northwind Lab Global Root R2", 2), &cross.PublicKey, rootCert, root)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	mid, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	midDER, midCert, err := sign(caTemplate("Northwind Lab TLS Issuing CA 07", 3), &mid.PublicKey, crossCert, cross)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	leaf, err := rsa.GenerateKey(rand.Reader, 2048)
+	mid, err := issue(caTemplate("Northwind Lab TLS Issuing CA 07", 3), 2048, cross.cert, cross.key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -63,19 +46,41 @@ func cdnChain(name string) (tls.Certificate, error) {
 	for i := range cdnNames {
 		names = append(names, fmt.Sprintf("static-%02d.%s", i, name))
 	}
-	leafTmpl := &x509.Certificate{
+	leaf, err := issue(&x509.Certificate{
 		SerialNumber: big.NewInt(4),
 		Subject:      pkix.Name{CommonName: name, Organization: []string{"Northwind Ceramics"}, Country: []string{"NL"}},
 		DNSNames:     names,
 		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, leafCert, err := sign(leafTmpl, &leaf.PublicKey, midCert, mid)
+	}, 2048, mid.cert, mid.key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	return tls.Certificate{Certificate: [][]byte{leafDER, midDER, crossDER}, PrivateKey: leaf, Leaf: leafCert}, nil
+	return tls.Certificate{Certificate: [][]byte{leaf.cert.Raw, mid.cert.Raw, cross.cert.Raw}, PrivateKey: leaf.key, Leaf: leaf.cert}, nil
+}
+
+type issued struct {
+	cert *x509.Certificate
+	key  *rsa.PrivateKey
+}
+
+// issue makes an RSA key of bits and a certificate from tmpl for it, signed
+// by parent's key (nil: its own, for a root).
+func issue(tmpl *x509.Certificate, bits int, parent *x509.Certificate, parentKey *rsa.PrivateKey) (issued, error) {
+	key, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		return issued{}, err
+	}
+	if parentKey == nil {
+		parentKey = key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return issued{}, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return issued{cert, key}, err
 }
 
 func caTemplate(cn string, serial int64) *x509.Certificate {
@@ -86,14 +91,4 @@ func caTemplate(cn string, serial int64) *x509.Certificate {
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true, IsCA: true,
 	}
-}
-
-// sign issues tmpl for pub under parent.
-func sign(tmpl *x509.Certificate, pub crypto.PublicKey, parent *x509.Certificate, key crypto.Signer) ([]byte, *x509.Certificate, error) {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := x509.ParseCertificate(der)
-	return der, c, err
 }
