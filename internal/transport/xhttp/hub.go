@@ -477,7 +477,7 @@ func (h *Hub) serveDownload(w http.ResponseWriter, r *http.Request, s *session, 
 			st.inflight.Add(dataCost(int64(k), st.tls))
 		}
 		n, err := w.Write(buf[:k])
-		chunkPool.Put(buf)
+		releaseChunk(buf, err)
 		off += int64(n)
 		if err != nil || rc.Flush() != nil {
 			return
@@ -639,7 +639,7 @@ func (h *Hub) serveStreamOne(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		n, err := w.Write(buf[:k])
-		chunkPool.Put(buf)
+		releaseChunk(buf, err)
 		off += int64(n)
 		if err != nil || rc.Flush() != nil {
 			return

@@ -119,6 +119,24 @@ func (q *byteQueue) drop() {
 	}
 }
 
+// Shrink moves the bytes held into one small block when there are at most
+// limit of them and they sit in full-size blocks: the unacknowledged tail
+// of a download that went idle would otherwise keep one or two pooled
+// blocks for a few hundred bytes.
+func (q *byteQueue) Shrink(limit int) {
+	if q.n == 0 || q.n > limit || len(q.blocks) == 1 && cap(q.blocks[0]) < queueBlock {
+		return
+	}
+	size := queueMinBlock
+	for size < q.n {
+		size *= 2
+	}
+	b := make([]byte, q.n, size)
+	q.CopyAt(b, 0)
+	q.Reset()
+	q.blocks, q.n = [][]byte{b}, len(b)
+}
+
 // Read moves up to len(p) bytes from the front of the queue into p.
 func (q *byteQueue) Read(p []byte) int {
 	n := q.CopyAt(p, 0)
@@ -140,3 +158,14 @@ func (q *byteQueue) Reset() {
 const chunkMax = 64 << 10
 
 var chunkPool = sync.Pool{New: func() any { return new([chunkMax]byte) }}
+
+// releaseChunk gives buf back after a download write that returned err.
+// HTTP/2's server copies a handler's write into frames on its own
+// goroutine; a write that failed (the stream reset, the connection gone)
+// may return while that copy still reads buf, so buf is then left to the
+// collector rather than handed to another session.
+func releaseChunk(buf *[chunkMax]byte, err error) {
+	if err == nil {
+		chunkPool.Put(buf)
+	}
+}

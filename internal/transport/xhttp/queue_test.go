@@ -15,15 +15,15 @@ func held(q *byteQueue) int {
 	return n
 }
 
-// TestByteQueueMatchesSlice runs random writes, reads, copies at offsets and
-// discards against a plain slice doing the same.
+// TestByteQueueMatchesSlice runs random writes, reads, copies at offsets,
+// shrinks and discards against a plain slice doing the same.
 func TestByteQueueMatchesSlice(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var q byteQueue
 	var ref []byte
 	next := byte(0)
 	for step := range 20000 {
-		switch op := rng.IntN(4); {
+		switch op := rng.IntN(5); {
 		case op == 0:
 			p := make([]byte, rng.IntN(3*queueBlock))
 			for i := range p {
@@ -48,6 +48,8 @@ func TestByteQueueMatchesSlice(t *testing.T) {
 			if n != want || !bytes.Equal(p[:n], ref[min(off, len(ref)):][:n]) {
 				t.Fatalf("step %d: CopyAt(%d) got %d bytes, want %d", step, off, n, want)
 			}
+		case op == 3:
+			q.Shrink(rng.IntN(2 << 10))
 		default:
 			k := rng.IntN(len(ref) + 10)
 			q.Discard(k)
@@ -84,6 +86,45 @@ func TestByteQueueSmall(t *testing.T) {
 	q.Discard(5300)
 	if h := held(&q); h != 0 {
 		t.Errorf("an empty queue holds %d bytes of blocks", h)
+	}
+}
+
+// TestByteQueueShrink: a small tail left in full-size blocks moves into one
+// small block, in order; a larger one stays where it is.
+func TestByteQueueShrink(t *testing.T) {
+	for _, tail := range []int{300, 1000} {
+		for _, spans := range []bool{false, true} { // spans: the tail at another offset
+			var q byteQueue
+			head := 200 << 10
+			if spans {
+				head = 13*queueBlock - tail/2 // the tail at another offset in the blocks
+			}
+			data := make([]byte, head+tail)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			q.Write(data)
+			q.Discard(head)
+			q.Shrink(1 << 10)
+			got := make([]byte, tail)
+			if n := q.CopyAt(got, 0); n != tail || !bytes.Equal(got, data[head:]) {
+				t.Fatalf("tail %d spanning %v: %d bytes after Shrink, or not the same", tail, spans, n)
+			}
+			if h := held(&q); h > 1024 {
+				t.Errorf("tail %d spanning %v: held in %d bytes of blocks, want at most 1024", tail, spans, h)
+			}
+			q.Write(data[:5000]) // it grows again from the small block
+			if q.Len() != tail+5000 {
+				t.Errorf("after a write: Len %d, want %d", q.Len(), tail+5000)
+			}
+		}
+	}
+	var q byteQueue
+	q.Write(make([]byte, 3000))
+	before := held(&q)
+	q.Shrink(1 << 10)
+	if held(&q) != before || q.Len() != 3000 {
+		t.Errorf("3000 bytes over the limit: Shrink changed the queue (%d → %d bytes of blocks)", before, held(&q))
 	}
 }
 

@@ -21,6 +21,10 @@ const (
 // wait beyond it, which slows the client down.
 const upMax = 1 << 20
 
+// idleTail is the most unacknowledged download bytes that ack moves out of
+// full-size blocks into a small one (byteQueue.Shrink).
+const idleTail = 1 << 10
+
 // maxPending bounds out-of-order upload packets per session (Xray: 30).
 const maxPending = 64
 
@@ -158,6 +162,7 @@ func (s *session) ack(off int64) error {
 	}
 	if n := int(off - s.base); n > 0 {
 		s.down.Discard(n)
+		s.down.Shrink(idleTail)
 		s.base = off
 		s.broadcastLocked()
 	}
