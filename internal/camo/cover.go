@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	utls "github.com/refraction-networking/utls"
 )
 
 // splice relays client and cover byte for byte until both directions are
@@ -153,62 +155,81 @@ const coverCheckTimeout = 10 * time.Second
 // dial nil means a net.Dialer. The certificate's chain is not verified, but
 // it must name sni. The error says in plain words what is wrong.
 func CheckCover(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), cover, sni string) error {
-	_, err := coverTLS(ctx, dial, cover, sni, true)
-	return err
-}
-
-// CoverHandshake returns the bytes the cover sends until its handshake is
-// complete (its server flight) to a client offering a browser's groups
-// (the post-quantum hybrid first, as Chrome and the REALITY clients that
-// mimic it do). A REALITY server sizes its own handshake like its cover's,
-// so every connection to it pays about that much before it carries data.
-func CoverHandshake(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), cover, sni string) (int64, error) {
-	return coverTLS(ctx, dial, cover, sni, false)
-}
-
-// coverTLS runs one TLS 1.3 handshake with cover for sni, offering only
-// X25519 when strict (and then requiring it), and returns the bytes read.
-func coverTLS(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), cover, sni string, strict bool) (int64, error) {
-	if dial == nil {
-		var d net.Dialer
-		dial = d.DialContext
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, coverCheckTimeout)
-		defer cancel()
-	}
-	raw, err := dial(ctx, "tcp", cover)
+	ctx, cancel := coverContext(ctx)
+	defer cancel()
+	conn, err := dialWith(dial)(ctx, "tcp", cover)
 	if err != nil {
-		return 0, fmt.Errorf("camo: cover %s cannot be reached: %w; check the address or choose another cover site", cover, err)
+		return fmt.Errorf("camo: cover %s cannot be reached: %w; check the address or choose another cover site", cover, err)
 	}
-	conn := &countingConn{Conn: raw}
 	defer conn.Close()
-	cfg := &tls.Config{
+	tc := tls.Client(conn, &tls.Config{
 		ServerName:         sni,
 		MinVersion:         tls.VersionTLS13,
 		MaxVersion:         tls.VersionTLS13,
-		CurvePreferences:   []tls.CurveID{tls.X25519MLKEM768, tls.X25519},
+		CurvePreferences:   []tls.CurveID{tls.X25519},
 		InsecureSkipVerify: true, // the name is checked below; REALITY clients do not verify the chain either
-	}
-	if strict {
-		cfg.CurvePreferences = []tls.CurveID{tls.X25519}
-	}
-	tc := tls.Client(conn, cfg)
+	})
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return 0, fmt.Errorf("camo: cover %s does not speak TLS 1.3 with X25519 for %q: %w; choose another cover site", cover, sni, err)
+		return fmt.Errorf("camo: cover %s does not speak TLS 1.3 with X25519 for %q: %w; choose another cover site", cover, sni, err)
 	}
 	st := tc.ConnectionState()
-	if st.Version != tls.VersionTLS13 || strict && st.CurveID != tls.X25519 {
-		return 0, fmt.Errorf("camo: cover %s negotiated TLS version %#04x with group %v, not TLS 1.3 with X25519; choose another cover site", cover, st.Version, st.CurveID)
+	if st.Version != tls.VersionTLS13 || st.CurveID != tls.X25519 {
+		return fmt.Errorf("camo: cover %s negotiated TLS version %#04x with group %v, not TLS 1.3 with X25519; choose another cover site", cover, st.Version, st.CurveID)
 	}
 	if len(st.PeerCertificates) == 0 {
-		return 0, fmt.Errorf("camo: cover %s sent no certificate; choose another cover site", cover)
+		return fmt.Errorf("camo: cover %s sent no certificate; choose another cover site", cover)
 	}
 	if err := st.PeerCertificates[0].VerifyHostname(sni); err != nil {
-		return 0, fmt.Errorf("camo: cover %s has no certificate for %q (%w); use a name the cover serves, or choose another cover site", cover, sni, err)
+		return fmt.Errorf("camo: cover %s has no certificate for %q (%w); use a name the cover serves, or choose another cover site", cover, sni, err)
+	}
+	return nil
+}
+
+// CoverHandshake returns the bytes cover sends until its handshake with
+// sni is complete (its server flight) to the clients' default ClientHello
+// (Chrome's: the post-quantum hybrid key share first, brotli certificate
+// compression offered). A REALITY server answers a client with its cover's
+// reply to that client's hello, so every connection to it pays about this
+// much before it carries data.
+func CoverHandshake(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), cover, sni string) (int64, error) {
+	ctx, cancel := coverContext(ctx)
+	defer cancel()
+	raw, err := dialWith(dial)(ctx, "tcp", cover)
+	if err != nil {
+		return 0, fmt.Errorf("camo: cover %s cannot be reached: %w", cover, err)
+	}
+	conn := &countingConn{Conn: raw}
+	defer conn.Close()
+	spec, err := helloSpec(FingerprintChrome)
+	if err != nil {
+		return 0, err
+	}
+	uc := utls.UClient(conn, &utls.Config{ServerName: sni, InsecureSkipVerify: true}, utls.HelloCustom)
+	if err := uc.ApplyPreset(spec); err != nil {
+		return 0, fmt.Errorf("camo: cover handshake: %w", err)
+	}
+	if err := uc.HandshakeContext(ctx); err != nil {
+		return 0, fmt.Errorf("camo: cover %s: handshake with a browser's hello: %w", cover, err)
 	}
 	return conn.n, nil
+}
+
+// coverContext bounds a check of the cover by coverCheckTimeout unless ctx
+// has a deadline of its own.
+func coverContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, coverCheckTimeout)
+}
+
+// dialWith returns dial, or a net.Dialer's when it is nil.
+func dialWith(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if dial == nil {
+		var d net.Dialer
+		return d.DialContext
+	}
+	return dial
 }
 
 // countingConn counts the bytes read.

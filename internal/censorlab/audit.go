@@ -94,7 +94,10 @@ func Audit(ctx context.Context, cfg AuditConfig) (*Report, error) {
 			"a REALITY server needs a cover that speaks TLS 1.3 with X25519 for the SNI; pick a popular HTTPS site that does (check with: burrow check --cover HOST:443)")
 	} else {
 		add(SevOK, fmt.Sprintf("cover %s speaks TLS 1.3 with X25519 for %q", cfg.Cover, cfg.SNI), "")
-		if hs, err := camo.CoverHandshake(ctx, cfg.Dial, cfg.Cover, cfg.SNI); err == nil {
+		if hs, err := camo.CoverHandshake(ctx, cfg.Dial, cfg.Cover, cfg.SNI); err != nil {
+			add(SevWarn, fmt.Sprintf("the cover's handshake with a browser's ClientHello failed, so its size is unknown: %v", err),
+				"clients send a browser's hello (post-quantum key share, certificate compression); a cover that fails it fails them too: choose another cover site")
+		} else {
 			r.Findings = append(r.Findings, handshakeFinding(hs))
 		}
 	}

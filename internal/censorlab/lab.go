@@ -376,10 +376,11 @@ func pickScenarios(names []string) ([]Scenario, error) {
 
 func start(ctx context.Context, cfg Config) (*Lab, error) {
 	l := &Lab{instances: map[string]*Instance{}, systems: cfg.Systems, path: cfg.Path.withDefaults()}
-	cert, err := selfSigned(CoverSNI)
+	coverCert := selfSigned
 	if cfg.CoverChain {
-		cert, err = cdnChain(CoverSNI)
+		coverCert = cdnChain
 	}
+	cert, err := coverCert(CoverSNI)
 	if err != nil {
 		return nil, err
 	}
