@@ -246,6 +246,11 @@ func controlImport(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("control import: %w", err)
 	}
 	defer old.Close()
+	if v, err := old.ReplicaVersion(ctx); err != nil {
+		return fmt.Errorf("control import: %w", err)
+	} else if v > 0 {
+		return fmt.Errorf("control import: %s is a fleet node's replica of a control plane (at version %d), not a single server: its users belong to that control plane already, and its subscription tokens are placeholders; import from a single server's data directory, or restore the control plane's database (docs/fleet.md)", *from, v)
+	}
 	users, err := old.ListUsers(ctx)
 	if err != nil {
 		return fmt.Errorf("control import: %w", err)

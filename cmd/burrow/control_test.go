@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/control"
@@ -273,6 +274,25 @@ func TestControlImport(t *testing.T) {
 	}
 	if v2, _ := st.Version(ctx); v2 != v {
 		t.Errorf("a refused import moved the log from %d to %d", v, v2)
+	}
+	// A fleet node's replica is not a server to import from.
+	node := filepath.Join(t.TempDir(), "node")
+	if err := os.MkdirAll(node, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := access.OpenSQLite(filepath.Join(node, "users.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.ReplaceUsers(ctx, 7, []*access.User{{ID: 1, Name: "carol", CreatedAt: time.Now(), PeriodStart: time.Now(), Reset: access.ResetNever}}); err != nil {
+		t.Fatal(err)
+	}
+	rep.Close()
+	if msg := runCmdErr(t, "control", "import", "--data", dir, "--from", node); !strings.Contains(msg, "replica") {
+		t.Errorf("import from a node's replica: %q, want a refusal naming the replica", msg)
+	}
+	if v2, _ := st.Version(ctx); v2 != v {
+		t.Errorf("an import from a replica moved the log from %d to %d", v, v2)
 	}
 }
 

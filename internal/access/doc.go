@@ -16,7 +16,8 @@
 //	  id            INTEGER PK
 //	  name          TEXT     as typed; name_key = NameKey(name), UNIQUE (case-insensitive)
 //	  uuid          TEXT     8-4-4-4-12 lowercase hex, UNIQUE: the VLESS credential
-//	  sub_token     TEXT     43 chars base64url of 32 random bytes, UNIQUE
+//	  sub_token     TEXT     43 chars base64url of 32 random bytes, UNIQUE (a fleet node's
+//	                         replica: "n" + 19-digit id + "." + 22 chars of 16 random bytes)
 //	  created_at    INTEGER  Unix seconds, UTC
 //	  quota         INTEGER  bytes per period, 0 = unlimited
 //	  expires_at    INTEGER  Unix seconds, 0 = never

@@ -74,6 +74,10 @@ func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
+// UserColumns are the users table's columns as scanUser reads them; the
+// control plane's store reads its users table with the same list.
+const UserColumns = userColumns
+
 const userColumns = `id, name, uuid, created_at, quota, expires_at, reset, note, revoked,
 	bytes_up, bytes_down, last_seen_day, sub_token, period_start`
 

@@ -16,8 +16,7 @@ import (
 // methods here are access.Store's, plus a change log entry for every write
 // a node must apply.
 
-const userColumns = `id, name, uuid, created_at, quota, expires_at, reset, note, revoked,
-	bytes_up, bytes_down, last_seen_day, sub_token, period_start`
+const userColumns = access.UserColumns // access.UserQuery.Page selects them
 
 type scanner interface{ Scan(dest ...any) error }
 
