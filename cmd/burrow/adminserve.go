@@ -105,6 +105,10 @@ func (f *sideFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.panelTunnel, "panel-tunnel", false, "also serve the panel inside the tunnel at http://"+server.PanelHost+"/ to the links of users named like an owner or operator admin")
 }
 
+// applyWait bounds how long an admin change waits for the registry to
+// apply it before the call returns anyway.
+const applyWait = 10 * time.Second
+
 // start opens every listener asked for, then serves them until the returned
 // stop is called. If one cannot be opened it closes those it opened and
 // returns an error naming the flag, having served nothing.
@@ -117,7 +121,18 @@ func (f *sideFlags) start(data string, cfg *server.Config, st *access.SQLiteStor
 	if cfg.Join != "" {
 		store = fleetReplica{st} // the users are the control plane's
 	}
-	local := &admin.Local{Store: store, Live: reg, Changed: reg.Poke, Version: version, Started: time.Now(),
+	// A change made through the admin API (the CLI on the socket, the
+	// panel) is in force when the call returns: the next connection sees
+	// it. The registry's refresh, which several changes at once share, is
+	// waited for, for at most applyWait.
+	applied := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), applyWait)
+		defer cancel()
+		if err := reg.PokeWait(ctx); err != nil {
+			log.Warn("a user change waits for the next refresh", "err", err)
+		}
+	}
+	local := &admin.Local{Store: store, Live: reg, Changed: applied, Version: version, Started: time.Now(),
 		Counters: func() admin.Counters { return countersOf(srv.Stats()) }, Telemetry: tele.Totals}
 	var services []sideService
 	ok := false

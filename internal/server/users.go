@@ -33,8 +33,15 @@ type Registry struct {
 	log *slog.Logger
 	now func() time.Time
 
-	poke   chan struct{} // Poke asks Run for a refresh now
-	leases Leases        // set on a fleet node: the quota the control plane lent (SetLeases)
+	poke chan struct{} // Poke asks Run for a refresh now
+	// refreshes counts the refreshes started and ended, so that PokeWait
+	// can wait for one that began after a change.
+	refreshes struct {
+		mu            sync.Mutex
+		started, done uint64
+		ended         chan struct{} // closed and replaced when a refresh ends
+	}
+	leases Leases // set on a fleet node: the quota the control plane lent (SetLeases)
 	// flushMu is held while counted bytes move from the sessions to the
 	// store (Flush) and while allowances are read from the store or Leases,
 	// so a read never sees bytes taken off a user's allowance and not yet
@@ -339,6 +346,7 @@ func (d *Direction) Settle(reserved, moved int64) {
 func (r *Registry) Refresh(ctx context.Context) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
+	defer r.refreshEnded(r.refreshStarted())
 	users, err := r.src.ListUsers(ctx)
 	if err != nil {
 		return err
@@ -476,6 +484,57 @@ func (r *Registry) Poke() {
 	select {
 	case r.poke <- struct{}{}:
 	default:
+	}
+}
+
+// PokeWait asks Run for a refresh now and waits until one that started
+// after the call has ended (successful or not), or ctx ends: a change made
+// in the store before the call is then in force. Callers at the same moment
+// share one refresh.
+func (r *Registry) PokeWait(ctx context.Context) error {
+	rf := &r.refreshes
+	rf.mu.Lock()
+	target := rf.started + 1
+	rf.mu.Unlock()
+	r.Poke()
+	for {
+		rf.mu.Lock()
+		if rf.done >= target {
+			rf.mu.Unlock()
+			return nil
+		}
+		if rf.ended == nil {
+			rf.ended = make(chan struct{})
+		}
+		ended := rf.ended
+		rf.mu.Unlock()
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// refreshStarted numbers a refresh that is starting; flushMu is held, so
+// refreshes are numbered in the order they read the store.
+func (r *Registry) refreshStarted() uint64 {
+	rf := &r.refreshes
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	rf.started++
+	return rf.started
+}
+
+// refreshEnded records that refresh g ended and wakes PokeWait.
+func (r *Registry) refreshEnded(g uint64) {
+	rf := &r.refreshes
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	rf.done = max(rf.done, g)
+	if rf.ended != nil {
+		close(rf.ended)
+		rf.ended = nil
 	}
 }
 

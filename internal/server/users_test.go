@@ -19,15 +19,25 @@ type memSource struct {
 	users   map[int64]*access.User
 	fail    error
 	flushes []map[int64]access.Traffic
+	// listed, when set, is told once that a ListUsers has read the users,
+	// and that ListUsers returns only when held is closed.
+	listed chan struct{}
+	held   chan struct{}
 }
 
 func (m *memSource) ListUsers(context.Context) ([]*access.User, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	var out []*access.User
 	for id := int64(1); id <= int64(len(m.users)); id++ {
 		c := *m.users[id]
 		out = append(out, &c)
+	}
+	listed, held := m.listed, m.held
+	m.listed, m.held = nil, nil
+	m.mu.Unlock()
+	if listed != nil {
+		close(listed)
+		<-held
 	}
 	return out, nil
 }
@@ -143,6 +153,53 @@ func TestRegistryPokeRefreshesAtOnce(t *testing.T) {
 	if !cutWithin(s, 500*time.Millisecond) {
 		t.Error("session not cut within 500ms of Poke (the refresh tick is an hour)")
 	}
+}
+
+// TestRegistryPokeWait: a change made in the store before PokeWait is in
+// force when it returns, even when a refresh that read the store before
+// the change was under way at the call (PokeWait waits for a later one).
+func TestRegistryPokeWait(t *testing.T) {
+	r, src := newTestRegistry(t, access.User{Name: "erin", Quota: 1000, BytesDown: 1000})
+	if _, err := r.Acquire([16]byte{1}); !errors.Is(err, access.ErrQuotaExceeded) {
+		t.Fatalf("over quota: Acquire = %v, want ErrQuotaExceeded", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx, time.Hour, time.Hour); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// A refresh reads the store and is held there.
+	listed, held := make(chan struct{}), make(chan struct{})
+	src.mu.Lock()
+	src.listed, src.held = listed, held
+	src.mu.Unlock()
+	r.Poke()
+	<-listed
+	// Now the quota is raised, and the operator's call waits.
+	src.set(1, func(u *access.User) { u.Quota = 1 << 30 })
+	waited := make(chan error, 1)
+	go func() { waited <- r.PokeWait(ctx) }()
+	close(held) // the stale refresh ends first
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Acquire([16]byte{1})
+	if err != nil {
+		t.Fatalf("after PokeWait: Acquire = %v, want the raised quota in force", err)
+	}
+	s.Close()
+
+	// A cancelled wait returns the context's error.
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	src.mu.Lock()
+	src.listed, src.held = make(chan struct{}), make(chan struct{})
+	hold := src.held
+	src.mu.Unlock()
+	if err := r.PokeWait(cctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("PokeWait with a cancelled context = %v, want context.Canceled", err)
+	}
+	close(hold)
 }
 
 // take reserves n bytes on d and settles them as moved, and returns how many it got.
