@@ -54,6 +54,8 @@ type exit struct {
 	opened  atomic.Int64 // client streams opened
 	failed  atomic.Int64 // streams or probes that failed
 
+	trunks trunks // the trunks client connections ride
+
 	stop context.CancelFunc
 	done chan struct{} // closed when probeLoop returned
 }
@@ -76,6 +78,10 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 	}
 	ann.Kind = relaylink.KindAsk
 	if e.ask, err = ann.Append(nil); err != nil {
+		return nil, err
+	}
+	ann.Kind = relaylink.KindTrunk
+	if e.trunks.hdr, err = ann.Append(nil); err != nil {
 		return nil, err
 	}
 	reality := camo.ClientConfig{ServerName: tok.SNI, PublicKey: tok.PublicKey[:], ShortID: tok.ShortID[:], Fingerprint: tok.Fingerprint}
@@ -166,6 +172,7 @@ func (e *exit) start() {
 func (e *exit) close() {
 	e.stop()
 	<-e.done
+	e.trunks.closeAll()
 	e.pool.Close()
 }
 
@@ -242,10 +249,6 @@ func (e *exit) probeOnce(ctx context.Context) error {
 	return nil
 }
 
-// open opens a client stream on the exit: the header is sent, the
-// client's bytes may follow.
-func (e *exit) open(ctx context.Context) (net.Conn, error) { return e.openWith(ctx, e.client) }
-
 // askFor opens an ask stream and sends hello, the client's ClientHello:
 // the stream if the exit takes the client, nil if it is another exit's.
 func (e *exit) askFor(ctx context.Context, hello []byte) (net.Conn, error) {
@@ -263,6 +266,7 @@ func (e *exit) askFor(ctx context.Context, hello []byte) (net.Conn, error) {
 		s.Close()
 		return nil, err
 	}
+	e.opened.Add(1)
 	return s, nil
 }
 
@@ -284,7 +288,6 @@ func (e *exit) openWith(ctx context.Context, hdr []byte) (net.Conn, error) {
 		e.failed.Add(1)
 		return nil, err
 	}
-	e.opened.Add(1)
 	return c, nil
 }
 

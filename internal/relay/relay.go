@@ -41,6 +41,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/camo"
 	"github.com/burrow-vpn/burrow/internal/tlshello"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+	"github.com/burrow-vpn/burrow/internal/trunk"
 )
 
 // Options are the run-time settings outside the config file.
@@ -184,7 +185,7 @@ func (r *Relay) carry(ctx context.Context, c, s net.Conn, e *exit) {
 				r.stats.BytesDown.Add(k)
 				e.sawBytes()
 			})
-			if errors.Is(err, xhttp.ErrReset) {
+			if errors.Is(err, xhttp.ErrReset) || errors.Is(err, trunk.ErrReset) {
 				// The exit's side ended with a reset (the cover reset a
 				// prober): the client gets a reset too, as from the cover.
 				if l, ok := dst.(interface{ SetLinger(int) error }); ok {

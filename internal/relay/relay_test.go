@@ -3,16 +3,20 @@ package relay
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/meter"
+	"github.com/burrow-vpn/burrow/internal/relaylink"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+	"github.com/burrow-vpn/burrow/internal/trunk"
 )
 
 // readSizes is a client connection that reports the size of the buffer
@@ -27,22 +31,49 @@ func (c readSizes) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// echoExit serves XHTTP on a loopback listener: every session reads the
-// relay's header of hdr bytes, then echoes. It returns the listener's
-// address.
-func echoExit(t *testing.T, hdr int) string {
+// Stream headers for tests: the exit tells them apart by their bytes.
+var (
+	testClientHdr = []byte("relay client header")
+	testTrunkHdr  = []byte("relay trunk  header")
+	testProbeHdr  = []byte("relay probe  header")
+)
+
+// echoExit serves XHTTP on a loopback listener: every session reads a
+// stream header (testClientHdr or testTrunkHdr), then echoes; a trunk is
+// answered with TrunkOK and each of its streams echoed. With trunks false
+// it is an exit from before trunks: a trunk session is closed at once. It
+// returns the listener's address.
+func echoExit(t *testing.T, trunks bool) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	echo := func(c net.Conn) {
+		io.Copy(c, c)
+		c.(interface{ CloseWrite() error }).CloseWrite()
+	}
 	hub := xhttp.NewHub(ctx, xhttp.HubConfig{Handle: func(ctx context.Context, c net.Conn) {
 		defer c.Close()
-		if _, err := io.ReadFull(c, make([]byte, hdr)); err != nil {
+		hdr := make([]byte, len(testClientHdr))
+		if _, err := io.ReadFull(c, hdr); err != nil {
 			return
 		}
-		io.Copy(c, c)
+		switch {
+		case bytes.Equal(hdr, testProbeHdr):
+			c.Write([]byte{relaylink.ProbeOK})
+		case bytes.Equal(hdr, testClientHdr):
+			echo(c)
+		case bytes.Equal(hdr, testTrunkHdr) && trunks:
+			c.Write([]byte{relaylink.TrunkOK})
+			tr := trunk.New(c, func(s *trunk.Stream) {
+				go func() { defer s.Close(); echo(s) }()
+			})
+			stop := context.AfterFunc(ctx, func() { tr.Close() })
+			defer stop()
+			tr.Wait()
+		}
 	}})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -68,16 +99,11 @@ func echoExit(t *testing.T, hdr int) string {
 	return ln.Addr().String()
 }
 
-// TestIdleConnectionSmallBuffer: a relayed client connection that is idle
-// is read into a small buffer; a burst takes a large one, which is given
-// back once the burst ends. (The relay once copied with io.Copy, which
-// holds 32 KiB per direction for the life of every connection: with 2,000
-// idle clients that was most of the relay's memory; bench/relay_mem_test.go.)
-func TestIdleConnectionSmallBuffer(t *testing.T) {
-	hdr := []byte("relay stream header")
-	addr := echoExit(t, len(hdr))
+// echoExitFor is the relay's exit for an echoExit at addr.
+func echoExitFor(t *testing.T, addr string) *exit {
+	t.Helper()
 	e := testExit()
-	e.client = hdr
+	e.client, e.trunks.hdr, e.probe = testClientHdr, testTrunkHdr, testProbeHdr
 	var err error
 	e.pool, err = xhttp.NewDialer(xhttp.DialerConfig{Host: "exit.test", Path: "/", Dial: func(ctx context.Context) (net.Conn, func() int64, error) {
 		var d net.Dialer
@@ -91,9 +117,18 @@ func TestIdleConnectionSmallBuffer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.pool.Close()
+	t.Cleanup(func() { e.trunks.closeAll(); e.pool.Close() })
+	return e
+}
+
+// TestIdleConnectionSmallBuffer: a relayed client connection that is idle
+// is read into a small buffer; a burst takes a large one, which is given
+// back once the burst ends. (The relay once copied with io.Copy, which
+// holds 32 KiB per direction for the life of every connection: with 2,000
+// idle clients that was most of the relay's memory; bench/relay_mem_test.go.)
+func TestIdleConnectionSmallBuffer(t *testing.T) {
 	r := &Relay{log: slog.New(slog.DiscardHandler)}
-	r.exits.exits = []*exit{e}
+	r.exits.exits = []*exit{echoExitFor(t, echoExit(t, true))}
 
 	client, relaySide := net.Pipe()
 	sizes := make(chan int, 64)
@@ -143,4 +178,118 @@ func TestIdleConnectionSmallBuffer(t *testing.T) {
 	if n := next(); n > bidi.IdleRead {
 		t.Errorf("after the burst the connection waits with a %d-byte buffer, want at most %d", n, bidi.IdleRead)
 	}
+}
+
+// relayed returns a client connection carried by r (the relay's side of it
+// runs handle).
+func relayed(t *testing.T, r *Relay) net.Conn {
+	t.Helper()
+	client, relaySide := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.handle(context.Background(), relaySide)
+	}()
+	t.Cleanup(func() { client.Close(); <-done })
+	return client
+}
+
+// echoThrough sends msg on c and checks that it comes back intact.
+func echoThrough(c net.Conn, msg []byte) error {
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write(msg); errc <- err }()
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return errors.New("the echo came back different")
+	}
+	return <-errc
+}
+
+// TestClientsShareTrunks: many client connections ride a few trunks (no
+// more than maxTrunks), each carried intact, and none is left open on a
+// trunk once its client has gone.
+func TestClientsShareTrunks(t *testing.T) {
+	e := echoExitFor(t, echoExit(t, true))
+	r := &Relay{log: slog.New(slog.DiscardHandler)}
+	r.exits.exits = []*exit{e}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		c := relayed(t, r)
+		wg.Go(func() {
+			msg := bytes.Repeat([]byte{byte(i)}, 1+i*997)
+			if err := echoThrough(c, msg); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := e.trunks.count(); n < 1 || n > maxTrunks {
+		t.Errorf("64 clients rode %d trunks, want 1 to %d", n, maxTrunks)
+	}
+	if got := e.opened.Load(); got != 64 {
+		t.Errorf("streams counted %d, want 64", got)
+	}
+}
+
+// TestSlowClientStallsOnlyItself: a client that sends but never reads
+// fills its own stream's window; the clients beside it on the same trunk
+// are carried on.
+func TestSlowClientStallsOnlyItself(t *testing.T) {
+	e := echoExitFor(t, echoExit(t, true))
+	r := &Relay{log: slog.New(slog.DiscardHandler)}
+	r.exits.exits = []*exit{e}
+	slow := relayed(t, r)
+	go slow.Write(make([]byte, 8*trunk.Window)) // echoed back to a client that never reads
+	fast := relayed(t, r)
+	msg := make([]byte, 4<<20)
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	if err := echoThrough(fast, msg); err != nil {
+		t.Fatalf("beside a client that does not read, 4 MiB: %v", err)
+	}
+}
+
+// TestExitWithoutTrunks: an exit from before trunks closes a trunk
+// session unanswered; the relay then gives each client a session of its
+// own, and says so once.
+func TestExitWithoutTrunks(t *testing.T) {
+	e := echoExitFor(t, echoExit(t, false))
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	e.log = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	r := &Relay{log: slog.New(slog.DiscardHandler)}
+	r.exits.exits = []*exit{e}
+	for i := range 3 {
+		if err := echoThrough(relayed(t, r), []byte{'a' + byte(i)}); err != nil {
+			t.Fatalf("client %d through an exit without trunks: %v", i, err)
+		}
+	}
+	if n := e.trunks.count(); n != 0 {
+		t.Errorf("%d trunks to an exit that takes none", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(logs.String(), "takes no trunks"); n != 1 {
+		t.Errorf("the relay said %d times that the exit takes no trunks, want once:\n%s", n, logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

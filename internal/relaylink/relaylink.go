@@ -176,7 +176,13 @@ const (
 	KindClient byte = 1 // a client connection's bytes follow
 	KindProbe  byte = 2 // a health probe: the exit answers ProbeOK
 	KindAsk    byte = 3 // a client connection, if its hello is this exit's
+	KindTrunk  byte = 4 // the exit answers TrunkOK, then a trunk of client connections (package trunk)
 )
+
+// TrunkOK is the exit's one-byte answer to a KindTrunk stream. An exit
+// that predates trunks closes the stream instead, and the relay opens one
+// stream per client with it.
+const TrunkOK byte = 0x7b
 
 // The exit's one-byte answers to a KindAsk stream.
 const (
@@ -227,7 +233,7 @@ func ReadHeader(r io.Reader) (*Header, error) {
 		return nil, fmt.Errorf("%w: magic", ErrHeader)
 	}
 	h := &Header{Kind: fixed[4]}
-	if h.Kind != KindClient && h.Kind != KindProbe && h.Kind != KindAsk {
+	if h.Kind < KindClient || h.Kind > KindTrunk {
 		return nil, fmt.Errorf("%w: kind %d", ErrHeader, h.Kind)
 	}
 	copy(h.Secret[:], fixed[5:21])

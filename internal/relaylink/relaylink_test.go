@@ -62,6 +62,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []Header{
 		{Kind: KindClient, Secret: [16]byte{1, 2, 3}},
 		{Kind: KindProbe, Secret: [16]byte{9}, SNI: "vk.com", Cover: "vk.com:443", Addr: "198.51.100.1:443"},
+		{Kind: KindTrunk, Secret: [16]byte{7}, Addr: "198.51.100.1:443"},
 	} {
 		b, err := h.Append(nil)
 		if err != nil {
@@ -86,6 +87,7 @@ func TestReadHeaderErrors(t *testing.T) {
 	cases := map[string][]byte{
 		"TLS hello":      {0x16, 0x03, 0x01, 0x02, 0x00, 1},
 		"bad kind":       append([]byte("BRL\x01\x07"), make([]byte, 30)...),
+		"kind zero":      append([]byte("BRL\x01\x00"), make([]byte, 30)...),
 		"truncated":      valid[:len(valid)-3],
 		"sni, no cover":  append(append([]byte("BRL\x01\x01"), make([]byte, 16)...), 3, 'a', '.', 'b', 0, 0),
 		"cover not addr": append(append([]byte("BRL\x01\x01"), make([]byte, 16)...), 3, 'a', '.', 'b', 3, 'a', '.', 'b', 0),

@@ -16,6 +16,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/relaylink"
 	"github.com/burrow-vpn/burrow/internal/tlshello"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+	"github.com/burrow-vpn/burrow/internal/trunk"
 	"github.com/xtls/reality"
 )
 
@@ -252,9 +253,13 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 		}
 		cancel()
 	}
-	if h.Kind == relaylink.KindProbe {
+	switch h.Kind {
+	case relaylink.KindProbe:
 		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		c.Write([]byte{relaylink.ProbeOK})
+		return
+	case relaylink.KindTrunk:
+		s.serveTrunk(ctx, c, cs, lr)
 		return
 	}
 	var in net.Conn = c
@@ -263,6 +268,37 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 			return // another exit's client: the relay asks the next
 		}
 	}
+	s.serveRelayed(ctx, in, cs)
+}
+
+// serveTrunk serves a trunk of lr's client connections (package trunk):
+// each stream is accepted as a fresh connection would be, until the trunk
+// ends.
+func (s *Server) serveTrunk(ctx context.Context, c net.Conn, cs *camo.Server, lr *liveRelay) {
+	c.SetWriteDeadline(time.Now().Add(requestTimeout))
+	if _, err := c.Write([]byte{relaylink.TrunkOK}); err != nil {
+		return
+	}
+	c.SetWriteDeadline(time.Time{})
+	var wg sync.WaitGroup
+	tr := trunk.New(c, func(st *trunk.Stream) {
+		wg.Go(func() {
+			defer st.Close()
+			s.serveRelayed(ctx, st, cs)
+		})
+	})
+	stop := context.AfterFunc(ctx, func() { tr.Close() })
+	tr.Wait()
+	stop()
+	if err := tr.Err(); errors.Is(err, trunk.ErrProtocol) {
+		s.stats.RelayRefused.Add(1)
+		s.log.Debug("relay trunk ended: bad frames", "relay", lr.name, "err", err)
+	}
+	wg.Wait()
+}
+
+// serveRelayed accepts one client connection a relay carried in.
+func (s *Server) serveRelayed(ctx context.Context, in net.Conn, cs *camo.Server) {
 	s.stats.RelayStreams.Add(1)
 	tconn, err := cs.Handshake(ctx, in)
 	if err != nil {

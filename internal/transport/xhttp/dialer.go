@@ -242,6 +242,22 @@ func (d *Dialer) Stats() Stats {
 	return Stats{Dialed: d.dialed.Load(), Live: live, MaxLive: d.maxLive.Load()}
 }
 
+// Connected reports whether a pooled connection is open and working now.
+func (d *Dialer) Connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, pc := range d.conns {
+		if pc.cc.Err() == nil {
+			select {
+			case <-pc.gone:
+			default:
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Close ends every session and connection and waits for their goroutines.
 func (d *Dialer) Close() error {
 	d.mu.Lock()
