@@ -313,6 +313,12 @@ func TestRelayEndToEnd(t *testing.T) {
 			t.Errorf("relay metrics lack %q:\n%s", want, m)
 		}
 	}
+	// The clients rode trunks: a relay that fell back to a session per
+	// client (as with an exit from before trunks) shows none.
+	trunks := `burrow_relay_trunks{exit="` + l.exits[0].addr + `"} `
+	if !strings.Contains(m, trunks) || strings.Contains(m, trunks+"0\n") {
+		t.Errorf("the relay's clients rode no trunk:\n%s", m)
+	}
 	exitMetrics := scrape(t, l.exits[0].metrics)
 	if exitMetrics["burrow_relay_links_active"] < 1 || exitMetrics[`burrow_relay_streams_total{result="accepted"}`] < 1 {
 		t.Errorf("the exit's metrics show no relay link or relayed stream: %v", exitMetrics)

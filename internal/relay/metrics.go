@@ -24,6 +24,7 @@ import (
 //	burrow_relay_exit_failures_total{exit="203.0.113.7:443"} 0
 //	burrow_relay_pool_connections{exit="203.0.113.7:443"} 2
 //	burrow_relay_pool_dialed_total{exit="203.0.113.7:443"} 9
+//	burrow_relay_trunks{exit="203.0.113.7:443"} 2
 func (r *Relay) MetricsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.URL.Path != "/metrics" || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
@@ -77,5 +78,6 @@ func (r *Relay) WriteMetrics(w io.Writer) error {
 	perExit("burrow_relay_exit_failures_total", "counter", "Failed health checks and stream openings.", func(e *exit) int64 { return e.failed.Load() })
 	perExit("burrow_relay_pool_connections", "gauge", "Pooled connections to the exit open now.", func(e *exit) int64 { return e.pool.Stats().Live })
 	perExit("burrow_relay_pool_dialed_total", "counter", "Pooled connections to the exit opened (rotation included).", func(e *exit) int64 { return e.pool.Stats().Dialed })
+	perExit("burrow_relay_trunks", "gauge", "Trunks (sessions carrying client streams) to the exit open now.", func(e *exit) int64 { return int64(e.trunks.count()) })
 	return bw.Flush()
 }

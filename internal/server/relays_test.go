@@ -16,6 +16,7 @@ import (
 	"github.com/burrow-vpn/burrow/internal/relaylink"
 	"github.com/burrow-vpn/burrow/internal/tlshello"
 	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
+	"github.com/burrow-vpn/burrow/internal/trunk"
 )
 
 // relayExit is a running server with one relay in its table.
@@ -153,6 +154,84 @@ func TestRelayStreamGarbage(t *testing.T) {
 	}
 	if e.srv.Stats().Authenticated.Load() != authenticated {
 		t.Error("junk through the relay link was authenticated")
+	}
+}
+
+// TestRelayTrunkGarbage: a trunk (relaylink.KindTrunk) with a wrong
+// credential gets nothing; a trunk whose frames break the rules is ended,
+// counted, and reaches nobody; a stream of a good trunk that carries junk
+// instead of a ClientHello gets the cover's answer, as a direct
+// connection would, and the trunk carries on.
+func TestRelayTrunkGarbage(t *testing.T) {
+	e := startRelayExit(t)
+	d := e.leg(t, e.relay.ShortID)
+	wrong := e.relay.Secret
+	wrong[0] ^= 1
+	if got := exchange(t, d, header(t, relaylink.Header{Kind: relaylink.KindTrunk, Secret: wrong})); len(got) != 0 {
+		t.Errorf("a trunk with a wrong credential: the exit answered %q, want nothing", got)
+	}
+
+	good := header(t, relaylink.Header{Kind: relaylink.KindTrunk, Secret: e.relay.Secret})
+	refused := e.srv.Stats().RelayRefused.Load()
+	authenticated := e.srv.Stats().Authenticated.Load()
+	broken := append(append([]byte{}, good...), 9, 0, 0, 0, 1, 0, 0) // frame type 9
+	if got := exchange(t, d, broken); !bytes.Equal(got, []byte{relaylink.TrunkOK}) {
+		t.Errorf("a trunk with a broken frame: the exit answered %q, want TrunkOK and the end", got)
+	}
+	waitUntil(t, func() bool { return e.srv.Stats().RelayRefused.Load() == refused+1 }, "the broken trunk is counted as refused")
+
+	junk := bytes.Repeat([]byte("\x16\x03\x01\x00\x05junk!"), 20)
+	direct, err := net.Dial("tcp", e.cover.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct.Write(junk)
+	direct.(*net.TCPConn).CloseWrite()
+	direct.SetDeadline(time.Now().Add(30 * time.Second))
+	want, _ := io.ReadAll(direct)
+	direct.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := d.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(good)
+	var ok [1]byte
+	if _, err := io.ReadFull(c, ok[:]); err != nil || ok[0] != relaylink.TrunkOK {
+		t.Fatalf("a trunk with the relay's credential: %x, %v; want TrunkOK", ok, err)
+	}
+	tr := trunk.New(c, nil)
+	defer tr.Close()
+	for i := range 2 { // the second shows the trunk outlives a stream the cover answered
+		st, err := tr.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.SetDeadline(time.Now().Add(30 * time.Second))
+		st.Write(junk)
+		st.CloseWrite()
+		got, _ := io.ReadAll(st)
+		st.Close()
+		if !bytes.Equal(got, want) {
+			t.Errorf("stream %d: junk on a trunk got %q, want the cover's answer %q", i, got, want)
+		}
+	}
+	if e.srv.Stats().Authenticated.Load() != authenticated {
+		t.Error("junk on a trunk was authenticated")
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
