@@ -173,6 +173,10 @@ func (r *Relay) carry(ctx context.Context, c, s net.Conn, e *exit) {
 	e.streams.Add(1)
 	defer e.streams.Add(-1)
 	r.log.Debug("client connection carried to an exit", "exit", e.name())
+	if st, ok := s.(*trunk.Stream); ok {
+		r.carryTrunk(ctx, c, st, e)
+		return
+	}
 	// Most relayed connections are idle most of the time: CopyLean
 	// holds 1 KiB per direction while they are, where io.Copy (and
 	// meter.Copy through it) held 32 KiB for the connection's life.
@@ -194,6 +198,65 @@ func (r *Relay) carry(ctx context.Context, c, s net.Conn, e *exit) {
 			}
 			return n, err
 		})
+}
+
+// carryTrunk carries client connection c on trunk stream s: the upload
+// in this goroutine, the download by the stream's sink, which holds a
+// goroutine only while it has bytes to write. An idle client connection
+// costs the relay this one goroutine.
+func (r *Relay) carryTrunk(ctx context.Context, c net.Conn, s *trunk.Stream, e *exit) {
+	var once sync.Once
+	closeBoth := func() {
+		once.Do(func() {
+			c.Close()
+			s.Close()
+		})
+	}
+	stop := context.AfterFunc(ctx, closeBoth)
+	defer stop()
+	down := make(chan struct{})
+	s.Sink(countingWriter{c, func(k int64) {
+		r.stats.BytesDown.Add(k)
+		e.sawBytes()
+	}}, func(_ int64, err error) {
+		defer close(down)
+		switch {
+		case err == nil:
+			// The exit's side ended: a FIN to the client, whose upload
+			// may go on.
+			if cw, ok := c.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+				closeBoth()
+			}
+		case errors.Is(err, trunk.ErrReset):
+			// The cover reset a prober: the client gets a reset too.
+			if l, ok := c.(interface{ SetLinger(int) error }); ok {
+				l.SetLinger(0)
+			}
+			closeBoth()
+		default:
+			closeBoth()
+		}
+	})
+	_, err := bidi.CopyLean(s, c, func(k int64) { r.stats.BytesUp.Add(k) })
+	if err != nil || s.CloseWrite() != nil {
+		closeBoth()
+	}
+	<-down
+	closeBoth()
+}
+
+// countingWriter counts what it writes.
+type countingWriter struct {
+	w     io.Writer
+	count func(int64)
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if n > 0 {
+		c.count(int64(n))
+	}
+	return n, err
 }
 
 // helloWait bounds how long the relay waits for a client's ClientHello

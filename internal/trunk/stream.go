@@ -29,6 +29,12 @@ type Stream struct {
 	closed     bool          // guarded by mu: Close was called
 	linger0    bool          // guarded by mu: Close resets
 	rdl, wdl   time.Time     // guarded by mu
+
+	// A sink (Sink) takes what the stream receives instead of Read.
+	sink     io.Writer                // guarded by mu
+	sinkDone func(n int64, err error) // guarded by mu; nil once called
+	sunk     int64                    // guarded by mu: bytes written to the sink
+	draining bool                     // guarded by mu: a drain goroutine runs
 }
 
 var _ net.Conn = (*Stream)(nil)
@@ -86,6 +92,7 @@ func (s *Stream) received(p []byte) error {
 	if s.rErr == nil {
 		s.rbuf.Write(p)
 		s.broadcastLocked()
+		s.kickLocked()
 	}
 	s.mu.Unlock()
 	return nil
@@ -103,6 +110,7 @@ func (s *Stream) finished() {
 	s.rEOF = true
 	forget := s.closed
 	s.broadcastLocked()
+	s.kickLocked()
 	s.mu.Unlock()
 	if forget {
 		s.t.forget(s.id)
@@ -117,6 +125,7 @@ func (s *Stream) fail(err error) {
 		s.rErr = err
 	}
 	s.broadcastLocked()
+	s.kickLocked()
 	s.mu.Unlock()
 }
 
@@ -133,17 +142,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 			return 0, nil
 		case s.rbuf.Len() > 0:
 			n := s.rbuf.Read(p)
-			s.uncredited += n
-			give := 0
-			if s.uncredited >= creditEvery && !s.rEOF { // after a Fin nothing more comes
-				give, s.uncredited = s.uncredited, 0
-			}
+			give := s.consumedLocked(n)
 			s.mu.Unlock()
-			if give > 0 {
-				var b [4]byte
-				binary.BigEndian.PutUint32(b[:], uint32(give))
-				s.t.writeFrame(frameCredit, s.id, b[:])
-			}
+			s.giveCredit(give)
 			return n, nil
 		case s.rEOF:
 			s.mu.Unlock()
@@ -160,6 +161,105 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.mu.Unlock()
 			return 0, err
 		}
+	}
+}
+
+// consumedLocked counts n bytes read and returns the credit to give back
+// now, if any.
+func (s *Stream) consumedLocked(n int) int {
+	s.uncredited += n
+	if s.uncredited < creditEvery || s.rEOF { // after a Fin nothing more comes
+		return 0
+	}
+	give := s.uncredited
+	s.uncredited = 0
+	return give
+}
+
+func (s *Stream) giveCredit(n int) {
+	if n > 0 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(n))
+		s.t.writeFrame(frameCredit, s.id, b[:])
+	}
+}
+
+// Sink makes the stream write what it receives to w, in place of Read,
+// from a goroutine that runs only while there is something to write: an
+// idle stream then holds no goroutine and no buffer for its download.
+// done is called once: with nil after the other side's Fin and every byte
+// before it, or with why the stream ended (ErrReset, the trunk's end,
+// Close, or w's error).
+func (s *Stream) Sink(w io.Writer, done func(n int64, err error)) {
+	s.mu.Lock()
+	s.sink, s.sinkDone = w, done
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
+// drainPool holds the buffers sinks are written from.
+var drainPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// kickLocked starts a drain goroutine if the sink has something to do.
+func (s *Stream) kickLocked() {
+	if s.sink == nil || s.sinkDone == nil || s.draining {
+		return
+	}
+	if s.rbuf.Len() == 0 && !s.rEOF && s.rErr == nil && !s.closed {
+		return
+	}
+	s.draining = true
+	go s.drain()
+}
+
+// drain writes received bytes to the sink until none are left, then
+// returns, or reports the stream's end to done.
+func (s *Stream) drain() {
+	buf := drainPool.Get().(*[32 << 10]byte)
+	defer drainPool.Put(buf)
+	for {
+		s.mu.Lock()
+		if s.rbuf.Len() == 0 || s.closed {
+			var err error
+			switch {
+			case s.rEOF && s.rbuf.Len() == 0:
+			case s.closed:
+				err = net.ErrClosed
+			case s.rErr != nil:
+				err = s.rErr
+			default:
+				s.draining = false // caught up: the next frame starts another
+				s.mu.Unlock()
+				return
+			}
+			s.finishSinkLocked(err)
+			return
+		}
+		n := s.rbuf.Read(buf[:])
+		give := s.consumedLocked(n)
+		w := s.sink
+		s.mu.Unlock()
+		s.giveCredit(give)
+		_, err := w.Write(buf[:n])
+		s.mu.Lock()
+		s.sunk += int64(n)
+		if err != nil {
+			s.finishSinkLocked(err)
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// finishSinkLocked ends the sink with err: mu is held on entry and
+// released.
+func (s *Stream) finishSinkLocked(err error) {
+	done, n := s.sinkDone, s.sunk
+	s.sinkDone = nil
+	s.draining = false
+	s.mu.Unlock()
+	if done != nil {
+		done(n, err)
 	}
 }
 
@@ -245,6 +345,7 @@ func (s *Stream) Close() error {
 	done := s.rEOF || s.rErr != nil
 	s.rbuf.Reset()
 	s.broadcastLocked()
+	s.kickLocked()
 	s.mu.Unlock()
 	switch {
 	case reset:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -338,5 +339,65 @@ func TestRecvQueueMatchesBuffer(t *testing.T) {
 	}
 	if len(q.chunks) != 0 {
 		t.Errorf("an empty queue holds %d chunks", len(q.chunks))
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// TestSink: a sink gets every byte, then done with nil after the other
+// side's Fin, or with ErrReset after its reset; idle sinks hold no
+// goroutine.
+func TestSink(t *testing.T) {
+	opener, _, accepted := pair(t)
+	s, p := openPair(t, opener, accepted)
+	var got lockedBuffer
+	type end struct {
+		n   int64
+		err error
+	}
+	ended := make(chan end, 1)
+	s.Sink(&got, func(n int64, err error) { ended <- end{n, err} })
+	msg := make([]byte, 3<<20)
+	rand.Read(msg)
+	p.Write(msg)
+	p.CloseWrite()
+	select {
+	case e := <-ended:
+		if e.err != nil || e.n != int64(len(msg)) || !bytes.Equal(got.b.Bytes(), msg) {
+			t.Fatalf("sink ended with %d bytes, %v; want %d intact and nil", e.n, e.err, len(msg))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sink never ended")
+	}
+
+	s, p = openPair(t, opener, accepted)
+	s.Sink(io.Discard, func(n int64, err error) { ended <- end{n, err} })
+	p.Write([]byte("bye"))
+	p.SetLinger(0)
+	p.Close()
+	if e := <-ended; !errors.Is(e.err, ErrReset) || e.n != 3 {
+		t.Fatalf("sink after a reset: %d bytes, %v; want 3 and ErrReset", e.n, e.err)
+	}
+
+	before := runtime.NumGoroutine()
+	var idle []*Stream
+	for range 200 {
+		s, p := openPair(t, opener, accepted)
+		s.Sink(io.Discard, func(int64, error) {})
+		p.Write([]byte("x")) // a drain runs, writes, and goes
+		idle = append(idle, s)
+	}
+	waitFor(t, func() bool { return runtime.NumGoroutine() < before+20 }, "200 idle sinks hold no goroutine each")
+	for _, s := range idle {
+		s.Close()
 	}
 }
