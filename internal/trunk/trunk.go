@@ -83,7 +83,6 @@ type Trunk struct {
 
 	openMu sync.Mutex // one Open at a time
 	wmu    sync.Mutex // one frame at a time onto conn
-	wbuf   []byte     // guarded by wmu
 
 	mu      sync.Mutex
 	streams map[uint32]*Stream // guarded by mu
