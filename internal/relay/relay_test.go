@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/burrow-vpn/burrow/internal/bidi"
 	"github.com/burrow-vpn/burrow/internal/meter"
@@ -224,6 +225,7 @@ func TestClientsShareTrunks(t *testing.T) {
 			if err := echoThrough(c, msg); err != nil {
 				errs <- err
 			}
+			c.Close()
 		})
 	}
 	wg.Wait()
@@ -237,6 +239,24 @@ func TestClientsShareTrunks(t *testing.T) {
 	if got := e.opened.Load(); got != 64 {
 		t.Errorf("streams counted %d, want 64", got)
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for openStreams(e) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams still open on the trunks after every client left", openStreams(e))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// openStreams counts the streams open on e's trunks.
+func openStreams(e *exit) int {
+	e.trunks.mu.Lock()
+	defer e.trunks.mu.Unlock()
+	n := 0
+	for _, tr := range e.trunks.open {
+		n += tr.Streams()
+	}
+	return n
 }
 
 // TestSlowClientStallsOnlyItself: a client that sends but never reads
@@ -255,6 +275,14 @@ func TestSlowClientStallsOnlyItself(t *testing.T) {
 	}
 	if err := echoThrough(fast, msg); err != nil {
 		t.Fatalf("beside a client that does not read, 4 MiB: %v", err)
+	}
+	// Both rode trunks (not sessions of their own, where HTTP/2 would
+	// have kept them apart).
+	if n := e.trunks.count(); n < 1 {
+		t.Fatal("no trunk to the exit")
+	}
+	if s := openStreams(e); s != 2 {
+		t.Fatalf("%d streams on the trunks, want the two clients'", s)
 	}
 }
 

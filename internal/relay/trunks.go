@@ -48,15 +48,33 @@ func (ts *trunks) count() int {
 	return len(ts.open)
 }
 
+// pruneLocked drops the trunks that ended, and closes spent ones (every
+// stream id used) once their last stream ended.
 func (ts *trunks) pruneLocked() {
 	kept := ts.open[:0]
 	for _, t := range ts.open {
-		if t.Err() == nil {
-			kept = append(kept, t)
+		if t.Err() != nil {
+			continue
 		}
+		if t.Spent() && t.Streams() == 0 {
+			t.Close()
+			continue
+		}
+		kept = append(kept, t)
 	}
 	clear(ts.open[len(kept):])
 	ts.open = kept
+}
+
+// usableLocked counts the trunks that take new streams.
+func (ts *trunks) usableLocked() int {
+	n := 0
+	for _, t := range ts.open {
+		if !t.Spent() {
+			n++
+		}
+	}
+	return n
 }
 
 // closeAll ends every trunk (the exit is being removed).
@@ -127,20 +145,21 @@ func (e *exit) trunk(ctx context.Context) (*trunk.Trunk, error) {
 	ts := &e.trunks
 	for {
 		ts.mu.Lock()
-		if time.Now().Before(ts.legacy) {
-			ts.mu.Unlock()
-			return nil, errLegacy
-		}
 		ts.pruneLocked()
 		var best *trunk.Trunk
 		bestN := 0
 		for _, t := range ts.open {
-			if n := t.Streams(); best == nil || n < bestN {
+			n := t.Streams()
+			if n >= trunk.MaxStreams || t.Spent() {
+				continue // full: another trunk, or a new one
+			}
+			if best == nil || n < bestN {
 				best, bestN = t, n
 			}
 		}
+		legacy := time.Now().Before(ts.legacy)
 		if best != nil {
-			if bestN > 0 && len(ts.open)+ts.opening < maxTrunks {
+			if bestN > 0 && !legacy && ts.usableLocked()+ts.opening < maxTrunks {
 				ts.opening++
 				go func() {
 					t, err := e.dialTrunk(context.Background())
@@ -149,6 +168,10 @@ func (e *exit) trunk(ctx context.Context) (*trunk.Trunk, error) {
 			}
 			ts.mu.Unlock()
 			return best, nil
+		}
+		if legacy {
+			ts.mu.Unlock()
+			return nil, errLegacy
 		}
 		if ts.opening > 0 {
 			// One is on its way: wait for it rather than open a trunk
@@ -211,6 +234,12 @@ func (e *exit) dialTrunk(ctx context.Context) (*trunk.Trunk, error) {
 	switch {
 	case errors.Is(err, io.EOF):
 		s.Close()
+		// An exit from before trunks closes the session unanswered; so
+		// does one that refuses the relay, or one shutting down. Only an
+		// exit that still answers a probe is an older Burrow.
+		if perr := e.probeOnce(ctx); perr != nil {
+			return nil, fmt.Errorf("open a trunk: the exit closed it, and then %w", perr)
+		}
 		return nil, errLegacy
 	case err != nil:
 		s.Close()

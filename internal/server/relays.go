@@ -247,11 +247,14 @@ func (s *Server) handleRelayStream(ctx context.Context, c net.Conn, lr *liveRela
 	}
 	if announced {
 		// Once per relay and cover: `burrow user show --via` reads it.
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := s.opts.Relays.src.SetRelayAnnounce(actx, lr.id, h.SNI, h.Cover, h.Addr); err != nil {
-			s.log.Warn("relay: record its cover", "relay", lr.name, "err", err)
-		}
-		cancel()
+		// Not in the stream's way: the relay waits for its answer.
+		go func() {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := s.opts.Relays.src.SetRelayAnnounce(actx, lr.id, h.SNI, h.Cover, h.Addr); err != nil {
+				s.log.Warn("relay: record its cover", "relay", lr.name, "err", err)
+			}
+		}()
 	}
 	switch h.Kind {
 	case relaylink.KindProbe:

@@ -3,6 +3,7 @@ package trunk
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -98,11 +99,17 @@ func (s *Stream) received(p []byte) error {
 	return nil
 }
 
-func (s *Stream) credited(n int) {
+// credited takes a Credit frame's amount: more than was ever sent and
+// not yet credited breaks the rules.
+func (s *Stream) credited(n uint32) error {
 	s.mu.Lock()
-	s.credit += n
+	defer s.mu.Unlock()
+	if n == 0 || n > uint32(Window-s.credit) {
+		return fmt.Errorf("credit of %d on a stream with %d in flight", n, Window-s.credit)
+	}
+	s.credit += int(n)
 	s.broadcastLocked()
-	s.mu.Unlock()
+	return nil
 }
 
 func (s *Stream) finished() {
@@ -339,7 +346,10 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	reset := s.linger0 && s.rErr == nil
+	// As a TCP socket closed with unread data sends a reset: the other
+	// side, whose window those bytes fill, would otherwise wait for
+	// credit that never comes.
+	reset := (s.linger0 || s.rbuf.Len() > 0 && !s.rEOF) && s.rErr == nil
 	fin := !s.wFin && !reset && s.rErr == nil
 	s.wFin = true
 	done := s.rEOF || s.rErr != nil

@@ -57,6 +57,12 @@ const (
 	// MaxStreams bounds the open streams of a trunk (the acceptor resets
 	// any beyond).
 	MaxStreams = 4096
+	// maxResetting bounds the Opens beyond MaxStreams waiting for their
+	// Reset to be written.
+	maxResetting = 64
+	// maxID is the last id a trunk opens; a trunk that has used them
+	// all opens no more (Spent) and the opener starts another.
+	maxID = 1<<31 - 1
 )
 
 // framePool holds frame buffers while a frame is written (the conns under
@@ -70,6 +76,10 @@ var ErrReset = errors.New("trunk: the stream was reset")
 // ErrProtocol wraps the error a trunk ends with when the other side broke
 // the framing.
 var ErrProtocol = errors.New("trunk: protocol error")
+
+// ErrSpent: the trunk has opened as many streams as its ids count; open
+// another trunk.
+var ErrSpent = errors.New("trunk: every stream id used")
 
 // errClosed is the error of streams on a trunk closed on this side.
 var errClosed = fmt.Errorf("trunk: closed: %w", net.ErrClosed)
@@ -87,9 +97,12 @@ type Trunk struct {
 	mu      sync.Mutex
 	streams map[uint32]*Stream // guarded by mu
 	lastID  uint32             // guarded by mu: the newest stream's id
-	err     error              // guarded by mu: why the trunk ended
-	done    chan struct{}      // closed when the trunk ended
-	read    chan struct{}      // closed when readLoop returned: no more accept calls
+	// resetting counts Opens beyond MaxStreams whose Reset is not
+	// written yet. guarded by mu
+	resetting int
+	err       error         // guarded by mu: why the trunk ended
+	done      chan struct{} // closed when the trunk ended
+	read      chan struct{} // closed when readLoop returned: no more accept calls
 }
 
 // New starts a trunk on conn. With accept nil this side opens streams
@@ -157,6 +170,10 @@ func (t *Trunk) Open() (*Stream, error) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("trunk: %d streams open already", MaxStreams)
 	}
+	if t.lastID >= maxID {
+		t.mu.Unlock()
+		return nil, ErrSpent
+	}
 	t.lastID++
 	s := t.newStreamLocked(t.lastID)
 	t.mu.Unlock()
@@ -165,6 +182,13 @@ func (t *Trunk) Open() (*Stream, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Spent reports whether the trunk opens no more streams (ErrSpent).
+func (t *Trunk) Spent() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lastID >= maxID
 }
 
 func (t *Trunk) newStreamLocked(id uint32) *Stream {
@@ -179,10 +203,12 @@ func (t *Trunk) forget(id uint32) {
 	t.mu.Unlock()
 }
 
-func (t *Trunk) stream(id uint32) *Stream {
+// stream returns stream id, nil when it is gone; opened is false for an
+// id that was never opened.
+func (t *Trunk) stream(id uint32) (s *Stream, opened bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.streams[id]
+	return t.streams[id], id != 0 && id <= t.lastID
 }
 
 // writeFrame writes one frame; frames of different streams interleave
@@ -269,7 +295,10 @@ func (t *Trunk) handle(typ byte, id uint32, payload []byte) error {
 	if typ == frameOpen {
 		return t.handleOpen(id, payload)
 	}
-	s := t.stream(id)
+	s, opened := t.stream(id)
+	if s == nil && !opened {
+		return fmt.Errorf("frame type %d on stream %d, never opened", typ, id)
+	}
 	switch typ {
 	case frameData:
 		if s == nil {
@@ -283,7 +312,7 @@ func (t *Trunk) handle(typ byte, id uint32, payload []byte) error {
 			return fmt.Errorf("credit of %d bytes", len(payload))
 		}
 		if s != nil {
-			s.credited(int(binary.BigEndian.Uint32(payload)))
+			return s.credited(binary.BigEndian.Uint32(payload))
 		}
 		return nil
 	case frameFin:
@@ -315,8 +344,22 @@ func (t *Trunk) handleOpen(id uint32, payload []byte) error {
 	}
 	t.lastID = id
 	if len(t.streams) >= MaxStreams {
+		// The opener sees its streams end a little before this side
+		// does and may open one too many now and then; a few resets
+		// wait to be written at a time, and an opener that goes on
+		// opening beyond them breaks the rules.
+		if t.resetting >= maxResetting {
+			t.mu.Unlock()
+			return fmt.Errorf("opens beyond %d streams", MaxStreams)
+		}
+		t.resetting++
 		t.mu.Unlock()
-		go t.writeFrame(frameReset, id, nil) // not on the reading goroutine: writes may wait
+		go func() { // not on the reading goroutine: writes may wait
+			t.writeFrame(frameReset, id, nil)
+			t.mu.Lock()
+			t.resetting--
+			t.mu.Unlock()
+		}()
 		return nil
 	}
 	s := t.newStreamLocked(id)

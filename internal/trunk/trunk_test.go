@@ -239,6 +239,11 @@ func TestBrokenFramesEndTheTrunk(t *testing.T) {
 		}(),
 		"data after fin": append(append(frame(frameOpen, 1, nil), frame(frameFin, 1, nil)...), frame(frameData, 1, []byte("x"))...),
 		"short credit":   append(frame(frameOpen, 1, nil), frame(frameCredit, 1, []byte{1})...),
+		// More credit than was ever sent: on a 32-bit build 1<<31 made
+		// the sender's credit negative and its next Write panic.
+		"credit beyond the window":      append(frame(frameOpen, 1, nil), frame(frameCredit, 1, []byte{0x80, 0, 0, 0})...),
+		"zero credit":                   append(frame(frameOpen, 1, nil), frame(frameCredit, 1, []byte{0, 0, 0, 0})...),
+		"data on a stream never opened": frame(frameData, 7, []byte("x")),
 	}
 	for name, garbage := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -265,6 +270,29 @@ func TestBrokenFramesEndTheTrunk(t *testing.T) {
 			}
 		})
 	}
+	// Opens beyond MaxStreams are answered with resets; an opener that
+	// goes on opening while it reads none of them ends the trunk, rather
+	// than leave a goroutine per Open waiting to write its reset.
+	t.Run("opens beyond MaxStreams", func(t *testing.T) {
+		a, b := net.Pipe() // unbuffered: nothing written to a is taken until a reads
+		defer a.Close()
+		tr := New(b, func(*Stream) {})
+		go func() {
+			for id := uint32(1); id <= MaxStreams+maxResetting+1; id++ {
+				if _, err := a.Write(frame(frameOpen, id, nil)); err != nil {
+					return
+				}
+			}
+		}()
+		select {
+		case <-tr.Done():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the trunk did not end; %d streams", tr.Streams())
+		}
+		if !errors.Is(tr.Err(), ErrProtocol) {
+			t.Fatalf("ended with %v, want ErrProtocol", tr.Err())
+		}
+	})
 	t.Run("open to the opening side", func(t *testing.T) {
 		a, b := tcpPair(t)
 		defer a.Close()
@@ -275,6 +303,36 @@ func TestBrokenFramesEndTheTrunk(t *testing.T) {
 			t.Fatalf("ended with %v, want ErrProtocol", tr.Err())
 		}
 	})
+}
+
+// TestCloseWithUnreadDataResets: a stream closed with bytes it never read
+// resets (as a TCP socket does), so the other side's Write, waiting for
+// the credit those bytes hold, fails instead of waiting for ever, and
+// neither side keeps the stream.
+func TestCloseWithUnreadDataResets(t *testing.T) {
+	opener, acceptor, accepted := pair(t)
+	s, peer := openPair(t, opener, accepted)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, Window+MaxPayload)) // one frame more than the window
+		errc <- err
+	}()
+	waitFor(t, func() bool {
+		peer.mu.Lock()
+		defer peer.mu.Unlock()
+		return peer.rbuf.Len() == Window
+	}, "the window to fill")
+	peer.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrReset) {
+			t.Fatalf("the writer's Write ended with %v, want ErrReset", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer still waits for credit after the reader closed")
+	}
+	s.Close()
+	waitFor(t, func() bool { return opener.Streams() == 0 && acceptor.Streams() == 0 }, "both sides to forget the stream")
 }
 
 // TestTrunkEndFailsStreams: when the connection under a trunk ends, its
