@@ -120,3 +120,94 @@ func TestConnCountClosesAtSecondFIN(t *testing.T) {
 		t.Fatalf("sequential connections, each closed both ways before the next: events %v, want none", ev)
 	}
 }
+
+// TestConnCountSeesTheWireOrder: a box on the wire sees a client's FIN
+// before the SYN the client sends after it. Here the server ends each
+// connection first and the client's FIN is the last; the censor's pumps
+// are held (pumpEndDelay, a busy machine) so that the next connection is
+// accepted before the pump has read that FIN. It must not be counted
+// beside the one that ended; a connection opened while another is really
+// open still is.
+func TestConnCountSeesTheWireOrder(t *testing.T) {
+	pumpEndDelay = time.Second
+	t.Cleanup(func() { pumpEndDelay = 0 })
+	srv, err := net.Listen("tcp", "127.0.2.41:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer srv.Close()
+	wg.Go(func() {
+		for {
+			c, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("bye"))
+			c.Close() // the server's FIN first
+		}
+	})
+	c := NewCensor(&ConnCount{Max: 1})
+	defer c.Close()
+	via, err := c.ExposeTCP(context.Background(), srv.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func() (net.Conn, string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", via.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
+		got, _ := io.ReadAll(conn)
+		return conn, string(got)
+	}
+	for i := range 3 {
+		conn, got := dial()
+		conn.Close() // the last FIN; the pump reads it 1 s from now
+		if got != "bye" {
+			t.Fatalf("connection %d, opened after the one before ended both ways: got %q, want \"bye\"; events %v", i, got, c.Events())
+		}
+		// The client's FIN is on its way: wait until this host's
+		// kernel has it, as the next SYN would follow it on the wire.
+		// (Without Flow.ended this waits half the pump's delay, and the
+		// next connection finds the old one counted.)
+		deadline := time.Now().Add(pumpEndDelay / 2)
+		for !c.flowEnded() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if ev := c.Events(); len(ev) > 0 {
+		t.Fatalf("each connection ended before the next: events %v, want none", ev)
+	}
+
+	open, got := dial() // read to its end, not closed: still open
+	defer open.Close()
+	if got != "bye" {
+		t.Fatalf("connection opened after the others ended: got %q", got)
+	}
+	if _, got := dial(); got != "" {
+		t.Fatalf("a second connection beside one still open: got %q, want a reset", got)
+	}
+	// The block cuts the new connection before the event is recorded.
+	for deadline := time.Now().Add(5 * time.Second); len(c.Events()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if ev := c.Events(); len(ev) == 0 || ev[0].Rule != "conn-count" {
+		t.Fatalf("a second connection beside one still open: events %v, want conn-count", ev)
+	}
+}
+
+// flowEnded reports whether some live flow's end has reached the kernel.
+func (c *Censor) flowEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, lf := range c.live {
+		if lf.flow.ended != nil && lf.flow.ended() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package xhttp
 
 import (
+	"cmp"
 	"sync"
 	"time"
 )
@@ -31,7 +32,7 @@ import (
 //     tell whether a box on the path still counted the ones it was closing.)
 //
 // A budget never goes below budgetFloor: a freeze that leaves less than
-// MinBudget of data after the connection's handshake (a connection stalled
+// minFreezeData of data after the connection's handshake (a connection stalled
 // right after it opened) teaches nothing, and a budget must leave a
 // connection room for its handshake, the reserve and some data, or every
 // dial would fail for LearnTTL.
@@ -50,7 +51,18 @@ const refusalPair = 2 * time.Minute
 
 // budgetFloor is the least budget that leaves a connection whose handshake
 // took hs bytes room for the reserve and some data (Dialer.dial).
-func budgetFloor(hs int64) int64 { return max(MinBudget, hs+hsReserve+minRoom+minData) }
+// Without a measured handshake it is MinBudget.
+func budgetFloor(hs int64) int64 {
+	if hs == 0 {
+		return MinBudget
+	}
+	return hs + hsReserve + minRoom + minData
+}
+
+// minFreezeData is the least data after the handshake a freeze must leave
+// to teach a budget (MinBudget in all when the handshake is not measured):
+// less is a connection that stalled as it opened.
+const minFreezeData = 2 << 10
 
 // Learned holds what dialers learned about the paths they used, by a key
 // the caller chooses (the client: its network and the server; the relay:
@@ -141,14 +153,15 @@ func (l *Learned) Stalled(key string, rx int64, rotating bool) bool {
 // StalledAfter records a freeze after rx bytes, hs of them the connection's
 // handshake, of a connection that rotated (at a budget) or not; it reports
 // whether this confirmed or lowered the budget. A freeze with less than
-// MinBudget after the handshake is ignored: a connection that stalled as
+// minFreezeData after the handshake is ignored (MinBudget in all when hs
+// is 0, not measured): a connection that stalled as
 // it opened says nothing of a byte limit, and a budget there would leave
 // no room for data. A rotating connection that still froze near the known
 // level means the margin is too thin (the server's count of what it sends
 // is an estimate): the margin doubles, up to half the level. One that did
 // not rotate (opened before the budget was known) only confirms it.
 func (l *Learned) StalledAfter(key string, rx, hs int64, rotating bool) bool {
-	if rx-hs < MinBudget {
+	if least := cmp.Or(hs, MinBudget-minFreezeData) + minFreezeData; rx < least {
 		return false
 	}
 	l.mu.Lock()
