@@ -57,6 +57,9 @@ const (
 	// MaxStreams bounds the open streams of a trunk (the acceptor resets
 	// any beyond).
 	MaxStreams = 4096
+	// smallFrame: frames up to this size are read into the reading
+	// loop's own buffer.
+	smallFrame = 512
 	// maxResetting bounds the Opens beyond MaxStreams waiting for their
 	// Reset to be written.
 	maxResetting = 64
@@ -258,7 +261,7 @@ func (t *Trunk) readLoop() {
 	defer close(t.read)
 	br := bufio.NewReaderSize(t.conn, 4<<10)
 	var hdr [headerLen]byte
-	var scratch []byte
+	var small [smallFrame]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) {
@@ -272,20 +275,31 @@ func (t *Trunk) readLoop() {
 			t.end(fmt.Errorf("%w: a %d-byte frame", ErrProtocol, n))
 			return
 		}
-		if cap(scratch) < n {
-			scratch = make([]byte, n)
+		// Small frames are read into a buffer of the loop's own, large
+		// ones into a pooled one: a burst's buffer is not kept while
+		// the trunk idles, nor allocated anew for each frame.
+		var payload []byte
+		var fb *[headerLen + MaxPayload]byte
+		if n <= smallFrame {
+			payload = small[:n]
+		} else {
+			fb = framePool.Get().(*[headerLen + MaxPayload]byte)
+			payload = fb[:n]
 		}
-		payload := scratch[:n]
-		if _, err := io.ReadFull(br, payload); err != nil {
-			t.end(fmt.Errorf("trunk: read: %w", err))
+		_, err := io.ReadFull(br, payload)
+		if err == nil {
+			if herr := t.handle(typ, id, payload); herr != nil {
+				err = fmt.Errorf("%w: %v", ErrProtocol, herr)
+			}
+		} else {
+			err = fmt.Errorf("trunk: read: %w", err)
+		}
+		if fb != nil {
+			framePool.Put(fb) // handle copied what it keeps
+		}
+		if err != nil {
+			t.end(err)
 			return
-		}
-		if err := t.handle(typ, id, payload); err != nil {
-			t.end(fmt.Errorf("%w: %v", ErrProtocol, err))
-			return
-		}
-		if n > 4<<10 {
-			scratch = nil // a burst's buffer is not kept while the trunk idles
 		}
 	}
 }
