@@ -137,11 +137,14 @@ func (a *association) send(dst addr, payload []byte) {
 		a.sessions[key] = sess
 		a.wg.Go(func() { a.runSession(sess) })
 	}
-	a.mu.Unlock()
+	// Queued under mu: a session that goes idle retires under mu only
+	// with an empty queue (retire), so no datagram is left in the queue
+	// of a session that has ended.
 	select {
 	case sess.queue <- append([]byte(nil), payload...):
 	default:
 	}
+	a.mu.Unlock()
 }
 
 // udpSession relays between the client and one destination.
@@ -164,6 +167,20 @@ func (a *association) removeSession(sess *udpSession) {
 		delete(a.sessions, sess.key)
 	}
 	a.mu.Unlock()
+}
+
+// retire removes an idle session, unless a datagram was queued for it
+// meanwhile: then it stays, and reports false.
+func (a *association) retire(sess *udpSession) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(sess.queue) > 0 {
+		return false
+	}
+	if a.sessions[sess.key] == sess {
+		delete(a.sessions, sess.key)
+	}
+	return true
 }
 
 // runSession dials the destination, then writes queued datagrams upstream
@@ -204,7 +221,10 @@ func (a *association) runSession(sess *udpSession) {
 				timer.Reset(idle - d)
 				continue
 			}
-			a.removeSession(sess)
+			if !a.retire(sess) {
+				timer.Reset(idle) // a datagram came as it went idle
+				continue
+			}
 			return
 		case <-done:
 			a.removeSession(sess)
