@@ -69,10 +69,6 @@ type Flow struct {
 	Start   time.Time
 
 	closed sync.Once // Censor.closeFlow runs once, at whichever end comes first
-	// ended, when set, reports whether the flow's end (its last FIN or a
-	// reset) has already reached the censor's host though no pump has
-	// read it yet (Censor.open).
-	ended func() bool
 
 	mu     sync.Mutex
 	seen   [2][]byte // guarded by mu; first MaxInspect bytes per direction (TCP) or of the datagrams (UDP)
@@ -303,20 +299,7 @@ func (c *Censor) open(f *Flow, cut func(Action)) Verdict {
 	}
 	e, blocked := c.blockedLocked(f.Server.Addr(), pairKey{f.Client.Addr(), f.Server})
 	c.live[f.ID] = &liveFlow{flow: f, cut: cut}
-	// A box on the wire sees a client's packets in the order they were
-	// sent: the FIN that ended its last connection before the SYN of
-	// its next. The pumps here read each connection on a goroutine of
-	// its own, and on a busy machine the new connection can be accepted
-	// before the old one's end is read; the kernel has it already.
-	earlier := c.matchingLocked(func(g *Flow) bool {
-		return g != f && g.ended != nil && g.Client.Addr() == f.Client.Addr() && g.Server == f.Server
-	})
 	c.mu.Unlock()
-	for _, lf := range earlier {
-		if lf.flow.ended() {
-			c.closeFlow(lf.flow)
-		}
-	}
 	if blocked {
 		v := Verdict{Action: Reset, Rule: e.rule, Reason: "on the block-list: " + e.reason}
 		c.Record(Event{Flow: f.ID, Server: f.Server, Rule: v.Rule, Action: v.Action, Reason: v.Reason})

@@ -121,17 +121,12 @@ func TestConnCountClosesAtSecondFIN(t *testing.T) {
 	}
 }
 
-// TestConnCountSeesTheWireOrder: a box on the wire sees a client's FIN
-// before the SYN the client sends after it. Here the server ends each
-// connection first and the client's FIN is the last; the censor's pumps
-// are held (pumpEndDelay, a busy machine) so that the next connection is
-// accepted before the pump has read that FIN. It must not be counted
-// beside the one that ended; a connection opened while another is really
-// open still is.
-func TestConnCountSeesTheWireOrder(t *testing.T) {
-	pumpEndDelay = time.Second
-	t.Cleanup(func() { pumpEndDelay = 0 })
-	srv, err := net.Listen("tcp", "127.0.2.41:0")
+// TestConnCountCatchesMakeBeforeBreak: a client that opens its next
+// connection and only then closes the one before holds two at once,
+// whatever it does a moment later; a box on the wire sees the SYN before
+// the FIN and counts both.
+func TestConnCountCatchesMakeBeforeBreak(t *testing.T) {
+	srv, err := net.Listen("tcp", "127.0.2.42:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,60 +149,28 @@ func TestConnCountSeesTheWireOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dial := func() (net.Conn, string) {
-		t.Helper()
-		conn, err := net.Dial("tcp", via.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
-		got, _ := io.ReadAll(conn)
-		return conn, string(got)
+	first, err := net.Dial("tcp", via.String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i := range 3 {
-		conn, got := dial()
-		conn.Close() // the last FIN; the pump reads it 1 s from now
-		if got != "bye" {
-			t.Fatalf("connection %d, opened after the one before ended both ways: got %q, want \"bye\"; events %v", i, got, c.Events())
-		}
-		// The client's FIN is on its way: wait until this host's
-		// kernel has it, as the next SYN would follow it on the wire.
-		// (Without Flow.ended this waits half the pump's delay, and the
-		// next connection finds the old one counted.)
-		deadline := time.Now().Add(pumpEndDelay / 2)
-		for !c.flowEnded() && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+	first.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
+	if got, _ := io.ReadAll(first); string(got) != "bye" {
+		t.Fatalf("first connection: got %q", got)
 	}
-	if ev := c.Events(); len(ev) > 0 {
-		t.Fatalf("each connection ended before the next: events %v, want none", ev)
+	next, err := net.Dial("tcp", via.String())
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	open, got := dial() // read to its end, not closed: still open
-	defer open.Close()
-	if got != "bye" {
-		t.Fatalf("connection opened after the others ended: got %q", got)
+	defer next.Close()
+	first.Close() // the FIN after the next SYN
+	next.SetDeadline(time.Now().Add(Budget(10 * time.Second)))
+	if got, _ := io.ReadAll(next); string(got) != "" {
+		t.Fatalf("a connection opened before the one before was closed: got %q, want a reset", got)
 	}
-	if _, got := dial(); got != "" {
-		t.Fatalf("a second connection beside one still open: got %q, want a reset", got)
-	}
-	// The block cuts the new connection before the event is recorded.
-	for deadline := time.Now().Add(5 * time.Second); len(c.Events()) == 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(Budget(5 * time.Second)); len(c.Events()) == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // the block cuts the connection before the event is recorded
 	}
 	if ev := c.Events(); len(ev) == 0 || ev[0].Rule != "conn-count" {
-		t.Fatalf("a second connection beside one still open: events %v, want conn-count", ev)
+		t.Fatalf("make-before-break: events %v, want conn-count", ev)
 	}
-}
-
-// flowEnded reports whether some live flow's end has reached the kernel.
-func (c *Censor) flowEnded() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, lf := range c.live {
-		if lf.flow.ended != nil && lf.flow.ended() {
-			return true
-		}
-	}
-	return false
 }

@@ -30,7 +30,6 @@ type tcpPath struct {
 func (c *Censor) relayTCP(client *net.TCPConn, server netip.AddrPort) {
 	from := client.RemoteAddr().(*net.TCPAddr).AddrPort()
 	p := &tcpPath{c: c, flow: c.newFlow("tcp", from, server), client: client}
-	p.flow.ended = p.wireEnded
 	defer c.closeFlow(p.flow)
 	switch v := c.open(p.flow, p.cut); v.Action {
 	case Reset:
@@ -92,24 +91,6 @@ func (p *tcpPath) cut(a Action) {
 	}
 }
 
-// wireEnded reports whether both FINs (or a reset) of the connection
-// have reached this host, or the client's FIN of a frozen one, though a
-// pump may not have read them yet.
-func (p *tcpPath) wireEnded() bool {
-	if !finArrived(p.client) {
-		return false
-	}
-	p.mu.Lock()
-	frozen, server := p.action == Freeze, p.server
-	p.mu.Unlock()
-	return frozen || server != nil && finArrived(server)
-}
-
-// pumpEndDelay holds a pump this long after its read ended, before it
-// acts on it: tests stand in with it for a machine too busy to run the
-// pump at once.
-var pumpEndDelay time.Duration
-
 func (p *tcpPath) state() Action {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -142,9 +123,6 @@ func (p *tcpPath) pump(dir Dir, dst, src *net.TCPConn) {
 			}
 		}
 		if err != nil {
-			if pumpEndDelay > 0 {
-				time.Sleep(pumpEndDelay)
-			}
 			switch {
 			case p.state() == Freeze:
 				// The peer gave up on a frozen connection: forget it.

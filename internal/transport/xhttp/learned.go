@@ -56,8 +56,12 @@ func budgetFloor(hs int64) int64 {
 	if hs == 0 {
 		return MinBudget
 	}
-	return hs + hsReserve + minRoom + minData
+	return hs + hsReserve + minRoom + minData + floorSlack
 }
+
+// floorSlack lets a connection whose handshake is a little larger than
+// the largest one seen still rotate at a budget at the floor.
+const floorSlack = 256
 
 // minFreezeData is the least data after the handshake a freeze must leave
 // to teach a budget (MinBudget in all when the handshake is not measured):

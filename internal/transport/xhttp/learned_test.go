@@ -68,8 +68,9 @@ func TestLearnedConnsAndExpiry(t *testing.T) {
 	}
 }
 
-// TestLearnedFloor: a freeze with less than MinBudget after the handshake
-// (a connection that stalled as it opened) teaches nothing, and no budget
+// TestLearnedFloor: a freeze with less than minFreezeData after the
+// handshake (a connection that stalled as it opened; MinBudget in all when
+// the handshake is not measured) teaches nothing, and no budget
 // leaves a connection less room than its handshake needs. (Two stalls
 // right after the handshake used to set a budget every dial then refused.)
 func TestLearnedFloor(t *testing.T) {
@@ -142,5 +143,28 @@ func TestLearnedRefusalsPair(t *testing.T) {
 	now = now.Add(time.Minute)
 	if !l.Refused("n", 2) || l.Get("n").MaxConns != 2 {
 		t.Errorf("two refusals a minute apart: MaxConns = %d, want 2", l.Get("n").MaxConns)
+	}
+}
+
+// TestLearnedFreezeDataBoundary: behind a small handshake, two freezes
+// with minFreezeData after it make a budget (a freeze at 4 KiB behind the
+// lab's 1.8 KB handshake), one byte less does not, and the budget leaves a
+// connection room to rotate.
+func TestLearnedFreezeDataBoundary(t *testing.T) {
+	var l Learned
+	const hs = 1792
+	l.StalledAfter("short", hs+minFreezeData-1, hs, false)
+	l.StalledAfter("short", hs+minFreezeData-1, hs, false)
+	if got := l.Get("short").Budget; got != 0 {
+		t.Errorf("two freezes %d bytes after the handshake: budget %d, want none", minFreezeData-1, got)
+	}
+	l.StalledAfter("lab", 4096, hs, false)
+	l.StalledAfter("lab", 4096, hs, false)
+	got := l.Get("lab").Budget
+	if got == 0 || got >= 4096 {
+		t.Fatalf("two freezes at 4096 behind a %d B handshake: budget %d, want one below 4096", hs, got)
+	}
+	if room := got - hs - hsReserve; room < minRoom+minData {
+		t.Errorf("budget %d leaves %d bytes after the handshake and reserve, want at least %d", got, room, minRoom+minData)
 	}
 }
