@@ -173,6 +173,10 @@ func (e *exit) trunk(ctx context.Context) (*trunk.Trunk, error) {
 			ts.mu.Unlock()
 			return nil, errLegacy
 		}
+		if ts.usableLocked() >= maxTrunks {
+			ts.mu.Unlock()
+			return nil, fmt.Errorf("every trunk to the exit carries %d streams", trunk.MaxStreams)
+		}
 		if ts.opening > 0 {
 			// One is on its way: wait for it rather than open a trunk
 			// per waiting client.

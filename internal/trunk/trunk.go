@@ -62,7 +62,7 @@ const (
 	smallFrame = 512
 	// maxResetting bounds the Opens beyond MaxStreams waiting for their
 	// Reset to be written.
-	maxResetting = 64
+	maxResetting = 256
 	// maxID is the last id a trunk opens; a trunk that has used them
 	// all opens no more (Spent) and the opener starts another.
 	maxID = 1<<31 - 1
