@@ -30,7 +30,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +37,6 @@ import (
 	"time"
 
 	"github.com/burrow-vpn/burrow/internal/client"
-	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
 )
 
@@ -46,26 +44,8 @@ var cpuBytes = flag.Int64("cpubytes", 64<<20, "bytes per stream BenchmarkRelayCP
 
 func BenchmarkRelayCPU(b *testing.B) {
 	bin := buildBurrow(b)
-	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cover.Close() })
 	sink := startSink(b)
-	dir := b.TempDir()
-	exitData, relayData := filepath.Join(dir, "exit"), filepath.Join(dir, "relay")
-	exitAddr, relayAddr := freeLoopback(b), freeLoopback(b)
-	out := runBurrow(b, bin, "server", "init", "--data", exitData, "--listen", exitAddr, "--cover", cover.Addr,
-		"--sni", "cover.test", "--public-addr", "127.0.0.1", "--allow-private-egress")
-	link, err := links.ParseVLESS(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]))
-	if err != nil {
-		b.Fatalf("server init printed no link: %v\n%s", err, out)
-	}
-	tok := strings.TrimSpace(runBurrow(b, bin, "server", "relay-token", "r1", "--data", exitData))
-	runBurrow(b, bin, "relay", "init", "--data", relayData, "--listen", relayAddr, "--public-addr", "127.0.0.1", "--exit", tok)
-	viaRelay := *link
-	host, port, _ := net.SplitHostPort(relayAddr)
-	viaRelay.Host, viaRelay.Port = host, uint16(mustAtoi(port))
+	link, viaRelay, exitData, relayData := exitAndRelay(b, bin)
 
 	for _, streams := range []int{1, 8} {
 		b.Run("streams="+strconv.Itoa(streams), func(b *testing.B) {

@@ -51,26 +51,8 @@ func BenchmarkRelayIdleRSS(b *testing.B) {
 		b.Fatal(err)
 	}
 	bin := buildBurrow(b)
-	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cover.Close() })
 	echo := startEcho(b)
-	dir := b.TempDir()
-	exitData, relayData := filepath.Join(dir, "exit"), filepath.Join(dir, "relay")
-	exitAddr, relayAddr := freeLoopback(b), freeLoopback(b)
-	out := runBurrow(b, bin, "server", "init", "--data", exitData, "--listen", exitAddr, "--cover", cover.Addr,
-		"--sni", "cover.test", "--public-addr", "127.0.0.1", "--allow-private-egress")
-	link, err := links.ParseVLESS(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]))
-	if err != nil {
-		b.Fatalf("server init printed no link: %v\n%s", err, out)
-	}
-	tok := strings.TrimSpace(runBurrow(b, bin, "server", "relay-token", "r1", "--data", exitData))
-	runBurrow(b, bin, "relay", "init", "--data", relayData, "--listen", relayAddr, "--public-addr", "127.0.0.1", "--exit", tok)
-	viaRelay := *link
-	host, port, _ := net.SplitHostPort(relayAddr)
-	viaRelay.Host, viaRelay.Port = host, uint16(mustAtoi(port))
+	link, viaRelay, exitData, relayData := exitAndRelay(b, bin)
 
 	n := *idleConns
 	var exitDirect, relayed, exitRelayed float64
@@ -91,6 +73,34 @@ func BenchmarkRelayIdleRSS(b *testing.B) {
 	b.ReportMetric(relayed, "relay-B/conn")
 	b.ReportMetric(exitRelayed, "exit-relayed-B/conn")
 	b.ReportMetric(relayed/exitDirect, "relay/exit")
+}
+
+// exitAndRelay sets up, with bin, an exit's and a relay's data dirs (a
+// cover site on loopback, the exit allowed to reach loopback
+// destinations, the relay holding a token of the exit) and returns a
+// user's link to the exit and the same link through the relay.
+func exitAndRelay(b *testing.B, bin string) (link *links.VLESS, viaRelay links.VLESS, exitData, relayData string) {
+	b.Helper()
+	cover, err := coversite.Start("127.0.0.1:0", "cover.test")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cover.Close() })
+	dir := b.TempDir()
+	exitData, relayData = filepath.Join(dir, "exit"), filepath.Join(dir, "relay")
+	exitAddr, relayAddr := freeLoopback(b), freeLoopback(b)
+	out := runBurrow(b, bin, "server", "init", "--data", exitData, "--listen", exitAddr, "--cover", cover.Addr,
+		"--sni", "cover.test", "--public-addr", "127.0.0.1", "--allow-private-egress")
+	link, err = links.ParseVLESS(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]))
+	if err != nil {
+		b.Fatalf("server init printed no link: %v\n%s", err, out)
+	}
+	tok := strings.TrimSpace(runBurrow(b, bin, "server", "relay-token", "r1", "--data", exitData))
+	runBurrow(b, bin, "relay", "init", "--data", relayData, "--listen", relayAddr, "--public-addr", "127.0.0.1", "--exit", tok)
+	viaRelay = *link
+	host, port, _ := net.SplitHostPort(relayAddr)
+	viaRelay.Host, viaRelay.Port = host, uint16(mustAtoi(port))
+	return link, viaRelay, exitData, relayData
 }
 
 // holdIdle opens n idle connections through link (each its own REALITY +

@@ -77,28 +77,12 @@ func TestIPBlocklist(t *testing.T) {
 // censor closes the flow before it forwards the second FIN, so the client
 // cannot outrun it.
 func TestConnCountClosesAtSecondFIN(t *testing.T) {
-	srv, err := net.Listen("tcp", "127.0.2.40:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer srv.Close()
-	wg.Go(func() {
-		for {
-			c, err := srv.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(c, c) // echo until the client's FIN, then FIN back
-			})
-		}
+	srv := serveEach(t, "127.0.2.40:0", func(c net.Conn) {
+		io.Copy(c, c) // echo until the client's FIN, then FIN back
 	})
 	c := NewCensor(&ConnCount{Max: 1})
 	defer c.Close()
-	via, err := c.ExposeTCP(context.Background(), srv.Addr().(*net.TCPAddr).AddrPort())
+	via, err := c.ExposeTCP(context.Background(), srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,26 +110,12 @@ func TestConnCountClosesAtSecondFIN(t *testing.T) {
 // whatever it does a moment later; a box on the wire sees the SYN before
 // the FIN and counts both.
 func TestConnCountCatchesMakeBeforeBreak(t *testing.T) {
-	srv, err := net.Listen("tcp", "127.0.2.42:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer srv.Close()
-	wg.Go(func() {
-		for {
-			c, err := srv.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("bye"))
-			c.Close() // the server's FIN first
-		}
+	srv := serveEach(t, "127.0.2.42:0", func(c net.Conn) {
+		c.Write([]byte("bye")) // then the server's FIN first
 	})
 	c := NewCensor(&ConnCount{Max: 1})
 	defer c.Close()
-	via, err := c.ExposeTCP(context.Background(), srv.Addr().(*net.TCPAddr).AddrPort())
+	via, err := c.ExposeTCP(context.Background(), srv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,4 +143,29 @@ func TestConnCountCatchesMakeBeforeBreak(t *testing.T) {
 	if ev := c.Events(); len(ev) == 0 || ev[0].Rule != "conn-count" {
 		t.Fatalf("make-before-break: events %v, want conn-count", ev)
 	}
+}
+
+// serveEach serves TCP on addr until the test ends: handle runs for each
+// connection, which is closed after it.
+func serveEach(t *testing.T, addr string, handle func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	srv, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { srv.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := srv.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+	return srv.Addr().(*net.TCPAddr).AddrPort()
 }
