@@ -138,15 +138,7 @@ func TestRelayStreamGarbage(t *testing.T) {
 	}
 
 	junk := bytes.Repeat([]byte("\x16\x03\x01\x00\x05junk!"), 20)
-	direct, err := net.Dial("tcp", e.cover.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	direct.Write(junk)
-	direct.(*net.TCPConn).CloseWrite()
-	direct.SetDeadline(time.Now().Add(30 * time.Second))
-	want, _ := io.ReadAll(direct)
-	direct.Close()
+	want := coverAnswer(t, e.cover.Addr, junk)
 	hdr := header(t, relaylink.Header{Kind: relaylink.KindClient, Secret: e.relay.Secret})
 	authenticated := e.srv.Stats().Authenticated.Load()
 	if got := exchange(t, d, append(hdr, junk...)); !bytes.Equal(got, want) {
@@ -181,15 +173,7 @@ func TestRelayTrunkGarbage(t *testing.T) {
 	waitUntil(t, func() bool { return e.srv.Stats().RelayRefused.Load() == refused+1 }, "the broken trunk is counted as refused")
 
 	junk := bytes.Repeat([]byte("\x16\x03\x01\x00\x05junk!"), 20)
-	direct, err := net.Dial("tcp", e.cover.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	direct.Write(junk)
-	direct.(*net.TCPConn).CloseWrite()
-	direct.SetDeadline(time.Now().Add(30 * time.Second))
-	want, _ := io.ReadAll(direct)
-	direct.Close()
+	want := coverAnswer(t, e.cover.Addr, junk)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -316,4 +300,20 @@ func TestRelayAsk(t *testing.T) {
 	if len(got) < 2 || got[0] != relaylink.AskYes || got[1] != 0x16 {
 		t.Errorf("its own client: the exit answered %.8x..., want AskYes (%x) then a TLS handshake record", got, relaylink.AskYes)
 	}
+}
+
+// coverAnswer is what the cover at addr answers junk with, sent straight
+// to it and followed by a FIN.
+func coverAnswer(t *testing.T, addr string, junk []byte) []byte {
+	t.Helper()
+	direct, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	direct.Write(junk)
+	direct.(*net.TCPConn).CloseWrite()
+	direct.SetDeadline(time.Now().Add(30 * time.Second))
+	want, _ := io.ReadAll(direct)
+	return want
 }
