@@ -15,6 +15,12 @@
 //	                         └── block-list (server IPs; client→server pairs)
 //	prober ──────────────────────────────────► server and cover 127.0.1.1 (CoverNet), compared
 //
+// Burrow's direct systems take as cover a neighbour: another real site in the
+// servers' own network (127.0.2.250, NeighborSNI), as `burrow server
+// find-cover` finds one for a real server, so the censor's SNI↔network
+// check places their name where the server is. The relay systems' entry
+// relays use the cover in CoverNet, the whitelisted network.
+//
 // The Censor is a TCP and UDP relay: Censor.ExposeTCP(server) returns the
 // address a client dials instead of the server. Each direction of a TCP
 // connection is read from the kernel's socket — already reassembled — and

@@ -27,6 +27,11 @@ var (
 	SiteIP = netip.MustParseAddr("127.0.3.1")
 	// CoverSNI is the cover site's name.
 	CoverSNI = "cover.test"
+	// NeighborSNI is the name of a real site hosted in the servers' own
+	// data centre (a neighbour at the same provider, as `burrow server
+	// find-cover` finds one): a cover whose name the censor places in the
+	// server's network.
+	NeighborSNI = "neighbor.test"
 )
 
 // Path places the lab's parties. The zero Path is the loopback plan above;
@@ -46,6 +51,9 @@ type Path struct {
 	// ControlIP returns the address of the i-th system's server when that
 	// system is a benign control. Default: the (10+i)-th address of CoverNet.
 	ControlIP func(i int) netip.Addr
+	// NeighborIP is where the neighbour site lives, in ServerNet. Default:
+	// the 250th address of ServerNet.
+	NeighborIP netip.Addr
 	// InServer, InRouter and InClient run f so that the sockets it creates
 	// belong to the server's, the censor's or the client's network. Default:
 	// just run f.
@@ -82,6 +90,11 @@ func (p Path) withDefaults() Path {
 			return a
 		}
 	}
+	if !p.NeighborIP.IsValid() {
+		b := p.ServerNet.Addr().As4()
+		b[3] = 250
+		p.NeighborIP = netip.AddrFrom4(b)
+	}
 	run := func(f func() error) error { return f() }
 	if p.InServer == nil {
 		p.InServer = run
@@ -106,7 +119,9 @@ type Scenario struct {
 // Lab is a running lab: the cover site, the workload's site and every
 // system's server.
 type Lab struct {
-	Cover     *coversite.Site
+	Cover *coversite.Site
+	// Neighbor is a real site in the servers' own network (NeighborSNI).
+	Neighbor  *coversite.Site
 	Site      *Site
 	path      Path
 	instances map[string]*Instance
@@ -126,11 +141,14 @@ func (l *Lab) BaselineIPs() []netip.Addr {
 }
 
 func (l *Lab) prober() *Prober {
-	cover := l.Cover.Addr
+	cover, neighbor := l.Cover.Addr, l.Neighbor.Addr
 	return &Prober{
 		Resolve: func(sni string) string {
-			if nameMatch(CoverSNI, sni) {
+			switch {
+			case nameMatch(CoverSNI, sni):
 				return cover
+			case nameMatch(NeighborSNI, sni):
+				return neighbor
 			}
 			return ""
 		},
@@ -184,9 +202,14 @@ func (l *Lab) coverNets() []netip.Prefix {
 	return []netip.Prefix{CoverNet, l.path.CoverNet}
 }
 
-// sniNetworks is the censor's knowledge of where the cover's name lives.
+// sniNetworks is the censor's knowledge of where the names it sees live
+// (its own DNS look-ups): the cover's name in the cover's networks, the
+// neighbour's in the servers' network.
 func (l *Lab) sniNetworks() *SNINetworks {
-	return &SNINetworks{Known: []WhitelistEntry{{SNI: CoverSNI, Networks: l.coverNets()}}}
+	return &SNINetworks{Known: []WhitelistEntry{
+		{SNI: CoverSNI, Networks: l.coverNets()},
+		{SNI: NeighborSNI, Networks: []netip.Prefix{l.path.ServerNet}},
+	}}
 }
 
 // whitelist is the mobile whitelist: only the cover's name, towards its own
@@ -390,6 +413,23 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("censorlab: cover site (the lab needs 127.0.0.0/8 on lo): %w", err)
 	}
 	l.Cover = cover
+	// The neighbour is another site of the servers' data centre, with a
+	// certificate of its own name (and the same kind of chain).
+	ncert, err := coverCert(NeighborSNI)
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	nopts := coverOpts
+	nopts.Cert = &ncert
+	err = l.path.InServer(func() (err error) {
+		l.Neighbor, err = coversite.StartWith(netip.AddrPortFrom(l.path.NeighborIP, 0).String(), nopts, NeighborSNI)
+		return err
+	})
+	if err != nil {
+		l.close()
+		return nil, fmt.Errorf("censorlab: the servers' neighbour site: %w", err)
+	}
 	if l.Site, err = StartSite(netip.AddrPortFrom(SiteIP, 0).String()); err != nil {
 		l.close()
 		return nil, err
@@ -405,7 +445,8 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 		var inst *Instance
 		err := l.path.InServer(func() (err error) {
-			inst, err = sys.Start(ctx, Env{IP: ip, CoverIP: l.path.ControlIP(i), Cover: cover.Addr, CoverSNI: CoverSNI, Log: cfg.Log,
+			inst, err = sys.Start(ctx, Env{IP: ip, CoverIP: l.path.ControlIP(i), Cover: cover.Addr, CoverSNI: CoverSNI,
+				Neighbor: l.Neighbor.Addr, NeighborSNI: NeighborSNI, Log: cfg.Log,
 				ClientDial: l.clientDial, ServerDial: l.serverDial, CoverSite: func(ip netip.Addr) (netip.AddrPort, func() error, error) {
 					s, err := coversite.StartWith(netip.AddrPortFrom(ip, 0).String(), coverOpts, CoverSNI)
 					if err != nil {
@@ -430,6 +471,9 @@ func (l *Lab) close() {
 	}
 	if l.Site != nil {
 		l.Site.Close()
+	}
+	if l.Neighbor != nil {
+		l.Neighbor.Close()
 	}
 	if l.Cover != nil {
 		l.Cover.Close()

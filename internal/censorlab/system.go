@@ -64,6 +64,9 @@ type Env struct {
 	CoverIP netip.Addr
 	// Cover is the lab's cover site (host:port) and its name.
 	Cover, CoverSNI string
+	// Neighbor is a real site in the servers' own network (host:port) and
+	// its name: a cover whose name belongs where the server is.
+	Neighbor, NeighborSNI string
 	Log             *slog.Logger
 	// CoverSite starts another instance of the lab's cover (the same
 	// certificate and pages, and the controls' bigger site) at ip, in the

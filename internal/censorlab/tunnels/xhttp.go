@@ -37,6 +37,7 @@ const whyLearn = "the client learns the freeze from its first two frozen connect
 
 func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
 	shortID := []byte{0x5e, 0x11}
+	env = withNeighborCover(env)
 	ls, err := startServer(ctx, env, "burrow-xhttp", shortID)
 	if err != nil {
 		return nil, err
