@@ -67,7 +67,7 @@ type Env struct {
 	// Neighbor is a real site in the servers' own network (host:port) and
 	// its name: a cover whose name belongs where the server is.
 	Neighbor, NeighborSNI string
-	Log             *slog.Logger
+	Log                   *slog.Logger
 	// CoverSite starts another instance of the lab's cover (the same
 	// certificate and pages, and the controls' bigger site) at ip, in the
 	// network of the calling goroutine's thread, and returns its address
