@@ -178,6 +178,7 @@ const serverUsage = `usage: burrow server init --cover HOST:PORT [--sni NAME] [-
        burrow server upgrade BINARY                                              replace the binary, restart the service
        burrow server relay-token NAME [--revoke] [--data DIR]                    a token for an entry relay (burrow relay)
        burrow server stats [--days N] [--json] [--data DIR]                      what clients report about blocking, per day
+       burrow server find-cover --near ADDR [--bits 24] [--all]                  find a cover site next to this server
 
 Run 'burrow server SUBCOMMAND -h' for its flags.
 `
@@ -206,9 +207,11 @@ func runServer(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return serverRelayToken(args[1:], stdout, stderr)
 	case "stats":
 		return serverStats(args[1:], stdout, stderr)
+	case "find-cover":
+		return serverFindCover(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, serverUsage)
-	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall, upgrade, relay-token or stats)", args[0])
+	return fmt.Errorf("server: unknown subcommand %.40q (want init, run, install, uninstall, upgrade, relay-token, stats or find-cover)", args[0])
 }
 
 // parseArgs parses flags that may come before, between or after positional

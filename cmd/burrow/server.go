@@ -41,7 +41,7 @@ func serverInit(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("server init: unexpected argument %q", pos[0])
 	}
 	if *cover == "" {
-		return errors.New("server init: --cover HOST:PORT is required: the real HTTPS site that probers will see (e.g. --cover www.example.com:443)")
+		return errors.New("server init: --cover HOST:PORT is required: the real HTTPS site that probers will see (e.g. --cover www.example.com:443; `burrow server find-cover` finds one next to this server)")
 	}
 	names := splitList(*sni)
 	if len(names) == 0 {
