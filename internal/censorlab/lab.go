@@ -32,6 +32,11 @@ var (
 	// find-cover` finds one): a cover whose name the censor places in the
 	// server's network.
 	NeighborSNI = "neighbor.test"
+	// NeighborIP is where the neighbour lives: in ServerNet on loopback,
+	// beside the cover and the site in the process's own network, where
+	// the servers' outgoing connections go also in the netns mode (the
+	// censor places its name in the servers' network of either plan).
+	NeighborIP = netip.MustParseAddr("127.0.2.250")
 )
 
 // Path places the lab's parties. The zero Path is the loopback plan above;
@@ -51,9 +56,6 @@ type Path struct {
 	// ControlIP returns the address of the i-th system's server when that
 	// system is a benign control. Default: the (10+i)-th address of CoverNet.
 	ControlIP func(i int) netip.Addr
-	// NeighborIP is where the neighbour site lives, in ServerNet. Default:
-	// the 250th address of ServerNet.
-	NeighborIP netip.Addr
 	// InServer, InRouter and InClient run f so that the sockets it creates
 	// belong to the server's, the censor's or the client's network. Default:
 	// just run f.
@@ -89,11 +91,6 @@ func (p Path) withDefaults() Path {
 			}
 			return a
 		}
-	}
-	if !p.NeighborIP.IsValid() {
-		b := p.ServerNet.Addr().As4()
-		b[3] = 250
-		p.NeighborIP = netip.AddrFrom4(b)
 	}
 	run := func(f func() error) error { return f() }
 	if p.InServer == nil {
@@ -202,13 +199,22 @@ func (l *Lab) coverNets() []netip.Prefix {
 	return []netip.Prefix{CoverNet, l.path.CoverNet}
 }
 
+// serverNets are the networks of the servers (and so of the neighbour's
+// name): the loopback plan's, and the netns mode's.
+func (l *Lab) serverNets() []netip.Prefix {
+	if l.path.ServerNet == ServerNet {
+		return []netip.Prefix{ServerNet}
+	}
+	return []netip.Prefix{ServerNet, l.path.ServerNet}
+}
+
 // sniNetworks is the censor's knowledge of where the names it sees live
 // (its own DNS look-ups): the cover's name in the cover's networks, the
 // neighbour's in the servers' network.
 func (l *Lab) sniNetworks() *SNINetworks {
 	return &SNINetworks{Known: []WhitelistEntry{
 		{SNI: CoverSNI, Networks: l.coverNets()},
-		{SNI: NeighborSNI, Networks: []netip.Prefix{l.path.ServerNet}},
+		{SNI: NeighborSNI, Networks: l.serverNets()},
 	}}
 }
 
@@ -422,11 +428,7 @@ func start(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	nopts := coverOpts
 	nopts.Cert = &ncert
-	err = l.path.InServer(func() (err error) {
-		l.Neighbor, err = coversite.StartWith(netip.AddrPortFrom(l.path.NeighborIP, 0).String(), nopts, NeighborSNI)
-		return err
-	})
-	if err != nil {
+	if l.Neighbor, err = coversite.StartWith(netip.AddrPortFrom(NeighborIP, 0).String(), nopts, NeighborSNI); err != nil {
 		l.close()
 		return nil, fmt.Errorf("censorlab: the servers' neighbour site: %w", err)
 	}

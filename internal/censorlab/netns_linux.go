@@ -24,7 +24,6 @@ var ErrNeedRoot = errors.New("censorlab: the netns mode needs root (CAP_SYS_ADMI
 //	ns <name>s  servers  10.201.2.10-29/24 ── veth ── 10.201.2.1/24  ns <name>r
 //	            controls 10.201.3.10-29/24 (the cover's network) on the same veth,
 //	            and the relay systems' entry relays (their exits at 10.201.2.x)
-//	            the servers' neighbour site 10.201.2.250/24
 //
 // The client reaches the censor's relay, the censor dials the servers: every
 // byte of the censored path crosses two veth links as real packets. Sites
@@ -34,7 +33,6 @@ var (
 	netnsServerNet = netip.MustParsePrefix("10.201.2.0/24")
 	netnsCoverNet  = netip.MustParsePrefix("10.201.3.0/24")
 	netnsRouterC   = "10.201.1.1"
-	netnsNeighbor  = netip.MustParseAddr("10.201.2.250")
 )
 
 // NetnsPath creates three network namespaces named name+"c", name+"r" and
@@ -75,8 +73,6 @@ func NetnsPath(name string) (Path, func() error, error) {
 		cmds = append(cmds, []string{"-n", s, "addr", "add", fmt.Sprintf("10.201.2.%d/24", i), "dev", s + "0"},
 			[]string{"-n", s, "addr", "add", fmt.Sprintf("10.201.3.%d/24", i), "dev", s + "0"})
 	}
-	// The servers' neighbour site (Path.NeighborIP).
-	cmds = append(cmds, []string{"-n", s, "addr", "add", netnsNeighbor.String() + "/24", "dev", s + "0"})
 	for _, l := range [][2]string{{c, c + "0"}, {c, "lo"}, {r, r + "0"}, {r, r + "1"}, {r, "lo"}, {s, s + "0"}, {s, "lo"}} {
 		cmds = append(cmds, []string{"-n", l[0], "link", "set", l[1], "up"})
 	}
@@ -96,8 +92,7 @@ func NetnsPath(name string) (Path, func() error, error) {
 		ServerIP: func(i int) netip.Addr {
 			return netip.AddrFrom4([4]byte{10, 201, 2, byte(10 + i%20)})
 		},
-		CoverNet:   netnsCoverNet,
-		NeighborIP: netnsNeighbor,
+		CoverNet: netnsCoverNet,
 		ControlIP: func(i int) netip.Addr {
 			return netip.AddrFrom4([4]byte{10, 201, 3, byte(10 + i%20)})
 		},
