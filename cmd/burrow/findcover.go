@@ -17,7 +17,7 @@ import (
 func serverFindCover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("server find-cover", stderr)
 	near := fs.String("near", "", "the server's public IPv4 address, whose block is scanned (required)")
-	bits := fs.Int("bits", 24, "scan the /BITS block around --near (20 to 32)")
+	bits := fs.Int("bits", 24, "scan the /BITS block around --near (20 to 31)")
 	port := fs.Int("port", 443, "the HTTPS port to try")
 	parallel := fs.Int("parallel", 32, "addresses tried at once")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long each address may take")
@@ -36,8 +36,14 @@ func serverFindCover(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(pos) > 0 {
 		return fmt.Errorf("server find-cover: unexpected argument %q", pos[0])
 	}
-	if *bits < 20 || *bits > 32 {
-		return fmt.Errorf("server find-cover: --bits %d: want 20 (4,096 addresses) to 32", *bits)
+	if *bits < 20 || *bits > 31 {
+		return fmt.Errorf("server find-cover: --bits %d: want 20 (4,096 addresses) to 31 (the server and one neighbour)", *bits)
+	}
+	if *parallel < 1 {
+		return fmt.Errorf("server find-cover: --parallel %d: want at least 1", *parallel)
+	}
+	if *timeout <= 0 {
+		return fmt.Errorf("server find-cover: --timeout %v: want a positive duration", *timeout)
 	}
 	if *port < 1 || *port > 65535 {
 		return fmt.Errorf("server find-cover: --port %d: want 1 to 65535", *port)
@@ -46,7 +52,7 @@ func serverFindCover(ctx context.Context, args []string, stdout, stderr io.Write
 		// The scan knocks on other people's servers: it starts only on an
 		// address the operator names.
 		hint := ""
-		if a, err := detectPublicAddr(); err == nil {
+		if a, err := detectPublicAddr(); err == nil && netip.MustParseAddr(a).Is4() {
 			hint = fmt.Sprintf(" (this machine's looks like %s)", a)
 		}
 		return fmt.Errorf("server find-cover: --near ADDR is required: the server's public IPv4 address, whose block of neighbours is scanned%s", hint)
@@ -57,14 +63,16 @@ func serverFindCover(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	addr = addr.Unmap()
 	block, _ := addr.Prefix(*bits)
-	network, _ := addr.Prefix(16)
-	fmt.Fprintf(stdout, "Scanning %s port %d for cover sites (names resolving into %s) ...\n", block, *port, network)
+	fmt.Fprintf(stdout, "Scanning %s port %d for cover sites (names resolving into that block) ...\n", block, *port)
 	sites, err := coverscan.Scan(ctx, coverscan.Config{
-		Block: block, Network: network, Port: uint16(*port), Skip: []netip.Addr{addr},
+		Block: block, Port: uint16(*port), Skip: []netip.Addr{addr},
 		Parallel: *parallel, Timeout: *timeout,
 	})
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("server find-cover: %w", err)
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stdout, "Interrupted; what was found so far:")
 	}
 	var good int
 	for _, s := range sites {
@@ -98,8 +106,14 @@ func serverFindCover(ctx context.Context, args []string, stdout, stderr io.Write
 		tw.Flush()
 	}
 	if good == 0 {
-		fmt.Fprintln(stdout, "\nNo neighbour can serve as a cover. Widen the scan (--bits 22 or 20), or pick a")
-		fmt.Fprintln(stdout, "popular site of this provider or country by hand; `burrow check` tells how a censor sees it.")
+		fmt.Fprint(stdout, "\nNo neighbour can serve as a cover. ")
+		if *bits > 20 {
+			fmt.Fprintf(stdout, "Widen the scan (--bits %d or 20), or pick", max(20, *bits-2))
+		} else {
+			fmt.Fprint(stdout, "Pick")
+		}
+		fmt.Fprintln(stdout, " a popular site of this provider")
+		fmt.Fprintln(stdout, "or country by hand; `burrow check` tells how a censor sees it.")
 		if !*all && len(sites) > 0 {
 			fmt.Fprintln(stdout, "(--all lists the sites found and why each cannot serve.)")
 		}
@@ -108,5 +122,7 @@ func serverFindCover(ctx context.Context, args []string, stdout, stderr io.Write
 	best := sites[0]
 	fmt.Fprintf(stdout, "\nThe smallest handshake leaves the most room under a freeze. To use the first:\n")
 	fmt.Fprintf(stdout, "  burrow server init --cover %s --sni %s\n", best.Addr, best.Name)
+	fmt.Fprintf(stdout, "or, on a server set up already, set \"cover\": %q and \"server_names\": [%q] in its\n", best.Addr.String(), best.Name)
+	fmt.Fprintln(stdout, "config.json and restart it; links carry the SNI, so users need theirs again (subscriptions update).")
 	return nil
 }

@@ -25,7 +25,8 @@ func TestServerFindCover(t *testing.T) {
 	if strings.Contains(out.String(), "Scanning") {
 		t.Fatalf("without --near it scanned: %s", out.String())
 	}
-	for _, bad := range [][]string{{"--near", "127.0.0.1", "--bits", "16"}, {"--near", "::1"}, {"--near", "nonsense"}, {"--near", "127.0.0.1", "--port", "0"}} {
+	for _, bad := range [][]string{{"--near", "127.0.0.1", "--bits", "16"}, {"--near", "::1"}, {"--near", "nonsense"}, {"--near", "127.0.0.1", "--port", "0"},
+		{"--near", "127.0.0.1", "--bits", "32"}, {"--near", "127.0.0.1", "--parallel", "-1"}, {"--near", "127.0.0.1", "--timeout", "-1s"}} {
 		if err := run(context.Background(), append([]string{"server", "find-cover"}, bad...), &out, &errb); err == nil {
 			t.Errorf("find-cover %v took it", bad)
 		}
@@ -47,7 +48,7 @@ func TestServerFindCover(t *testing.T) {
 	if !errors.As(err, &ee) || ee.code != 1 {
 		t.Fatalf("find-cover with no usable site: %v, want exit 1\n%s", err, out.String())
 	}
-	for _, want := range []string{"1 HTTPS sites answered, 0 can serve as a cover", site.Addr, "stand-in.test", "does not verify", "No neighbour can serve"} {
+	for _, want := range []string{"1 HTTPS sites answered, 0 can serve as a cover", site.Addr, "stand-in.test", "does not verify", "No neighbour can serve", "--bits 27 or 20"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

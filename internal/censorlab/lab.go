@@ -524,6 +524,9 @@ func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Worklo
 		r.DidNotRun = true
 		return r
 	}
+	if inst.EndCell != nil {
+		defer inst.EndCell(via)
+	}
 	var tally Tally
 	if inst.Run != nil {
 		tally = inst.Run(ctx, via)

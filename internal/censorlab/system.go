@@ -93,6 +93,11 @@ type Instance struct {
 	Dial func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error)
 	// Close stops the server.
 	Close func() error
+	// EndCell, when set, is told that the cell which reached the server at
+	// via is over: a client kept for that route goes, so that the next
+	// cell (whose censor may listen on the same port again) starts with a
+	// fresh one, as a client entering another network does.
+	EndCell func(via netip.AddrPort)
 	// Run, when set, is the system's own traffic through via instead of the
 	// lab's Workload (the benign controls browse). It reports the bytes it
 	// expected and delivered, every byte checked.

@@ -39,8 +39,9 @@ const MaxAddrs = 4096
 type Config struct {
 	// Block is the addresses scanned (IPv4, at most MaxAddrs of them).
 	Block netip.Prefix
-	// Network is the server's network: a cover's name must resolve into
-	// it. Default: the /16 around Block, as `burrow check` judges.
+	// Network is the server's network: every address a cover's name
+	// resolves to must lie in it, or a censor that places names by its
+	// own look-ups sees the name served from elsewhere. Default: Block.
 	Network netip.Prefix
 	// Port is the HTTPS port. Default 443.
 	Port uint16
@@ -48,7 +49,7 @@ type Config struct {
 	Skip []netip.Addr
 	// Parallel is how many addresses are tried at once. Default 32.
 	Parallel int
-	// Timeout bounds each address. Default 3 s.
+	// Timeout bounds each connection and look-up. Default 3 s.
 	Timeout time.Duration
 	// Dial dials; nil means a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -71,8 +72,8 @@ type Site struct {
 	TLS13, H2 bool
 	// Trusted: its certificate chain verifies for Name.
 	Trusted bool
-	// InNetwork: Name resolves into the server's network; Resolved is
-	// what it resolves to.
+	// InNetwork: every address Name resolves to is in the server's
+	// network; Resolved is what it resolves to.
 	InNetwork bool
 	Resolved  []netip.Addr
 	// Handshake is the bytes it answers a browser's hello with (0 when
@@ -87,7 +88,9 @@ func (s Site) Suitable() bool { return s.Problem == "" }
 
 // Scan tries every address of cfg.Block and returns the HTTPS sites found:
 // the suitable ones first, smallest handshake first. Addresses that do not
-// answer TLS are left out.
+// answer TLS without a server name (closed, or a server that answers only
+// the names it hosts) are left out. Cancelled, it returns what it found so
+// far with ctx's error.
 func Scan(ctx context.Context, cfg Config) ([]Site, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -161,7 +164,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	cfg.Block = cfg.Block.Masked()
 	if !cfg.Network.IsValid() {
-		cfg.Network, _ = cfg.Block.Addr().Prefix(16)
+		cfg.Network = cfg.Block
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 443
@@ -186,8 +189,6 @@ func (cfg Config) withDefaults() (Config, error) {
 
 // probe tries one address: ok is false when nothing there speaks TLS.
 func (cfg Config) probe(ctx context.Context, ap netip.AddrPort) (Site, bool) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
 	// First as a scanner does, with no name: most servers answer with a
 	// default certificate, whose names are the candidates.
 	st, err := cfg.handshake(ctx, ap, "", false)
@@ -224,7 +225,11 @@ func (cfg Config) check(ctx context.Context, s Site, name string) Site {
 	s.Name = name
 	st, err := cfg.handshake(ctx, s.Addr, name, true)
 	if err != nil {
-		s.Problem = fmt.Sprintf("no TLS 1.3 with X25519 for %s", name)
+		if timedOut(ctx, err) {
+			s.Problem = fmt.Sprintf("no answer for %s within %v (a slow site, or try a longer --timeout)", name, cfg.Timeout)
+		} else {
+			s.Problem = fmt.Sprintf("no TLS 1.3 with X25519 for %s", name)
+		}
 		return s
 	}
 	s.TLS13 = true
@@ -235,16 +240,11 @@ func (cfg Config) check(ctx context.Context, s Site, name string) Site {
 	}
 	_, verr := st.PeerCertificates[0].Verify(opts)
 	s.Trusted = verr == nil
-	addrs, rerr := cfg.Resolve(ctx, name)
+	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	addrs, rerr := cfg.Resolve(rctx, name)
+	cancel()
 	s.Resolved = addrs
-	for _, a := range addrs {
-		if cfg.Network.Contains(a.Unmap()) {
-			s.InNetwork = true
-		}
-	}
-	if n, err := camo.CoverHandshake(ctx, cfg.Dial, s.Addr.String(), name); err == nil {
-		s.Handshake = n
-	}
+	s.InNetwork = inNetwork(addrs, cfg.Network)
 	switch {
 	case !s.H2:
 		s.Problem = "no HTTP/2 (browsers would speak it to a real site)"
@@ -253,15 +253,49 @@ func (cfg Config) check(ctx context.Context, s Site, name string) Site {
 	case rerr != nil || len(addrs) == 0:
 		s.Problem = fmt.Sprintf("%s does not resolve (%v): a censor cannot place it, and clients' DNS would fail", name, rerr)
 	case !s.InNetwork:
-		s.Problem = fmt.Sprintf("%s resolves to %v, outside the server's network %s", name, addrs, cfg.Network)
+		s.Problem = fmt.Sprintf("%s resolves to %v, not all in the server's network %s", name, addrs, cfg.Network)
+	}
+	if s.Problem == "" {
+		// What a browser's hello gets: the size each connection pays.
+		hctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		s.Handshake, err = camo.CoverHandshake(hctx, cfg.Dial, s.Addr.String(), name)
+		cancel()
+		if err != nil {
+			s.Problem = fmt.Sprintf("a browser's hello for %s failed: %v", name, err)
+		}
 	}
 	return s
+}
+
+// inNetwork reports whether addrs are all IPv4 addresses in network (a
+// name with an address elsewhere, say on a CDN, may be placed there).
+func inNetwork(addrs []netip.Addr, network netip.Prefix) bool {
+	var v4 int
+	for _, a := range addrs {
+		a = a.Unmap()
+		if !a.Is4() {
+			continue // the scan is of IPv4 blocks; a name's IPv6 says nothing of them
+		}
+		if !network.Contains(a) {
+			return false
+		}
+		v4++
+	}
+	return v4 > 0
+}
+
+// timedOut reports whether err comes from a deadline rather than an answer.
+func timedOut(ctx context.Context, err error) bool {
+	var ne net.Error
+	return ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout())
 }
 
 // handshake completes a TLS handshake with ap. strict offers only TLS 1.3
 // with X25519 (what a REALITY server needs of its cover) and sends name;
 // otherwise any version and group, and no name unless given.
 func (cfg Config) handshake(ctx context.Context, ap netip.AddrPort, name string, strict bool) (tls.ConnectionState, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	raw, err := cfg.Dial(ctx, "tcp", ap.String())
 	if err != nil {
 		return tls.ConnectionState{}, err

@@ -108,6 +108,8 @@ func TestScanFindsTheNeighbour(t *testing.T) {
 		{5, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, true, "self.test")}, NextProtos: h2}},
 		// The shortest name does not resolve; the next one is the site's.
 		{6, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "x.test", "shop.multi.test", "*.multi.test")}, NextProtos: h2}},
+		// Its name resolves here and to a CDN elsewhere.
+		{7, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "cdn.test")}, NextProtos: h2}},
 		{9, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "me.test")}, NextProtos: h2}}, // the server itself
 	}
 	// One port for every address: the first site's, free on the others
@@ -134,16 +136,17 @@ func TestScanFindsTheNeighbour(t *testing.T) {
 			t.Fatal("no port free on every test address")
 		}
 	}
-	names := map[string]netip.Addr{
-		"good.test": at(1), "far.test": netip.MustParseAddr("10.9.9.9"), "old.test": at(3), "noh2.test": at(4),
-		"self.test": at(5), "shop.multi.test": at(6), "me.test": at(9),
+	names := map[string][]netip.Addr{
+		"good.test": {at(1)}, "far.test": {netip.MustParseAddr("10.9.9.9")}, "old.test": {at(3)}, "noh2.test": {at(4)},
+		"self.test": {at(5)}, "shop.multi.test": {at(6), netip.MustParseAddr("2001:db8::6")}, "me.test": {at(9)},
+		"cdn.test": {at(7), netip.MustParseAddr("10.9.9.7")},
 	}
 	block := netip.PrefixFrom(base, 28)
 	got, err := Scan(context.Background(), Config{
 		Block: block, Port: port, Skip: []netip.Addr{at(9)}, Roots: a.pool, Timeout: 10 * time.Second,
 		Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
 			if a, ok := names[host]; ok {
-				return []netip.Addr{a}, nil
+				return a, nil
 			}
 			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 		},
@@ -155,7 +158,8 @@ func TestScanFindsTheNeighbour(t *testing.T) {
 		t.Logf("%v %s tls13=%v h2=%v trusted=%v in=%v hs=%d problem=%q", s.Addr, s.Name, s.TLS13, s.H2, s.Trusted, s.InNetwork, s.Handshake, s.Problem)
 	}
 	want := map[byte]string{ // host → a part of the problem ("" suitable)
-		1: "", 6: "", 2: "outside the server's network", 3: "no TLS 1.3", 4: "no HTTP/2", 5: "does not verify",
+		1: "", 6: "", 2: "not all in the server's network", 3: "no TLS 1.3", 4: "no HTTP/2", 5: "does not verify",
+		7: "not all in the server's network",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("found %d sites, want %d (the closed address and the server's own left out)", len(got), len(want))
@@ -216,5 +220,47 @@ func TestScanCancelled(t *testing.T) {
 	_, err := Scan(ctx, Config{Block: netip.MustParsePrefix("127.66.255.0/24"), Port: 9})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
+	}
+}
+
+// A site slow to answer a hello that names it is reported as slow, not as
+// lacking TLS 1.3.
+func TestScanSlowSite(t *testing.T) {
+	a := newCA(t)
+	base := netip.AddrFrom4([4]byte{127, 68, byte(mrand.IntN(250) + 1), 0})
+	site := netip.AddrPortFrom(base.Next(), 0)
+	stall := make(chan struct{})
+	defer close(stall)
+	cfg := &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "slow.test")}, NextProtos: []string{"h2"},
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			if h.ServerName != "" {
+				<-stall
+			}
+			return nil, nil
+		}}
+	ln, err := tls.Listen("tcp", site.String(), cfg)
+	if err != nil {
+		t.Skipf("no 127.68.0.0/16 on lo here: %v", err)
+	}
+	ln.Close()
+	site = netip.MustParseAddrPort(ln.Addr().String())
+	if err := serve(t, site.String(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	// The budget: many times what a handshake takes on this machine now.
+	start := time.Now()
+	c, err := tls.Dial("tcp", site.String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	timeout := max(time.Second, 20*time.Since(start))
+	got, err := Scan(context.Background(), Config{Block: netip.PrefixFrom(site.Addr(), 32), Port: site.Port(), Roots: a.pool, Timeout: timeout,
+		Resolve: func(context.Context, string) ([]netip.Addr, error) { return []netip.Addr{site.Addr()}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !strings.Contains(got[0].Problem, "no answer for slow.test within") {
+		t.Fatalf("got %+v, want the site reported as slow", got)
 	}
 }

@@ -73,6 +73,9 @@ func TestFarCoverCaughtBySNIIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(results) != 2 {
+		t.Fatalf("%d cells, want 2", len(results))
+	}
 	for _, r := range results {
 		switch r.System {
 		case "burrow-tcp":

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 
 	"github.com/burrow-vpn/burrow/internal/access"
 	"github.com/burrow-vpn/burrow/internal/censorlab"
@@ -121,16 +120,16 @@ func startRelayed(ctx context.Context, env censorlab.Env, name string, overXHTTP
 		link.Flow, link.Type = "", links.TypeXHTTP
 		link.XHTTP = &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/lab", Budget: xhttp.DefaultBudget}
 	}
-	var mu sync.Mutex
-	tuns := map[netip.AddrPort]*client.Tunnel{}
+	tuns := newTunnelCache(func(via netip.AddrPort) (*client.Tunnel, error) {
+		l := *link
+		l.Host, l.Port = via.Addr().String(), via.Port()
+		return client.NewTunnel(&l, client.TunnelOptions{Dial: env.ClientDial})
+	})
 	return &censorlab.Instance{
-		Server: ln.Addr().(*net.TCPAddr).AddrPort(),
+		Server:  ln.Addr().(*net.TCPAddr).AddrPort(),
+		EndCell: tuns.endCell,
 		Close: func() error {
-			mu.Lock()
-			for _, t := range tuns {
-				t.Close()
-			}
-			mu.Unlock()
+			tuns.closeAll()
 			cancel()
 			<-served
 			r.Close()
@@ -138,19 +137,10 @@ func startRelayed(ctx context.Context, env censorlab.Env, name string, overXHTTP
 			return nil
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			mu.Lock()
-			t := tuns[via]
-			if t == nil {
-				l := *link
-				l.Host, l.Port = via.Addr().String(), via.Port()
-				var err error
-				if t, err = client.NewTunnel(&l, client.TunnelOptions{Dial: env.ClientDial}); err != nil {
-					mu.Unlock()
-					return nil, err
-				}
-				tuns[via] = t
+			t, err := tuns.get(via)
+			if err != nil {
+				return nil, err
 			}
-			mu.Unlock()
 			return t.DialContext(ctx, "tcp", target)
 		},
 	}, nil

@@ -46,8 +46,8 @@ const (
 		"Use the transport that rotates connections before the budget (burrow-xhttp)"
 	whyCount = "each proxied connection is its own TCP connection to the server, so a page load opens " +
 		"more than 4 at once. Use burrow-xhttp (sessions multiplexed over at most 2 connections)"
-	whyWhitelist = "whitelist mode passes only listed names towards their own networks, and the server " +
-		"is not in the cover's network: needs a relay inside a whitelisted network (burrow-relay-xhttp)"
+	whyWhitelist = "whitelist mode passes only listed names towards their own networks, and neither the server's " +
+		"name (its neighbour's) nor its network is listed: needs a relay inside a whitelisted network (burrow-relay-xhttp)"
 )
 
 // Byte floors of the expected fails: what the rule lets through by
@@ -190,46 +190,23 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 	if err != nil {
 		return nil, err
 	}
-	// One tunnel per address the server is reached at, as one `burrow
-	// connect` process keeps one: its freeze watch, its switch to XHTTP and
-	// its telemetry reports ride the same connections as its traffic (a
-	// tunnel per dial would leave tunnels behind that each open their own
-	// XHTTP pool for a report, more connections than a cap of 2 allows).
-	var (
-		mu   sync.Mutex
-		tuns = map[netip.AddrPort]*client.Tunnel{}
-	)
-	learned := &client.Learned{}
-	tunnel := func(via netip.AddrPort) (*client.Tunnel, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if t := tuns[via]; t != nil {
-			return t, nil
-		}
-		t, err := client.NewTunnel(&links.VLESS{
+	tuns := newTunnelCache(func(via netip.AddrPort) (*client.Tunnel, error) {
+		return client.NewTunnel(&links.VLESS{
 			UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
 			Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID, Flow: links.FlowVision,
 			Type: links.TypeTCP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
-		}, client.TunnelOptions{Learned: learned, Dial: env.ClientDial})
-		if err != nil {
-			return nil, err
-		}
-		tuns[via] = t
-		return t, nil
-	}
+		}, client.TunnelOptions{Learned: &client.Learned{}, Dial: env.ClientDial})
+	})
 	return &censorlab.Instance{
-		Server: ls.addr,
+		Server:  ls.addr,
+		EndCell: tuns.endCell,
 		Close: func() error {
-			mu.Lock()
-			for _, t := range tuns {
-				t.Close()
-			}
-			mu.Unlock()
+			tuns.closeAll()
 			ls.stop()
 			return nil
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			t, err := tunnel(via)
+			t, err := tuns.get(via)
 			if err != nil {
 				return nil, err
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"sync"
 
 	"github.com/burrow-vpn/burrow/internal/censorlab"
 	"github.com/burrow-vpn/burrow/internal/client"
@@ -42,44 +41,32 @@ func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, er
 	if err != nil {
 		return nil, err
 	}
-	// One tunnel per route to the server, shared by the cell's dials, as
-	// one `burrow connect` shares it between applications.
-	var mu sync.Mutex
-	tuns := map[netip.AddrPort]*client.Tunnel{}
+	tuns := newTunnelCache(func(via netip.AddrPort) (*client.Tunnel, error) {
+		return client.NewTunnel(&links.VLESS{
+			UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
+			Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID,
+			Type: links.TypeXHTTP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
+			XHTTP: &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/lab", Budget: xhttp.DefaultBudget},
+		}, client.TunnelOptions{
+			// The transport dials warm-up and rotation connections
+			// from its own goroutines: they must leave from the
+			// client's network too.
+			Dial: env.ClientDial,
+		})
+	})
 	return &censorlab.Instance{
-		Server: ls.addr,
+		Server:  ls.addr,
+		EndCell: tuns.endCell,
 		Close: func() error {
-			mu.Lock()
-			for _, t := range tuns {
-				t.Close()
-			}
-			mu.Unlock()
+			tuns.closeAll()
 			ls.stop()
 			return nil
 		},
 		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			mu.Lock()
-			t := tuns[via]
-			if t == nil {
-				var err error
-				t, err = client.NewTunnel(&links.VLESS{
-					UUID: ls.uuid, Host: via.Addr().String(), Port: via.Port(), SNI: env.CoverSNI,
-					Fingerprint: "chrome", PublicKey: ls.pub, ShortID: shortID,
-					Type: links.TypeXHTTP, Security: links.SecurityReality, Encryption: links.EncryptionNone,
-					XHTTP: &links.XHTTP{Mode: links.ModePacketUp, Path: "/assets/lab", Budget: xhttp.DefaultBudget},
-				}, client.TunnelOptions{
-					// The transport dials warm-up and rotation connections
-					// from its own goroutines: they must leave from the
-					// client's network too.
-					Dial: env.ClientDial,
-				})
-				if err != nil {
-					mu.Unlock()
-					return nil, err
-				}
-				tuns[via] = t
+			t, err := tuns.get(via)
+			if err != nil {
+				return nil, err
 			}
-			mu.Unlock()
 			return t.DialContext(ctx, "tcp", target)
 		},
 	}, nil
