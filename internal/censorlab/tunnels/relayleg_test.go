@@ -225,7 +225,9 @@ func startLeg(t *testing.T, boxes ...censorlab.Middlebox) *legBed {
 
 // echo sends msg through the relay to the sink and checks it comes back.
 func (b *legBed) echo(ctx context.Context, msg []byte) error {
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// What a freeze, its detection and the rotations after it take on a
+	// quiet machine, stretched by this one's measured slowness.
+	dctx, cancel := context.WithTimeout(ctx, censorlab.Budget(30*time.Second))
 	defer cancel()
 	c, err := b.tun.DialContext(dctx, "tcp", b.sink)
 	if err != nil {
