@@ -53,12 +53,6 @@ func sentData(b []byte) map[uint32][]byte {
 // stream's reader, and must hand each reader only the bytes sent on its
 // stream, in order.
 func FuzzTrunk(f *testing.F) {
-	frame := func(typ byte, id uint32, payload []byte) []byte {
-		b := []byte{typ, 0, 0, 0, 0, 0, 0}
-		binary.BigEndian.PutUint32(b[1:5], id)
-		binary.BigEndian.PutUint16(b[5:7], uint16(len(payload)))
-		return append(b, payload...)
-	}
 	join := func(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
 	// The first byte picks the side: even accepts, odd opens three streams
 	// (ids 1–3) before the input arrives.

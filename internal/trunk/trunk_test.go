@@ -216,15 +216,17 @@ func TestLateDataIsReset(t *testing.T) {
 	}
 }
 
+// frame is one frame as it goes on the wire.
+func frame(typ byte, id uint32, payload []byte) []byte {
+	b := []byte{typ, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:5], id)
+	binary.BigEndian.PutUint16(b[5:7], uint16(len(payload)))
+	return append(b, payload...)
+}
+
 // TestBrokenFramesEndTheTrunk: a frame that breaks the rules ends the
 // trunk with ErrProtocol, and every stream on it with an error.
 func TestBrokenFramesEndTheTrunk(t *testing.T) {
-	frame := func(typ byte, id uint32, payload []byte) []byte {
-		b := []byte{typ, 0, 0, 0, 0, 0, 0}
-		binary.BigEndian.PutUint32(b[1:5], id)
-		binary.BigEndian.PutUint16(b[5:7], uint16(len(payload)))
-		return append(b, payload...)
-	}
 	cases := map[string][]byte{
 		"unknown type":      frame(9, 1, nil),
 		"oversize":          {frameData, 0, 0, 0, 1, 0xff, 0xff},
