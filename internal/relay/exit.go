@@ -56,6 +56,9 @@ type exit struct {
 
 	trunks trunks // the trunks client connections ride
 
+	reachMu sync.Mutex
+	reach   *reachCheck // guarded by reachMu: the check in flight, if any
+
 	stop context.CancelFunc
 	done chan struct{} // closed when probeLoop returned
 }
@@ -247,6 +250,43 @@ func (e *exit) probeOnce(ctx context.Context) error {
 		return errors.New("probe: wrong answer")
 	}
 	return nil
+}
+
+// reachCheck is one probe of an exit shared by the clients that arrive
+// while it runs.
+type reachCheck struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// reachable reports whether the exit answers a probe. Clients that arrive
+// together (a relay just started, or a pool that lost its connections) wait
+// for one probe rather than each dial its own: a burst of handshakes would
+// slow every one of them past openTimeout. The probe is not tied to any one
+// client, so a client that gives up does not fail the others.
+func (e *exit) reachable(ctx context.Context) error {
+	e.reachMu.Lock()
+	r := e.reach
+	if r == nil {
+		r = &reachCheck{done: make(chan struct{})}
+		e.reach = r
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+			r.err = e.probeOnce(pctx)
+			cancel()
+			e.reachMu.Lock()
+			e.reach = nil
+			e.reachMu.Unlock()
+			close(r.done)
+		}()
+	}
+	e.reachMu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // askFor opens an ask stream and sends hello, the client's ClientHello:

@@ -99,10 +99,7 @@ func (e *exit) open(ctx context.Context) (net.Conn, error) {
 		// A trunk waits for a connection to its exit, however long that
 		// takes: first see that the exit is there. A stopped exit refuses
 		// the dial at once, and the client is shown the cover at once.
-		pctx, cancel := context.WithTimeout(ctx, openTimeout)
-		err := e.probeOnce(pctx)
-		cancel()
-		if err != nil {
+		if err := e.reachable(ctx); err != nil {
 			if errors.Is(err, camo.ErrNotReality) {
 				e.setUp(err) // the exit refuses the relay: down at once
 			} else {
