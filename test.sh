@@ -75,9 +75,15 @@ if [ "$FUZZTIME" != "0" ]; then
     dir=$(go list -f '{{.Dir}}' "$pkg")
     for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
       fuzz() { go test -run='^$' -fuzz="^$t\$" -fuzztime="$1" -fuzzminimizetime="$FUZZMINIMIZETIME" "$pkg" >"$log" 2>&1; }
+      # counted N runs the target for N executions and sets execs. A count has no
+      # deadline, and -fuzztime=Nx passes only after N executions, status line or not.
+      counted() { fuzz "${1}x" || { cat "$log"; exit 1; }; execs=$(execs_in_log); execs=${execs:-$1}; }
+      report() { printf '%10s execs  %s %s\n' "${execs:-?}" "${pkg#github.com/burrow-vpn/burrow/}" "$t"; }
       corpus="$dir/testdata/fuzz/$t"
       before=$(corpus_files "$corpus")
-      if ! fuzz "$FUZZTIME"; then
+      if fuzz "$FUZZTIME"; then
+        execs=$(execs_in_log)
+      else
         # Go 1.26's fuzz coordinator can fail a time-bounded run with a bare "context
         # deadline exceeded" when -fuzztime runs out while a worker is still busy (a race
         # in the coordinator, go.dev/issue/75804, wider on a loaded machine). That run
@@ -89,28 +95,18 @@ if [ "$FUZZTIME" != "0" ]; then
           made=$(execs_in_log)
           again=$(( ${made:-0} > FUZZMINEXECS ? ${made:-0} : FUZZMINEXECS ))
           echo "   (fuzzer deadline race after ${made:-?} executions, no failing input: running $t again for $again executions)"
-          fuzz "${again}x" || { cat "$log"; exit 1; }
-          # -fuzztime=Nx passes only after N executions, status line or not.
-          made=$(execs_in_log)
-          [ "${made:-0}" -ge "$again" ] || echo "fuzz: elapsed: ?, execs: $again (counted run)" >>"$log"
+          counted "$again"
         else
           cat "$log"; exit 1
         fi
       fi
-      execs=$(execs_in_log)
-      printf '%10s execs  %s %s\n' "${execs:-?}" "${pkg#github.com/burrow-vpn/burrow/}" "$t"
+      report
       # On a machine too busy for the floor in FUZZTIME, the window stretches:
       # the target runs again until it has made FUZZMINEXECS executions.
       if [ "${execs:-0}" -lt "$FUZZMINEXECS" ]; then
         echo "   (busy machine: running $t again for $FUZZMINEXECS executions)"
-        if go test -run='^$' -fuzz="^$t\$" -fuzztime="${FUZZMINEXECS}x" -fuzzminimizetime="$FUZZMINIMIZETIME" "$pkg" >"$log" 2>&1; then
-          # -fuzztime=Nx passes only after N executions, status line or not.
-          execs=$(execs_in_log)
-          execs=${execs:-$FUZZMINEXECS}
-          printf '%10s execs  %s %s\n' "${execs:-?}" "${pkg#github.com/burrow-vpn/burrow/}" "$t"
-        else
-          cat "$log"; exit 1
-        fi
+        counted "$FUZZMINEXECS"
+        report
       fi
       if [ "${execs:-0}" -lt "$FUZZMINEXECS" ]; then slow="$slow ${pkg#github.com/burrow-vpn/burrow/}.$t"; fi
     done
