@@ -524,9 +524,7 @@ func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Worklo
 		r.DidNotRun = true
 		return r
 	}
-	if inst.EndCell != nil {
-		defer inst.EndCell(via)
-	}
+	defer inst.endCell(via)
 	var tally Tally
 	if inst.Run != nil {
 		tally = inst.Run(ctx, via)

@@ -122,9 +122,7 @@ func (l *Lab) sweepPoint(ctx context.Context, sys System, p SweepPoint, cfg Swee
 		r.Err = err.Error()
 		return r
 	}
-	if inst.EndCell != nil {
-		defer inst.EndCell(via)
-	}
+	defer inst.endCell(via)
 	start := time.Now()
 	idle := Budget(cfg.Idle)
 	for r.Tries < cfg.Tries && !r.OK && ctx.Err() == nil {

@@ -104,6 +104,13 @@ type Instance struct {
 	Run func(ctx context.Context, via netip.AddrPort) Tally
 }
 
+// endCell tells the system that the cell which reached it at via is over.
+func (i *Instance) endCell(via netip.AddrPort) {
+	if i.EndCell != nil {
+		i.EndCell(via)
+	}
+}
+
 // tcpServer runs handle for every connection on a listener at ip until
 // Close, and waits for the handlers.
 type tcpServer struct {

@@ -57,8 +57,6 @@ type Config struct {
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 	// Roots verify the sites' certificates; nil means the system's.
 	Roots *x509.CertPool
-	// Progress, if set, is called after each address (done of total).
-	Progress func(done, total int)
 }
 
 // Site is an HTTPS site found in the block.
@@ -97,7 +95,7 @@ func Scan(ctx context.Context, cfg Config) ([]Site, error) {
 		return nil, err
 	}
 	var addrs []netip.Addr
-	for a := cfg.Block.Masked().Addr(); cfg.Block.Contains(a); a = a.Next() {
+	for a := cfg.Block.Addr(); cfg.Block.Contains(a); a = a.Next() {
 		if !slices.Contains(cfg.Skip, a) {
 			addrs = append(addrs, a)
 		}
@@ -105,23 +103,17 @@ func Scan(ctx context.Context, cfg Config) ([]Site, error) {
 	var (
 		mu    sync.Mutex
 		sites []Site
-		done  int
 		wg    sync.WaitGroup
 	)
 	work := make(chan netip.Addr)
 	for range min(cfg.Parallel, len(addrs)) {
 		wg.Go(func() {
 			for a := range work {
-				s, ok := cfg.probe(ctx, netip.AddrPortFrom(a, cfg.Port))
-				mu.Lock()
-				if ok {
+				if s, ok := cfg.probe(ctx, netip.AddrPortFrom(a, cfg.Port)); ok {
+					mu.Lock()
 					sites = append(sites, s)
+					mu.Unlock()
 				}
-				done++
-				if cfg.Progress != nil {
-					cfg.Progress(done, len(addrs))
-				}
-				mu.Unlock()
 			}
 		})
 	}

@@ -1,6 +1,8 @@
 package tunnels
 
 import (
+	"context"
+	"net"
 	"net/netip"
 	"sync"
 
@@ -39,6 +41,16 @@ func (c *tunnelCache) get(via netip.AddrPort) (*client.Tunnel, error) {
 	}
 	c.tuns[via] = t
 	return t, nil
+}
+
+// dial opens a stream to target through the tunnel for via: a system's
+// Instance.Dial.
+func (c *tunnelCache) dial(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
+	t, err := c.get(via)
+	if err != nil {
+		return nil, err
+	}
+	return t.DialContext(ctx, "tcp", target)
 }
 
 // endCell closes and forgets the tunnel for via.

@@ -136,12 +136,6 @@ func startRelayed(ctx context.Context, env censorlab.Env, name string, overXHTTP
 			ls.stop()
 			return nil
 		},
-		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			t, err := tuns.get(via)
-			if err != nil {
-				return nil, err
-			}
-			return t.DialContext(ctx, "tcp", target)
-		},
+		Dial: tuns.dial,
 	}, nil
 }

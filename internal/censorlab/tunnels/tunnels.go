@@ -205,13 +205,7 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 			ls.stop()
 			return nil
 		},
-		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			t, err := tuns.get(via)
-			if err != nil {
-				return nil, err
-			}
-			return t.DialContext(ctx, "tcp", target)
-		},
+		Dial: tuns.dial,
 	}, nil
 }
 

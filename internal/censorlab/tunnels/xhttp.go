@@ -2,7 +2,6 @@ package tunnels
 
 import (
 	"context"
-	"net"
 	"net/netip"
 
 	"github.com/burrow-vpn/burrow/internal/censorlab"
@@ -62,12 +61,6 @@ func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, er
 			ls.stop()
 			return nil
 		},
-		Dial: func(ctx context.Context, via netip.AddrPort, target string) (net.Conn, error) {
-			t, err := tuns.get(via)
-			if err != nil {
-				return nil, err
-			}
-			return t.DialContext(ctx, "tcp", target)
-		},
+		Dial: tuns.dial,
 	}, nil
 }
