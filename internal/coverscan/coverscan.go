@@ -190,14 +190,15 @@ func (cfg Config) probe(ctx context.Context, ap netip.AddrPort) (Site, bool) {
 	s := Site{Addr: ap}
 	leaf := st.PeerCertificates[0]
 	s.Names = certNames(leaf)
-	if len(s.Names) == 0 {
-		s.Problem = "its certificate names no host"
+	cands := candidates(s.Names)
+	if len(cands) == 0 {
+		s.Problem = "its certificate names no host a client could send (none, or only wildcards of a top-level domain)"
 		return s, true
 	}
 	// Each name is tried as a cover until one passes every check; the
 	// site is reported with the first name's problem otherwise.
 	var first Site
-	for i, name := range candidates(s.Names) {
+	for i, name := range cands {
 		c := cfg.check(ctx, s, name)
 		if c.Suitable() {
 			return c, true

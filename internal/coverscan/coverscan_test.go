@@ -110,6 +110,8 @@ func TestScanFindsTheNeighbour(t *testing.T) {
 		{6, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "x.test", "shop.multi.test", "*.multi.test")}, NextProtos: h2}},
 		// Its name resolves here and to a CDN elsewhere.
 		{7, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "cdn.test")}, NextProtos: h2}},
+		// Only a wildcard of a top-level domain: no name to send.
+		{8, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "*.test")}, NextProtos: h2}},
 		{9, &tls.Config{Certificates: []tls.Certificate{a.leaf(t, false, "me.test")}, NextProtos: h2}}, // the server itself
 	}
 	// One port for every address: the first site's, free on the others
@@ -159,7 +161,7 @@ func TestScanFindsTheNeighbour(t *testing.T) {
 	}
 	want := map[byte]string{ // host → a part of the problem ("" suitable)
 		1: "", 6: "", 2: "not all in the server's network", 3: "no TLS 1.3", 4: "no HTTP/2", 5: "does not verify",
-		7: "not all in the server's network",
+		7: "not all in the server's network", 8: "names no host a client could send",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("found %d sites, want %d (the closed address and the server's own left out)", len(got), len(want))
