@@ -228,6 +228,16 @@ type replayConn struct {
 	net.Conn
 	tcp     net.Conn
 	pending []byte // read by one goroutine at a time (reality's lock, then the TLS conn's)
+	// gather, set by Coalesced before the conn is shared, holds the
+	// records of one TLS Write until it ends.
+	gather *gatherer
+}
+
+func (c *replayConn) Write(p []byte) (int, error) {
+	if c.gather != nil {
+		return c.gather.write(c.Conn, p)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

@@ -147,6 +147,13 @@ type srvHarness struct {
 
 func srvStart(t *testing.T, cover string) *srvHarness {
 	t.Helper()
+	return srvStartWrapped(t, cover, nil)
+}
+
+// srvStartWrapped is srvStart whose echo runs on wrap(conn) (if not nil),
+// the conn Handshake returned.
+func srvStartWrapped(t *testing.T, cover string, wrap func(net.Conn) net.Conn) *srvHarness {
+	t.Helper()
 	priv, pub, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +190,9 @@ func srvStart(t *testing.T, cover string) *srvHarness {
 				h.mu.Unlock()
 				if err != nil {
 					return
+				}
+				if wrap != nil {
+					tc = wrap(tc)
 				}
 				context.AfterFunc(ctx, func() { tc.Close() })
 				io.Copy(tc, tc)

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func newExit(raw string, tok *relaylink.Token, cfg *Config, dial Dialer, log *sl
 			counted := meter.NewConn(raw, meter.Unlimited{AddFunc: func(n int64) { rx.Add(n) }}, meter.Unlimited{})
 			hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			defer cancel()
-			tconn, err := camo.Client(hctx, counted, reality)
+			tconn, err := camo.Client(hctx, readAhead(counted), reality)
 			if errors.Is(err, camo.ErrNotReality) {
 				return nil, nil, fmt.Errorf("exit %s does not accept this relay (its token was revoked, or the exit has a new key): get a new token with `burrow server relay-token NAME` there: %w", tok.Addr, err)
 			}
@@ -361,3 +362,25 @@ func (s *exitSet) list() []*exit {
 	defer s.mu.Unlock()
 	return s.exits
 }
+
+// legReadAhead is how much one read of a leg connection may take in.
+const legReadAhead = 64 << 10
+
+// readAheadConn reads its conn in reads of up to legReadAhead bytes. TLS
+// reads a record (16 KiB at most) per read of the conn under it; on the
+// leg, where the exit sends records back to back, one system call then
+// takes in several (the exit also sends them in one segment:
+// camo.Coalesced). What the counter under it sees is what arrived.
+type readAheadConn struct {
+	*meter.Conn
+	r *bufio.Reader
+}
+
+func readAhead(c *meter.Conn) net.Conn {
+	return &readAheadConn{Conn: c, r: bufio.NewReaderSize(c, legReadAhead)}
+}
+
+func (c *readAheadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// WriteTo of the conn under it would skip what the buffer holds.
+func (c *readAheadConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(w) }

@@ -199,6 +199,9 @@ func (s *Server) serveRelayLink(ctx context.Context, tconn net.Conn, lr *liveRel
 		return
 	}
 	tconn.SetReadDeadline(time.Time{})
+	// The leg carries bulk data for many clients: each HTTP/2 write's
+	// records leave in one segment (camo.Coalesced).
+	tconn = camo.Coalesced(tconn)
 	if !lr.add(tconn) {
 		return
 	}
