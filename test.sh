@@ -54,14 +54,37 @@ for t in linux/amd64 linux/arm64 linux/arm linux/mipsle windows/amd64 windows/ar
   CGO_ENABLED=0 GOOS=${t%/*} GOARCH=${t#*/} GOARM=7 GOMIPS=softfloat go build -o /dev/null ./cmd/burrow
 done
 
+# failure_summary LOG: what failed in a go test log, short, so that the tail
+# of a long log (all CI keeps) still says which test failed or hung; a
+# timeout's goroutine dump can run to thousands of lines after its name.
+failure_summary() {
+  echo
+  echo "== what failed (summary of the log above)"
+  grep -E '^(FAIL|ok)[[:space:]]' "$1" | grep '^FAIL' || true
+  grep -A8 -E '^panic: test timed out' "$1" | head -40 || true
+  grep -B1 -A12 -E '^[[:space:]]*--- FAIL' "$1" | head -120 || true
+}
+
+# gotest ARGS...: go test ARGS, and on failure the summary after its log.
+gotest() {
+  local out
+  out=$(mktemp)
+  if ! go test "$@" 2>&1 | tee "$out"; then
+    failure_summary "$out"
+    rm -f "$out"
+    exit 1
+  fi
+  rm -f "$out"
+}
+
 step "go test -race"
-go test -race -count=1 -timeout 15m ./...
+gotest -race -count=1 -timeout 15m ./...
 
 step "censor lab (fails if a Burrow cell not marked expected-fail is caught, or a baseline is not; the cells issue 14 lists as known failing are reported apart)"
 go run ./cmd/burrow lab --known-failing
 # The lab's table tests (loopback, and the netns mode as root) judge timing-shaped
 # traffic, so they skip under -race above and run here without it.
-go test -count=1 -timeout 15m -run 'Lab' ./internal/censorlab/tunnels/ ./e2e/
+gotest -count=1 -timeout 15m -run 'Lab' ./internal/censorlab/tunnels/ ./e2e/
 
 if [ "$FUZZTIME" != "0" ]; then
   step "fuzz (each target $FUZZTIME, at least $FUZZMINEXECS executions)"
@@ -118,7 +141,7 @@ fi
 
 if [ "${SKIP_INTEROP:-0}" != "1" ] && [ -f interop/go.mod ]; then
   step "interop with Xray-core"
-  (cd interop && INTEROP_REQUIRE_BURROW=1 INTEROP_REQUIRE_XUDP=1 go test -count=1 -timeout 20m ./...)
+  (cd interop && INTEROP_REQUIRE_BURROW=1 INTEROP_REQUIRE_XUDP=1 gotest -count=1 -timeout 20m ./...)
 fi
 
 step "all tests passed"
