@@ -372,15 +372,21 @@ const legReadAhead = 64 << 10
 // takes in several (the exit also sends them in one segment:
 // camo.Coalesced). What the counter under it sees is what arrived.
 type readAheadConn struct {
-	*meter.Conn
+	net.Conn
 	r *bufio.Reader
 }
 
-func readAhead(c *meter.Conn) net.Conn {
+func readAhead(c net.Conn) net.Conn {
 	return &readAheadConn{Conn: c, r: bufio.NewReaderSize(c, legReadAhead)}
 }
 
 func (c *readAheadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// WriteTo of the conn under it would skip what the buffer holds.
-func (c *readAheadConn) WriteTo(w io.Writer) (int64, error) { return c.r.WriteTo(w) }
+// CloseWrite sends the FIN (a finished download half-closes the leg's TLS
+// and then its socket).
+func (c *readAheadConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}

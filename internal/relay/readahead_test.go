@@ -1,0 +1,87 @@
+package relay
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type readCounter struct {
+	net.Conn
+	reads atomic.Int64
+}
+
+func (c *readCounter) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+func (c *readCounter) CloseWrite() error { return c.Conn.(*net.TCPConn).CloseWrite() }
+
+// TestReadAhead: record-sized reads of a leg conn take in up to 64 KiB per
+// read of the socket, deliver every byte in order, and CloseWrite reaches
+// the socket (the peer reads its end).
+func TestReadAhead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	want := make([]byte, 1<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	peer := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			peer <- nil
+			return
+		}
+		peer <- c
+		c.Write(want)
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	p := <-peer
+	if p == nil {
+		t.Fatal("accept failed")
+	}
+	defer p.Close()
+	rc := &readCounter{Conn: raw}
+	c := readAhead(rc)
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 16<<10+5) // a TLS record's read
+	calls := 0
+	for len(got) < len(want) {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		calls++
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("bytes read differ from the bytes sent")
+	}
+	// 1 MiB in ≥ 64 KiB reads of the socket is 16; the writer's pace can
+	// split some. Without read-ahead each read of the conn is one of the socket.
+	if r := rc.reads.Load(); r > int64(calls)/2 {
+		t.Errorf("%d socket reads for %d reads of the conn, want far fewer", r, calls)
+	}
+	t.Logf("%d socket reads for %d record-sized reads", rc.reads.Load(), calls)
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	p.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := io.Copy(io.Discard, p); err != nil || n != 0 {
+		t.Errorf("peer read %d bytes, %v after CloseWrite; want its end", n, err)
+	}
+}
