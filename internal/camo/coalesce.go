@@ -3,6 +3,7 @@ package camo
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/xtls/reality"
 )
@@ -15,32 +16,47 @@ import (
 // the TCP conn in one call: the bytes on the wire are the same records,
 // only in fewer segments.
 
-// gatherMax: a buffer grown past this is dropped after its flush, so a
-// conn that once wrote a large burst does not hold it while idle.
+// gatherMax: a buffer grown past this is not kept for the next Write.
 const gatherMax = 256 << 10
 
+// gatherPool holds gather buffers between Writes, so an idle conn holds
+// none.
+var gatherPool = sync.Pool{New: func() any { return new([]byte) }}
+
 // gatherer holds a conn's records while a Write runs (on), and writes
-// everything else straight through, after what it holds.
+// everything else straight through, after what it holds. Once a write of
+// the TCP conn failed, every later one fails with that error: part of a
+// record may have gone out, and TLS cannot go on after it.
 type gatherer struct {
 	mu  sync.Mutex
 	on  bool
-	buf []byte
+	buf *[]byte // while on
+	err error
 }
 
 func (g *gatherer) write(raw net.Conn, p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.err != nil {
+		return 0, g.err
+	}
 	if g.on {
-		g.buf = append(g.buf, p...)
+		if g.buf == nil {
+			g.buf = gatherPool.Get().(*[]byte)
+		}
+		*g.buf = append(*g.buf, p...)
 		return len(p), nil
 	}
-	return raw.Write(p)
+	n, err := raw.Write(p)
+	g.err = err
+	return n, err
 }
 
-func (g *gatherer) begin() {
+func (g *gatherer) begin() error {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.on = true
-	g.mu.Unlock()
+	return g.err
 }
 
 // end writes what was gathered.
@@ -48,25 +64,28 @@ func (g *gatherer) end(raw net.Conn) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.on = false
-	if len(g.buf) == 0 {
-		return nil
+	if g.buf == nil {
+		return g.err
 	}
-	_, err := raw.Write(g.buf)
-	if cap(g.buf) > gatherMax {
-		g.buf = nil
-	} else {
-		g.buf = g.buf[:0]
+	if g.err == nil {
+		_, g.err = raw.Write(*g.buf)
 	}
-	return err
+	if cap(*g.buf) <= gatherMax {
+		*g.buf = (*g.buf)[:0]
+		gatherPool.Put(g.buf)
+	}
+	g.buf = nil
+	return g.err
 }
 
 // coalescedConn is a REALITY server conn whose Writes leave in one write of
 // the TCP conn each.
 type coalescedConn struct {
 	*reality.Conn
-	raw *replayConn
-	g   *gatherer
-	wmu sync.Mutex // one Write gathers at a time
+	raw      *replayConn
+	g        *gatherer
+	wmu      sync.Mutex   // one Write gathers at a time
+	inflight atomic.Int32 // Writes between begin and end
 }
 
 // Coalesced returns tc, a conn Server.Handshake returned, with the TLS
@@ -90,7 +109,12 @@ func Coalesced(tc net.Conn) net.Conn {
 func (c *coalescedConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.g.begin()
+	c.inflight.Add(1)
+	defer c.inflight.Add(-1)
+	if err := c.g.begin(); err != nil {
+		c.g.end(c.raw.Conn)
+		return 0, err
+	}
 	n, err := c.Conn.Write(p)
 	if ferr := c.g.end(c.raw.Conn); err == nil && ferr != nil {
 		// The records were not all sent, and TLS keeps no partial
@@ -98,4 +122,14 @@ func (c *coalescedConn) Write(p []byte) (int, error) {
 		return 0, ferr
 	}
 	return n, err
+}
+
+// Close closes the TCP conn first while a Write is under way, as a TLS
+// conn does while its own Write is: that Write may be blocked sending what
+// it gathered, and a close_notify would wait behind it.
+func (c *coalescedConn) Close() error {
+	if c.inflight.Load() > 0 {
+		c.raw.Conn.Close()
+	}
+	return c.Conn.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
 // writeCounter counts the writes of the TCP conn under a REALITY conn.
@@ -130,7 +131,93 @@ func TestGathererOrder(t *testing.T) {
 	if s := string(<-got); s != "onetwosix" {
 		t.Errorf("peer read %q, want %q", s, "onetwosix")
 	}
-	if len(g.buf) != 0 {
-		t.Errorf("gatherer holds %d bytes after its flush", len(g.buf))
+	if g.buf != nil {
+		t.Errorf("gatherer holds a buffer (%d bytes) after its flush", len(*g.buf))
+	}
+}
+
+// coalescedPair returns a Coalesced server conn and its client, whose
+// socket buffers are small so that a large Write blocks while the client
+// does not read.
+// bigWrite reports when a write of 1 MiB or more reaches the TCP conn
+// (the gathered records of a large Write).
+type bigWrite struct {
+	net.Conn
+	once    sync.Once
+	started chan struct{}
+}
+
+func (c *bigWrite) Write(p []byte) (int, error) {
+	if len(p) >= 1<<20 {
+		c.once.Do(func() { close(c.started) })
+	}
+	return c.Conn.Write(p)
+}
+
+func coalescedPair(t *testing.T) (srv *coalescedConn, flushing <-chan struct{}) {
+	t.Helper()
+	cover := srvStartCover(t, false)
+	got := make(chan *coalescedConn, 1)
+	started := make(chan struct{})
+	h := srvStartWrapped(t, cover, func(tc net.Conn) net.Conn {
+		raw := tc.(interface{ NetConn() net.Conn }).NetConn().(*replayConn)
+		raw.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10)
+		raw.Conn = &bigWrite{Conn: raw.Conn, started: started}
+		cc := Coalesced(tc).(*coalescedConn)
+		got <- cc
+		return cc
+	})
+	if _, _, err := srvDialReality(t, h, ClientConfig{ServerName: srvCoverName, PublicKey: h.pub, ShortID: h.shortID, Fingerprint: "chrome"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case srv = <-got:
+	case <-time.After(srvWaitTimeout):
+		t.Fatal("no server conn")
+	}
+	return srv, started
+}
+
+// TestCoalescedCloseWhileBlocked: Close of a conn whose Write is blocked
+// sending its gathered records to a peer that does not read returns at
+// once (it waited 5 s, the close_notify's deadline, behind them).
+func TestCoalescedCloseWhileBlocked(t *testing.T) {
+	srv, flushing := coalescedPair(t)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := srv.Write(make([]byte, 32<<20)) // far past both sockets' buffers
+		wrote <- err
+	}()
+	select {
+	case <-flushing:
+	case <-time.After(srvWaitTimeout):
+		t.Fatal("the Write's records never reached the TCP conn")
+	}
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close still blocked after 3 s behind a Write to a peer that does not read")
+	}
+	t.Logf("Close took %v", time.Since(start))
+	if err := <-wrote; err == nil {
+		t.Error("the blocked Write returned no error after Close")
+	}
+}
+
+// TestCoalescedErrorSticks: once the gathered records could not all be
+// sent, every later Write fails (part of a record may be out; the peer
+// would read the next records as garbage).
+func TestCoalescedErrorSticks(t *testing.T) {
+	srv, _ := coalescedPair(t)
+	srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := srv.Write(make([]byte, 32<<20)); err == nil {
+		t.Fatal("a 32 MiB Write to a peer that does not read met no deadline")
+	}
+	srv.SetWriteDeadline(time.Time{})
+	if _, err := srv.Write([]byte("after")); err == nil {
+		t.Error("a Write after a failed one succeeded, want the first error again")
 	}
 }

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -366,21 +365,68 @@ func (s *exitSet) list() []*exit {
 // legReadAhead is how much one read of a leg connection may take in.
 const legReadAhead = 64 << 10
 
-// readAheadConn reads its conn in reads of up to legReadAhead bytes. TLS
-// reads a record (16 KiB at most) per read of the conn under it; on the
-// leg, where the exit sends records back to back, one system call then
-// takes in several (the exit also sends them in one segment:
-// camo.Coalesced). What the counter under it sees is what arrived.
+// burstStart: a read straight into the caller's buffer that fills at least
+// this much of it starts reading ahead (TLS reads into the free room of its
+// record buffer, a record's worth, or the last bytes of one).
+const burstStart = 4 << 10
+
+var readAheadPool = sync.Pool{New: func() any { return new([legReadAhead]byte) }}
+
+// readAheadConn reads its conn in reads of up to legReadAhead bytes while
+// data flows. TLS reads a record (16 KiB at most) per read of the conn
+// under it; on the leg, where the exit sends records back to back, one
+// system call then takes in several (the exit also sends them in one
+// segment: camo.Coalesced). It reads straight into the caller's buffer
+// until a read fills it (a burst, if it is burstStart or more), and gives its pooled buffer back once a
+// read brings less than half of it and all of it was consumed, so an idle
+// leg connection holds none. What the counter under it sees is what
+// arrived. Read is for one goroutine at a time (TLS's read lock).
 type readAheadConn struct {
 	net.Conn
-	r *bufio.Reader
+	buf      *[legReadAhead]byte // while data flows
+	r, w     int                 // buf[r:w] is read ahead, not yet consumed
+	caughtUp bool                // the last fill brought less than half of buf
+	err      error               // the conn's error, returned once buf is consumed
 }
 
-func readAhead(c net.Conn) net.Conn {
-	return &readAheadConn{Conn: c, r: bufio.NewReaderSize(c, legReadAhead)}
+func readAhead(c net.Conn) net.Conn { return &readAheadConn{Conn: c} }
+
+func (c *readAheadConn) Read(p []byte) (int, error) {
+	if c.r < c.w {
+		n := copy(p, c.buf[c.r:c.w])
+		c.r += n
+		c.releaseIfDone()
+		return n, nil
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.buf == nil {
+		n, err := c.Conn.Read(p)
+		if err == nil && n == len(p) && n >= burstStart {
+			c.buf = readAheadPool.Get().(*[legReadAhead]byte)
+		}
+		return n, err
+	}
+	n, err := c.Conn.Read(c.buf[:])
+	c.w, c.err, c.caughtUp = n, err, n < legReadAhead/2
+	c.r = copy(p, c.buf[:n])
+	k := c.r
+	c.releaseIfDone()
+	if c.buf == nil && err != nil {
+		return k, err
+	}
+	return k, nil
 }
 
-func (c *readAheadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// releaseIfDone gives the buffer back once all of it was consumed after a
+// fill that brought less than half of it.
+func (c *readAheadConn) releaseIfDone() {
+	if c.buf != nil && c.r == c.w && c.caughtUp {
+		readAheadPool.Put(c.buf)
+		c.buf, c.r, c.w, c.caughtUp = nil, 0, 0, false
+	}
+}
 
 // CloseWrite sends the FIN (a finished download half-closes the leg's TLS
 // and then its socket).

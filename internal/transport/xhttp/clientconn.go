@@ -293,7 +293,7 @@ func (c *clientConn) downloadLoop(resp *http.Response, pc *pconn) {
 // download waits here, holding only a small buffer (see readBuf).
 func (c *clientConn) readBody(body io.Reader) (int64, error) {
 	var got int64
-	var rb readBuf
+	rb := readBuf{download: true}
 	defer rb.release()
 	for {
 		c.mu.Lock()
