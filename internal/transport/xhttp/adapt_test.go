@@ -56,7 +56,7 @@ func startHub(t *testing.T, hc HubConfig) string {
 	hub := NewHub(ctx, hc)
 	served := make(chan struct{})
 	go func() { defer close(served); serveListener(ctx, hub, ln) }()
-	t.Cleanup(func() { stop(); <-served; hub.Close() })
+	t.Cleanup(func() { bounded(t, "the hub's cleanup", func() { stop(); <-served; hub.Close() }) })
 	return ln.Addr().String()
 }
 
@@ -137,7 +137,7 @@ func startGate(t *testing.T, to string) *gate {
 		ln.Close()
 		g.release()
 		conns.Range(func(c, s any) bool { c.(net.Conn).Close(); s.(net.Conn).Close(); return true })
-		g.wg.Wait()
+		bounded(t, "the gate's pipes", g.wg.Wait)
 	})
 	return g
 }
@@ -376,7 +376,7 @@ func (b *capBed) busy(t *testing.T) {
 			}
 		}
 	}()
-	t.Cleanup(func() { close(stop); c.Close(); <-done })
+	t.Cleanup(func() { close(stop); c.Close(); bounded(t, "the slow reader", func() { <-done }) })
 	b.session(t)
 	waitStreams(t, b.d, 2)
 }
@@ -403,7 +403,7 @@ func resetter(t *testing.T) DialFunc {
 			c.Close()
 		}
 	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { ln.Close(); bounded(t, "the resetter", wg.Wait) })
 	return func(ctx context.Context) (net.Conn, func() int64, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", ln.Addr().String())

@@ -45,7 +45,7 @@ func startConntrack(t *testing.T, server string, finDelay time.Duration) *conntr
 	})
 	t.Cleanup(func() {
 		ln.Close()
-		ct.wg.Wait()
+		bounded(t, "the conntrack relays", ct.wg.Wait)
 	})
 	return ct
 }

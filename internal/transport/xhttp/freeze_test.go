@@ -46,7 +46,7 @@ func startFreezeRelay(t *testing.T, to string, limit int64) *freezeRelay {
 	t.Cleanup(func() {
 		ln.Close()
 		r.conns.Range(func(c, s any) bool { c.(net.Conn).Close(); s.(net.Conn).Close(); return true })
-		r.wg.Wait()
+		bounded(t, "the freeze relay's pipes", r.wg.Wait)
 	})
 	return r
 }
@@ -119,7 +119,7 @@ func TestFreezeStrandsLittle(t *testing.T) {
 	}})
 	served := make(chan struct{})
 	go func() { defer close(served); serveListener(ctx, hub, ln) }()
-	t.Cleanup(func() { stop(); <-served; hub.Close() })
+	t.Cleanup(func() { bounded(t, "the hub's cleanup", func() { stop(); <-served; hub.Close() }) })
 	relay := startFreezeRelay(t, ln.Addr().String(), limit)
 
 	limits := &freezeLimits{stalls: make(chan [2]int64, 1)}
@@ -133,7 +133,7 @@ func TestFreezeStrandsLittle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() { bounded(t, "the dialer's Close", func() { d.Close() }) })
 	conn, err := d.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -141,9 +141,11 @@ func wiredDialer(t *testing.T, hc HubConfig) (*Dialer, func() *wireLog) {
 		serveListener(ctx, hub, ln)
 	}()
 	t.Cleanup(func() {
-		stop()
-		<-serveDone
-		hub.Close()
+		bounded(t, "the hub's cleanup", func() {
+			stop()
+			<-serveDone
+			hub.Close()
+		})
 	})
 	var (
 		mu sync.Mutex
@@ -164,7 +166,7 @@ func wiredDialer(t *testing.T, hc HubConfig) (*Dialer, func() *wireLog) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() { bounded(t, "the dialer's Close", func() { d.Close() }) })
 	return d, func() *wireLog {
 		mu.Lock()
 		defer mu.Unlock()

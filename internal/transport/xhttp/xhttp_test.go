@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,8 +101,10 @@ func startServer(t *testing.T) *testServer {
 	t.Cleanup(func() {
 		stop()
 		ln.Close()
-		s.wg.Wait()
-		s.hub.Close()
+		bounded(t, "the test server's cleanup", func() {
+			s.wg.Wait()
+			s.hub.Close()
+		})
 	})
 	return s
 }
@@ -159,7 +162,7 @@ func newDialer(t *testing.T, cfg DialerConfig) *Dialer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() { bounded(t, "the dialer's Close", func() { d.Close() }) })
 	return d
 }
 
@@ -291,5 +294,28 @@ func TestManySessionsFewConns(t *testing.T) {
 	}
 	if got := s.hub.Sessions(); got > 40 {
 		t.Errorf("Sessions() = %d", got)
+	}
+}
+
+// cleanupWait bounds a wait in a test's cleanup. A wait that never ends
+// would hold the package until go test's timeout, whose goroutine dump (all
+// the tail of a CI log shows) does not name the test; past cleanupWait the
+// test fails with every goroutine's stack instead, and the rest go on.
+const cleanupWait = 2 * time.Minute
+
+// bounded runs wait, failing t with all stacks if it has not returned
+// after cleanupWait (it is then left running).
+func bounded(t *testing.T, what string, wait func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(cleanupWait):
+		buf := make([]byte, 8<<20)
+		t.Errorf("%s still waiting after %v:\n%s", what, cleanupWait, buf[:runtime.Stack(buf, true)])
 	}
 }
