@@ -52,10 +52,13 @@ func (g *gatherer) write(raw net.Conn, p []byte) (int, error) {
 	return n, err
 }
 
+// begin starts gathering, unless a write already failed.
 func (g *gatherer) begin() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.on = true
+	if g.err == nil {
+		g.on = true
+	}
 	return g.err
 }
 
@@ -82,8 +85,7 @@ func (g *gatherer) end(raw net.Conn) error {
 // the TCP conn each.
 type coalescedConn struct {
 	*reality.Conn
-	raw      *replayConn
-	g        *gatherer
+	raw      *replayConn  // its gather is set
 	wmu      sync.Mutex   // one Write gathers at a time
 	inflight atomic.Int32 // Writes between begin and end
 }
@@ -103,7 +105,7 @@ func Coalesced(tc net.Conn) net.Conn {
 		return tc
 	}
 	raw.gather = &gatherer{}
-	return &coalescedConn{Conn: rc, raw: raw, g: raw.gather}
+	return &coalescedConn{Conn: rc, raw: raw}
 }
 
 func (c *coalescedConn) Write(p []byte) (int, error) {
@@ -111,12 +113,12 @@ func (c *coalescedConn) Write(p []byte) (int, error) {
 	defer c.wmu.Unlock()
 	c.inflight.Add(1)
 	defer c.inflight.Add(-1)
-	if err := c.g.begin(); err != nil {
-		c.g.end(c.raw.Conn)
+	g := c.raw.gather
+	if err := g.begin(); err != nil {
 		return 0, err
 	}
 	n, err := c.Conn.Write(p)
-	if ferr := c.g.end(c.raw.Conn); err == nil && ferr != nil {
+	if ferr := g.end(c.raw.Conn); err == nil && ferr != nil {
 		// The records were not all sent, and TLS keeps no partial
 		// record: the conn is broken, whatever part of p got out.
 		return 0, ferr

@@ -377,9 +377,9 @@ var readAheadPool = sync.Pool{New: func() any { return new([legReadAhead]byte) }
 // under it; on the leg, where the exit sends records back to back, one
 // system call then takes in several (the exit also sends them in one
 // segment: camo.Coalesced). It reads straight into the caller's buffer
-// until a read fills it (a burst, if it is burstStart or more), and gives its pooled buffer back once a
-// read brings less than half of it and all of it was consumed, so an idle
-// leg connection holds none. What the counter under it sees is what
+// until a read of burstStart or more fills it (a burst), and gives its
+// pooled buffer back once a read brings less than half of it and all of it
+// was consumed, so an idle leg connection holds none. What the counter under it sees is what
 // arrived. Read is for one goroutine at a time (TLS's read lock).
 type readAheadConn struct {
 	net.Conn
