@@ -62,9 +62,16 @@ type SweepResult struct {
 	Tries      int     `json:"tries"`
 	Conns      int     `json:"conns"`      // TCP connections to the server
 	Handshakes int     `json:"handshakes"` // TLS ClientHellos to the server
-	Rules      string  `json:"rules,omitempty"`
-	Detail     string  `json:"detail,omitempty"` // the reason of the first event that is not the freeze
-	Err        string  `json:"err,omitempty"`
+	// PeakConns and PeakHandshakes are the most connection opens and TLS
+	// handshakes to the server in any window of the conn-rate rule (10 s);
+	// RateOK is set when neither is above that rule's limits. The sweep
+	// runs no rate rule: it counts what one would see.
+	PeakConns      int    `json:"peak_conns_10s"`
+	PeakHandshakes int    `json:"peak_handshakes_10s"`
+	RateOK         bool   `json:"rate_ok"`
+	Rules          string `json:"rules,omitempty"`
+	Detail         string `json:"detail,omitempty"` // the reason of the first event that is not the freeze
+	Err            string `json:"err,omitempty"`
 }
 
 // PerMiB returns connections and handshakes per MiB carried.
@@ -108,8 +115,8 @@ func Sweep(ctx context.Context, cfg SweepConfig, each func(SweepResult)) ([]Swee
 // sweepPoint runs one download of cfg.Bytes behind the point's boxes.
 func (l *Lab) sweepPoint(ctx context.Context, sys System, p SweepPoint, cfg SweepConfig) SweepResult {
 	r := SweepResult{System: sys.Name, Budget: p.Budget, MaxConns: p.MaxConns, Bytes: cfg.Bytes}
-	hellos := &helloCount{}
-	c := NewCensor(&ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}, Limit: p.Budget}, &ConnCount{Max: p.MaxConns}, hellos)
+	watch := &rateWatch{}
+	c := NewCensor(&ByteBudget{Networks: []netip.Prefix{l.path.ServerNet}, Limit: p.Budget}, &ConnCount{Max: p.MaxConns}, watch)
 	c.Listen, c.Dial = l.path.RelayListen, l.path.RouterDial
 	defer c.Close()
 	inst := l.instances[sys.Name]
@@ -148,7 +155,9 @@ func (l *Lab) sweepPoint(ctx context.Context, sys System, p SweepPoint, cfg Swee
 	r.Seconds = time.Since(start).Seconds()
 	c.Settle()
 	r.Conns = int(c.nextID.Load())
-	r.Handshakes = int(hellos.n.Load())
+	r.Handshakes, r.PeakConns, r.PeakHandshakes = watch.counts()
+	pairMax, _, hsMax, _, _ := (&ConnRate{}).defaults()
+	r.RateOK = r.PeakConns <= pairMax && r.PeakHandshakes <= hsMax
 	var rules []string
 	for _, e := range c.Events() {
 		if r.Detail == "" && e.Rule != "byte-budget" {
@@ -201,24 +210,56 @@ func (c progressConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// helloCount is a middlebox that only counts the flows opening with a TLS
-// ClientHello: the handshakes a handshake-rate rule would count.
-type helloCount struct {
-	n    atomic.Int64
-	mu   sync.Mutex
-	seen map[uint64]bool // guarded by mu; flows already judged
+// rateWatch is a middlebox that only counts: the flows opening with a TLS
+// ClientHello (the handshakes a handshake-rate rule counts), and the most
+// connection opens and handshakes per client→server pair in any window of
+// the conn-rate rule's length, which it compares with that rule's limits
+// (ConnRate's defaults) without acting on them.
+type rateWatch struct {
+	mu        sync.Mutex
+	seen      map[uint64]bool         // guarded by mu; flows already judged
+	opens     map[pairKey][]time.Time // guarded by mu; opens per pair in the window
+	hellos    map[pairKey][]time.Time // guarded by mu; handshakes per pair in the window
+	n         int                     // guarded by mu; handshakes in all
+	peakOpens int                     // guarded by mu
+	peakHS    int                     // guarded by mu
 }
 
-func (*helloCount) Name() string       { return "hello-count" }
-func (*helloCount) Open(*Flow) Verdict { return Verdict{} }
+func (*rateWatch) Name() string { return "rate-watch" }
 
-func (h *helloCount) Data(f *Flow, dir Dir, _ []byte) Verdict {
-	if dir != Up {
+func (w *rateWatch) Close(f *Flow) {
+	w.mu.Lock()
+	delete(w.seen, f.ID)
+	w.mu.Unlock()
+}
+
+func (w *rateWatch) window() time.Duration {
+	_, _, _, window, _ := (&ConnRate{}).defaults()
+	return window
+}
+
+func (w *rateWatch) Open(f *Flow) Verdict {
+	if f.Network != "tcp" {
 		return Verdict{}
 	}
-	h.mu.Lock()
-	done := h.seen[f.ID]
-	h.mu.Unlock()
+	k := pairKey{f.Client.Addr(), f.Server}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.opens == nil {
+		w.opens, w.hellos, w.seen = map[pairKey][]time.Time{}, map[pairKey][]time.Time{}, map[uint64]bool{}
+	}
+	w.opens[k] = slide(w.opens[k], time.Now(), w.window())
+	w.peakOpens = max(w.peakOpens, len(w.opens[k]))
+	return Verdict{}
+}
+
+func (w *rateWatch) Data(f *Flow, dir Dir, _ []byte) Verdict {
+	if dir != Up || f.Network != "tcp" {
+		return Verdict{}
+	}
+	w.mu.Lock()
+	done := w.seen[f.ID] || w.seen == nil
+	w.mu.Unlock()
 	if done {
 		return Verdict{}
 	}
@@ -226,22 +267,23 @@ func (h *helloCount) Data(f *Flow, dir Dir, _ []byte) Verdict {
 	if !complete {
 		return Verdict{}
 	}
-	h.mu.Lock()
-	if h.seen == nil {
-		h.seen = map[uint64]bool{}
-	}
-	h.seen[f.ID] = true
-	h.mu.Unlock()
+	k := pairKey{f.Client.Addr(), f.Server}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen[f.ID] = true
 	if err == nil {
-		h.n.Add(1)
+		w.n++
+		w.hellos[k] = slide(w.hellos[k], time.Now(), w.window())
+		w.peakHS = max(w.peakHS, len(w.hellos[k]))
 	}
 	return Verdict{}
 }
 
-func (h *helloCount) Close(f *Flow) {
-	h.mu.Lock()
-	delete(h.seen, f.ID)
-	h.mu.Unlock()
+// counts returns the handshakes in all and the peaks per window.
+func (w *rateWatch) counts() (handshakes, peakOpens, peakHS int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n, w.peakOpens, w.peakHS
 }
 
 // SweepGrid is issue 14's grid: freezes at 4, 8, 16, 32 and 64 KiB, caps
@@ -258,8 +300,8 @@ func SweepGrid() []SweepPoint {
 
 // PrintSweep writes results as a table.
 func PrintSweep(w io.Writer, results []SweepResult) {
-	fmt.Fprintf(w, "%-14s %7s %4s %-4s %12s %8s %5s %7s %9s %9s  %s\n",
-		"system", "freeze", "cap", "ok", "delivered", "seconds", "tries", "conns", "conns/MiB", "hs/MiB", "rules / error")
+	fmt.Fprintf(w, "%-14s %7s %4s %-4s %12s %8s %5s %7s %9s %9s %9s %-5s  %s\n",
+		"system", "freeze", "cap", "ok", "delivered", "seconds", "tries", "conns", "conns/MiB", "hs/MiB", "peak/10s", "rate", "rules / error")
 	for _, r := range results {
 		ok := "yes"
 		if !r.OK {
@@ -273,7 +315,12 @@ func PrintSweep(w io.Writer, results []SweepResult) {
 		if r.Err != "" {
 			note += " " + r.Err
 		}
-		fmt.Fprintf(w, "%-14s %6dK %4d %-4s %12d %8.1f %5d %7d %9.1f %9.1f  %s\n",
-			r.System, r.Budget>>10, r.MaxConns, ok, r.Delivered, r.Seconds, r.Tries, r.Conns, c, h, note)
+		rate := "under"
+		if !r.RateOK {
+			rate = "OVER"
+		}
+		fmt.Fprintf(w, "%-14s %6dK %4d %-4s %12d %8.1f %5d %7d %9.1f %9.1f %9d %-5s  %s\n",
+			r.System, r.Budget>>10, r.MaxConns, ok, r.Delivered, r.Seconds, r.Tries, r.Conns, c, h,
+			max(r.PeakConns, r.PeakHandshakes), rate, note)
 	}
 }

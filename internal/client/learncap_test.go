@@ -87,7 +87,7 @@ func TestRotationLearnsConnCap(t *testing.T) {
 	l := bed.link
 	l.Port = uint16(cp.ln.Addr().(*net.TCPAddr).Port)
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{}
-	tun, err := NewTunnel(&l, TunnelOptions{Budget: 16 << 10}) // rotation: a second connection warms up
+	tun, err := NewTunnel(&l, TunnelOptions{Budget: 16 << 10, Pace: noPace}) // rotation: a second connection warms up
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,11 @@ type TunnelOptions struct {
 	// the client) instead of learning it; -1 turns rotation off, 0 (the
 	// default) learns it from freezes (learn.go).
 	Budget int64
+	// Pace is how fast the XHTTP transport may open connections while it
+	// rotates below a freeze (internal/transport/xhttp/pace.go); the zero
+	// value is the default pacing, under a censor's connection-rate rule.
+	// Tests of rotation itself turn it off.
+	Pace xhttp.Pace
 	// NoFallback keeps plain (tcp) links on plain connections even when
 	// they freeze.
 	NoFallback bool

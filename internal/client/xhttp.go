@@ -33,6 +33,7 @@ func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 		MaxConns: t.opts.MaxConns,
 		Logger:   t.logger(),
 		Limits:   tunnelLimits{t},
+		Pace:     t.opts.Pace,
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = defaultPoolConns

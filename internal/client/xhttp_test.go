@@ -21,6 +21,8 @@ import (
 	"github.com/burrow-vpn/burrow/internal/coversite"
 	"github.com/burrow-vpn/burrow/internal/links"
 	"github.com/burrow-vpn/burrow/internal/server"
+
+	"github.com/burrow-vpn/burrow/internal/transport/xhttp"
 )
 
 // memUsers is a one-user store.
@@ -273,7 +275,7 @@ func TestXHTTPEndToEnd(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := bed.link
 			l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &tc.x
-			tun, err := NewTunnel(&l, TunnelOptions{Budget: tc.budget})
+			tun, err := NewTunnel(&l, TunnelOptions{Pace: noPace, Budget: tc.budget})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -290,7 +292,7 @@ func TestXHTTPEndToEnd(t *testing.T) {
 	}
 	// The same port still serves plain REALITY + Vision.
 	l := bed.link
-	tun, err := NewTunnel(&l, TunnelOptions{})
+	tun, err := NewTunnel(&l, TunnelOptions{Pace: noPace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +336,7 @@ func testRotationLearnsFreeze(t *testing.T, limit int64) {
 
 	l := plain
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{Budget: 12 << 10}
-	rot, err := NewTunnel(&l, TunnelOptions{})
+	rot, err := NewTunnel(&l, TunnelOptions{Pace: noPace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +407,7 @@ func TestFallbackOnFreeze(t *testing.T) {
 	l := bed.link
 	l.Port = uint16(fr.ln.Addr().(*net.TCPAddr).Port)
 	var logs syncBuf
-	tun, err := NewTunnel(&l, TunnelOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	tun, err := NewTunnel(&l, TunnelOptions{Pace: noPace, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +471,7 @@ func TestXHTTPUDP(t *testing.T) {
 	}()
 	l := bed.link
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{}
-	tun, err := NewTunnel(&l, TunnelOptions{Budget: 8 << 10})
+	tun, err := NewTunnel(&l, TunnelOptions{Pace: noPace, Budget: 8 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +513,7 @@ func TestXHTTPDialHook(t *testing.T) {
 	l.Type, l.Flow, l.XHTTP = links.TypeXHTTP, "", &links.XHTTP{}
 	var mu sync.Mutex
 	hooked := 0
-	tun, err := NewTunnel(&l, TunnelOptions{Budget: 12 << 10, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+	tun, err := NewTunnel(&l, TunnelOptions{Pace: noPace, Budget: 12 << 10, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
 		mu.Lock()
 		hooked++
 		mu.Unlock()
@@ -535,3 +537,8 @@ func TestXHTTPDialHook(t *testing.T) {
 		t.Errorf("TunnelOptions.Dial calls = %d, XHTTPStats().Dialed = %d, want every connection (at least 2) dialed with it", hooked, st.Dialed)
 	}
 }
+
+// noPace turns the XHTTP pacer off in tests of rotation and learning,
+// which rotate hundreds of connections; the pacer has its own tests
+// (internal/transport/xhttp/pace_test.go) and the lab's cells run with it.
+var noPace = xhttp.Pace{Off: true}

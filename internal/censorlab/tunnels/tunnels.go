@@ -214,11 +214,10 @@ func startTCP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, erro
 // not expected fails: `burrow lab` reports them as failures and exits 1.
 // Only the test suites set them aside (SetAsideKnown), saying so in their
 // log, so that they stay green meanwhile and still assert every other cell.
-var KnownFailing = map[string]string{
-	"russia-2026/burrow-xhttp": "issue 14: the 16 KiB freeze and the conn-rate rule at once: rotating below the freeze " +
-		"takes a connection per ~12 KiB, and the client does not pace them under 16 per 10 s (docs/adaptive.md: paced, " +
-		"the two rules leave ~20 KB/s); a relay inside a whitelisted network passes",
-}
+// None is left: the last, russia-2026/burrow-xhttp (the freeze and the
+// conn-rate rule at once), passes since the XHTTP client paces the
+// connections it rotates (internal/transport/xhttp/pace.go).
+var KnownFailing = map[string]string{}
 
 // SetAsideKnown splits results into the known failing cells that still
 // fail and the rest, which must meet the CI rule.

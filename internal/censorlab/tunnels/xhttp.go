@@ -21,6 +21,7 @@ func BurrowXHTTP() censorlab.System {
 		Network: "tcp",
 		ExpectedFail: map[string]censorlab.Expect{
 			"byte-budget":        expect(floorAll, whyLearn, "byte-budget"),
+			"russia-2026":        expect(floorAll, whyLearn, "byte-budget"),
 			"sni-whitelist":      expect(floorNothing, whyWhitelist, censorlab.RuleWhitelist),
 			"russia-2026-mobile": expect(floorNothing, whyWhitelist, censorlab.RuleWhitelist),
 		},
@@ -30,8 +31,8 @@ func BurrowXHTTP() censorlab.System {
 
 // whyLearn is why the freeze fires on burrow-xhttp: the client learns it.
 const whyLearn = "the client learns the freeze from its first two frozen connections (their transfers resume " +
-	"on fresh ones, nothing is lost) and rotates below it from then on; rotating before any freeze is seen would " +
-	"open a connection every ~12 KiB on every network, which the conn-rate rule catches"
+	"on fresh ones, nothing is lost) and rotates below it from then on, pacing the new connections under the " +
+	"conn-rate rule; rotating before any freeze is seen would open a connection every ~12 KiB on every network"
 
 func startXHTTP(ctx context.Context, env censorlab.Env) (*censorlab.Instance, error) {
 	shortID := []byte{0x5e, 0x11}

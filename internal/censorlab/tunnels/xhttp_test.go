@@ -11,12 +11,15 @@ import (
 )
 
 // TestXHTTPLab runs the rotating transport against plain REALITY through
-// the byte-budget and connection-count middleboxes (alone and in the
-// russia-2026 profile) with a heavy workload: a large download (100 MiB
-// with LAB_XHTTP_FULL=1, else 16 MiB) and 1,000 short exchanges. The
-// rotating transport must deliver every byte, seen by no rule but the
-// freeze it learns from; plain REALITY freezes (its cells are expected
-// fails).
+// the connection-count middlebox with a heavy workload: a large download
+// (100 MiB with LAB_XHTTP_FULL=1, else 16 MiB) and 1,000 short exchanges.
+// LAB_XHTTP_SCENARIOS=byte-budget,conn-count,russia-2026 adds the freeze
+// (alone and in the russia-2026 profile), where the client paces its
+// rotations under the conn-rate rule (~15 KB/s behind the 16 KiB freeze):
+// 16 MiB then takes about 18 minutes a cell, so the default suite leaves
+// those cells to the lab's table (TestLabTable, 4 MiB). The rotating
+// transport must deliver every byte, seen by no rule but the freeze it
+// learns from; plain REALITY freezes (its cells are expected fails).
 func TestXHTTPLab(t *testing.T) {
 	skipUnderRace(t)
 	if testing.Short() {
@@ -26,11 +29,11 @@ func TestXHTTPLab(t *testing.T) {
 	if os.Getenv("LAB_XHTTP_FULL") != "" {
 		down = 100 << 20
 	}
-	scenarios := []string{"byte-budget", "conn-count", "russia-2026"}
+	scenarios := []string{"conn-count"}
 	if v := os.Getenv("LAB_XHTTP_SCENARIOS"); v != "" {
 		scenarios = strings.Split(v, ",")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(len(scenarios))*25*time.Minute)
 	defer cancel()
 	start := time.Now()
 	results, err := censorlab.Run(ctx, censorlab.Config{

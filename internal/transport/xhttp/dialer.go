@@ -49,6 +49,9 @@ type DialerConfig struct {
 	// receive what the dialer observes: frozen connections, refused ones
 	// (adapt.go). Uploads are then packet-up, as with Budget.
 	Limits Limits
+	// Pace limits how fast a rotating dialer opens connections (pace.go);
+	// the zero value paces with the defaults.
+	Pace Pace
 	// Logger receives warnings; nil discards.
 	Logger *slog.Logger
 }
@@ -100,7 +103,11 @@ type Dialer struct {
 
 	dialed, maxLive atomic.Int64
 	warned          atomic.Bool
-	warnedSmall     atomic.Bool // logged that a budget was too small for a handshake
+	warnedSmall     atomic.Bool  // logged that a budget was too small for a handshake
+	pacer           *pacer       // nil: Pace.Off
+	lastHS          atomic.Int64 // the handshake of the last connection dialed
+	warnedPace      atomic.Bool  // logged that a budget was too small to pace
+	pacedOnce       atomic.Bool  // logged that pacing began
 
 }
 
@@ -197,6 +204,10 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 		ctx:     ctx,
 		stop:    stop,
 		changed: make(chan struct{}),
+	}
+	if !cfg.Pace.Off {
+		d.cfg.Pace = cfg.Pace.withDefaults()
+		d.pacer = newPacer(d.cfg.Pace)
 	}
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true) // HTTP/2 with prior knowledge: dial secures the connection
@@ -551,6 +562,9 @@ const pingTimeout = 10 * time.Second
 
 // dial opens one connection and starts HTTP/2 on it.
 func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
+	if err := d.pace(ctx, d.budgetNow()); err != nil {
+		return nil, err
+	}
 	conn, rx, err := d.cfg.Dial(ctx)
 	if err != nil {
 		return nil, err
@@ -561,6 +575,7 @@ func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
 		conn, rx = cr, cr.n.Load
 	}
 	hs, budget := rx(), d.budgetNow()
+	d.lastHS.Store(hs)
 	if budget > 0 && budget-hs-hsReserve < minRoom+minData {
 		// Failing would fail every dial while the budget holds; a
 		// connection that does not rotate may freeze, and its transfers

@@ -132,7 +132,7 @@ func TestRotationWithinConnectionCap(t *testing.T) {
 			tc := &tcpCounter{TCPConn: c.(*net.TCPConn)}
 			return tc, tc.n.Load, nil
 		},
-		Host: "example.com", Budget: 12 << 10, MaxConns: 2,
+		Host: "example.com", Budget: 12 << 10, MaxConns: 2, Pace: noPace,
 	})
 	var wg sync.WaitGroup
 	for i := range 24 {

@@ -46,7 +46,7 @@ func TestConnConformance(t *testing.T) {
 			}
 		})
 		var log connLog
-		d, err := NewDialer(DialerConfig{Dial: log.dial(ln.Addr().String()), Host: "example.com", Budget: 16 << 10})
+		d, err := NewDialer(DialerConfig{Dial: log.dial(ln.Addr().String()), Host: "example.com", Budget: 16 << 10, Pace: noPace})
 		if err != nil {
 			cancel()
 			return nil, nil, nil, err

@@ -240,7 +240,7 @@ func TestTransfer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t)
 			var log connLog
-			d := newDialer(t, DialerConfig{Dial: log.dial(s.ln.Addr().String()), Host: "example.com", Path: "/x", Mode: tc.mode, Budget: tc.budget})
+			d := newDialer(t, DialerConfig{Dial: log.dial(s.ln.Addr().String()), Host: "example.com", Path: "/x", Mode: tc.mode, Budget: tc.budget, Pace: noPace})
 			download(t, d, 1<<20+17)
 			echo(t, d, pattern(3, 300<<10))
 			if tc.budget > 0 {
@@ -268,7 +268,7 @@ func TestKillAtRandomOffsets(t *testing.T) {
 	for _, budget := range []int64{0, 16 << 10} {
 		s := startServer(t)
 		log := connLog{killAt: func() int64 { return 1 + rand.Int64N(48<<10) }}
-		d := newDialer(t, DialerConfig{Dial: log.dial(s.ln.Addr().String()), Host: "example.com", Budget: budget})
+		d := newDialer(t, DialerConfig{Dial: log.dial(s.ln.Addr().String()), Host: "example.com", Budget: budget, Pace: noPace})
 		download(t, d, 2<<20)
 		echo(t, d, pattern(5, 200<<10))
 		log.mu.Lock()
@@ -283,7 +283,7 @@ func TestKillAtRandomOffsets(t *testing.T) {
 func TestManySessionsFewConns(t *testing.T) {
 	s := startServer(t)
 	var log connLog
-	d := newDialer(t, DialerConfig{Dial: log.dial(s.ln.Addr().String()), Host: "example.com", Budget: 12 << 10, MaxConns: 2})
+	d := newDialer(t, DialerConfig{Dial: log.dial(s.ln.Addr().String()), Host: "example.com", Budget: 12 << 10, MaxConns: 2, Pace: noPace})
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Go(func() { download(t, d, 1000+i*997) })

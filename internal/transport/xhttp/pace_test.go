@@ -1,0 +1,145 @@
+package xhttp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// maxInWindow is the most of times (sorted) that fall in any window of
+// length w (a start included, its end not).
+func maxInWindow(times []time.Time, w time.Duration) int {
+	most := 0
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < w; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// TestPacerKeepsItsRate takes tokens as fast as it may and checks that no
+// window holds more than the bucket allows. The bound only gets easier on a
+// slow machine: a late waiter opens later, never sooner.
+func TestPacerKeepsItsRate(t *testing.T) {
+	p := Pace{Burst: 3, Every: 20 * time.Millisecond}.withDefaults()
+	pc := newPacer(p)
+	var at []time.Time
+	for range 30 {
+		if err := pc.take(context.Background(), true); err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, time.Now())
+	}
+	// Any window of 10 intervals: the burst and 10 more.
+	if n, most := maxInWindow(at, 10*p.Every), p.Burst+10; n > most {
+		t.Fatalf("%d opens in %v, want at most %d", n, 10*p.Every, most)
+	}
+	// 30 tokens from a burst of 3 need at least 27 intervals.
+	if took, least := at[len(at)-1].Sub(at[0]), 26*p.Every; took < least {
+		t.Fatalf("30 opens took %v, want at least %v", took, least)
+	}
+}
+
+// TestPacerDebt: opens made without waiting (before rotation began) are
+// paid back before the next paced one, up to maxPaceDebt.
+func TestPacerDebt(t *testing.T) {
+	p := Pace{Burst: 2, Every: 40 * time.Millisecond}.withDefaults()
+	pc := newPacer(p)
+	for range 10 { // 2 from the burst, 8 on credit, capped at maxPaceDebt
+		if err := pc.take(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := pc.take(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	// From -maxPaceDebt to 1 token: maxPaceDebt+1 intervals, less what
+	// passed since the last unpaced take.
+	if waited, least := time.Since(start), time.Duration(maxPaceDebt)*p.Every; waited < least {
+		t.Fatalf("the first paced open after 10 unpaced ones waited %v, want at least %v", waited, least)
+	}
+}
+
+// TestPacerCancel: a dial waiting for its token ends with its context.
+func TestPacerCancel(t *testing.T) {
+	pc := newPacer(Pace{Burst: 1, Every: time.Hour}.withDefaults())
+	if err := pc.take(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pc.take(ctx, true) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("take = %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("take did not return after its context ended")
+	}
+}
+
+// TestWorthPacing: the boundary below which pacing is not worth it (pace.go).
+func TestWorthPacing(t *testing.T) {
+	p := Pace{}.withDefaults() // 800 ms, 8 KiB/s: a connection must carry 6,554 B
+	for _, c := range []struct {
+		budget, hs int64
+		want       bool
+	}{
+		{16<<10 - 512, 1792, true},  // the lab's 16 KiB freeze: ~12.5 KB a connection
+		{8<<10 - 256, 1792, false},  // 8 KiB: ~4.5 KB
+		{16<<10 - 512, 6180, true},  // a large site's chain at 16 KiB: ~8.1 KB
+		{12<<10 - 384, 6180, false}, // the same at 12 KiB: ~4.2 KB
+		{64<<10 - 2048, 6180, true},
+	} {
+		if got := p.worthPacing(c.budget, c.hs); got != c.want {
+			t.Errorf("worthPacing(budget %d, handshake %d) = %v (carries %d), want %v",
+				c.budget, c.hs, got, carries(c.budget, c.hs), c.want)
+		}
+	}
+}
+
+// noPace is for tests of rotation itself, which rotate hundreds of
+// connections and would otherwise wait for the pacer.
+var noPace = Pace{Off: true}
+
+// TestRotationIsPaced: a dialer rotating below a budget opens its
+// connections no faster than its Pace, and the transfer still arrives
+// whole. The pace is shortened (25 ms) so the test is quick; on a busy
+// machine connections only open later, so the bound holds.
+func TestRotationIsPaced(t *testing.T) {
+	s := startServer(t)
+	var log connLog
+	var mu sync.Mutex
+	var opened []time.Time
+	dial := log.dial(s.ln.Addr().String())
+	pace := Pace{Burst: 2, Every: 25 * time.Millisecond}
+	d := newDialer(t, DialerConfig{
+		Dial: func(ctx context.Context) (net.Conn, func() int64, error) {
+			mu.Lock()
+			opened = append(opened, time.Now())
+			mu.Unlock()
+			return dial(ctx)
+		},
+		Host: "example.com", Path: "/x", Budget: 16 << 10, Pace: pace,
+	})
+	download(t, d, 1<<20)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(opened) < 40 {
+		t.Fatalf("%d connections for 1 MiB at a 16 KiB budget, want rotation", len(opened))
+	}
+	// Any window of 10 intervals: the burst, 10 more, and one for the
+	// time between a token and its dial being noted.
+	if n, most := maxInWindow(opened, 10*pace.Every), pace.Burst+10+1; n > most {
+		t.Fatalf("%d connections opened within %v, want at most %d", n, 10*pace.Every, most)
+	}
+}
