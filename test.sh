@@ -84,7 +84,7 @@ step "censor lab (fails if a Burrow cell not marked expected-fail is caught, or 
 go run ./cmd/burrow lab --known-failing
 # The lab's table tests (loopback, and the netns mode as root) judge timing-shaped
 # traffic, so they skip under -race above and run here without it.
-gotest -count=1 -timeout 15m -run 'Lab' ./internal/censorlab/tunnels/ ./e2e/
+gotest -count=1 -timeout 30m -run 'Lab' ./internal/censorlab/tunnels/ ./e2e/
 
 if [ "$FUZZTIME" != "0" ]; then
   step "fuzz (each target $FUZZTIME, at least $FUZZMINEXECS executions)"

@@ -33,7 +33,7 @@ func TestCensorLabNetns(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	systems := append(tunnels.Direct(), censorlab.Baselines()...)
 	results, err := censorlab.Run(ctx, censorlab.Config{Systems: systems, Path: path, Workload: censorlab.Workload{Idle: raceSlowdown * censorlab.DefaultIdle}}, nil)

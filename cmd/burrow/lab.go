@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +27,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, "one JSON object per cell per line instead of the table")
 	scenario := fs.String("scenario", "", "run only these scenarios (comma-separated); see --list")
 	system := fs.String("system", "", "run only these systems (comma-separated)")
-	parallel := fs.Int("parallel", 8, "cells run at once")
+	parallel := fs.Int("parallel", 8, "cells run at once (with --sweep: points at once, default 1)")
 	list := fs.Bool("list", false, "list scenarios and systems and exit")
 	netns := fs.Bool("netns", false, "put client, censor and servers in their own network namespaces, linked by veths (root)")
 	setAside := fs.Bool("known-failing", false, "report the Burrow cells known to fail (issue 14) apart instead of failing on them")
@@ -37,7 +38,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	coverChain := fs.Bool("cover-chain", false, "the cover serves a large site's certificate chain (a ~6 KB handshake) instead of one small certificate (~1.8 KB)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: burrow lab [--json] [--scenario NAME[,NAME]] [--system NAME[,NAME]] [--parallel N] [--list] [--netns] [--known-failing] [--cover-chain]")
-		fmt.Fprintln(stderr, "       burrow lab --sweep [--system NAME[,NAME]] [--sweep-budgets KIB,...] [--sweep-caps N,...] [--sweep-mib N] [--cover-chain] [--json]")
+		fmt.Fprintln(stderr, "       burrow lab --sweep [--system NAME[,NAME]] [--sweep-budgets KIB,...] [--sweep-caps N,...] [--sweep-mib N] [--parallel N] [--cover-chain] [--json]")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseArgs(fs, args); err != nil {
@@ -70,7 +71,13 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}
 	if *sweep {
-		return runSweep(ctx, systems, *sweepBudgets, *sweepCaps, *sweepMiB, *coverChain, *asJSON, stdout)
+		points := 1 // the figures are times: points at once compete for the CPU
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "parallel" {
+				points = *parallel
+			}
+		})
+		return runSweep(ctx, systems, *sweepBudgets, *sweepCaps, *sweepMiB, points, *coverChain, *asJSON, stdout)
 	}
 	cfg := censorlab.Config{Systems: systems, Scenarios: splitList(*scenario), Parallel: *parallel, CoverChain: *coverChain}
 	if *netns {
@@ -117,7 +124,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // runSweep is `burrow lab --sweep`: the Burrow systems among systems carry
 // mib MiB behind each freeze budget × connection cap (issue 14).
-func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps string, mib int64, coverChain, asJSON bool, stdout io.Writer) error {
+func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps string, mib int64, parallel int, coverChain, asJSON bool, stdout io.Writer) error {
 	systems = slices.DeleteFunc(slices.Clone(systems), func(s censorlab.System) bool { return s.Baseline || s.Control })
 	var points []censorlab.SweepPoint
 	for _, b := range splitList(budgets) {
@@ -144,7 +151,7 @@ func runSweep(ctx context.Context, systems []censorlab.System, budgets, caps str
 			censorlab.PrintSweep(stdout, []censorlab.SweepResult{r})
 		}
 	}
-	results, err := censorlab.Sweep(ctx, censorlab.SweepConfig{Systems: systems, Points: points, Bytes: mib << 20, CoverChain: coverChain}, each)
+	results, err := censorlab.Sweep(ctx, censorlab.SweepConfig{Systems: systems, Points: points, Bytes: mib << 20, CoverChain: coverChain, Parallel: parallel}, each)
 	if err != nil {
 		return err
 	}

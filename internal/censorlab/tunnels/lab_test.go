@@ -26,7 +26,7 @@ func TestLabTable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the full lab table takes a while; not in -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
 	systems := append(append(Direct(), censorlab.Baselines()...), censorlab.Controls()...)
