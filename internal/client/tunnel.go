@@ -74,7 +74,8 @@ type Tunnel struct {
 	lastErrMu sync.Mutex
 	lastErr   error // guarded by lastErrMu
 
-	opts TunnelOptions // read-only after NewTunnel
+	opts  TunnelOptions // read-only after NewTunnel
+	pacer *xhttp.Pacer  // shared by every tunnel to the server (pace.go); nil: pacing off
 
 	xhMu     sync.Mutex
 	xh       *xhttp.Dialer // guarded by xhMu; made on first XHTTP dial
@@ -168,6 +169,7 @@ func NewTunnel(link *links.VLESS, opts TunnelOptions) (*Tunnel, error) {
 	if t.learned == nil {
 		t.learned = &Learned{}
 	}
+	t.pacer = pacerFor(t.server, opts.Pace)
 	return t, nil
 }
 
@@ -261,6 +263,9 @@ func (t *Tunnel) handshake(ctx context.Context) (net.Conn, error) {
 // dialTLS dials the server and completes REALITY, counting the bytes on w.
 // It returns the TLS conn and the TCP conn under it.
 func (t *Tunnel) dialTLS(ctx context.Context, w *connWatch) (tconn, raw net.Conn, err error) {
+	if t.pacer != nil {
+		t.pacer.Note() // a rate rule counts these too
+	}
 	raw, err = t.dialServer(ctx)
 	if err != nil {
 		return nil, nil, t.fail(fmt.Errorf("cannot reach server %s: %w", t.server, err))

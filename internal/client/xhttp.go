@@ -34,6 +34,7 @@ func (t *Tunnel) xhttpConfig() xhttp.DialerConfig {
 		Logger:   t.logger(),
 		Limits:   tunnelLimits{t},
 		Pace:     t.opts.Pace,
+		Pacer:    t.pacer,
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = defaultPoolConns

@@ -47,7 +47,8 @@ func BenchmarkConnSetup(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		pc, err := d.dial(ctx)
+		var started time.Time
+		pc, err := d.dial(ctx, &started)
 		if err != nil {
 			b.Fatal(err)
 		}

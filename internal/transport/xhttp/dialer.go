@@ -52,6 +52,10 @@ type DialerConfig struct {
 	// Pace limits how fast a rotating dialer opens connections (pace.go);
 	// the zero value paces with the defaults.
 	Pace Pace
+	// Pacer, if set, is the pacer shared with everything else that dials
+	// the same server (its own Pace is used); nil gives the dialer its own
+	// from Pace. Ignored with Pace.Off.
+	Pacer *Pacer
 	// Logger receives warnings; nil discards.
 	Logger *slog.Logger
 }
@@ -91,7 +95,8 @@ type Dialer struct {
 
 	mu      sync.Mutex
 	conns   []*pconn      // guarded by mu
-	dialing int           // guarded by mu
+	dialing int           // guarded by mu; of them, pacing are still waiting for the pacer
+	pacing  int           // guarded by mu
 	closing int           // guarded by mu: closed connections whose FINs are still on the path
 	heard   atomic.Int64  // when any connection of the pool last received bytes (Unix ns)
 	changed chan struct{} // guarded by mu; closed on every pool change
@@ -104,7 +109,7 @@ type Dialer struct {
 	dialed, maxLive atomic.Int64
 	warned          atomic.Bool
 	warnedSmall     atomic.Bool  // logged that a budget was too small for a handshake
-	pacer           *pacer       // nil: Pace.Off
+	pacer           *Pacer       // nil: Pace.Off
 	lastHS          atomic.Int64 // the handshake of the last connection dialed
 	warnedPace      atomic.Bool  // logged that a budget was too small to pace
 	pacedOnce       atomic.Bool  // logged that pacing began
@@ -206,8 +211,11 @@ func NewDialer(cfg DialerConfig) (*Dialer, error) {
 		changed: make(chan struct{}),
 	}
 	if !cfg.Pace.Off {
-		d.cfg.Pace = cfg.Pace.withDefaults()
-		d.pacer = newPacer(d.cfg.Pace)
+		d.pacer = cfg.Pacer
+		if d.pacer == nil {
+			d.pacer = NewPacer(cfg.Pace)
+		}
+		d.cfg.Pace = d.pacer.p
 	}
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true) // HTTP/2 with prior knowledge: dial secures the connection
@@ -459,11 +467,11 @@ func (d *Dialer) acquire(ctx context.Context, need int64) (*pconn, error) {
 			d.dialing++
 			start := time.Now()
 			d.mu.Unlock()
-			pc, err := d.dial(ctx)
+			pc, err := d.dial(ctx, &start)
 			d.mu.Lock()
 			d.dialing--
 			if err != nil {
-				d.refused(ctx, err, len(d.conns)+d.closing+d.dialing, d.heardLocked(start))
+				d.refused(ctx, err, len(d.conns)+d.closing+d.dialing-d.pacing, d.heardLocked(start))
 				d.broadcastLocked()
 				d.mu.Unlock()
 				return nil, err
@@ -503,7 +511,7 @@ func (d *Dialer) dialAhead() {
 	d.dialing++
 	start := time.Now()
 	d.wg.Go(func() {
-		pc, err := d.dial(d.ctx)
+		pc, err := d.dial(d.ctx, &start)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.dialing--
@@ -511,7 +519,7 @@ func (d *Dialer) dialAhead() {
 			d.retryAt, d.retryWait = time.Time{}, 0
 			d.addLocked(pc)
 		} else {
-			d.refused(d.ctx, err, len(d.conns)+d.closing+d.dialing, d.heardLocked(start))
+			d.refused(d.ctx, err, len(d.conns)+d.closing+d.dialing-d.pacing, d.heardLocked(start))
 			d.retryWait = min(max(2*d.retryWait, spreadBackoff), maxSpreadBackoff)
 			d.retryAt = time.Now().Add(d.retryWait)
 			d.log.Debug("xhttp: background dial failed", "err", err, "retry_in", d.retryWait)
@@ -560,11 +568,14 @@ func (d *Dialer) kill(pc *pconn) {
 // pingTimeout bounds the PING round trip that opens every connection.
 const pingTimeout = 10 * time.Second
 
-// dial opens one connection and starts HTTP/2 on it.
-func (d *Dialer) dial(ctx context.Context) (*pconn, error) {
+// dial opens one connection and starts HTTP/2 on it. It first waits for
+// the pacer (pace.go), then sets *started to when the dial itself began: a
+// refusal is judged by what the pool heard during the dial, not the wait.
+func (d *Dialer) dial(ctx context.Context, started *time.Time) (*pconn, error) {
 	if err := d.pace(ctx, d.budgetNow()); err != nil {
 		return nil, err
 	}
+	*started = time.Now()
 	conn, rx, err := d.cfg.Dial(ctx)
 	if err != nil {
 		return nil, err

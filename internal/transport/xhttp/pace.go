@@ -2,6 +2,7 @@ package xhttp
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 )
@@ -18,18 +19,20 @@ import (
 // 16 in 10 s).
 //
 // So while a dialer rotates, its dials wait for a token: Burst at once, then
-// one per Every, which keeps any 10 s window at Burst + 10s/Every opens (15
-// with the defaults). Every dial takes a token, paced or not, so the opens
-// made before rotation began (the first connections, the frozen ones the
-// client learned the freeze from) are paid back before the next paced one;
-// the debt is capped at maxPaceDebt tokens, about the detector's window.
+// one per Every, and never more than Burst + 10s/Every opens (15 with the
+// defaults) in the last 10 s, counted exactly as the lab's rule counts
+// them. Every open draws on the same Pacer, paced or not (the first
+// connections, the frozen ones the client learned the freeze from, a tcp
+// link's plain connections before it moved to XHTTP: Pacer.Note), so those
+// are paid back before the next paced one. The client keeps one Pacer per
+// server for all its tunnels (internal/client).
 //
 // Pacing caps what a rotating dialer carries at what one connection carries
 // per Every. Where that is below Floor the freeze and a rate rule together
 // leave no room for a usable tunnel, and the dialer does not wait: it opens
 // connections as fast as the data needs, and says so once in its log
 // (docs/adaptive.md has the boundary: about 10 KiB with the lab's cover,
-// 12–16 KiB with a real site's handshake of 3–6 KB).
+// 11–15 KiB with a real site's handshake of 3–6 KB).
 
 // Pace is how fast a rotating dialer may open connections.
 type Pace struct {
@@ -49,7 +52,8 @@ const (
 	defaultPaceBurst = 3
 	defaultPaceEvery = 800 * time.Millisecond
 	defaultPaceFloor = 8 << 10
-	maxPaceDebt      = 4
+	maxPaceDebt      = 4                // tokens opens not paced may borrow
+	paceWindow       = 10 * time.Second // the window a rate rule counts opens in
 )
 
 func (p Pace) withDefaults() Pace {
@@ -65,6 +69,9 @@ func (p Pace) withDefaults() Pace {
 	return p
 }
 
+// perWindow is the most opens a paced dialer makes in paceWindow.
+func (p Pace) perWindow() int { return p.Burst + int(paceWindow/p.Every) }
+
 // carries is what one connection rotating at budget carries towards the
 // client after a handshake of hs bytes (dial's arithmetic).
 func carries(budget, hs int64) int64 {
@@ -77,48 +84,97 @@ func (p Pace) worthPacing(budget, hs int64) bool {
 	return float64(carries(budget, hs))/p.Every.Seconds() >= float64(p.Floor)
 }
 
-// pacer is a token bucket that every dial draws on.
-type pacer struct {
+// Pacer paces the connections opened to one server: a token bucket (Burst,
+// one more per Every) and the opens of the last paceWindow. Share one among
+// everything that dials the same server (DialerConfig.Pacer).
+type Pacer struct {
 	p      Pace
 	mu     sync.Mutex
-	tokens float64   // guarded by mu; may go below zero (opens not paced)
-	at     time.Time // guarded by mu; when tokens was last brought up to date
+	tokens float64     // guarded by mu; below zero after opens not paced
+	at     time.Time   // guarded by mu; when tokens was last brought up to date
+	opens  []time.Time // guarded by mu; the opens of the last paceWindow, oldest first
 }
 
-func newPacer(p Pace) *pacer {
-	return &pacer{p: p, tokens: float64(p.Burst), at: time.Now()}
+// NewPacer returns a pacer for p (zero fields: the defaults).
+func NewPacer(p Pace) *Pacer {
+	p = p.withDefaults()
+	return &Pacer{p: p, tokens: float64(p.Burst), at: time.Now()}
 }
 
-func (pc *pacer) refillLocked(now time.Time) {
+// Note records a connection opened to the server without waiting (one the
+// pacer does not gate, such as a tcp link's own), so that paced opens
+// after it leave room for it.
+func (pc *Pacer) Note() {
+	pc.mu.Lock()
+	pc.drawLocked(time.Now())
+	pc.mu.Unlock()
+}
+
+// Idle reports whether nothing was opened in the last window, so the pacer
+// holds no state a new one would not.
+func (pc *Pacer) Idle() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.updateLocked(time.Now())
+	return len(pc.opens) == 0 && pc.tokens >= float64(pc.p.Burst)
+}
+
+// updateLocked refills the bucket and forgets opens older than the window.
+func (pc *Pacer) updateLocked(now time.Time) {
 	pc.tokens = min(pc.tokens+float64(now.Sub(pc.at))/float64(pc.p.Every), float64(pc.p.Burst))
 	pc.at = now
+	i := 0
+	for i < len(pc.opens) && now.Sub(pc.opens[i]) >= paceWindow {
+		i++
+	}
+	pc.opens = append(pc.opens[:0], pc.opens[i:]...)
 }
 
-// take draws one token. With wait it first waits until there is one, or
-// ctx ends; without, it draws at once and the debt is paid by later waits.
-func (pc *pacer) take(ctx context.Context, wait bool) error {
+func (pc *Pacer) drawLocked(now time.Time) {
+	pc.updateLocked(now)
+	pc.tokens = max(pc.tokens-1, -maxPaceDebt)
+	pc.opens = append(pc.opens, now)
+}
+
+// take draws one token. With wait it first waits until there is one and
+// the window has room, or ctx or done ends; without, it draws at once and
+// later waits pay for it.
+func (pc *Pacer) take(ctx context.Context, done <-chan struct{}, wait bool) error {
 	for {
 		pc.mu.Lock()
-		pc.refillLocked(time.Now())
-		if !wait || pc.tokens >= 1 {
-			pc.tokens = max(pc.tokens-1, -maxPaceDebt)
+		now := time.Now()
+		pc.updateLocked(now)
+		limit := pc.p.perWindow()
+		if !wait || pc.tokens >= 1 && len(pc.opens) < limit {
+			pc.drawLocked(now)
 			pc.mu.Unlock()
 			return nil
 		}
-		need := time.Duration((1 - pc.tokens) * float64(pc.p.Every))
+		var need time.Duration
+		if pc.tokens < 1 {
+			need = time.Duration((1 - pc.tokens) * float64(pc.p.Every))
+		}
+		if n := len(pc.opens); n >= limit {
+			// The open that must leave the window for this one to fit.
+			need = max(need, pc.opens[n-limit].Add(paceWindow).Sub(now))
+		}
 		pc.mu.Unlock()
-		t := time.NewTimer(need)
+		t := time.NewTimer(need + time.Millisecond)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-done:
+			t.Stop()
+			return net.ErrClosed
 		}
 	}
 }
 
 // pace takes the token of one dial at budget (0: not rotating), waiting for
-// it when pacing is on and worth it there.
+// it when pacing is on and worth it there. While it waits the dial counts
+// in d.pacing, not as a connection being opened.
 func (d *Dialer) pace(ctx context.Context, budget int64) error {
 	if d.pacer == nil {
 		return nil
@@ -126,22 +182,34 @@ func (d *Dialer) pace(ctx context.Context, budget int64) error {
 	wait := budget > 0
 	if wait {
 		hs := d.lastHS.Load()
-		if hs == 0 {
+		measured := hs > 0
+		if !measured {
 			hs = assumedHandshake
 		}
-		if !d.pacer.p.worthPacing(budget, hs) {
+		switch {
+		case !d.cfg.Pace.worthPacing(budget, hs):
 			wait = false
-			if !d.warnedPace.Swap(true) {
+			if measured && !d.warnedPace.Swap(true) {
 				d.log.Warn("xhttp: the freeze leaves too little per connection to pace them under a censor's connection-rate rule; "+
 					"connections open as fast as the data needs, which such a rule would catch (a relay inside the network avoids the freeze)",
 					"budget", budget, "handshake", hs)
 			}
-		} else if !d.pacedOnce.Swap(true) {
+		case !d.pacedOnce.Swap(true):
 			d.log.Info("xhttp: rotating below a freeze; new connections are paced as a browser's would be",
-				"budget", budget, "per_10s", d.pacer.p.Burst+int(10*time.Second/d.pacer.p.Every))
+				"budget", budget, "per_10s", d.cfg.Pace.perWindow())
 		}
 	}
-	return d.pacer.take(ctx, wait)
+	if wait {
+		d.mu.Lock()
+		d.pacing++
+		d.mu.Unlock()
+		defer func() {
+			d.mu.Lock()
+			d.pacing--
+			d.mu.Unlock()
+		}()
+	}
+	return d.pacer.take(ctx, d.ctx.Done(), wait)
 }
 
 // assumedHandshake stands for the handshake of a server not dialed yet
