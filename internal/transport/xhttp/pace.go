@@ -23,8 +23,10 @@ import (
 // defaults) in the last 10 s, counted exactly as the lab's rule counts
 // them. Every open draws on the same Pacer, paced or not (the first
 // connections, the frozen ones the client learned the freeze from, a tcp
-// link's plain connections before it moved to XHTTP: Pacer.Note), so those
-// are paid back before the next paced one. The client keeps one Pacer per
+// link's plain connections before it moved to XHTTP: Pacer.Note), so the
+// window leaves room for them. They do not put the bucket in debt: a debt
+// would only add to the wait the window already sets, while the client is
+// still learning the freeze and its transfers wait on the next connection. The client keeps one Pacer per
 // server for all its tunnels (internal/client).
 //
 // Pacing caps what a rotating dialer carries at what one connection carries
@@ -52,7 +54,6 @@ const (
 	defaultPaceBurst = 3
 	defaultPaceEvery = 800 * time.Millisecond
 	defaultPaceFloor = 8 << 10
-	maxPaceDebt      = 4                // tokens opens not paced may borrow
 	paceWindow       = 10 * time.Second // the window a rate rule counts opens in
 )
 
@@ -90,7 +91,7 @@ func (p Pace) worthPacing(budget, hs int64) bool {
 type Pacer struct {
 	p      Pace
 	mu     sync.Mutex
-	tokens float64     // guarded by mu; below zero after opens not paced
+	tokens float64     // guarded by mu
 	at     time.Time   // guarded by mu; when tokens was last brought up to date
 	opens  []time.Time // guarded by mu; the opens of the last paceWindow, oldest first
 }
@@ -132,7 +133,7 @@ func (pc *Pacer) updateLocked(now time.Time) {
 
 func (pc *Pacer) drawLocked(now time.Time) {
 	pc.updateLocked(now)
-	pc.tokens = max(pc.tokens-1, -maxPaceDebt)
+	pc.tokens = max(pc.tokens-1, 0)
 	pc.opens = append(pc.opens, now)
 }
 

@@ -46,29 +46,35 @@ func TestPacerKeepsItsRate(t *testing.T) {
 	}
 }
 
-// TestPacerDebt: opens made without waiting (before rotation began) are
-// paid back before the next paced one, up to maxPaceDebt.
-func TestPacerDebt(t *testing.T) {
+// TestPacerNotes: opens made without waiting (before rotation began, or a
+// tcp link's) empty the bucket and count in the window, without a debt: the
+// next paced open waits for one token, not for them all.
+func TestPacerNotes(t *testing.T) {
 	p := Pace{Burst: 2, Every: 40 * time.Millisecond}.withDefaults()
 	pc := NewPacer(p)
-	for range 6 { // 2 from the burst, 4 on credit
+	var lastNote time.Time
+	for range 6 {
+		lastNote = time.Now() // the bucket is empty from the last Note on
 		pc.Note()
 	}
-	start := time.Now()
 	if err := pc.take(context.Background(), nil, true); err != nil {
 		t.Fatal(err)
 	}
-	// From -maxPaceDebt to 1 token: maxPaceDebt+1 intervals, less what
-	// passed since the last unpaced open.
-	if waited, least := time.Since(start), time.Duration(maxPaceDebt)*p.Every; waited < least {
-		t.Fatalf("the first paced open after 6 unpaced ones waited %v, want at least %v", waited, least)
+	if waited := time.Since(lastNote); waited < p.Every {
+		t.Fatalf("the first paced open came %v after 6 unpaced ones, want at least %v (an empty bucket)", waited, p.Every)
+	}
+	pc.mu.Lock()
+	n := len(pc.opens)
+	pc.mu.Unlock()
+	if n != 7 {
+		t.Fatalf("the window holds %d opens, want 7 (6 noted, 1 paced)", n)
 	}
 }
 
 // TestPacerWindow: however many opens came unpaced, the paced ones after
-// them wait until the last paceWindow holds fewer than perWindow: the
-// debt's cap bounds the bucket, not the window. (A bucket alone let 12
-// unpaced opens and the paced ones after them put 18 in 10 s.)
+// them wait until the last paceWindow holds fewer than perWindow. (A
+// bucket alone, its debt capped, let 12 unpaced opens and the paced ones
+// after them put 18 in 10 s.)
 func TestPacerWindow(t *testing.T) {
 	p := Pace{}.withDefaults() // 15 in any 10 s
 	pc := NewPacer(p)
