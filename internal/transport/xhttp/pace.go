@@ -26,8 +26,9 @@ import (
 // link's plain connections before it moved to XHTTP: Pacer.Note), so the
 // window leaves room for them. They do not put the bucket in debt: a debt
 // would only add to the wait the window already sets, while the client is
-// still learning the freeze and its transfers wait on the next connection. The client keeps one Pacer per
-// server for all its tunnels (internal/client).
+// still learning the freeze and its transfers wait on the next connection.
+// The client keeps one Pacer per server for all its tunnels
+// (internal/client).
 //
 // Pacing caps what a rotating dialer carries at what one connection carries
 // per Every. Where that is below Floor the freeze and a rate rule together
