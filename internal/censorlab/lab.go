@@ -555,6 +555,9 @@ func (l *Lab) runCellOnce(ctx context.Context, sc Scenario, sys System, w Worklo
 	switch {
 	case len(events) > 0:
 		r.Detail = events[0].Reason
+		if len(tally.Errors) > 0 { // what fell short, beside the rule that fired first
+			r.Detail += "; workload: " + strings.Join(tally.Errors, "; ")
+		}
 	case len(tally.Errors) > 0:
 		r.Detail = tally.Errors[0]
 	}
