@@ -108,7 +108,9 @@ func NewPacer(p Pace) *Pacer {
 // after it leave room for it.
 func (pc *Pacer) Note() {
 	pc.mu.Lock()
-	pc.drawLocked(time.Now())
+	now := time.Now()
+	pc.updateLocked(now)
+	pc.drawLocked(now)
 	pc.mu.Unlock()
 }
 
@@ -132,15 +134,15 @@ func (pc *Pacer) updateLocked(now time.Time) {
 	pc.opens = append(pc.opens[:0], pc.opens[i:]...)
 }
 
+// drawLocked takes a token and notes the open; updateLocked(now) came first.
 func (pc *Pacer) drawLocked(now time.Time) {
-	pc.updateLocked(now)
 	pc.tokens = max(pc.tokens-1, 0)
 	pc.opens = append(pc.opens, now)
 }
 
 // take draws one token. With wait it first waits until there is one and
-// the window has room, or ctx or done ends; without, it draws at once and
-// later waits pay for it.
+// the window has room, or ctx or done ends; without, it draws at once, and
+// the open counts in the window of later waits.
 func (pc *Pacer) take(ctx context.Context, done <-chan struct{}, wait bool) error {
 	for {
 		pc.mu.Lock()
